@@ -1,0 +1,49 @@
+// Fixed-order tree reduction of f32 values: each workgroup sums one block of BLOCK values and
+// divides by `divisor`. The host chains passes until one value is left. The order of additions
+// depends only on n, so the same input gives the same bits on every run.
+
+struct Params {
+    n: u32,
+    // 1 for intermediate passes and for `sum`; the number of valid rows on the last pass of `mean`.
+    divisor: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+const WORKGROUP: u32 = 256u;
+const ITEMS: u32 = 8u;
+const BLOCK: u32 = WORKGROUP * ITEMS;
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> values: array<f32>;
+@group(0) @binding(2) var<storage, read_write> sums: array<f32>;
+
+var<workgroup> partial: array<f32, WORKGROUP>;
+
+@compute @workgroup_size(WORKGROUP)
+fn reduce_sum(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let block = wg.y * groups.x + wg.x;
+    let base = block * BLOCK;
+    var acc = 0.0;
+    for (var i = 0u; i < ITEMS; i++) {
+        let idx = base + i * WORKGROUP + lid;
+        if idx < params.n {
+            acc += values[idx];
+        }
+    }
+    partial[lid] = acc;
+    workgroupBarrier();
+    for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        sums[block] = partial[0] / params.divisor;
+    }
+}

@@ -1,0 +1,29 @@
+// One workgroup per row; the invocations' partial (max, sum-exp) pairs meet in a fixed-order tree
+// in workgroup memory. Used where the adapter has no subgroup operations (GL, for one).
+
+override WORKGROUP: u32 = 256u;
+
+var<workgroup> partial: array<vec2<f32>, 256>;
+
+@compute @workgroup_size(WORKGROUP)
+fn row_per_workgroup(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = group_index(wg, groups);
+    if row >= params.rows {
+        return;
+    }
+    partial[lid] = scan_row(row, lid, WORKGROUP);
+    workgroupBarrier();
+    for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            partial[lid] = combine(partial[lid], partial[lid + stride]);
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        finish_row(row, partial[0]);
+    }
+}

@@ -1,0 +1,60 @@
+//! Argument parsing and dispatch to the subcommands.
+
+mod adapters;
+mod demo;
+mod loss;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use xent::{Engine, Result};
+
+/// Cross-entropy losses on wgpu and the CPU.
+#[derive(Parser, Debug)]
+#[command(name = "xent", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Compute the loss of a generated batch on every adapter and on the reference (the default).
+    Demo,
+    /// List every adapter wgpu finds, best first, with its backend, type, limits and features.
+    Adapters,
+    /// Compute the loss of logits and targets stored as .npy files.
+    Loss(loss::LossArgs),
+}
+
+/// Which engine a command runs on.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum DeviceChoice {
+    /// The best GPU adapter, or the CPU when there is none.
+    #[default]
+    Auto,
+    /// The best GPU adapter; an error when there is none.
+    Gpu,
+    /// The CPU.
+    Cpu,
+}
+
+impl DeviceChoice {
+    fn engine(self) -> Result<Engine> {
+        match self {
+            DeviceChoice::Auto => Ok(Engine::new()),
+            DeviceChoice::Gpu => Engine::gpu(),
+            DeviceChoice::Cpu => Ok(Engine::cpu()),
+        }
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command.unwrap_or(Command::Demo) {
+        Command::Demo => demo::run(),
+        Command::Adapters => {
+            adapters::run();
+            Ok(())
+        }
+        Command::Loss(args) => loss::run(&args),
+    }
+}

@@ -1,0 +1,140 @@
+//! The engine: one object that owns a backend and computes losses on it.
+
+use std::sync::Arc;
+
+use crate::cpu::reference;
+use crate::error::{Error, Result};
+use crate::gpu::{self, GpuEngine};
+use crate::loss::SoftmaxCrossEntropy;
+use crate::output::Output;
+
+/// Where an engine computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// A wgpu adapter (a hardware GPU, or a software one such as lavapipe).
+    Gpu,
+    /// The CPU.
+    Cpu,
+}
+
+/// Which device an engine runs on, as the CLI and tests name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// GPU or CPU.
+    pub kind: DeviceKind,
+    /// The adapter's name, or the CPU path's.
+    pub adapter: String,
+    /// The wgpu backend (`Vulkan`, `Gl`, ...), or `cpu`.
+    pub backend: String,
+    /// The adapter type (`DiscreteGpu`, `Cpu`, ...), or `cpu`.
+    pub device_type: String,
+}
+
+impl std::fmt::Display for DeviceInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}/{}]", self.backend, self.adapter)
+    }
+}
+
+#[derive(Clone)]
+enum Backend {
+    Gpu(Arc<GpuEngine>),
+    Reference,
+}
+
+/// Computes losses on one device. It builds each pipeline once and reuses its buffers; cloning
+/// it is cheap, and it is `Send + Sync`, so one engine can serve many threads.
+///
+/// ```
+/// use xent::{Engine, Reduction, SoftmaxCrossEntropy};
+/// let engine = Engine::cpu();
+/// let logits = [2.0_f32, 1.0, 0.1, 0.5, 2.5, 0.3];
+/// let targets = [0_i64, 1];
+/// let out = engine
+///     .softmax_cross_entropy(&SoftmaxCrossEntropy::new(&logits, [2, 3], &targets[..]))
+///     .unwrap();
+/// let mean = out.loss.scalar().unwrap();
+/// assert!((mean - 0.3185).abs() < 1e-3);
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    backend: Backend,
+    info: DeviceInfo,
+}
+
+impl Engine {
+    /// The best backend there is: the best GPU adapter that opens, or else the CPU.
+    pub fn new() -> Self {
+        Self::gpu().unwrap_or_else(|_| Self::cpu())
+    }
+
+    /// The best GPU adapter that opens: discrete, then integrated, then software, honouring
+    /// `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`. An error when there is none.
+    pub fn gpu() -> Result<Self> {
+        let mut last = Error::NoAdapter("wgpu found no adapter".into());
+        for engine in Self::all_gpus() {
+            match engine {
+                Ok(engine) => return Ok(engine),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// One engine per adapter wgpu finds, best first, each an error where its device would not
+    /// open.
+    pub fn all_gpus() -> Vec<Result<Self>> {
+        let instance = gpu::adapter::instance();
+        gpu::adapter::ranked(&instance)
+            .iter()
+            .map(|adapter| GpuEngine::open(adapter).map(Self::from_gpu))
+            .collect()
+    }
+
+    /// The float64 CPU reference.
+    pub fn cpu() -> Self {
+        Engine {
+            backend: Backend::Reference,
+            info: DeviceInfo {
+                kind: DeviceKind::Cpu,
+                adapter: "cpu reference (float64)".into(),
+                backend: "cpu".into(),
+                device_type: "cpu".into(),
+            },
+        }
+    }
+
+    /// An engine on a device the caller already owns. The caller's uncaptured-error handler is
+    /// left in place; xent captures its own errors with error scopes.
+    pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        Self::from_gpu(GpuEngine::borrowed(device, queue))
+    }
+
+    fn from_gpu(engine: GpuEngine) -> Self {
+        let info = engine.info();
+        let info = DeviceInfo {
+            kind: DeviceKind::Gpu,
+            adapter: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+        };
+        Engine {
+            backend: Backend::Gpu(Arc::new(engine)),
+            info,
+        }
+    }
+
+    /// The device this engine computes on.
+    pub fn device(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    /// Softmax cross-entropy, checked and then computed on this engine's device.
+    pub fn softmax_cross_entropy(&self, request: &SoftmaxCrossEntropy) -> Result<Output> {
+        let checked = request.check()?;
+        match &self.backend {
+            Backend::Gpu(gpu) => gpu.softmax_cross_entropy(&checked),
+            Backend::Reference => Ok(reference::softmax_cross_entropy(&checked)),
+        }
+    }
+}

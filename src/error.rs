@@ -1,0 +1,91 @@
+//! The one error type of the library.
+
+/// Everything that can go wrong in xent. Each variant says what is wrong and where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A buffer's length does not match the shape it was given with.
+    #[error("{what} has {actual} values, but its shape {shape} needs {expected}")]
+    LengthMismatch {
+        /// Which input.
+        what: &'static str,
+        /// The shape, spelled as in the error message (`[4, 10]`).
+        shape: String,
+        /// Values the shape needs.
+        expected: usize,
+        /// Values supplied.
+        actual: usize,
+    },
+    /// The class dimension is empty.
+    #[error("logits have 0 classes; cross-entropy needs at least one class")]
+    NoClasses,
+    /// A class-index target is outside [0, classes) and is not the ignore index.
+    #[error("target {target} at row {row} is outside [0, {classes}) and is not ignore_index {ignore_index}")]
+    TargetOutOfRange {
+        /// The batch row.
+        row: usize,
+        /// The offending target.
+        target: i64,
+        /// Number of classes.
+        classes: usize,
+        /// The ignore index in force.
+        ignore_index: i64,
+    },
+    /// The input is larger than this backend can address.
+    #[error("{what} is too large: {reason}")]
+    TooLarge {
+        /// Which input.
+        what: &'static str,
+        /// The limit that was hit.
+        reason: String,
+    },
+    /// No GPU adapter could be found or opened.
+    #[error("no GPU adapter: {0}")]
+    NoAdapter(String),
+    /// wgpu refused the device request.
+    #[error("could not open a device on adapter {adapter}: {source}")]
+    RequestDevice {
+        /// The adapter's name.
+        adapter: String,
+        /// wgpu's reason.
+        source: wgpu::RequestDeviceError,
+    },
+    /// A wgpu validation or internal error, captured from an error scope or the uncaptured-error
+    /// handler.
+    #[error("wgpu error during {during}: {message}")]
+    Wgpu {
+        /// What xent was doing.
+        during: &'static str,
+        /// wgpu's message.
+        message: String,
+    },
+    /// The device ran out of memory.
+    #[error("the GPU ran out of memory during {during}")]
+    OutOfMemory {
+        /// What xent was doing.
+        during: &'static str,
+    },
+    /// The device was lost; build a new engine.
+    #[error("the GPU device was lost: {0}")]
+    DeviceLost(String),
+    /// Mapping a buffer for reading or writing failed.
+    #[error("mapping a GPU buffer failed: {0}")]
+    Map(#[from] wgpu::BufferAsyncError),
+    /// A mapped buffer's bytes could not be reached.
+    #[error("reading a mapped GPU buffer failed: {0}")]
+    MapRange(#[from] wgpu::MapRangeError),
+    /// Waiting on the device failed.
+    #[error("waiting for the GPU failed: {0}")]
+    Poll(#[from] wgpu::PollError),
+    /// A `.npy` file could not be read or has the wrong dtype or shape.
+    #[error("{path}: {reason}")]
+    Npy {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// `Result` with xent's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,67 @@
+//! Splitting a batch into row chunks that each fit one storage binding.
+
+use std::ops::Range;
+
+use crate::error::{Error, Result};
+
+/// The largest chunk uploaded at once. Smaller than lavapipe's 128 MiB binding limit so that the
+/// upload of one chunk overlaps the kernel on the previous one, and host-side staging stays small.
+pub(crate) const CHUNK_CAP_BYTES: u64 = 32 << 20;
+
+/// Row ranges covering `0..batch`, each at most `max_bytes` of f32 logits once rounded up to the
+/// 16-byte vec4 word the kernels read.
+pub(crate) fn row_chunks(batch: usize, classes: usize, max_bytes: u64) -> Result<Vec<Range<usize>>> {
+    let max_bytes = max_bytes / 16 * 16;
+    let row_bytes = classes as u64 * 4;
+    let rows_per_chunk = max_bytes / row_bytes;
+    if rows_per_chunk == 0 {
+        return Err(Error::TooLarge {
+            what: "logits",
+            reason: format!(
+                "one row of {classes} classes takes {row_bytes} bytes, over the {max_bytes}-byte storage binding"
+            ),
+        });
+    }
+    let step = usize::try_from(rows_per_chunk).unwrap_or(usize::MAX);
+    Ok((0..batch)
+        .step_by(step)
+        .map(|start| start..batch.min(start.saturating_add(step)))
+        .collect())
+}
+
+/// `n` rounded up to a multiple of `to`.
+pub(crate) fn round_up(n: u64, to: u64) -> u64 {
+    n.div_ceil(to) * to
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_the_batch_exactly_and_fit() {
+        for &(batch, classes, max) in &[
+            (1, 1, 16),
+            (70_000, 10, 1 << 20),
+            (1100, 32_000, 128 << 20),
+            (7, 3, 40),
+            (0, 5, 64),
+        ] {
+            let chunks = row_chunks(batch, classes, max).unwrap();
+            let covered: usize = chunks.iter().map(|c| c.len()).sum();
+            assert_eq!(covered, batch);
+            for pair in chunks.windows(2) {
+                assert_eq!(pair[0].end, pair[1].start);
+            }
+            for c in &chunks {
+                assert!(round_up(c.len() as u64 * classes as u64 * 4, 16) <= max);
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_over_the_binding_is_an_error() {
+        let err = row_chunks(2, 100, 256).unwrap_err();
+        assert!(matches!(err, Error::TooLarge { what: "logits", .. }), "{err}");
+    }
+}
