@@ -1,0 +1,106 @@
+//! Shared by the integration tests: every GPU engine, random inputs, and NaN-aware comparison.
+#![allow(dead_code, reason = "each test crate uses a different part of this module")]
+
+use std::sync::OnceLock;
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand_distr::{Distribution, Normal};
+use xent::Engine;
+
+/// One engine per adapter wgpu finds, opened once per test binary. With `XENT_REQUIRE_GPU=1`, no
+/// adapter at all (or one that fails to open) fails the test instead of skipping it.
+pub fn gpus() -> &'static [Engine] {
+    static ENGINES: OnceLock<Vec<Engine>> = OnceLock::new();
+    ENGINES.get_or_init(|| {
+        let require = std::env::var("XENT_REQUIRE_GPU").is_ok_and(|v| v == "1");
+        let mut engines = Vec::new();
+        for engine in Engine::all_gpus() {
+            match engine {
+                Ok(e) => engines.push(e),
+                Err(e) if require => panic!("XENT_REQUIRE_GPU=1 and an adapter failed to open: {e}"),
+                Err(e) => eprintln!("skipping an adapter that failed to open: {e}"),
+            }
+        }
+        assert!(
+            !(require && engines.is_empty()),
+            "XENT_REQUIRE_GPU=1 but wgpu found no adapter"
+        );
+        engines
+    })
+}
+
+/// Runs `body` on every GPU engine, naming each in the output as `[Backend/adapter] test`.
+pub fn on_every_gpu(test: &str, body: impl Fn(&Engine)) {
+    let engines = gpus();
+    if engines.is_empty() {
+        eprintln!("{test}: skipped, no GPU adapter (set XENT_REQUIRE_GPU=1 to fail instead)");
+    }
+    for engine in engines {
+        eprintln!("{} {test}", engine.device());
+        body(engine);
+    }
+}
+
+/// A generator seeded from `XENT_SEED`, or from the clock; the seed is printed so that a failure
+/// can be replayed.
+pub fn rng(test: &str) -> StdRng {
+    let seed = std::env::var("XENT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        });
+    eprintln!("{test}: XENT_SEED={seed}");
+    StdRng::seed_from_u64(seed)
+}
+
+/// `n` logits drawn from N(0, scale²).
+pub fn logits(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
+    let normal = Normal::new(0.0, scale).expect("positive scale");
+    (0..n).map(|_| normal.sample(rng)).collect()
+}
+
+/// `batch` class indices in [0, classes), with each row ignored (-100) with probability `ignored`.
+pub fn targets(rng: &mut StdRng, batch: usize, classes: usize, ignored: f64) -> Vec<i64> {
+    (0..batch)
+        .map(|_| {
+            if rng.random_bool(ignored) {
+                -100
+            } else {
+                rng.random_range(0..classes as i64)
+            }
+        })
+        .collect()
+}
+
+/// Asserts |actual - expected| <= atol + rtol·|expected| elementwise, with NaN matching NaN and an
+/// infinity matching the same infinity. A failure names the first bad index.
+pub fn assert_close(what: &str, actual: &[f32], expected: &[f32], atol: f64, rtol: f64) {
+    assert_eq!(actual.len(), expected.len(), "{what}: lengths differ");
+    for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
+        let (a, e) = (f64::from(a), f64::from(e));
+        let ok = if e.is_nan() || a.is_nan() {
+            e.is_nan() && a.is_nan()
+        } else if e.is_infinite() || a.is_infinite() {
+            a == e
+        } else {
+            (a - e).abs() <= atol + rtol * e.abs()
+        };
+        assert!(
+            ok,
+            "{what}: first mismatch at index {i}: got {a}, expected {e} (atol {atol}, rtol {rtol})"
+        );
+    }
+}
+
+/// Asserts a relative error of at most `rtol` (or an absolute one of `rtol` near zero).
+pub fn assert_scalar(what: &str, actual: f32, expected: f32, rtol: f64) {
+    let (a, e) = (f64::from(actual), f64::from(expected));
+    assert!(
+        (a - e).abs() <= rtol * e.abs().max(1.0),
+        "{what}: got {a}, expected {e}, relative error {:.3e} over {rtol:e}",
+        (a - e).abs() / e.abs().max(1.0)
+    );
+}

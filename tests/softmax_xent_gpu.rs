@@ -1,0 +1,202 @@
+//! Softmax cross-entropy on every GPU adapter against the float64 reference.
+
+mod common;
+
+use common::{assert_close, assert_scalar, logits, on_every_gpu, rng, targets};
+use xent::{Engine, Loss, Output, Reduction, SoftmaxCrossEntropy};
+
+/// Tolerances of the issue: relative error of the mean 1e-5, per-row atol and rtol 1e-5.
+const TOL: f64 = 1e-5;
+
+fn compare(engine: &Engine, request: SoftmaxCrossEntropy, row_scale: f64) {
+    let reference = Engine::cpu();
+    for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+        let request = request.reduction(reduction).with_lse(true);
+        let got = engine.softmax_cross_entropy(&request).unwrap();
+        let want = reference.softmax_cross_entropy(&request).unwrap();
+        let what = format!("{} {reduction:?}", engine.device());
+        assert_eq!(got.valid_rows, want.valid_rows, "{what}: valid_rows");
+        // f32 logits of magnitude M carry an absolute error of about M·2^-24 into lse.
+        let atol = TOL * row_scale.max(1.0);
+        assert_close(
+            &format!("{what} lse"),
+            got.lse.as_deref().unwrap(),
+            want.lse.as_deref().unwrap(),
+            atol,
+            TOL,
+        );
+        match (&got.loss, &want.loss) {
+            (Loss::Scalar(g), Loss::Scalar(w)) => {
+                assert_scalar(&what, *g, *w, TOL * row_scale.max(1.0));
+            }
+            (Loss::PerRow(g), Loss::PerRow(w)) => assert_close(&what, g, w, atol, TOL),
+            other => panic!("{what}: reduction shapes differ: {other:?}"),
+        }
+    }
+}
+
+fn random_case(test: &str, batch: usize, classes: usize, scale: f32, ignored: f64) {
+    let mut rng = rng(test);
+    let x = logits(&mut rng, batch * classes, scale);
+    let t = targets(&mut rng, batch, classes, ignored);
+    on_every_gpu(test, |engine| {
+        compare(
+            engine,
+            SoftmaxCrossEntropy::new(&x, [batch, classes], &t[..]),
+            f64::from(scale),
+        );
+    });
+}
+
+#[test]
+fn one_by_one() {
+    random_case("one_by_one", 1, 1, 2.0, 0.0);
+}
+
+#[test]
+fn three_by_seven() {
+    random_case("three_by_seven", 3, 7, 2.0, 0.0);
+}
+
+#[test]
+fn sizes_off_the_workgroup_grid_with_ignored_rows() {
+    random_case("257x129", 257, 129, 3.0, 0.1);
+}
+
+#[test]
+fn gpt2_vocabulary() {
+    random_case("6x50257", 6, 50_257, 4.0, 0.0);
+}
+
+#[test]
+fn more_rows_than_one_grid_dimension() {
+    random_case("70000x10", 70_000, 10, 2.0, 0.05);
+}
+
+#[test]
+fn batch_over_the_128_mib_storage_binding() {
+    // 1100 × 32000 × 4 B = 140.8 MB, past lavapipe's 134 217 728-byte binding limit.
+    random_case("1100x32000", 1100, 32_000, 2.0, 0.0);
+}
+
+#[test]
+fn every_width_around_the_vec4_and_row_per_thread_boundaries() {
+    let mut rng = rng("widths");
+    for classes in (1..=9).chain(60..=70).chain([255, 256, 257, 1023, 1025]) {
+        let batch = 13;
+        let x = logits(&mut rng, batch * classes, 3.0);
+        let t = targets(&mut rng, batch, classes, 0.1);
+        on_every_gpu(&format!("width {classes}"), |engine| {
+            compare(engine, SoftmaxCrossEntropy::new(&x, [batch, classes], &t[..]), 3.0);
+        });
+    }
+}
+
+#[test]
+fn extreme_magnitudes_that_overflow_a_naive_exp() {
+    random_case("extreme 33x500", 33, 500, 3.0e4, 0.0);
+    random_case("tiny 9x77", 9, 77, 1.0e-6, 0.0);
+}
+
+#[test]
+fn minus_infinity_masks_classes_off_the_target() {
+    let mut rng = rng("masking");
+    for classes in [5, 100, 3000] {
+        let batch = 17;
+        let mut x = logits(&mut rng, batch * classes, 2.0);
+        let t = targets(&mut rng, batch, classes, 0.0);
+        for (r, row) in x.chunks_mut(classes).enumerate() {
+            for (c, v) in row.iter_mut().enumerate() {
+                if c as i64 != t[r] && (c + r) % 3 != 0 {
+                    *v = f32::NEG_INFINITY;
+                }
+            }
+        }
+        on_every_gpu(&format!("masked width {classes}"), |engine| {
+            compare(engine, SoftmaxCrossEntropy::new(&x, [batch, classes], &t[..]), 2.0);
+        });
+    }
+}
+
+#[test]
+fn all_ignored_and_empty_batches_give_zero() {
+    let mut rng = rng("all ignored");
+    let x = logits(&mut rng, 4 * 300, 2.0);
+    let t = [-100_i64; 4];
+    on_every_gpu("all ignored", |engine| {
+        let request = SoftmaxCrossEntropy::new(&x, [4, 300], &t[..]);
+        let out = engine.softmax_cross_entropy(&request).unwrap();
+        assert_eq!(out.loss, Loss::Scalar(0.0));
+        assert_eq!(out.valid_rows, 0);
+        let empty = SoftmaxCrossEntropy::new(&[], [0, 300], &[] as &[i64]);
+        let out = engine.softmax_cross_entropy(&empty).unwrap();
+        assert_eq!(
+            out,
+            Output {
+                loss: Loss::Scalar(0.0),
+                lse: None,
+                valid_rows: 0
+            }
+        );
+    });
+}
+
+#[test]
+fn int32_and_int64_targets_agree() {
+    let mut rng = rng("target dtypes");
+    let x = logits(&mut rng, 40 * 90, 2.0);
+    let t64 = targets(&mut rng, 40, 90, 0.1);
+    let t32: Vec<i32> = t64.iter().map(|&t| t as i32).collect();
+    on_every_gpu("target dtypes", |engine| {
+        let a = engine
+            .softmax_cross_entropy(&SoftmaxCrossEntropy::new(&x, [40, 90], &t64[..]))
+            .unwrap();
+        let b = engine
+            .softmax_cross_entropy(&SoftmaxCrossEntropy::new(&x, [40, 90], &t32[..]))
+            .unwrap();
+        assert_eq!(a, b);
+    });
+}
+
+#[test]
+fn the_same_input_gives_the_same_bits() {
+    let mut rng = rng("determinism");
+    let (batch, classes) = (5000, 1000);
+    let x = logits(&mut rng, batch * classes, 3.0);
+    let t = targets(&mut rng, batch, classes, 0.05);
+    on_every_gpu("determinism", |engine| {
+        for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+            let request = SoftmaxCrossEntropy::new(&x, [batch, classes], &t[..])
+                .reduction(reduction)
+                .with_lse(true);
+            let first = engine.softmax_cross_entropy(&request).unwrap();
+            let second = engine.softmax_cross_entropy(&request).unwrap();
+            let bits = |o: &Output| match &o.loss {
+                Loss::Scalar(v) => vec![v.to_bits()],
+                Loss::PerRow(v) => v.iter().map(|x| x.to_bits()).collect(),
+            };
+            assert_eq!(bits(&first), bits(&second), "{reduction:?}");
+            assert_eq!(first.lse, second.lse);
+        }
+    });
+}
+
+#[test]
+fn a_nan_logit_makes_its_row_nan_and_nothing_else() {
+    let mut rng = rng("nan rows");
+    for classes in [7, 500] {
+        let batch = 6;
+        let mut x = logits(&mut rng, batch * classes, 2.0);
+        x[2 * classes + classes / 2] = f32::NAN;
+        let t = targets(&mut rng, batch, classes, 0.0);
+        on_every_gpu(&format!("nan width {classes}"), |engine| {
+            let request =
+                SoftmaxCrossEntropy::new(&x, [batch, classes], &t[..]).reduction(Reduction::None);
+            let out = engine.softmax_cross_entropy(&request).unwrap();
+            let rows = out.loss.per_row().unwrap();
+            for (r, v) in rows.iter().enumerate() {
+                assert_eq!(v.is_nan(), r == 2, "row {r}: {v}");
+            }
+        });
+    }
+}
