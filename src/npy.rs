@@ -108,6 +108,7 @@ pub fn read_class_indices(path: &Path) -> Result<ClassIndices> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use npyz::WriterBuilder;
 
     fn write(name: &str, bytes: &[u8]) -> std::path::PathBuf {
         let path = std::env::temp_dir().join(format!("xent-npy-{}-{name}", std::process::id()));

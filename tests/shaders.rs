@@ -1,0 +1,50 @@
+//! Every WGSL module the engine builds is parsed and validated by naga, with no GPU. A module that
+//! does not need subgroups must validate without the subgroup capability, as GL requires.
+
+use std::collections::BTreeSet;
+
+use naga::valid::{Capabilities, ValidationFlags, Validator};
+
+#[test]
+fn every_module_parses_and_validates() {
+    for shader in xent::gpu::shader_modules() {
+        let module = naga::front::wgsl::parse_str(&shader.source).unwrap_or_else(|e| {
+            panic!(
+                "{} ({}): {}",
+                shader.name,
+                shader.files.join(" + "),
+                e.emit_to_string(&shader.source)
+            )
+        });
+        let capabilities = if shader.needs_subgroups {
+            Capabilities::SUBGROUP
+        } else {
+            Capabilities::empty()
+        };
+        Validator::new(ValidationFlags::all(), capabilities)
+            .validate(&module)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} ({}): {}",
+                    shader.name,
+                    shader.files.join(" + "),
+                    e.emit_to_string(&shader.source)
+                )
+            });
+    }
+}
+
+#[test]
+fn every_wgsl_file_belongs_to_a_module() {
+    let used: BTreeSet<&str> = xent::gpu::shader_modules()
+        .iter()
+        .flat_map(|s| s.files.iter().copied())
+        .collect();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".wgsl") {
+            assert!(used.contains(name.as_str()), "shaders/{name} is in no module, so it is never validated");
+        }
+    }
+}

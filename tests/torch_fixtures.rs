@@ -1,0 +1,257 @@
+//! PyTorch's `F.cross_entropy` (float64, from `scripts/gen_fixtures.py`) against every engine,
+//! through the library and through `xent loss --json`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{assert_close, assert_scalar, gpus};
+use npyz::WriterBuilder;
+use serde_json::Value;
+use xent::npy::{ClassIndices, Matrix, read_class_indices, read_matrix};
+use xent::{Engine, Reduction, SoftmaxCrossEntropy};
+
+const TOL: f64 = 1e-5;
+
+struct Fixture {
+    name: String,
+    dir: PathBuf,
+    logits: Matrix,
+    targets: Vec<i64>,
+    expected: Value,
+}
+
+impl Fixture {
+    fn number(&self, key: &str) -> f32 {
+        self.expected[key].as_f64().unwrap() as f32
+    }
+
+    fn numbers(&self, key: &str) -> Vec<f32> {
+        self.expected[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect()
+    }
+
+    /// f32 logits of magnitude M carry an absolute error of about M·2^-24 into lse, so the
+    /// absolute tolerance grows with the largest finite logit.
+    fn atol(&self) -> f64 {
+        let max = self
+            .logits
+            .data
+            .iter()
+            .filter(|x| x.is_finite())
+            .fold(1.0_f64, |m, &x| m.max(f64::from(x.abs())));
+        TOL * max
+    }
+}
+
+fn fixtures() -> Vec<Fixture> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/softmax_xent");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 8, "fixtures missing under {}", root.display());
+    dirs.into_iter()
+        .map(|dir| {
+            let ClassIndices::I64(targets) = read_class_indices(&dir.join("target.npy")).unwrap()
+            else {
+                panic!("target.npy is int64");
+            };
+            let i32_targets = read_class_indices(&dir.join("target_i32.npy")).unwrap();
+            assert_eq!(
+                i32_targets,
+                ClassIndices::I32(targets.iter().map(|&t| t as i32).collect())
+            );
+            let text = std::fs::read_to_string(dir.join("expected.json")).unwrap();
+            Fixture {
+                name: dir.file_name().unwrap().to_string_lossy().into_owned(),
+                logits: read_matrix(&dir.join("input.npy")).unwrap(),
+                targets,
+                expected: serde_json::from_str(&text).unwrap(),
+                dir,
+            }
+        })
+        .collect()
+}
+
+fn check_engine(engine: &Engine, f: &Fixture) {
+    let what = format!("{} {}", engine.device(), f.name);
+    let request = SoftmaxCrossEntropy::new(&f.logits.data, f.logits.shape, &f.targets[..]).with_lse(true);
+    let run = |r: Reduction| engine.softmax_cross_entropy(&request.reduction(r)).unwrap();
+    let mean = run(Reduction::Mean);
+    assert_eq!(mean.valid_rows as u64, f.expected["valid_rows"].as_u64().unwrap(), "{what}");
+    let atol = f.atol();
+    assert_scalar(&format!("{what} mean"), mean.loss.scalar().unwrap(), f.number("mean"), atol.max(TOL));
+    assert_scalar(
+        &format!("{what} sum"),
+        run(Reduction::Sum).loss.scalar().unwrap(),
+        f.number("sum"),
+        atol.max(TOL),
+    );
+    let none = run(Reduction::None);
+    assert_close(&format!("{what} none"), none.loss.per_row().unwrap(), &f.numbers("none"), atol, TOL);
+    assert_close(&format!("{what} lse"), none.lse.as_deref().unwrap(), &f.numbers("lse"), atol, TOL);
+}
+
+#[test]
+fn every_engine_matches_pytorch() {
+    let fixtures = fixtures();
+    for f in &fixtures {
+        check_engine(&Engine::cpu(), f);
+    }
+    common::on_every_gpu("pytorch fixtures", |engine| {
+        for f in &fixtures {
+            check_engine(engine, f);
+        }
+    });
+}
+
+/// Runs `xent` with `args` and the given environment; returns (exit code, stdout, stderr).
+fn xent(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xent"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The devices the CLI is run on: the CPU, and each GPU backend that has an adapter here.
+fn cli_devices() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
+    let mut devices = vec![("cpu", vec![])];
+    for engine in gpus() {
+        let backend = match engine.device().backend.as_str() {
+            "Vulkan" => "vulkan",
+            "Gl" => "gl",
+            "Metal" => "metal",
+            "Dx12" => "dx12",
+            other => panic!("unexpected backend {other}"),
+        };
+        devices.push(("gpu", vec![("WGPU_BACKEND", backend)]));
+    }
+    devices
+}
+
+#[test]
+fn cli_json_matches_pytorch() {
+    let fixtures = fixtures();
+    for (device, env) in cli_devices() {
+        for f in &fixtures {
+            let input = f.dir.join("input.npy");
+            let target = f.dir.join(if f.name.len() % 2 == 0 { "target.npy" } else { "target_i32.npy" });
+            for reduction in ["mean", "sum", "none"] {
+                let args = [
+                    "loss",
+                    "--input",
+                    input.to_str().unwrap(),
+                    "--target",
+                    target.to_str().unwrap(),
+                    "--reduction",
+                    reduction,
+                    "--device",
+                    device,
+                    "--json",
+                ];
+                let (code, stdout, stderr) = xent(&args, &env);
+                let what = format!("{device} {env:?} {} {reduction}", f.name);
+                assert_eq!(code, 0, "{what}: {stderr}");
+                let doc: Value = serde_json::from_str(&stdout).unwrap();
+                assert_eq!(doc["device"], device, "{what}");
+                assert!(doc["adapter"].is_string() && doc["backend"].is_string(), "{what}");
+                assert_eq!(doc["valid_rows"], f.expected["valid_rows"], "{what}");
+                if let Some((_, backend)) = env.first() {
+                    assert_eq!(doc["backend"].as_str().unwrap().to_lowercase(), *backend, "{what}");
+                }
+                if reduction == "none" {
+                    let losses: Vec<f32> = doc["losses"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_f64().unwrap() as f32)
+                        .collect();
+                    assert_eq!(doc["shape"], serde_json::json!([f.logits.shape[0]]), "{what}");
+                    assert_close(&what, &losses, &f.numbers("none"), f.atol(), TOL);
+                } else {
+                    let loss = doc["loss"].as_f64().unwrap() as f32;
+                    assert_scalar(&what, loss, f.number(reduction), f.atol().max(TOL));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn cli_gpu_without_an_adapter_fails_with_one_line() {
+    // No Metal adapter exists on Linux, so this asks for a GPU that is not there.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/softmax_xent/3x7");
+    let input = dir.join("input.npy");
+    let target = dir.join("target.npy");
+    let args = ["loss", "--input", input.to_str().unwrap(), "--target", target.to_str().unwrap(), "--device", "gpu"];
+    let (code, stdout, stderr) = xent(&args, &[("WGPU_BACKEND", "metal")]);
+    assert_ne!(code, 0);
+    assert!(stdout.is_empty(), "{stdout}");
+    let reason: Vec<&str> = stderr.lines().filter(|l| l.starts_with("xent: error:")).collect();
+    assert_eq!(reason.len(), 1, "{stderr}");
+    assert!(reason[0].contains("no GPU adapter"), "{stderr}");
+}
+
+#[test]
+fn cli_bad_input_is_a_one_line_error() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/softmax_xent/3x7");
+    let input = dir.join("input.npy");
+    let target = dir.join("target.npy");
+    let (input, target) = (input.to_str().unwrap(), target.to_str().unwrap());
+    let cases: [(&[&str], &str); 4] = [
+        (&["loss", "--input", input, "--target", input, "--device", "cpu"], "expected [batch]"),
+        (&["loss", "--input", target, "--target", target, "--device", "cpu"], "expected float32"),
+        (&["loss", "--input", "/nonexistent.npy", "--target", target], "/nonexistent.npy"),
+        (&["loss", "--input", input, "--target", target, "--reduction", "avg"], "avg"),
+    ];
+    for (args, needle) in cases {
+        let (code, _, stderr) = xent(args, &[]);
+        assert_ne!(code, 0, "{args:?}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn cli_names_the_row_of_a_target_out_of_range() {
+    let dir = std::env::temp_dir().join(format!("xent-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("x.npy");
+    let target = dir.join("t.npy");
+    write_npy(&input, &[2, 3], &[0.3_f32, -1.2, 2.2, 0.7, 1.1, -0.4]);
+    write_npy(&target, &[2], &[1_i64, 3]);
+    for device in ["cpu", "auto"] {
+        let args = ["loss", "--input", input.to_str().unwrap(), "--target", target.to_str().unwrap(), "--device", device];
+        let (code, stdout, stderr) = xent(&args, &[]);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stdout.is_empty());
+        assert_eq!(stderr.lines().filter(|l| l.starts_with("xent: error:")).count(), 1, "{stderr}");
+        assert!(stderr.contains("target 3 at row 1 is outside [0, 3)"), "{stderr}");
+    }
+}
+
+fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], data: &[T]) {
+    let mut out = Vec::new();
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(&mut out)
+        .begin_nd()
+        .unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+    std::fs::write(path, out).unwrap();
+}
