@@ -62,6 +62,12 @@ pub struct Engine {
     info: DeviceInfo,
 }
 
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Engine {
     /// The best backend there is: the best GPU adapter that opens, or else the CPU.
     pub fn new() -> Self {

@@ -20,7 +20,9 @@ pub enum Error {
     #[error("logits have 0 classes; cross-entropy needs at least one class")]
     NoClasses,
     /// A class-index target is outside [0, classes) and is not the ignore index.
-    #[error("target {target} at row {row} is outside [0, {classes}) and is not ignore_index {ignore_index}")]
+    #[error(
+        "target {target} at row {row} is outside [0, {classes}) and is not ignore_index {ignore_index}"
+    )]
     TargetOutOfRange {
         /// The batch row.
         row: usize,

@@ -225,3 +225,90 @@ impl Checked<'_> {
         &self.logits[row * self.classes..(row + 1) * self.classes]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(logits: &[f32], shape: [usize; 2], targets: &[i64]) -> Result<Checked<'static>> {
+        let logits: &'static [f32] = Vec::leak(logits.to_vec());
+        let targets: &'static [i64] = Vec::leak(targets.to_vec());
+        SoftmaxCrossEntropy::new(logits, shape, targets).check()
+    }
+
+    #[test]
+    fn encodes_targets_and_counts_valid_rows() {
+        let c = check(&[0.5; 6], [3, 2], &[1, -100, 0]).unwrap();
+        assert_eq!(c.targets, [1, IGNORED, 0]);
+        assert_eq!(c.valid_rows, 2);
+        assert_eq!(c.target(1), None);
+        assert_eq!(c.target(2), Some(0));
+    }
+
+    #[test]
+    fn a_custom_ignore_index_replaces_the_default() {
+        let t = [3_i32, 0];
+        let c = SoftmaxCrossEntropy::new(&[0.1; 8], [2, 4], &t[..])
+            .ignore_index(3)
+            .check()
+            .unwrap();
+        assert_eq!(c.valid_rows, 1);
+        let err = SoftmaxCrossEntropy::new(&[0.1; 8], [2, 4], &[-100_i32, 0][..])
+            .ignore_index(3)
+            .check()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::TargetOutOfRange {
+                    row: 0,
+                    target: -100,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_input_gets_a_typed_error_naming_it() {
+        let err = check(&[0.5; 5], [3, 2], &[0, 0, 0]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "logits has 5 values, but its shape [3, 2] needs 6"
+        );
+        let err = check(&[0.5; 6], [3, 2], &[0, 0]).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::LengthMismatch {
+                what: "targets",
+                expected: 3,
+                actual: 2,
+                ..
+            }
+        ));
+        assert!(matches!(
+            check(&[], [3, 0], &[0, 0, 0]).unwrap_err(),
+            Error::NoClasses
+        ));
+        let err = check(&[0.5; 6], [3, 2], &[0, 2, 1]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "target 2 at row 1 is outside [0, 2) and is not ignore_index -100"
+        );
+        let err = check(&[0.5; 6], [3, 2], &[0, 1, -1]).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::TargetOutOfRange {
+                row: 2,
+                target: -1,
+                ..
+            }
+        ));
+        let err = check(&[], [usize::MAX, 2], &[]).unwrap_err();
+        assert!(
+            matches!(err, Error::TooLarge { what: "logits", .. }),
+            "{err}"
+        );
+    }
+}

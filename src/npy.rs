@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use npyz::{DType, NpyFile, Order, TypeChar};
+use npyz::{DType, NpyFile, NpyHeader, Order, TypeChar};
 
 use crate::error::{Error, Result};
 
@@ -37,9 +37,15 @@ fn npy_error(path: &Path, reason: impl Into<String>) -> Error {
 /// Opens a file and checks what every reader needs: C order, a plain dtype, and data that the
 /// file really holds.
 fn open<'a>(path: &Path, bytes: &'a [u8]) -> Result<(NpyFile<&'a [u8]>, TypeChar, usize)> {
-    let npy = NpyFile::new(bytes).map_err(|e| npy_error(path, format!("not a valid .npy file: {e}")))?;
+    let mut data = bytes;
+    let header = NpyHeader::from_reader(&mut data)
+        .map_err(|e| npy_error(path, format!("not a valid .npy file: {e}")))?;
+    let npy = NpyFile::with_header(header, data);
     if npy.order() == Order::Fortran {
-        return Err(npy_error(path, "Fortran-order arrays are not supported; save in C order"));
+        return Err(npy_error(
+            path,
+            "Fortran-order arrays are not supported; save in C order",
+        ));
     }
     let DType::Plain(ty) = npy.dtype() else {
         return Err(npy_error(path, "structured dtypes are not supported"));
@@ -50,10 +56,14 @@ fn open<'a>(path: &Path, bytes: &'a [u8]) -> Result<(NpyFile<&'a [u8]>, TypeChar
         .iter()
         .try_fold(item as u64, |acc, &d| acc.checked_mul(d));
     match need {
-        Some(need) if need <= bytes.len() as u64 => Ok((npy, ty.type_char(), item)),
+        Some(need) if need <= data.len() as u64 => Ok((npy, ty.type_char(), item)),
         _ => Err(npy_error(
             path,
-            format!("the header claims shape {:?} but the file has only {} bytes", npy.shape(), bytes.len()),
+            format!(
+                "the header claims shape {:?} but the file has only {} bytes of data",
+                npy.shape(),
+                data.len()
+            ),
         )),
     }
 }
@@ -72,10 +82,16 @@ pub fn read_matrix(path: &Path) -> Result<Matrix> {
     let (npy, kind, item) = open(path, &bytes)?;
     let shape = dims(&npy);
     if kind != TypeChar::Float || item != 4 {
-        return Err(npy_error(path, format!("dtype is {}, expected float32", npy.dtype().descr())));
+        return Err(npy_error(
+            path,
+            format!("dtype is {}, expected float32", npy.dtype().descr()),
+        ));
     }
     let [rows, columns] = shape[..] else {
-        return Err(npy_error(path, format!("shape is {shape:?}, expected [batch, classes]")));
+        return Err(npy_error(
+            path,
+            format!("shape is {shape:?}, expected [batch, classes]"),
+        ));
     };
     let data = npy
         .into_vec::<f32>()
@@ -92,7 +108,10 @@ pub fn read_class_indices(path: &Path) -> Result<ClassIndices> {
     let (npy, kind, item) = open(path, &bytes)?;
     let shape = dims(&npy);
     if shape.len() != 1 {
-        return Err(npy_error(path, format!("shape is {shape:?}, expected [batch]")));
+        return Err(npy_error(
+            path,
+            format!("shape is {shape:?}, expected [batch]"),
+        ));
     }
     let bad = |e: std::io::Error| npy_error(path, e.to_string());
     match (kind, item) {
@@ -100,7 +119,10 @@ pub fn read_class_indices(path: &Path) -> Result<ClassIndices> {
         (TypeChar::Int, 8) => Ok(ClassIndices::I64(npy.into_vec().map_err(bad)?)),
         _ => Err(npy_error(
             path,
-            format!("dtype is {}, expected int32 or int64 class indices", npy.dtype().descr()),
+            format!(
+                "dtype is {}, expected int32 or int64 class indices",
+                npy.dtype().descr()
+            ),
         )),
     }
 }
@@ -116,7 +138,7 @@ mod tests {
         path
     }
 
-    fn npy_bytes<T: npyz::AutoSerialize>(shape: &[u64], data: &[T]) -> Vec<u8> {
+    fn npy_bytes<T: npyz::AutoSerialize + Copy>(shape: &[u64], data: &[T]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut w = npyz::WriteOptions::new()
             .default_dtype()
@@ -124,14 +146,17 @@ mod tests {
             .writer(&mut out)
             .begin_nd()
             .unwrap();
-        w.extend(data.iter().cloned()).unwrap();
+        w.extend(data.iter().copied()).unwrap();
         w.finish().unwrap();
         out
     }
 
     #[test]
     fn reads_matrices_and_indices() {
-        let m = write("m.npy", &npy_bytes(&[2, 3], &[0.5_f32, -1.0, 2.0, 3.0, 4.0, 5.5]));
+        let m = write(
+            "m.npy",
+            &npy_bytes(&[2, 3], &[0.5_f32, -1.0, 2.0, 3.0, 4.0, 5.5]),
+        );
         assert_eq!(
             read_matrix(&m).unwrap(),
             Matrix {
@@ -140,20 +165,43 @@ mod tests {
             }
         );
         let t = write("t.npy", &npy_bytes(&[2], &[1_i32, 2]));
-        assert_eq!(read_class_indices(&t).unwrap(), ClassIndices::I32(vec![1, 2]));
+        assert_eq!(
+            read_class_indices(&t).unwrap(),
+            ClassIndices::I32(vec![1, 2])
+        );
     }
 
     #[test]
     fn rejects_wrong_dtype_rank_and_lying_headers() {
         let ints = write("i.npy", &npy_bytes(&[2, 2], &[1_i64, 2, 3, 4]));
-        assert!(read_matrix(&ints).unwrap_err().to_string().contains("expected float32"));
+        assert!(
+            read_matrix(&ints)
+                .unwrap_err()
+                .to_string()
+                .contains("expected float32")
+        );
         let flat = write("f.npy", &npy_bytes(&[4], &[1.0_f32, 2.0, 3.0, 4.0]));
-        assert!(read_matrix(&flat).unwrap_err().to_string().contains("expected [batch, classes]"));
+        assert!(
+            read_matrix(&flat)
+                .unwrap_err()
+                .to_string()
+                .contains("expected [batch, classes]")
+        );
         let mut truncated = npy_bytes(&[4, 4], &[1.0_f32; 16]);
         truncated.truncate(truncated.len() - 8);
         let t = write("t.npy", &truncated);
-        assert!(read_matrix(&t).unwrap_err().to_string().contains("claims shape"));
+        assert!(
+            read_matrix(&t)
+                .unwrap_err()
+                .to_string()
+                .contains("claims shape")
+        );
         let junk = write("j.npy", b"not an npy file at all");
-        assert!(read_matrix(&junk).unwrap_err().to_string().contains("not a valid .npy"));
+        assert!(
+            read_matrix(&junk)
+                .unwrap_err()
+                .to_string()
+                .contains("not a valid .npy")
+        );
     }
 }

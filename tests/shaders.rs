@@ -44,7 +44,10 @@ fn every_wgsl_file_belongs_to_a_module() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         if name.ends_with(".wgsl") {
-            assert!(used.contains(name.as_str()), "shaders/{name} is in no module, so it is never validated");
+            assert!(
+                used.contains(name.as_str()),
+                "shaders/{name} is in no module, so it is never validated"
+            );
         }
     }
 }

@@ -87,7 +87,11 @@ fn every_width_around_the_vec4_and_row_per_thread_boundaries() {
         let x = logits(&mut rng, batch * classes, 3.0);
         let t = targets(&mut rng, batch, classes, 0.1);
         on_every_gpu(&format!("width {classes}"), |engine| {
-            compare(engine, SoftmaxCrossEntropy::new(&x, [batch, classes], &t[..]), 3.0);
+            compare(
+                engine,
+                SoftmaxCrossEntropy::new(&x, [batch, classes], &t[..]),
+                3.0,
+            );
         });
     }
 }
@@ -113,7 +117,11 @@ fn minus_infinity_masks_classes_off_the_target() {
             }
         }
         on_every_gpu(&format!("masked width {classes}"), |engine| {
-            compare(engine, SoftmaxCrossEntropy::new(&x, [batch, classes], &t[..]), 2.0);
+            compare(
+                engine,
+                SoftmaxCrossEntropy::new(&x, [batch, classes], &t[..]),
+                2.0,
+            );
         });
     }
 }

@@ -82,12 +82,22 @@ fn fixtures() -> Vec<Fixture> {
 
 fn check_engine(engine: &Engine, f: &Fixture) {
     let what = format!("{} {}", engine.device(), f.name);
-    let request = SoftmaxCrossEntropy::new(&f.logits.data, f.logits.shape, &f.targets[..]).with_lse(true);
+    let request =
+        SoftmaxCrossEntropy::new(&f.logits.data, f.logits.shape, &f.targets[..]).with_lse(true);
     let run = |r: Reduction| engine.softmax_cross_entropy(&request.reduction(r)).unwrap();
     let mean = run(Reduction::Mean);
-    assert_eq!(mean.valid_rows as u64, f.expected["valid_rows"].as_u64().unwrap(), "{what}");
+    assert_eq!(
+        mean.valid_rows as u64,
+        f.expected["valid_rows"].as_u64().unwrap(),
+        "{what}"
+    );
     let atol = f.atol();
-    assert_scalar(&format!("{what} mean"), mean.loss.scalar().unwrap(), f.number("mean"), atol.max(TOL));
+    assert_scalar(
+        &format!("{what} mean"),
+        mean.loss.scalar().unwrap(),
+        f.number("mean"),
+        atol.max(TOL),
+    );
     assert_scalar(
         &format!("{what} sum"),
         run(Reduction::Sum).loss.scalar().unwrap(),
@@ -95,8 +105,20 @@ fn check_engine(engine: &Engine, f: &Fixture) {
         atol.max(TOL),
     );
     let none = run(Reduction::None);
-    assert_close(&format!("{what} none"), none.loss.per_row().unwrap(), &f.numbers("none"), atol, TOL);
-    assert_close(&format!("{what} lse"), none.lse.as_deref().unwrap(), &f.numbers("lse"), atol, TOL);
+    assert_close(
+        &format!("{what} none"),
+        none.loss.per_row().unwrap(),
+        &f.numbers("none"),
+        atol,
+        TOL,
+    );
+    assert_close(
+        &format!("{what} lse"),
+        none.lse.as_deref().unwrap(),
+        &f.numbers("lse"),
+        atol,
+        TOL,
+    );
 }
 
 #[test]
@@ -148,7 +170,11 @@ fn cli_json_matches_pytorch() {
     for (device, env) in cli_devices() {
         for f in &fixtures {
             let input = f.dir.join("input.npy");
-            let target = f.dir.join(if f.name.len() % 2 == 0 { "target.npy" } else { "target_i32.npy" });
+            let target = f.dir.join(if f.name.len() % 2 == 0 {
+                "target.npy"
+            } else {
+                "target_i32.npy"
+            });
             for reduction in ["mean", "sum", "none"] {
                 let args = [
                     "loss",
@@ -167,10 +193,17 @@ fn cli_json_matches_pytorch() {
                 assert_eq!(code, 0, "{what}: {stderr}");
                 let doc: Value = serde_json::from_str(&stdout).unwrap();
                 assert_eq!(doc["device"], device, "{what}");
-                assert!(doc["adapter"].is_string() && doc["backend"].is_string(), "{what}");
+                assert!(
+                    doc["adapter"].is_string() && doc["backend"].is_string(),
+                    "{what}"
+                );
                 assert_eq!(doc["valid_rows"], f.expected["valid_rows"], "{what}");
                 if let Some((_, backend)) = env.first() {
-                    assert_eq!(doc["backend"].as_str().unwrap().to_lowercase(), *backend, "{what}");
+                    assert_eq!(
+                        doc["backend"].as_str().unwrap().to_lowercase(),
+                        *backend,
+                        "{what}"
+                    );
                 }
                 if reduction == "none" {
                     let losses: Vec<f32> = doc["losses"]
@@ -179,7 +212,11 @@ fn cli_json_matches_pytorch() {
                         .iter()
                         .map(|v| v.as_f64().unwrap() as f32)
                         .collect();
-                    assert_eq!(doc["shape"], serde_json::json!([f.logits.shape[0]]), "{what}");
+                    assert_eq!(
+                        doc["shape"],
+                        serde_json::json!([f.logits.shape[0]]),
+                        "{what}"
+                    );
                     assert_close(&what, &losses, &f.numbers("none"), f.atol(), TOL);
                 } else {
                     let loss = doc["loss"].as_f64().unwrap() as f32;
@@ -196,11 +233,22 @@ fn cli_gpu_without_an_adapter_fails_with_one_line() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/softmax_xent/3x7");
     let input = dir.join("input.npy");
     let target = dir.join("target.npy");
-    let args = ["loss", "--input", input.to_str().unwrap(), "--target", target.to_str().unwrap(), "--device", "gpu"];
+    let args = [
+        "loss",
+        "--input",
+        input.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--device",
+        "gpu",
+    ];
     let (code, stdout, stderr) = xent(&args, &[("WGPU_BACKEND", "metal")]);
     assert_ne!(code, 0);
     assert!(stdout.is_empty(), "{stdout}");
-    let reason: Vec<&str> = stderr.lines().filter(|l| l.starts_with("xent: error:")).collect();
+    let reason: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("xent: error:"))
+        .collect();
     assert_eq!(reason.len(), 1, "{stderr}");
     assert!(reason[0].contains("no GPU adapter"), "{stderr}");
 }
@@ -212,10 +260,34 @@ fn cli_bad_input_is_a_one_line_error() {
     let target = dir.join("target.npy");
     let (input, target) = (input.to_str().unwrap(), target.to_str().unwrap());
     let cases: [(&[&str], &str); 4] = [
-        (&["loss", "--input", input, "--target", input, "--device", "cpu"], "expected [batch]"),
-        (&["loss", "--input", target, "--target", target, "--device", "cpu"], "expected float32"),
-        (&["loss", "--input", "/nonexistent.npy", "--target", target], "/nonexistent.npy"),
-        (&["loss", "--input", input, "--target", target, "--reduction", "avg"], "avg"),
+        (
+            &[
+                "loss", "--input", input, "--target", input, "--device", "cpu",
+            ],
+            "expected [batch]",
+        ),
+        (
+            &[
+                "loss", "--input", target, "--target", target, "--device", "cpu",
+            ],
+            "expected float32",
+        ),
+        (
+            &["loss", "--input", "/nonexistent.npy", "--target", target],
+            "/nonexistent.npy",
+        ),
+        (
+            &[
+                "loss",
+                "--input",
+                input,
+                "--target",
+                target,
+                "--reduction",
+                "avg",
+            ],
+            "avg",
+        ),
     ];
     for (args, needle) in cases {
         let (code, _, stderr) = xent(args, &[]);
@@ -234,12 +306,30 @@ fn cli_names_the_row_of_a_target_out_of_range() {
     write_npy(&input, &[2, 3], &[0.3_f32, -1.2, 2.2, 0.7, 1.1, -0.4]);
     write_npy(&target, &[2], &[1_i64, 3]);
     for device in ["cpu", "auto"] {
-        let args = ["loss", "--input", input.to_str().unwrap(), "--target", target.to_str().unwrap(), "--device", device];
+        let args = [
+            "loss",
+            "--input",
+            input.to_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+            "--device",
+            device,
+        ];
         let (code, stdout, stderr) = xent(&args, &[]);
         assert_eq!(code, 1, "{stderr}");
         assert!(stdout.is_empty());
-        assert_eq!(stderr.lines().filter(|l| l.starts_with("xent: error:")).count(), 1, "{stderr}");
-        assert!(stderr.contains("target 3 at row 1 is outside [0, 3)"), "{stderr}");
+        assert_eq!(
+            stderr
+                .lines()
+                .filter(|l| l.starts_with("xent: error:"))
+                .count(),
+            1,
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("target 3 at row 1 is outside [0, 3)"),
+            "{stderr}"
+        );
     }
 }
 

@@ -10,7 +10,10 @@ pub fn run() {
     }
     for (i, a) in adapters.iter().enumerate() {
         println!("{i}: {}", a.name);
-        println!("   backend {}, type {}, driver {}", a.backend, a.device_type, a.driver);
+        println!(
+            "   backend {}, type {}, driver {}",
+            a.backend, a.device_type, a.driver
+        );
         for (name, value) in &a.limits {
             println!("   {name} = {value}");
         }

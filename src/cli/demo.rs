@@ -17,12 +17,17 @@ pub fn run() -> Result<()> {
         println!("  none: the demo runs on the CPU reference only");
     }
     for a in &adapters {
-        println!("  [{}/{}] {} ({})", a.backend, a.name, a.device_type, a.driver);
+        println!(
+            "  [{}/{}] {} ({})",
+            a.backend, a.name, a.device_type, a.driver
+        );
     }
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
     let normal = Normal::new(0.0_f32, 3.0).expect("a positive standard deviation");
-    let logits: Vec<f32> = (0..BATCH * CLASSES).map(|_| normal.sample(&mut rng)).collect();
+    let logits: Vec<f32> = (0..BATCH * CLASSES)
+        .map(|_| normal.sample(&mut rng))
+        .collect();
     let targets: Vec<i64> = (0..BATCH)
         .map(|_| rng.random_range(0..CLASSES as i64))
         .collect();
@@ -37,8 +42,15 @@ pub fn run() -> Result<()> {
     let reference_ms = start.elapsed().as_secs_f64() * 1e3;
     let expected = expected.expect("mean is a scalar");
 
-    println!("{:<44} {:>12} {:>12} {:>10}", "device", "loss", "|diff|", "ms");
-    println!("{:<44} {expected:>12.6} {:>12} {reference_ms:>10.1}", reference.device().to_string(), "-");
+    println!(
+        "{:<44} {:>12} {:>12} {:>10}",
+        "device", "loss", "|diff|", "ms"
+    );
+    println!(
+        "{:<44} {expected:>12.6} {:>12} {reference_ms:>10.1}",
+        reference.device().to_string(),
+        "-"
+    );
     for engine in Engine::all_gpus() {
         let engine = match engine {
             Ok(engine) => engine,

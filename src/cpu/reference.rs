@@ -10,7 +10,10 @@ fn log_sum_exp(row: &[f32]) -> f64 {
     if row.iter().any(|x| x.is_nan()) {
         return f64::NAN;
     }
-    let max = row.iter().map(|&x| f64::from(x)).fold(f64::NEG_INFINITY, f64::max);
+    let max = row
+        .iter()
+        .map(|&x| f64::from(x))
+        .fold(f64::NEG_INFINITY, f64::max);
     if max == f64::NEG_INFINITY {
         return f64::NEG_INFINITY;
     }

@@ -91,7 +91,7 @@ impl AdapterSummary {
                 ("max_buffer_size", limits.max_buffer_size),
                 (
                     "max_storage_buffer_binding_size",
-                    u64::from(limits.max_storage_buffer_binding_size),
+                    limits.max_storage_buffer_binding_size,
                 ),
                 (
                     "max_compute_workgroups_per_dimension",

@@ -10,7 +10,11 @@ pub(crate) const CHUNK_CAP_BYTES: u64 = 32 << 20;
 
 /// Row ranges covering `0..batch`, each at most `max_bytes` of f32 logits once rounded up to the
 /// 16-byte vec4 word the kernels read.
-pub(crate) fn row_chunks(batch: usize, classes: usize, max_bytes: u64) -> Result<Vec<Range<usize>>> {
+pub(crate) fn row_chunks(
+    batch: usize,
+    classes: usize,
+    max_bytes: u64,
+) -> Result<Vec<Range<usize>>> {
     let max_bytes = max_bytes / 16 * 16;
     let row_bytes = classes as u64 * 4;
     let rows_per_chunk = max_bytes / row_bytes;
@@ -62,6 +66,9 @@ mod tests {
     #[test]
     fn a_row_over_the_binding_is_an_error() {
         let err = row_chunks(2, 100, 256).unwrap_err();
-        assert!(matches!(err, Error::TooLarge { what: "logits", .. }), "{err}");
+        assert!(
+            matches!(err, Error::TooLarge { what: "logits", .. }),
+            "{err}"
+        );
     }
 }

@@ -31,10 +31,12 @@ impl Context {
             required_limits: adapter.limits(),
             ..Default::default()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
-            .map_err(|source| Error::RequestDevice {
-                adapter: info.name.clone(),
-                source,
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&descriptor)).map_err(|source| {
+                Error::RequestDevice {
+                    adapter: info.name.clone(),
+                    source,
+                }
             })?;
         let uncaptured: Uncaptured = Arc::default();
         let sink = Arc::clone(&uncaptured);

@@ -48,7 +48,10 @@ impl Workspace {
         let storage = U::STORAGE.union(U::COPY_DST);
         let output = U::STORAGE.union(U::COPY_SRC);
         Workspace {
-            staging: [Staging::new("xent staging 0"), Staging::new("xent staging 1")],
+            staging: [
+                Staging::new("xent staging 0"),
+                Staging::new("xent staging 1"),
+            ],
             chunks: [
                 Slot::new("xent logits chunk 0", storage),
                 Slot::new("xent logits chunk 1", storage),
@@ -104,7 +107,10 @@ impl GpuEngine {
     }
 
     pub fn softmax_cross_entropy(&self, req: &Checked) -> Result<Output> {
-        let mut ws = self.workspace.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ws = self
+            .workspace
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         self.ctx
             .scoped("softmax cross-entropy", || self.run_softmax(&mut ws, req))
     }
@@ -122,7 +128,7 @@ impl GpuEngine {
 
     fn run_softmax(&self, ws: &mut Workspace, req: &Checked) -> Result<Output> {
         let limits = &self.ctx.limits;
-        let binding = u64::from(limits.max_storage_buffer_binding_size);
+        let binding = limits.max_storage_buffer_binding_size;
         let row_bytes = req.batch as u64 * 4;
         if row_bytes > binding || req.batch > u32::MAX as usize {
             return Err(Error::TooLarge {
@@ -197,7 +203,9 @@ impl GpuEngine {
             if !fresh && !staging.mapped {
                 self.ctx.map(staging_buf, wgpu::MapMode::Write)?;
             }
-            staging_buf.get_mapped_range_mut(..bytes)?.copy_from_slice(data);
+            staging_buf
+                .get_mapped_range_mut(..bytes)?
+                .copy_from_slice(data);
             staging_buf.unmap();
             staging.mapped = false;
             let (chunk_buf, _) = ws.chunks[k % 2].get(device, bound);

@@ -63,7 +63,10 @@ pub(crate) struct Pipelines {
 
 impl Pipelines {
     pub fn get(&self, device: &wgpu::Device, key: &Key) -> Arc<Pipeline> {
-        let mut pipelines = self.pipelines.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pipelines = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(p) = pipelines.get(key) {
             return Arc::clone(p);
         }

@@ -1,5 +1,8 @@
 //! Shared by the integration tests: every GPU engine, random inputs, and NaN-aware comparison.
-#![allow(dead_code, reason = "each test crate uses a different part of this module")]
+#![allow(
+    dead_code,
+    reason = "each test crate uses a different part of this module"
+)]
 
 use std::sync::OnceLock;
 
@@ -17,7 +20,9 @@ pub fn gpus() -> &'static [Engine] {
         for engine in Engine::all_gpus() {
             match engine {
                 Ok(e) => engines.push(e),
-                Err(e) if require => panic!("XENT_REQUIRE_GPU=1 and an adapter failed to open: {e}"),
+                Err(e) if require => {
+                    panic!("XENT_REQUIRE_GPU=1 and an adapter failed to open: {e}")
+                }
                 Err(e) => eprintln!("skipping an adapter that failed to open: {e}"),
             }
         }

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs xent's tests. Installs the software Vulkan and GL drivers first where it can, so that the
+# GPU tests run on lavapipe (Vulkan) and llvmpipe (GL) on a machine with no GPU.
+#
+# Release mode: the suite pushes batches of over 128 MiB through the float64 reference and
+# through the kernels on a software GPU; in a debug build that takes minutes instead of seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! scripts/install-gpu-drivers.sh; then
+    echo "test.sh: no software GPU drivers; GPU tests will be skipped unless XENT_REQUIRE_GPU=1" >&2
+fi
+cargo test --release --locked "$@"

@@ -1,0 +1,97 @@
+//! The adapters the GPU tests run on, and the CLI commands that list and demo them.
+
+mod common;
+
+use std::process::Command;
+
+/// CI sets `XENT_EXPECT_BACKENDS=vulkan,gl`, so that a run where one of the two software
+/// adapters went missing fails rather than passing on the other alone.
+#[test]
+fn every_expected_backend_has_an_engine() {
+    let Ok(expected) = std::env::var("XENT_EXPECT_BACKENDS") else {
+        eprintln!(
+            "XENT_EXPECT_BACKENDS unset; found {} adapter(s)",
+            common::gpus().len()
+        );
+        return;
+    };
+    let found: Vec<String> = common::gpus()
+        .iter()
+        .map(|e| e.device().backend.to_lowercase())
+        .collect();
+    for backend in expected.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+        assert!(
+            found.iter().any(|f| f == backend),
+            "no {backend} adapter; found {found:?}"
+        );
+    }
+}
+
+#[test]
+fn adapters_are_ranked_best_first() {
+    let summaries = xent::gpu::adapters();
+    let engines = common::gpus();
+    assert_eq!(summaries.len(), engines.len());
+    for (s, e) in summaries.iter().zip(engines) {
+        assert_eq!(s.name, e.device().adapter);
+        assert_eq!(s.backend, e.device().backend);
+    }
+    if let Some(first) = engines.first() {
+        assert_eq!(xent::Engine::gpu().unwrap().device(), first.device());
+        assert_eq!(xent::Engine::new().device(), first.device());
+    }
+}
+
+fn xent(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xent"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8(out.stdout).unwrap())
+}
+
+#[test]
+fn cli_adapters_lists_each_with_backend_limits_and_features() {
+    let (ok, out) = xent(&["adapters"], &[]);
+    assert!(ok);
+    for a in xent::gpu::adapters() {
+        assert!(out.contains(&a.name), "{out}");
+        assert!(out.contains(&format!("backend {}", a.backend)), "{out}");
+    }
+    if !common::gpus().is_empty() {
+        assert!(out.contains("max_storage_buffer_binding_size = "), "{out}");
+        assert!(out.contains("features: "), "{out}");
+    }
+}
+
+#[test]
+fn adapter_name_filter_is_honoured() {
+    let (ok, out) = xent(
+        &["adapters"],
+        &[(xent::gpu::ADAPTER_NAME_VAR, "no such adapter anywhere")],
+    );
+    assert!(ok);
+    assert!(out.contains("wgpu found no adapter"), "{out}");
+}
+
+#[test]
+fn demo_is_the_default_and_prints_a_row_per_device() {
+    let (ok, out) = xent(&[], &[]);
+    assert!(ok, "{out}");
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(rows.len(), 1 + common::gpus().len(), "{out}");
+    let loss = |row: &str| {
+        row.split_whitespace()
+            .rev()
+            .nth(2)
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    let reference = loss(rows[0]);
+    for row in &rows[1..] {
+        let diff = (loss(row) - reference).abs();
+        assert!(diff <= 1e-5 * reference, "{row} vs reference {reference}");
+    }
+}
