@@ -189,7 +189,7 @@ mod tests {
         );
         let mut truncated = npy_bytes(&[4, 4], &[1.0_f32; 16]);
         truncated.truncate(truncated.len() - 8);
-        let t = write("t.npy", &truncated);
+        let t = write("truncated.npy", &truncated);
         assert!(
             read_matrix(&t)
                 .unwrap_err()
