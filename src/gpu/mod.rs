@@ -265,8 +265,8 @@ impl GpuEngine {
             encoder.copy_buffer_to_buffer(current(&ws.row_lse), 0, readback, lse_at, row_bytes);
         }
         queue.submit([encoder.finish()]);
-        // Map the staging buffers again now, while the device finishes, so that the next call
-        // can write into them at once.
+        // Map the staging buffers again now, in the same wait as the readback, so that the next
+        // call can write into them at once.
         for staging in &mut ws.staging {
             if let Some(buf) = staging.slot.current().filter(|_| !staging.mapped) {
                 self.ctx.map(buf, wgpu::MapMode::Write)?;

@@ -1,0 +1,80 @@
+//! An engine on a device the caller owns (`Engine::from_wgpu`), and wgpu failures that must come
+//! back as `Err` rather than a panic.
+
+mod common;
+
+use xent::{Engine, Error, Reduction, SoftmaxCrossEntropy};
+
+/// Every adapter, with a device the test opens itself, as a wgpu user would.
+fn caller_devices() -> Vec<(wgpu::Adapter, wgpu::Device, wgpu::Queue)> {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        .into_iter()
+        .map(|adapter| {
+            let (device, queue) =
+                pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+                    label: Some("caller"),
+                    required_limits: adapter.limits(),
+                    ..Default::default()
+                }))
+                .unwrap();
+            (adapter, device, queue)
+        })
+        .collect()
+}
+
+#[test]
+fn a_shared_device_matches_an_owned_one() {
+    let mut rng = common::rng("shared device");
+    let (batch, classes) = (300, 700);
+    let x = common::logits(&mut rng, batch * classes, 3.0);
+    let t = common::targets(&mut rng, batch, classes, 0.1);
+    let request = SoftmaxCrossEntropy::new(&x, [batch, classes], &t[..]).reduction(Reduction::Sum);
+    for (adapter, device, queue) in caller_devices() {
+        let shared = Engine::from_wgpu(device, queue);
+        let owned = common::gpus()
+            .iter()
+            .find(|e| e.device() == shared.device())
+            .unwrap_or_else(|| panic!("no owned engine for {}", adapter.get_info().name));
+        eprintln!("{} shared device", shared.device());
+        // The owned device has subgroups where the adapter does, the caller's has none here, so
+        // the kernels differ in reduction order: compare with the reference tolerance.
+        let a = shared
+            .softmax_cross_entropy(&request)
+            .unwrap()
+            .loss
+            .scalar()
+            .unwrap();
+        let b = owned
+            .softmax_cross_entropy(&request)
+            .unwrap()
+            .loss
+            .scalar()
+            .unwrap();
+        common::assert_scalar(&shared.device().to_string(), a, b, 1e-5);
+    }
+}
+
+#[test]
+fn a_destroyed_device_is_an_error_not_a_panic() {
+    let mut rng = common::rng("destroyed device");
+    let x = common::logits(&mut rng, 8 * 100, 1.0);
+    let t = common::targets(&mut rng, 8, 100, 0.0);
+    for (_, device, queue) in caller_devices() {
+        let engine = Engine::from_wgpu(device.clone(), queue);
+        device.destroy();
+        let err = engine
+            .softmax_cross_entropy(&SoftmaxCrossEntropy::new(&x, [8, 100], &t[..]))
+            .unwrap_err();
+        eprintln!("{} after destroy: {err}", engine.device());
+        assert!(
+            matches!(
+                err,
+                Error::Wgpu { .. } | Error::DeviceLost(_) | Error::Map(_) | Error::Poll(_)
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string().lines().count(), 1, "{err}");
+    }
+}
