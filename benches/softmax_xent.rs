@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use xent::{Engine, SoftmaxCrossEntropy};
+use xent::{Engine, Request};
 
 fn shapes() -> &'static [(usize, usize)] {
     if std::env::var("XENT_BENCH_QUICK").is_ok_and(|v| v == "1") {
@@ -36,7 +36,7 @@ fn bench(c: &mut Criterion) {
         let targets: Vec<i64> = (0..batch)
             .map(|_| rng.random_range(0..classes as i64))
             .collect();
-        let request = SoftmaxCrossEntropy::new(&logits, [batch, classes], &targets[..]);
+        let request = Request::cross_entropy(&logits[..], [batch, classes], &targets[..]);
         group.throughput(Throughput::Bytes((logits.len() * 4) as u64));
         for engine in &engines {
             let id = BenchmarkId::new(engine.device().to_string(), format!("{batch}x{classes}"));
@@ -44,7 +44,7 @@ fn bench(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     let start = Instant::now();
                     for _ in 0..iters {
-                        engine.softmax_cross_entropy(&request).expect("bench call");
+                        engine.compute(&request).expect("bench call");
                     }
                     start.elapsed()
                 });

@@ -1,13 +1,13 @@
-// Fixed-order tree reduction of f32 values: each workgroup sums one block of BLOCK values and
-// divides by `divisor`. The host chains passes until one value is left. The order of additions
-// depends only on n, so the same input gives the same bits on every run.
+// Fixed-order tree sum of f32 values: each workgroup sums one block of BLOCK values, and the host
+// chains passes until one value is left. The order of additions depends only on n, so the same
+// input gives the same bits on every run. The row kernels have already scaled each value by the
+// reduction's divisor, so a sum is all that is left.
 
 struct Params {
     n: u32,
-    // 1 for intermediate passes and for `sum`; the number of valid rows on the last pass of `mean`.
-    divisor: f32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 const WORKGROUP: u32 = 256u;
@@ -44,6 +44,6 @@ fn reduce_sum(
         workgroupBarrier();
     }
     if lid == 0u {
-        sums[block] = partial[0] / params.divisor;
+        sums[block] = partial[0];
     }
 }

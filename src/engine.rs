@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::cpu::reference;
 use crate::error::{Error, Result};
 use crate::gpu::{self, GpuEngine};
-use crate::loss::SoftmaxCrossEntropy;
+use crate::loss::Request;
 use crate::output::Output;
 
 /// Where an engine computes.
@@ -46,12 +46,12 @@ enum Backend {
 /// it is cheap, and it is `Send + Sync`, so one engine can serve many threads.
 ///
 /// ```
-/// use xent::{Engine, Reduction, SoftmaxCrossEntropy};
+/// use xent::{Engine, Request};
 /// let engine = Engine::cpu();
 /// let logits = [2.0_f32, 1.0, 0.1, 0.5, 2.5, 0.3];
 /// let targets = [0_i64, 1];
 /// let out = engine
-///     .softmax_cross_entropy(&SoftmaxCrossEntropy::new(&logits, [2, 3], &targets[..]))
+///     .compute(&Request::cross_entropy(&logits[..], [2, 3], &targets[..]))
 ///     .unwrap();
 /// let mean = out.loss.scalar().unwrap();
 /// assert!((mean - 0.3185).abs() < 1e-3);
@@ -135,12 +135,12 @@ impl Engine {
         &self.info
     }
 
-    /// Softmax cross-entropy, checked and then computed on this engine's device.
-    pub fn softmax_cross_entropy(&self, request: &SoftmaxCrossEntropy) -> Result<Output> {
+    /// Checks a request, then computes it on this engine's device.
+    pub fn compute(&self, request: &Request) -> Result<Output> {
         let checked = request.check()?;
         match &self.backend {
-            Backend::Gpu(gpu) => gpu.softmax_cross_entropy(&checked),
-            Backend::Reference => Ok(reference::softmax_cross_entropy(&checked)),
+            Backend::Gpu(gpu) => gpu.compute(&checked),
+            Backend::Reference => Ok(reference::compute(&checked)),
         }
     }
 }

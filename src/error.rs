@@ -33,6 +33,52 @@ pub enum Error {
         /// The ignore index in force.
         ignore_index: i64,
     },
+    /// An option does not apply to this loss or input kind.
+    #[error("{option} is not supported for {loss} on {input_kind}")]
+    Unsupported {
+        /// The option.
+        option: &'static str,
+        /// The loss.
+        loss: &'static str,
+        /// The input kind.
+        input_kind: &'static str,
+    },
+    /// An option's value is out of its range.
+    #[error("{option}: {reason}")]
+    InvalidOption {
+        /// The option.
+        option: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
+    /// A class weight is negative, NaN or infinite.
+    #[error("{what}[{class}] is {value}; weights must be finite and ≥ 0")]
+    InvalidWeight {
+        /// `weight` or `pos_weight`.
+        what: &'static str,
+        /// The class.
+        class: usize,
+        /// The value.
+        value: f32,
+    },
+    /// A probabilities input holds a value outside [0, 1].
+    #[error("input[{row}, {class}] is {value}, not a probability in [0, 1]")]
+    NotAProbability {
+        /// The row.
+        row: usize,
+        /// The class.
+        class: usize,
+        /// The value.
+        value: f32,
+    },
+    /// The target does not suit the loss.
+    #[error("{loss}: {reason}")]
+    InvalidTarget {
+        /// The loss.
+        loss: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// The input is larger than this backend can address.
     #[error("{what} is too large: {reason}")]
     TooLarge {

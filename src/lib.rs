@@ -11,5 +11,7 @@ mod output;
 
 pub use engine::{DeviceInfo, DeviceKind, Engine};
 pub use error::{Error, Result};
-pub use loss::{DEFAULT_IGNORE_INDEX, Options, Reduction, SoftmaxCrossEntropy, Targets};
+pub use loss::{
+    Base, DEFAULT_IGNORE_INDEX, Input, InputKind, LossKind, Options, Reduction, Request, Target,
+};
 pub use output::{Loss, Output};

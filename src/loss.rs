@@ -1,91 +1,207 @@
-//! What is asked: the loss, its options, and the checks every backend relies on.
+//! What is asked: the loss, its input and target, its options, and the checks every backend
+//! relies on.
 //!
 //! Validation is pure and shared: every backend receives the same [`Checked`] request, so they
 //! differ only in how they compute, never in what they accept.
 
+use half::f16;
+
 use crate::error::{Error, Result};
 
-/// How per-row losses are combined into the result.
+/// The losses xent computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LossKind {
+    /// Cross-entropy H(p, q) = −Σ p log q against class indices or a target distribution
+    /// (`torch.nn.functional.cross_entropy`; `nll_loss` on log-probabilities).
+    CrossEntropy,
+    /// Multi-label binary cross-entropy (`binary_cross_entropy_with_logits` on logits,
+    /// `binary_cross_entropy` on probabilities).
+    BinaryCrossEntropy,
+    /// KL divergence D(P‖Q) = Σ p (log p − log q) (`kl_div`).
+    KlDiv,
+    /// Entropy H(Q) = −Σ q log q of each row of the input.
+    Entropy,
+}
+
+impl LossKind {
+    /// The name the CLI uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            LossKind::CrossEntropy => "cross-entropy",
+            LossKind::BinaryCrossEntropy => "binary-cross-entropy",
+            LossKind::KlDiv => "kl-div",
+            LossKind::Entropy => "entropy",
+        }
+    }
+
+    /// Whether `none` gives one value per element ([B, C]) rather than one per row ([B]).
+    pub fn elementwise(self) -> bool {
+        matches!(self, LossKind::BinaryCrossEntropy | LossKind::KlDiv)
+    }
+}
+
+/// What the input values are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum InputKind {
+    /// Unnormalized scores; q = softmax(x) (sigmoid(x) for BCE).
+    #[default]
+    Logits,
+    /// Probabilities in [0, 1]; q = x.
+    Probs,
+    /// Log-probabilities; log q = x.
+    LogProbs,
+}
+
+impl InputKind {
+    /// The name the CLI uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            InputKind::Logits => "logits",
+            InputKind::Probs => "probs",
+            InputKind::LogProbs => "log-probs",
+        }
+    }
+}
+
+/// How per-row (or per-element) losses are combined into the result.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Reduction {
-    /// The per-row losses, unreduced (ignored rows give 0).
+    /// Unreduced: [B] for cross-entropy and entropy, [B, C] for BCE and KL.
     None,
-    /// The sum over rows.
+    /// The sum.
     Sum,
-    /// The sum divided by the number of rows whose target is not `ignore_index`. With no such
-    /// row the mean is 0 rather than PyTorch's NaN.
+    /// PyTorch's mean: over non-ignored rows, weighted by Σ w_y, for class-index cross-entropy;
+    /// over rows for soft-target cross-entropy and entropy; over all B·C elements for BCE and KL.
+    /// With nothing to average (every row ignored, or B = 0) the mean is 0, not NaN.
     #[default]
     Mean,
+    /// The sum divided by the number of rows B.
+    BatchMean,
 }
 
-/// Class-index targets, one per row.
+/// The base of the logarithm that entropy, KL and cross-entropy are reported in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Base {
+    /// Nats.
+    #[default]
+    E,
+    /// Bits.
+    Two,
+    /// Bans.
+    Ten,
+}
+
+impl Base {
+    /// ln(base): losses in nats are divided by it.
+    pub fn ln(self) -> f64 {
+        match self {
+            Base::E => 1.0,
+            Base::Two => std::f64::consts::LN_2,
+            Base::Ten => std::f64::consts::LN_10,
+        }
+    }
+}
+
+/// The input values, row-major [B, C]. Both are computed in f32.
 #[derive(Clone, Copy, Debug)]
-pub enum Targets<'a> {
-    /// 32-bit class indices.
-    I32(&'a [i32]),
-    /// 64-bit class indices, as PyTorch stores them.
-    I64(&'a [i64]),
+pub enum Input<'a> {
+    /// 32-bit floats.
+    F32(&'a [f32]),
+    /// 16-bit floats, read packed on the GPU.
+    F16(&'a [f16]),
 }
 
-impl Targets<'_> {
+impl Input<'_> {
     fn len(&self) -> usize {
         match self {
-            Targets::I32(t) => t.len(),
-            Targets::I64(t) => t.len(),
+            Input::F32(v) => v.len(),
+            Input::F16(v) => v.len(),
         }
     }
 
-    fn get(&self, row: usize) -> i64 {
+    /// Element `i` as f32.
+    pub(crate) fn get(&self, i: usize) -> f32 {
         match self {
-            Targets::I32(t) => i64::from(t[row]),
-            Targets::I64(t) => t[row],
+            Input::F32(v) => v[i],
+            Input::F16(v) => v[i].to_f32(),
+        }
+    }
+
+    /// The raw bytes of elements `range`.
+    pub(crate) fn bytes(&self, range: std::ops::Range<usize>) -> &[u8] {
+        match self {
+            Input::F32(v) => bytemuck::cast_slice(&v[range]),
+            Input::F16(v) => bytemuck::cast_slice(&v[range]),
         }
     }
 }
 
-impl<'a> From<&'a [i32]> for Targets<'a> {
-    fn from(t: &'a [i32]) -> Self {
-        Targets::I32(t)
+impl<'a> From<&'a [f32]> for Input<'a> {
+    fn from(v: &'a [f32]) -> Self {
+        Input::F32(v)
     }
 }
 
-impl<'a> From<&'a [i64]> for Targets<'a> {
+impl<'a> From<&'a [f16]> for Input<'a> {
+    fn from(v: &'a [f16]) -> Self {
+        Input::F16(v)
+    }
+}
+
+/// What the input is compared against.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    /// No target (entropy).
+    None,
+    /// 32-bit class indices, one per row.
+    ClassesI32(&'a [i32]),
+    /// 64-bit class indices, one per row, as PyTorch stores them.
+    ClassesI64(&'a [i64]),
+    /// A row-major [B, C] distribution (cross-entropy, KL) or labels (BCE).
+    Dense(&'a [f32]),
+}
+
+impl<'a> From<&'a [i32]> for Target<'a> {
+    fn from(t: &'a [i32]) -> Self {
+        Target::ClassesI32(t)
+    }
+}
+
+impl<'a> From<&'a [i64]> for Target<'a> {
     fn from(t: &'a [i64]) -> Self {
-        Targets::I64(t)
+        Target::ClassesI64(t)
+    }
+}
+
+impl<'a> From<&'a [f32]> for Target<'a> {
+    fn from(t: &'a [f32]) -> Self {
+        Target::Dense(t)
     }
 }
 
 /// PyTorch's default `ignore_index`.
 pub const DEFAULT_IGNORE_INDEX: i64 = -100;
 
-/// Softmax cross-entropy of `[batch, classes]` logits against class indices:
-/// `loss_i = logsumexp(x_i) - x_i[y_i]`, as `torch.nn.functional.cross_entropy`.
-///
-/// ```
-/// use xent::{Reduction, SoftmaxCrossEntropy};
-/// let logits = [2.0_f32, 1.0, 0.1, 0.5, 2.5, 0.3];
-/// let targets = [0_i64, 1];
-/// let request = SoftmaxCrossEntropy::new(&logits, [2, 3], &targets[..])
-///     .reduction(Reduction::Sum)
-///     .ignore_index(-1);
-/// assert_eq!(request.options().reduction, Reduction::Sum);
-/// ```
-#[derive(Clone, Copy, Debug)]
-pub struct SoftmaxCrossEntropy<'a> {
-    logits: &'a [f32],
-    shape: [usize; 2],
-    targets: Targets<'a>,
-    options: Options,
-}
-
-/// The options of [`SoftmaxCrossEntropy`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The options of a [`Request`], with PyTorch's defaults.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Options {
-    /// How rows are combined.
+    /// How values are combined.
     pub reduction: Reduction,
-    /// Rows whose target equals this are skipped: loss 0, and not counted by the mean.
+    /// What the input values are.
+    pub input_kind: InputKind,
+    /// Class-index rows whose target equals this are skipped: loss 0, not counted by the mean.
     pub ignore_index: i64,
-    /// Also return each row's log-sum-exp.
+    /// Label smoothing ε in [0, 1] (cross-entropy): the target becomes (1 − ε)p + ε/C.
+    pub label_smoothing: f32,
+    /// z-loss s ≥ 0 (cross-entropy on logits): adds s·lse² per row, averaged over valid rows.
+    pub z_loss: f32,
+    /// Soft cap c > 0 (cross-entropy on logits): x ← c·tanh(x/c) before the softmax.
+    pub softcap: Option<f32>,
+    /// KL only: the target holds log-probabilities.
+    pub log_target: bool,
+    /// The log base of cross-entropy, KL and entropy.
+    pub base: Base,
+    /// Also return each row's log-sum-exp (logits input only).
     pub lse: bool,
 }
 
@@ -93,22 +209,91 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             reduction: Reduction::Mean,
+            input_kind: InputKind::Logits,
             ignore_index: DEFAULT_IGNORE_INDEX,
+            label_smoothing: 0.0,
+            z_loss: 0.0,
+            softcap: None,
+            log_target: false,
+            base: Base::E,
             lse: false,
         }
     }
 }
 
-impl<'a> SoftmaxCrossEntropy<'a> {
-    /// A request over row-major `logits` of shape `[batch, classes]`, with default options
-    /// (mean, `ignore_index` −100).
-    pub fn new(logits: &'a [f32], shape: [usize; 2], targets: impl Into<Targets<'a>>) -> Self {
-        SoftmaxCrossEntropy {
-            logits,
+/// One loss computation: the loss, a [B, C] input, its target, class weights and options.
+///
+/// ```
+/// use xent::{Reduction, Request};
+/// let logits = [2.0_f32, 1.0, 0.1, 0.5, 2.5, 0.3];
+/// let targets = [0_i64, 1];
+/// let request = Request::cross_entropy(&logits[..], [2, 3], &targets[..])
+///     .reduction(Reduction::Sum)
+///     .label_smoothing(0.1);
+/// assert_eq!(request.options().reduction, Reduction::Sum);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    loss: LossKind,
+    input: Input<'a>,
+    shape: [usize; 2],
+    target: Target<'a>,
+    weight: Option<&'a [f32]>,
+    pos_weight: Option<&'a [f32]>,
+    options: Options,
+}
+
+impl<'a> Request<'a> {
+    /// A request with default options.
+    pub fn new(
+        loss: LossKind,
+        input: impl Into<Input<'a>>,
+        shape: [usize; 2],
+        target: Target<'a>,
+    ) -> Self {
+        Request {
+            loss,
+            input: input.into(),
             shape,
-            targets: targets.into(),
+            target,
+            weight: None,
+            pos_weight: None,
             options: Options::default(),
         }
+    }
+
+    /// Cross-entropy against class indices (`&[i64]`, `&[i32]`) or a [B, C] distribution
+    /// (`&[f32]`).
+    pub fn cross_entropy(
+        input: impl Into<Input<'a>>,
+        shape: [usize; 2],
+        target: impl Into<Target<'a>>,
+    ) -> Self {
+        Self::new(LossKind::CrossEntropy, input, shape, target.into())
+    }
+
+    /// Multi-label binary cross-entropy against [B, C] labels in [0, 1].
+    pub fn binary_cross_entropy(
+        input: impl Into<Input<'a>>,
+        shape: [usize; 2],
+        labels: &'a [f32],
+    ) -> Self {
+        Self::new(
+            LossKind::BinaryCrossEntropy,
+            input,
+            shape,
+            Target::Dense(labels),
+        )
+    }
+
+    /// KL divergence D(target ‖ input) against a [B, C] target distribution.
+    pub fn kl_div(input: impl Into<Input<'a>>, shape: [usize; 2], target: &'a [f32]) -> Self {
+        Self::new(LossKind::KlDiv, input, shape, Target::Dense(target))
+    }
+
+    /// The entropy of each row of the input.
+    pub fn entropy(input: impl Into<Input<'a>>, shape: [usize; 2]) -> Self {
+        Self::new(LossKind::Entropy, input, shape, Target::None)
     }
 
     /// Sets the reduction.
@@ -118,14 +303,70 @@ impl<'a> SoftmaxCrossEntropy<'a> {
         self
     }
 
-    /// Sets the target value that marks a row to skip.
+    /// Sets what the input values are.
+    #[must_use]
+    pub fn input_kind(mut self, kind: InputKind) -> Self {
+        self.options.input_kind = kind;
+        self
+    }
+
+    /// Sets the class-index target value that marks a row to skip.
     #[must_use]
     pub fn ignore_index(mut self, ignore_index: i64) -> Self {
         self.options.ignore_index = ignore_index;
         self
     }
 
-    /// Asks for each row's log-sum-exp in the output.
+    /// Sets per-class weights, of length C.
+    #[must_use]
+    pub fn weight(mut self, weight: &'a [f32]) -> Self {
+        self.weight = Some(weight);
+        self
+    }
+
+    /// Sets BCE's per-class weight of positive labels, of length C.
+    #[must_use]
+    pub fn pos_weight(mut self, pos_weight: &'a [f32]) -> Self {
+        self.pos_weight = Some(pos_weight);
+        self
+    }
+
+    /// Sets the label smoothing ε.
+    #[must_use]
+    pub fn label_smoothing(mut self, epsilon: f32) -> Self {
+        self.options.label_smoothing = epsilon;
+        self
+    }
+
+    /// Sets the z-loss coefficient.
+    #[must_use]
+    pub fn z_loss(mut self, s: f32) -> Self {
+        self.options.z_loss = s;
+        self
+    }
+
+    /// Sets the logit soft cap.
+    #[must_use]
+    pub fn softcap(mut self, cap: f32) -> Self {
+        self.options.softcap = Some(cap);
+        self
+    }
+
+    /// Says that a KL target holds log-probabilities.
+    #[must_use]
+    pub fn log_target(mut self, log_target: bool) -> Self {
+        self.options.log_target = log_target;
+        self
+    }
+
+    /// Sets the log base.
+    #[must_use]
+    pub fn base(mut self, base: Base) -> Self {
+        self.options.base = base;
+        self
+    }
+
+    /// Asks for each row's log-sum-exp in the output (logits input only).
     #[must_use]
     pub fn with_lse(mut self, lse: bool) -> Self {
         self.options.lse = lse;
@@ -137,47 +378,166 @@ impl<'a> SoftmaxCrossEntropy<'a> {
         self.options
     }
 
-    /// Checks shapes and targets, and encodes targets for the kernels.
+    /// The loss asked for.
+    pub fn loss(&self) -> LossKind {
+        self.loss
+    }
+
+    /// Checks shapes, targets and options, and encodes class targets for the kernels.
     pub(crate) fn check(&self) -> Result<Checked<'a>> {
         let [batch, classes] = self.shape;
-        let shape = || format!("[{batch}, {classes}]");
+        let o = &self.options;
+        let loss = self.loss;
         if classes == 0 {
             return Err(Error::NoClasses);
         }
-        let expected = batch.checked_mul(classes).ok_or_else(|| Error::TooLarge {
-            what: "logits",
-            reason: format!("shape {} overflows usize", shape()),
+        let elements = batch.checked_mul(classes).ok_or_else(|| Error::TooLarge {
+            what: "input",
+            reason: format!("shape [{batch}, {classes}] overflows usize"),
         })?;
-        if self.logits.len() != expected {
-            return Err(Error::LengthMismatch {
-                what: "logits",
-                shape: shape(),
-                expected,
-                actual: self.logits.len(),
-            });
-        }
-        if self.targets.len() != batch {
-            return Err(Error::LengthMismatch {
-                what: "targets",
-                shape: format!("[{batch}]"),
-                expected: batch,
-                actual: self.targets.len(),
-            });
-        }
         if classes >= IGNORED as usize {
             return Err(Error::TooLarge {
-                what: "logits",
+                what: "input",
                 reason: format!("{classes} classes do not fit a 32-bit class index"),
             });
         }
+        length(
+            "input",
+            format!("[{batch}, {classes}]"),
+            elements,
+            self.input.len(),
+        )?;
+        let unsupported = |option: &'static str| Error::Unsupported {
+            option,
+            loss: loss.name(),
+            input_kind: o.input_kind.name(),
+        };
+        let logits = o.input_kind == InputKind::Logits;
+        let cross_entropy = loss == LossKind::CrossEntropy;
+        if !(0.0..=1.0).contains(&o.label_smoothing) {
+            return Err(Error::InvalidOption {
+                option: "label_smoothing",
+                reason: format!("{} is outside [0, 1]", o.label_smoothing),
+            });
+        }
+        if o.label_smoothing != 0.0 && !cross_entropy {
+            return Err(unsupported("label_smoothing"));
+        }
+        if !(o.z_loss >= 0.0 && o.z_loss.is_finite()) {
+            return Err(Error::InvalidOption {
+                option: "z_loss",
+                reason: format!("{} is not a finite value ≥ 0", o.z_loss),
+            });
+        }
+        if o.z_loss != 0.0 && !(cross_entropy && logits) {
+            return Err(unsupported("z_loss"));
+        }
+        if o.z_loss != 0.0 && o.base != Base::E {
+            return Err(Error::InvalidOption {
+                option: "z_loss",
+                reason: "z-loss is defined in nats; use base e".into(),
+            });
+        }
+        if let Some(cap) = o.softcap {
+            if !(cap > 0.0 && cap.is_finite()) {
+                return Err(Error::InvalidOption {
+                    option: "softcap",
+                    reason: format!("{cap} is not a finite value > 0"),
+                });
+            }
+            if !(cross_entropy && logits) {
+                return Err(unsupported("softcap"));
+            }
+        }
+        if o.log_target && loss != LossKind::KlDiv {
+            return Err(unsupported("log_target"));
+        }
+        if o.base != Base::E && loss == LossKind::BinaryCrossEntropy {
+            return Err(unsupported("base"));
+        }
+        if o.lse && !(logits && loss != LossKind::BinaryCrossEntropy) {
+            return Err(unsupported("lse"));
+        }
+        if loss == LossKind::BinaryCrossEntropy && o.input_kind == InputKind::LogProbs {
+            return Err(unsupported("input kind"));
+        }
+        let weight = match self.weight {
+            Some(_) if matches!(loss, LossKind::KlDiv | LossKind::Entropy) => {
+                return Err(unsupported("weight"));
+            }
+            Some(w) => Some(check_weights("weight", w, classes)?),
+            None => None,
+        };
+        let pos_weight = match self.pos_weight {
+            Some(w) if loss == LossKind::BinaryCrossEntropy && logits => {
+                Some(check_weights("pos_weight", w, classes)?)
+            }
+            Some(_) => return Err(unsupported("pos_weight")),
+            None => None,
+        };
+        if o.input_kind == InputKind::Probs {
+            check_probabilities(&self.input, classes)?;
+        }
+
+        let target = match (loss, self.target) {
+            (LossKind::Entropy, Target::None) => CheckedTarget::None,
+            (LossKind::Entropy, _) => {
+                return Err(Error::InvalidTarget {
+                    loss: loss.name(),
+                    reason: "entropy takes no target".into(),
+                });
+            }
+            (LossKind::CrossEntropy, Target::ClassesI32(t)) => {
+                self.classes(t.len(), |r| i64::from(t[r]))?
+            }
+            (LossKind::CrossEntropy, Target::ClassesI64(t)) => self.classes(t.len(), |r| t[r])?,
+            (_, Target::Dense(t)) => {
+                length("target", format!("[{batch}, {classes}]"), elements, t.len())?;
+                CheckedTarget::Dense(t)
+            }
+            (_, Target::None) => {
+                return Err(Error::InvalidTarget {
+                    loss: loss.name(),
+                    reason: "a target is required".into(),
+                });
+            }
+            (_, Target::ClassesI32(_) | Target::ClassesI64(_)) => {
+                return Err(Error::InvalidTarget {
+                    loss: loss.name(),
+                    reason: format!(
+                        "needs a float target of shape [{batch}, {classes}], not class indices"
+                    ),
+                });
+            }
+        };
+        let valid_rows = match &target {
+            CheckedTarget::Classes(t) => t.iter().filter(|&&t| t != IGNORED).count(),
+            _ => batch,
+        };
+        Ok(Checked {
+            loss,
+            input: self.input,
+            batch,
+            classes,
+            target,
+            weight,
+            pos_weight,
+            valid_rows,
+            options: self.options,
+        })
+    }
+
+    fn classes(&self, len: usize, get: impl Fn(usize) -> i64) -> Result<CheckedTarget<'a>> {
+        let [batch, classes] = self.shape;
+        length("target", format!("[{batch}]"), batch, len)?;
         let ignore_index = self.options.ignore_index;
-        let mut targets = Vec::with_capacity(batch);
+        let mut encoded = Vec::with_capacity(batch);
         for row in 0..batch {
-            let target = self.targets.get(row);
+            let target = get(row);
             if target == ignore_index {
-                targets.push(IGNORED);
+                encoded.push(IGNORED);
             } else if (0..classes as i64).contains(&target) {
-                targets.push(target as u32);
+                encoded.push(target as u32);
             } else {
                 return Err(Error::TargetOutOfRange {
                     row,
@@ -187,128 +547,111 @@ impl<'a> SoftmaxCrossEntropy<'a> {
                 });
             }
         }
-        let valid_rows = targets.iter().filter(|&&t| t != IGNORED).count();
-        Ok(Checked {
-            logits: self.logits,
-            batch,
-            classes,
-            targets,
-            valid_rows,
-            options: self.options,
+        Ok(CheckedTarget::Classes(encoded))
+    }
+}
+
+fn length(what: &'static str, shape: String, expected: usize, actual: usize) -> Result<()> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(Error::LengthMismatch {
+            what,
+            shape,
+            expected,
+            actual,
         })
+    }
+}
+
+fn check_weights<'a>(what: &'static str, w: &'a [f32], classes: usize) -> Result<&'a [f32]> {
+    length(what, format!("[{classes}]"), classes, w.len())?;
+    match w.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
+        Some(class) => Err(Error::InvalidWeight {
+            what,
+            class,
+            value: w[class],
+        }),
+        None => Ok(w),
+    }
+}
+
+fn check_probabilities(input: &Input, classes: usize) -> Result<()> {
+    let bad = (0..input.len()).find(|&i| !(0.0..=1.0).contains(&input.get(i)));
+    match bad {
+        Some(i) => Err(Error::NotAProbability {
+            row: i / classes,
+            class: i % classes,
+            value: input.get(i),
+        }),
+        None => Ok(()),
     }
 }
 
 /// The encoded target of an ignored row, as the kernels see it.
 pub(crate) const IGNORED: u32 = u32::MAX;
 
-/// A validated request: shapes agree and every target is a class or [`IGNORED`].
+/// A checked target.
+#[derive(Debug)]
+pub(crate) enum CheckedTarget<'a> {
+    None,
+    /// Class indices, with [`IGNORED`] for ignored rows.
+    Classes(Vec<u32>),
+    Dense(&'a [f32]),
+}
+
+/// A validated request.
 #[derive(Debug)]
 pub(crate) struct Checked<'a> {
-    pub logits: &'a [f32],
+    pub loss: LossKind,
+    pub input: Input<'a>,
     pub batch: usize,
     pub classes: usize,
-    pub targets: Vec<u32>,
+    pub target: CheckedTarget<'a>,
+    pub weight: Option<&'a [f32]>,
+    pub pos_weight: Option<&'a [f32]>,
     pub valid_rows: usize,
     pub options: Options,
 }
 
 impl Checked<'_> {
-    /// The row's class, or `None` for an ignored row.
-    pub fn target(&self, row: usize) -> Option<usize> {
-        let t = self.targets[row];
-        (t != IGNORED).then_some(t as usize)
+    /// The shape of the `none` output.
+    pub fn unreduced_shape(&self) -> Vec<usize> {
+        if self.loss.elementwise() {
+            vec![self.batch, self.classes]
+        } else {
+            vec![self.batch]
+        }
     }
 
-    /// The row-major logits of one row.
-    pub fn row(&self, row: usize) -> &[f32] {
-        &self.logits[row * self.classes..(row + 1) * self.classes]
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn check(logits: &[f32], shape: [usize; 2], targets: &[i64]) -> Result<Checked<'static>> {
-        let logits: &'static [f32] = Vec::leak(logits.to_vec());
-        let targets: &'static [i64] = Vec::leak(targets.to_vec());
-        SoftmaxCrossEntropy::new(logits, shape, targets).check()
+    /// Class weight `c` (1 without weights).
+    pub fn class_weight(&self, c: usize) -> f64 {
+        self.weight.map_or(1.0, |w| f64::from(w[c]))
     }
 
-    #[test]
-    fn encodes_targets_and_counts_valid_rows() {
-        let c = check(&[0.5; 6], [3, 2], &[1, -100, 0]).unwrap();
-        assert_eq!(c.targets, [1, IGNORED, 0]);
-        assert_eq!(c.valid_rows, 2);
-        assert_eq!(c.target(1), None);
-        assert_eq!(c.target(2), Some(0));
-    }
-
-    #[test]
-    fn a_custom_ignore_index_replaces_the_default() {
-        let t = [3_i32, 0];
-        let c = SoftmaxCrossEntropy::new(&[0.1; 8], [2, 4], &t[..])
-            .ignore_index(3)
-            .check()
-            .unwrap();
-        assert_eq!(c.valid_rows, 1);
-        let err = SoftmaxCrossEntropy::new(&[0.1; 8], [2, 4], &[-100_i32, 0][..])
-            .ignore_index(3)
-            .check()
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::TargetOutOfRange {
-                    row: 0,
-                    target: -100,
-                    ..
+    /// The divisors of the scalar reductions, in float64: the result is
+    /// Σ main / main_divisor + Σ z / z_divisor, where `main` is the loss in the chosen base and
+    /// `z` the z-loss term. `None` when the mean has nothing to average (it is then 0).
+    pub fn divisors(&self) -> Option<(f64, f64)> {
+        let rows = self.batch as f64;
+        let ln = self.options.base.ln();
+        match self.options.reduction {
+            Reduction::None | Reduction::Sum => Some((ln, 1.0)),
+            Reduction::BatchMean if self.batch == 0 => None,
+            Reduction::BatchMean => Some((ln * rows, rows)),
+            Reduction::Mean => match (&self.target, self.loss.elementwise()) {
+                (_, _) if self.valid_rows == 0 => None,
+                (CheckedTarget::Classes(t), _) => {
+                    let weights: f64 = t
+                        .iter()
+                        .filter(|&&y| y != IGNORED)
+                        .map(|&y| self.class_weight(y as usize))
+                        .sum();
+                    Some((ln * weights, self.valid_rows as f64))
                 }
-            ),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn bad_input_gets_a_typed_error_naming_it() {
-        let err = check(&[0.5; 5], [3, 2], &[0, 0, 0]).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "logits has 5 values, but its shape [3, 2] needs 6"
-        );
-        let err = check(&[0.5; 6], [3, 2], &[0, 0]).unwrap_err();
-        assert!(matches!(
-            err,
-            Error::LengthMismatch {
-                what: "targets",
-                expected: 3,
-                actual: 2,
-                ..
-            }
-        ));
-        assert!(matches!(
-            check(&[], [3, 0], &[0, 0, 0]).unwrap_err(),
-            Error::NoClasses
-        ));
-        let err = check(&[0.5; 6], [3, 2], &[0, 2, 1]).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "target 2 at row 1 is outside [0, 2) and is not ignore_index -100"
-        );
-        let err = check(&[0.5; 6], [3, 2], &[0, 1, -1]).unwrap_err();
-        assert!(matches!(
-            err,
-            Error::TargetOutOfRange {
-                row: 2,
-                target: -1,
-                ..
-            }
-        ));
-        let err = check(&[], [usize::MAX, 2], &[]).unwrap_err();
-        assert!(
-            matches!(err, Error::TooLarge { what: "logits", .. }),
-            "{err}"
-        );
+                (_, true) => Some((ln * rows * self.classes as f64, rows)),
+                (_, false) => Some((ln * rows, rows)),
+            },
+        }
     }
 }

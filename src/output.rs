@@ -1,28 +1,34 @@
 //! What comes back from a loss computation.
 
-/// The reduced loss: one scalar, or one value per row for [`Reduction::None`](crate::Reduction).
+/// The reduced loss: one scalar, or the unreduced values for [`Reduction::None`](crate::Reduction).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Loss {
-    /// The `mean` or `sum` over rows.
+    /// The `mean`, `sum` or `batchmean`.
     Scalar(f32),
-    /// One loss per row (`none`); ignored rows are 0.
-    PerRow(Vec<f32>),
+    /// `none`: one value per row ([B]) for cross-entropy and entropy, one per element ([B, C])
+    /// for BCE and KL, row-major. Ignored rows are 0.
+    Unreduced {
+        /// The values, row-major.
+        values: Vec<f32>,
+        /// Their shape.
+        shape: Vec<usize>,
+    },
 }
 
 impl Loss {
-    /// The scalar, for `mean` and `sum`.
+    /// The scalar, for the scalar reductions.
     pub fn scalar(&self) -> Option<f32> {
         match self {
             Loss::Scalar(v) => Some(*v),
-            Loss::PerRow(_) => None,
+            Loss::Unreduced { .. } => None,
         }
     }
 
-    /// The per-row losses, for `none`.
-    pub fn per_row(&self) -> Option<&[f32]> {
+    /// The unreduced values, for `none`.
+    pub fn values(&self) -> Option<&[f32]> {
         match self {
             Loss::Scalar(_) => None,
-            Loss::PerRow(v) => Some(v),
+            Loss::Unreduced { values, .. } => Some(values),
         }
     }
 }
@@ -34,6 +40,7 @@ pub struct Output {
     pub loss: Loss,
     /// Each row's log-sum-exp, when it was asked for.
     pub lse: Option<Vec<f32>>,
-    /// Rows whose target is not `ignore_index`: the divisor of the mean.
+    /// Rows that count: those whose class target is not `ignore_index`, or every row for the
+    /// losses without class targets.
     pub valid_rows: usize,
 }

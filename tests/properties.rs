@@ -3,7 +3,7 @@
 mod common;
 
 use proptest::prelude::*;
-use xent::{Engine, Reduction, SoftmaxCrossEntropy};
+use xent::{Engine, Reduction, Request};
 
 fn case() -> impl Strategy<Value = (usize, usize, Vec<f32>, Vec<i64>)> {
     (
@@ -29,18 +29,18 @@ proptest! {
 
     #[test]
     fn gpus_match_the_reference((batch, classes, logits, targets) in case()) {
-        let request = SoftmaxCrossEntropy::new(&logits, [batch, classes], &targets[..])
+        let request = Request::cross_entropy(&logits[..], [batch, classes], &targets[..])
             .reduction(Reduction::None)
             .with_lse(true);
-        let want = Engine::cpu().softmax_cross_entropy(&request).unwrap();
+        let want = Engine::cpu().compute(&request).unwrap();
         let scale = logits.iter().fold(1.0_f64, |m, &x| m.max(f64::from(x.abs())));
         for engine in common::gpus() {
-            let got = engine.softmax_cross_entropy(&request).unwrap();
+            let got = engine.compute(&request).unwrap();
             let what = format!("{} {batch}x{classes}", engine.device());
-            common::assert_close(&what, got.loss.per_row().unwrap(), want.loss.per_row().unwrap(), 1e-5 * scale, 1e-5);
+            common::assert_close(&what, got.loss.values().unwrap(), want.loss.values().unwrap(), 1e-5 * scale, 1e-5);
             common::assert_close(&what, got.lse.as_deref().unwrap(), want.lse.as_deref().unwrap(), 1e-5 * scale, 1e-5);
-            let mean = engine.softmax_cross_entropy(&request.reduction(Reduction::Mean)).unwrap();
-            let want_mean = Engine::cpu().softmax_cross_entropy(&request.reduction(Reduction::Mean)).unwrap();
+            let mean = engine.compute(&request.reduction(Reduction::Mean)).unwrap();
+            let want_mean = Engine::cpu().compute(&request.reduction(Reduction::Mean)).unwrap();
             common::assert_scalar(&what, mean.loss.scalar().unwrap(), want_mean.loss.scalar().unwrap(), 1e-5 * scale);
         }
     }

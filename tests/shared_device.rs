@@ -3,7 +3,7 @@
 
 mod common;
 
-use xent::{Engine, Error, Reduction, SoftmaxCrossEntropy};
+use xent::{Engine, Error, Reduction, Request};
 
 /// Every adapter, with a device the test opens itself, as a wgpu user would.
 fn caller_devices() -> Vec<(wgpu::Adapter, wgpu::Device, wgpu::Queue)> {
@@ -30,7 +30,7 @@ fn a_shared_device_matches_an_owned_one() {
     let (batch, classes) = (300, 700);
     let x = common::logits(&mut rng, batch * classes, 3.0);
     let t = common::targets(&mut rng, batch, classes, 0.1);
-    let request = SoftmaxCrossEntropy::new(&x, [batch, classes], &t[..]).reduction(Reduction::Sum);
+    let request = Request::cross_entropy(&x[..], [batch, classes], &t[..]).reduction(Reduction::Sum);
     for (adapter, device, queue) in caller_devices() {
         let shared = Engine::from_wgpu(device, queue);
         let owned = common::gpus()
@@ -41,13 +41,13 @@ fn a_shared_device_matches_an_owned_one() {
         // The owned device has subgroups where the adapter does, the caller's has none here, so
         // the kernels differ in reduction order: compare with the reference tolerance.
         let a = shared
-            .softmax_cross_entropy(&request)
+            .compute(&request)
             .unwrap()
             .loss
             .scalar()
             .unwrap();
         let b = owned
-            .softmax_cross_entropy(&request)
+            .compute(&request)
             .unwrap()
             .loss
             .scalar()
@@ -65,7 +65,7 @@ fn a_destroyed_device_is_an_error_not_a_panic() {
         let engine = Engine::from_wgpu(device.clone(), queue);
         device.destroy();
         let err = engine
-            .softmax_cross_entropy(&SoftmaxCrossEntropy::new(&x, [8, 100], &t[..]))
+            .compute(&Request::cross_entropy(&x[..], [8, 100], &t[..]))
             .unwrap_err();
         eprintln!("{} after destroy: {err}", engine.device());
         assert!(

@@ -3,17 +3,17 @@
 mod common;
 
 use common::{assert_close, assert_scalar, logits, on_every_gpu, rng, targets};
-use xent::{Engine, Loss, Output, Reduction, SoftmaxCrossEntropy};
+use xent::{Engine, Loss, Output, Reduction, Request};
 
 /// Tolerances of the issue: relative error of the mean 1e-5, per-row atol and rtol 1e-5.
 const TOL: f64 = 1e-5;
 
-fn compare(engine: &Engine, request: SoftmaxCrossEntropy, row_scale: f64) {
+fn compare(engine: &Engine, request: Request, row_scale: f64) {
     let reference = Engine::cpu();
     for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
         let request = request.reduction(reduction).with_lse(true);
-        let got = engine.softmax_cross_entropy(&request).unwrap();
-        let want = reference.softmax_cross_entropy(&request).unwrap();
+        let got = engine.compute(&request).unwrap();
+        let want = reference.compute(&request).unwrap();
         let what = format!("{} {reduction:?}", engine.device());
         assert_eq!(got.valid_rows, want.valid_rows, "{what}: valid_rows");
         // f32 logits of magnitude M carry an absolute error of about M·2^-24 into lse.
@@ -29,7 +29,9 @@ fn compare(engine: &Engine, request: SoftmaxCrossEntropy, row_scale: f64) {
             (Loss::Scalar(g), Loss::Scalar(w)) => {
                 assert_scalar(&what, *g, *w, TOL * row_scale.max(1.0));
             }
-            (Loss::PerRow(g), Loss::PerRow(w)) => assert_close(&what, g, w, atol, TOL),
+            (Loss::Unreduced { values: g, .. }, Loss::Unreduced { values: w, .. }) => {
+                assert_close(&what, g, w, atol, TOL)
+            }
             other => panic!("{what}: reduction shapes differ: {other:?}"),
         }
     }
@@ -42,7 +44,7 @@ fn random_case(test: &str, batch: usize, classes: usize, scale: f32, ignored: f6
     on_every_gpu(test, |engine| {
         compare(
             engine,
-            SoftmaxCrossEntropy::new(&x, [batch, classes], &t[..]),
+            Request::cross_entropy(&x[..], [batch, classes], &t[..]),
             f64::from(scale),
         );
     });
@@ -89,7 +91,7 @@ fn every_width_around_the_vec4_and_row_per_thread_boundaries() {
         on_every_gpu(&format!("width {classes}"), |engine| {
             compare(
                 engine,
-                SoftmaxCrossEntropy::new(&x, [batch, classes], &t[..]),
+                Request::cross_entropy(&x[..], [batch, classes], &t[..]),
                 3.0,
             );
         });
@@ -119,7 +121,7 @@ fn minus_infinity_masks_classes_off_the_target() {
         on_every_gpu(&format!("masked width {classes}"), |engine| {
             compare(
                 engine,
-                SoftmaxCrossEntropy::new(&x, [batch, classes], &t[..]),
+                Request::cross_entropy(&x[..], [batch, classes], &t[..]),
                 2.0,
             );
         });
@@ -132,12 +134,12 @@ fn all_ignored_and_empty_batches_give_zero() {
     let x = logits(&mut rng, 4 * 300, 2.0);
     let t = [-100_i64; 4];
     on_every_gpu("all ignored", |engine| {
-        let request = SoftmaxCrossEntropy::new(&x, [4, 300], &t[..]);
-        let out = engine.softmax_cross_entropy(&request).unwrap();
+        let request = Request::cross_entropy(&x[..], [4, 300], &t[..]);
+        let out = engine.compute(&request).unwrap();
         assert_eq!(out.loss, Loss::Scalar(0.0));
         assert_eq!(out.valid_rows, 0);
-        let empty = SoftmaxCrossEntropy::new(&[], [0, 300], &[] as &[i64]);
-        let out = engine.softmax_cross_entropy(&empty).unwrap();
+        let empty = Request::cross_entropy(&[] as &[f32], [0, 300], &[] as &[i64]);
+        let out = engine.compute(&empty).unwrap();
         assert_eq!(
             out,
             Output {
@@ -157,10 +159,10 @@ fn int32_and_int64_targets_agree() {
     let t32: Vec<i32> = t64.iter().map(|&t| t as i32).collect();
     on_every_gpu("target dtypes", |engine| {
         let a = engine
-            .softmax_cross_entropy(&SoftmaxCrossEntropy::new(&x, [40, 90], &t64[..]))
+            .compute(&Request::cross_entropy(&x[..], [40, 90], &t64[..]))
             .unwrap();
         let b = engine
-            .softmax_cross_entropy(&SoftmaxCrossEntropy::new(&x, [40, 90], &t32[..]))
+            .compute(&Request::cross_entropy(&x[..], [40, 90], &t32[..]))
             .unwrap();
         assert_eq!(a, b);
     });
@@ -174,14 +176,14 @@ fn the_same_input_gives_the_same_bits() {
     let t = targets(&mut rng, batch, classes, 0.05);
     on_every_gpu("determinism", |engine| {
         for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
-            let request = SoftmaxCrossEntropy::new(&x, [batch, classes], &t[..])
+            let request = Request::cross_entropy(&x[..], [batch, classes], &t[..])
                 .reduction(reduction)
                 .with_lse(true);
-            let first = engine.softmax_cross_entropy(&request).unwrap();
-            let second = engine.softmax_cross_entropy(&request).unwrap();
+            let first = engine.compute(&request).unwrap();
+            let second = engine.compute(&request).unwrap();
             let bits = |o: &Output| match &o.loss {
                 Loss::Scalar(v) => vec![v.to_bits()],
-                Loss::PerRow(v) => v.iter().map(|x| x.to_bits()).collect(),
+                Loss::Unreduced { values: v, .. } => v.iter().map(|x| x.to_bits()).collect(),
             };
             assert_eq!(bits(&first), bits(&second), "{reduction:?}");
             assert_eq!(first.lse, second.lse);
@@ -199,9 +201,9 @@ fn a_nan_logit_makes_its_row_nan_and_nothing_else() {
         let t = targets(&mut rng, batch, classes, 0.0);
         on_every_gpu(&format!("nan width {classes}"), |engine| {
             let request =
-                SoftmaxCrossEntropy::new(&x, [batch, classes], &t[..]).reduction(Reduction::None);
-            let out = engine.softmax_cross_entropy(&request).unwrap();
-            let rows = out.loss.per_row().unwrap();
+                Request::cross_entropy(&x[..], [batch, classes], &t[..]).reduction(Reduction::None);
+            let out = engine.compute(&request).unwrap();
+            let rows = out.loss.values().unwrap();
             for (r, v) in rows.iter().enumerate() {
                 assert_eq!(v.is_nan(), r == 2, "row {r}: {v}");
             }

@@ -9,15 +9,16 @@ use std::process::Command;
 use common::{assert_close, assert_scalar, gpus};
 use npyz::WriterBuilder;
 use serde_json::Value;
-use xent::npy::{ClassIndices, Matrix, read_class_indices, read_matrix};
-use xent::{Engine, Reduction, SoftmaxCrossEntropy};
+use xent::npy::{Floats, TargetData, read_input, read_target};
+use xent::{Engine, Reduction, Request};
 
 const TOL: f64 = 1e-5;
 
 struct Fixture {
     name: String,
     dir: PathBuf,
-    logits: Matrix,
+    logits: Vec<f32>,
+    shape: [usize; 2],
     targets: Vec<i64>,
     expected: Value,
 }
@@ -41,7 +42,6 @@ impl Fixture {
     fn atol(&self) -> f64 {
         let max = self
             .logits
-            .data
             .iter()
             .filter(|x| x.is_finite())
             .fold(1.0_f64, |m, &x| m.max(f64::from(x.abs())));
@@ -59,19 +59,23 @@ fn fixtures() -> Vec<Fixture> {
     assert!(dirs.len() >= 8, "fixtures missing under {}", root.display());
     dirs.into_iter()
         .map(|dir| {
-            let ClassIndices::I64(targets) = read_class_indices(&dir.join("target.npy")).unwrap()
+            let TargetData::ClassesI64(targets) = read_target(&dir.join("target.npy")).unwrap()
             else {
                 panic!("target.npy is int64");
             };
-            let i32_targets = read_class_indices(&dir.join("target_i32.npy")).unwrap();
+            let i32_targets = read_target(&dir.join("target_i32.npy")).unwrap();
             assert_eq!(
                 i32_targets,
-                ClassIndices::I32(targets.iter().map(|&t| t as i32).collect())
+                TargetData::ClassesI32(targets.iter().map(|&t| t as i32).collect())
             );
+            let (Floats::F32(logits), shape) = read_input(&dir.join("input.npy")).unwrap() else {
+                panic!("input.npy is float32");
+            };
             let text = std::fs::read_to_string(dir.join("expected.json")).unwrap();
             Fixture {
                 name: dir.file_name().unwrap().to_string_lossy().into_owned(),
-                logits: read_matrix(&dir.join("input.npy")).unwrap(),
+                logits,
+                shape,
                 targets,
                 expected: serde_json::from_str(&text).unwrap(),
                 dir,
@@ -83,8 +87,8 @@ fn fixtures() -> Vec<Fixture> {
 fn check_engine(engine: &Engine, f: &Fixture) {
     let what = format!("{} {}", engine.device(), f.name);
     let request =
-        SoftmaxCrossEntropy::new(&f.logits.data, f.logits.shape, &f.targets[..]).with_lse(true);
-    let run = |r: Reduction| engine.softmax_cross_entropy(&request.reduction(r)).unwrap();
+        Request::cross_entropy(&f.logits[..], f.shape, &f.targets[..]).with_lse(true);
+    let run = |r: Reduction| engine.compute(&request.reduction(r)).unwrap();
     let mean = run(Reduction::Mean);
     assert_eq!(
         mean.valid_rows as u64,
@@ -107,7 +111,7 @@ fn check_engine(engine: &Engine, f: &Fixture) {
     let none = run(Reduction::None);
     assert_close(
         &format!("{what} none"),
-        none.loss.per_row().unwrap(),
+        none.loss.values().unwrap(),
         &f.numbers("none"),
         atol,
         TOL,
@@ -214,7 +218,7 @@ fn cli_json_matches_pytorch() {
                         .collect();
                     assert_eq!(
                         doc["shape"],
-                        serde_json::json!([f.logits.shape[0]]),
+                        serde_json::json!([f.shape[0]]),
                         "{what}"
                     );
                     assert_close(&what, &losses, &f.numbers("none"), f.atol(), TOL);

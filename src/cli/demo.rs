@@ -4,13 +4,23 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
-use xent::{Engine, Result, SoftmaxCrossEntropy};
+use xent::{Engine, InputKind, Reduction, Request, Result};
 
 /// A GPT-2-sized batch: 512 rows of 50 257 logits (103 MB), so the batch goes up in chunks.
 const BATCH: usize = 512;
 const CLASSES: usize = 50_257;
 
 pub fn run() -> Result<()> {
+    let gpus: Vec<Engine> = Engine::all_gpus()
+        .into_iter()
+        .filter_map(|e| match e {
+            Ok(engine) => Some(engine),
+            Err(e) => {
+                println!("an adapter failed to open: {e}");
+                None
+            }
+        })
+        .collect();
     let adapters = xent::gpu::adapters();
     println!("Adapters wgpu found (best first):");
     if adapters.is_empty() {
@@ -31,14 +41,14 @@ pub fn run() -> Result<()> {
     let targets: Vec<i64> = (0..BATCH)
         .map(|_| rng.random_range(0..CLASSES as i64))
         .collect();
-    let request = SoftmaxCrossEntropy::new(&logits, [BATCH, CLASSES], &targets[..]);
+    let request = Request::cross_entropy(&logits[..], [BATCH, CLASSES], &targets[..]);
     println!(
         "\nMean softmax cross-entropy of a {BATCH} x {CLASSES} f32 batch (N(0, 3) logits, random targets):\n"
     );
 
     let reference = Engine::cpu();
     let start = Instant::now();
-    let expected = reference.softmax_cross_entropy(&request)?.loss.scalar();
+    let expected = reference.compute(&request)?.loss.scalar();
     let reference_ms = start.elapsed().as_secs_f64() * 1e3;
     let expected = expected.expect("mean is a scalar");
 
@@ -51,18 +61,11 @@ pub fn run() -> Result<()> {
         reference.device().to_string(),
         "-"
     );
-    for engine in Engine::all_gpus() {
-        let engine = match engine {
-            Ok(engine) => engine,
-            Err(e) => {
-                println!("{:<44} failed to open: {e}", "(adapter)");
-                continue;
-            }
-        };
+    for engine in &gpus {
         // The first call builds the pipelines and buffers; the timed call reuses them.
-        engine.softmax_cross_entropy(&request)?;
+        engine.compute(&request)?;
         let start = Instant::now();
-        let loss = engine.softmax_cross_entropy(&request)?.loss.scalar();
+        let loss = engine.compute(&request)?.loss.scalar();
         let ms = start.elapsed().as_secs_f64() * 1e3;
         let loss = loss.expect("mean is a scalar");
         println!(
@@ -76,5 +79,55 @@ pub fn run() -> Result<()> {
          after a warm-up call. `--device auto` uses {}.",
         Engine::new().device()
     );
+    worked_examples(&gpus)
+}
+
+/// The three worked examples of the design, on every device.
+fn worked_examples(gpus: &[Engine]) -> Result<()> {
+    let pred = [0.2_f32, 0.7, 0.1];
+    let label = [0.0_f32, 1.0, 0.0];
+    let q = [0.7_f32, 0.2, 0.1];
+    let p = [1.0_f32, 0.0, 0.0];
+    let y_hat = [0.8_f32, 0.9, 0.1];
+    let y = [1.0_f32, 1.0, 0.0];
+    let examples = [
+        (
+            "cross-entropy, label [0,1,0] vs [0.2,0.7,0.1]",
+            0.3567,
+            Request::cross_entropy(&pred[..], [1, 3], &label[..]),
+        ),
+        (
+            "KL([1,0,0] || [0.7,0.2,0.1])",
+            0.3567,
+            Request::kl_div(&q[..], [1, 3], &p[..]).reduction(Reduction::BatchMean),
+        ),
+        (
+            "multi-label BCE, [0.8,0.9,0.1] vs [1,1,0]",
+            0.4339,
+            Request::binary_cross_entropy(&y_hat[..], [1, 3], &y[..])
+                .reduction(Reduction::BatchMean),
+        ),
+    ];
+    println!("\nWorked examples (probabilities in, natural log):\n");
+    let reference = Engine::cpu();
+    let engines: Vec<&Engine> = std::iter::once(&reference).chain(gpus).collect();
+    print!("{:<46} {:>8}", "example", "expected");
+    for engine in &engines {
+        print!(" {:>10}", engine.device().backend);
+    }
+    println!();
+    for (name, expected, request) in examples {
+        let request = request.input_kind(InputKind::Probs);
+        print!("{name:<46} {expected:>8.4}");
+        for engine in &engines {
+            let value = engine
+                .compute(&request)?
+                .loss
+                .scalar()
+                .expect("a scalar reduction");
+            print!(" {value:>10.4}");
+        }
+        println!();
+    }
     Ok(())
 }

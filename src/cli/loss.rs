@@ -1,28 +1,59 @@
-//! `xent loss`: the loss of `.npy` logits and targets.
+//! `xent loss`: a loss of `.npy` inputs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
-use xent::npy::{self, ClassIndices};
-use xent::{DEFAULT_IGNORE_INDEX, DeviceKind, Loss, Reduction, Result, SoftmaxCrossEntropy};
+use xent::npy::{self, TargetData};
+use xent::{
+    Base, DEFAULT_IGNORE_INDEX, DeviceKind, Error, InputKind, Loss, LossKind, Reduction, Request,
+    Result, Target,
+};
 
 use super::DeviceChoice;
 
 #[derive(Args, Debug)]
 pub struct LossArgs {
-    /// Logits: a [batch, classes] float32 .npy file.
+    /// The input: a [batch, classes] float16, float32 or float64 .npy file (computed in f32).
     #[arg(long)]
     input: PathBuf,
-    /// Class indices: a [batch] int64 or int32 .npy file.
+    /// What the input values are.
+    #[arg(long, value_enum, default_value_t = InputKindArg::Logits)]
+    input_kind: InputKindArg,
+    /// The target: [batch] int32/int64 class indices, or a [batch, classes] float distribution
+    /// (labels for BCE). Entropy takes none.
     #[arg(long)]
-    target: PathBuf,
-    /// How per-row losses are combined.
+    target: Option<PathBuf>,
+    /// The loss.
+    #[arg(long, value_enum, default_value_t = LossArg::CrossEntropy)]
+    loss: LossArg,
+    /// How values are combined.
     #[arg(long, value_enum, default_value_t = ReductionArg::Mean)]
     reduction: ReductionArg,
-    /// Rows whose target equals this are skipped.
+    /// Class-index rows whose target equals this are skipped.
     #[arg(long, default_value_t = DEFAULT_IGNORE_INDEX, allow_negative_numbers = true)]
     ignore_index: i64,
+    /// Per-class weights: a [classes] float .npy file.
+    #[arg(long)]
+    weight: Option<PathBuf>,
+    /// BCE's per-class weights of positive labels: a [classes] float .npy file.
+    #[arg(long)]
+    pos_weight: Option<PathBuf>,
+    /// Label smoothing ε in [0, 1] (cross-entropy).
+    #[arg(long, default_value_t = 0.0)]
+    label_smoothing: f32,
+    /// z-loss coefficient: adds s·lse² per row (cross-entropy on logits).
+    #[arg(long, default_value_t = 0.0)]
+    z_loss: f32,
+    /// Soft cap c: x ← c·tanh(x/c) before the softmax (cross-entropy on logits).
+    #[arg(long)]
+    softcap: Option<f32>,
+    /// KL: the target holds log-probabilities.
+    #[arg(long)]
+    log_target: bool,
+    /// Log base of cross-entropy, KL and entropy.
+    #[arg(long, value_enum, default_value_t = BaseArg::E)]
+    base: BaseArg,
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
@@ -32,38 +63,114 @@ pub struct LossArgs {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+enum LossArg {
+    CrossEntropy,
+    BinaryCrossEntropy,
+    KlDiv,
+    Entropy,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum InputKindArg {
+    Logits,
+    Probs,
+    LogProbs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum ReductionArg {
     Mean,
     Sum,
     None,
+    Batchmean,
 }
 
-impl From<ReductionArg> for Reduction {
-    fn from(r: ReductionArg) -> Self {
-        match r {
-            ReductionArg::Mean => Reduction::Mean,
-            ReductionArg::Sum => Reduction::Sum,
-            ReductionArg::None => Reduction::None,
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BaseArg {
+    #[value(name = "e")]
+    E,
+    #[value(name = "2")]
+    Two,
+    #[value(name = "10")]
+    Ten,
+}
+
+fn weights(path: &Option<PathBuf>) -> Result<Option<Vec<f32>>> {
+    path.as_deref().map(npy::read_vector).transpose()
+}
+
+fn target(path: Option<&Path>, loss: LossKind, shape: [usize; 2]) -> Result<Option<TargetData>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let data = npy::read_target(path)?;
+    if let TargetData::Dense(_, dims) = &data {
+        if dims[..] != shape {
+            return Err(Error::InvalidTarget {
+                loss: loss.name(),
+                reason: format!(
+                    "{}: a float target must have the input's shape {shape:?}, not {dims:?}",
+                    path.display()
+                ),
+            });
         }
     }
+    Ok(Some(data))
 }
 
 pub fn run(args: &LossArgs) -> Result<()> {
-    let logits = npy::read_matrix(&args.input)?;
-    let targets = npy::read_class_indices(&args.target)?;
+    let loss = match args.loss {
+        LossArg::CrossEntropy => LossKind::CrossEntropy,
+        LossArg::BinaryCrossEntropy => LossKind::BinaryCrossEntropy,
+        LossArg::KlDiv => LossKind::KlDiv,
+        LossArg::Entropy => LossKind::Entropy,
+    };
+    let (input, shape) = npy::read_input(&args.input)?;
+    let target = target(args.target.as_deref(), loss, shape)?;
+    let weight = weights(&args.weight)?;
+    let pos_weight = weights(&args.pos_weight)?;
     let engine = args.device.engine()?;
-    let request = match &targets {
-        ClassIndices::I32(t) => SoftmaxCrossEntropy::new(&logits.data, logits.shape, &t[..]),
-        ClassIndices::I64(t) => SoftmaxCrossEntropy::new(&logits.data, logits.shape, &t[..]),
+    let mut request = Request::new(
+        loss,
+        input.as_input(),
+        shape,
+        target.as_ref().map_or(Target::None, TargetData::as_target),
+    )
+    .input_kind(match args.input_kind {
+        InputKindArg::Logits => InputKind::Logits,
+        InputKindArg::Probs => InputKind::Probs,
+        InputKindArg::LogProbs => InputKind::LogProbs,
+    })
+    .reduction(match args.reduction {
+        ReductionArg::Mean => Reduction::Mean,
+        ReductionArg::Sum => Reduction::Sum,
+        ReductionArg::None => Reduction::None,
+        ReductionArg::Batchmean => Reduction::BatchMean,
+    })
+    .ignore_index(args.ignore_index)
+    .label_smoothing(args.label_smoothing)
+    .z_loss(args.z_loss)
+    .log_target(args.log_target)
+    .base(match args.base {
+        BaseArg::E => Base::E,
+        BaseArg::Two => Base::Two,
+        BaseArg::Ten => Base::Ten,
+    });
+    if let Some(cap) = args.softcap {
+        request = request.softcap(cap);
     }
-    .reduction(args.reduction.into())
-    .ignore_index(args.ignore_index);
-    let out = engine.softmax_cross_entropy(&request)?;
+    if let Some(w) = &weight {
+        request = request.weight(w);
+    }
+    if let Some(w) = &pos_weight {
+        request = request.pos_weight(w);
+    }
+    let out = engine.compute(&request)?;
     let device = engine.device();
     if args.json {
         let mut doc = match &out.loss {
             Loss::Scalar(v) => json!({ "loss": v }),
-            Loss::PerRow(v) => json!({ "losses": v, "shape": [v.len()] }),
+            Loss::Unreduced { values, shape } => json!({ "losses": values, "shape": shape }),
         };
         let kind = match device.kind {
             DeviceKind::Gpu => "gpu",
@@ -79,11 +186,22 @@ pub fn run(args: &LossArgs) -> Result<()> {
     } else {
         match &out.loss {
             Loss::Scalar(v) => println!("{v}"),
-            Loss::PerRow(rows) => rows.iter().for_each(|v| println!("{v}")),
+            Loss::Unreduced { values, shape } => {
+                let width = if shape.len() == 2 { shape[1] } else { 1 };
+                for row in values.chunks(width) {
+                    let row: Vec<String> = row.iter().map(f32::to_string).collect();
+                    println!("{}", row.join(" "));
+                }
+            }
         }
         eprintln!(
-            "{} valid of {} rows, on {}",
-            out.valid_rows, logits.shape[0], device
+            "{} on {} {} input, {} valid of {} rows, on {}",
+            loss.name(),
+            input.dtype(),
+            request.options().input_kind.name(),
+            out.valid_rows,
+            shape[0],
+            device
         );
     }
     Ok(())

@@ -6,8 +6,8 @@ mod context;
 mod pipelines;
 mod pool;
 mod reduce;
+mod rows;
 mod shaders;
-mod softmax_xent;
 
 use std::sync::{Mutex, PoisonError};
 
@@ -15,7 +15,7 @@ pub use adapter::{ADAPTER_NAME_VAR, AdapterSummary, adapters};
 pub use shaders::{ShaderModule, shader_modules};
 
 use crate::error::{Error, Result};
-use crate::loss::{Checked, Reduction};
+use crate::loss::{Checked, CheckedTarget, Reduction};
 use crate::output::{Loss, Output};
 use chunk::{CHUNK_CAP_BYTES, round_up, row_chunks};
 use context::Context;
@@ -33,9 +33,14 @@ pub(crate) struct GpuEngine {
 /// the device would do anyway.
 struct Workspace {
     staging: [Staging; 2],
-    chunks: [Slot; 2],
-    targets: Slot,
-    row_loss: Slot,
+    inputs: [Slot; 2],
+    dense: [Slot; 2],
+    elements: Slot,
+    class_targets: Slot,
+    weight: Slot,
+    pos_weight: Slot,
+    empty: Slot,
+    row_values: Slot,
     row_lse: Slot,
     sums: [Slot; 2],
     params: Slot,
@@ -52,12 +57,20 @@ impl Workspace {
                 Staging::new("xent staging 0"),
                 Staging::new("xent staging 1"),
             ],
-            chunks: [
-                Slot::new("xent logits chunk 0", storage),
-                Slot::new("xent logits chunk 1", storage),
+            inputs: [
+                Slot::new("xent input chunk 0", storage),
+                Slot::new("xent input chunk 1", storage),
             ],
-            targets: Slot::new("xent targets", storage),
-            row_loss: Slot::new("xent row loss", output),
+            dense: [
+                Slot::new("xent dense target chunk 0", storage),
+                Slot::new("xent dense target chunk 1", storage),
+            ],
+            elements: Slot::new("xent elementwise values", output),
+            class_targets: Slot::new("xent class targets", storage),
+            weight: Slot::new("xent weight", storage),
+            pos_weight: Slot::new("xent pos_weight", storage),
+            empty: Slot::new("xent unused binding", storage),
+            row_values: Slot::new("xent row values", output),
             row_lse: Slot::new("xent row lse", output),
             sums: [
                 Slot::new("xent partial sums 0", output),
@@ -106,13 +119,12 @@ impl GpuEngine {
         &self.ctx.info
     }
 
-    pub fn softmax_cross_entropy(&self, req: &Checked) -> Result<Output> {
+    pub fn compute(&self, req: &Checked) -> Result<Output> {
         let mut ws = self
             .workspace
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        self.ctx
-            .scoped("softmax cross-entropy", || self.run_softmax(&mut ws, req))
+        self.ctx.scoped(req.loss.name(), || self.run(&mut ws, req))
     }
 
     /// A 2-D grid of `groups` workgroups within the per-dimension limit.
@@ -126,7 +138,7 @@ impl GpuEngine {
         self.pipelines.get(&self.ctx.device, key)
     }
 
-    fn run_softmax(&self, ws: &mut Workspace, req: &Checked) -> Result<Output> {
+    fn run(&self, ws: &mut Workspace, req: &Checked) -> Result<Output> {
         let limits = &self.ctx.limits;
         let binding = limits.max_storage_buffer_binding_size;
         let row_bytes = req.batch as u64 * 4;
@@ -141,41 +153,69 @@ impl GpuEngine {
         }
         let reduction = req.options.reduction;
         let scalar = reduction != Reduction::None;
+        let unreduced = |values: Vec<f32>| Loss::Unreduced {
+            values,
+            shape: req.unreduced_shape(),
+        };
         if req.batch == 0 {
             return Ok(Output {
                 loss: if scalar {
                     Loss::Scalar(0.0)
                 } else {
-                    Loss::PerRow(Vec::new())
+                    unreduced(Vec::new())
                 },
                 lse: req.options.lse.then(Vec::new),
                 valid_rows: 0,
             });
         }
+        let elementwise = !scalar && req.loss.elementwise();
+        let loss_bytes = if scalar {
+            4
+        } else if elementwise {
+            row_bytes * req.classes as u64
+        } else {
+            row_bytes
+        };
+        let readback_len = loss_bytes + if req.options.lse { row_bytes } else { 0 };
+        if readback_len > limits.max_buffer_size {
+            return Err(Error::TooLarge {
+                what: "output",
+                reason: format!(
+                    "{readback_len} bytes of results exceed the {}-byte buffer limit",
+                    limits.max_buffer_size
+                ),
+            });
+        }
+        let divisors = req.divisors();
+        let (alpha, beta) = divisors.map_or((0.0, 0.0), |(main, z)| {
+            ((1.0 / main) as f32, (1.0 / z) as f32)
+        });
         let chunk_cap = binding.min(limits.max_buffer_size).min(CHUNK_CAP_BYTES);
         let chunks = row_chunks(req.batch, req.classes, chunk_cap)?;
-        let variant = softmax_xent::Variant::for_shape(req.classes, self.ctx.subgroups);
+        let kernel = rows::RowKernel::for_request(req, self.ctx.subgroups);
         let mut arena = ParamArena {
             bytes: Vec::new(),
             align: limits.min_uniform_buffer_offset_alignment as usize,
         };
+        let o = &req.options;
         let chunk_offsets: Vec<u32> = chunks
             .iter()
             .map(|c| {
-                arena.push(&softmax_xent::Params {
+                arena.push(&rows::Params {
                     rows: c.len() as u32,
                     classes: req.classes as u32,
                     row_base: c.start as u32,
-                    _pad: 0,
+                    label_smoothing: o.label_smoothing,
+                    z_loss: o.z_loss,
+                    softcap: o.softcap.unwrap_or(1.0),
+                    alpha,
+                    beta,
+                    ..Default::default()
                 })
             })
             .collect();
-        let divisor = match reduction {
-            Reduction::Mean if req.valid_rows > 0 => req.valid_rows as f32,
-            _ => 1.0,
-        };
         let passes: Vec<(u32, u32)> = if scalar {
-            reduce::passes(req.batch as u32, divisor)
+            reduce::passes(req.batch as u32)
                 .into_iter()
                 .map(|(groups, p)| (groups, arena.push(&p)))
                 .collect()
@@ -185,65 +225,145 @@ impl GpuEngine {
 
         let device = &self.ctx.device;
         let queue = &self.ctx.queue;
-        let (params, _) = ws.params.get(device, arena.bytes.len() as u64);
-        queue.write_buffer(params, 0, &arena.bytes);
-        let (targets, _) = ws.targets.get(device, row_bytes);
-        queue.write_buffer(targets, 0, bytemuck::cast_slice(&req.targets));
-        ws.row_loss.get(device, row_bytes);
+        queue.write_buffer(
+            ws.params.get(device, arena.bytes.len() as u64).0,
+            0,
+            &arena.bytes,
+        );
+        let dense = match &req.target {
+            CheckedTarget::Dense(t) => Some(*t),
+            _ => None,
+        };
+        let upload = |slot: &mut Slot, bytes: &[u8]| {
+            queue.write_buffer(slot.get(device, bytes.len() as u64).0, 0, bytes);
+        };
+        if let CheckedTarget::Classes(t) = &req.target {
+            upload(&mut ws.class_targets, bytemuck::cast_slice(t));
+        }
+        if let Some(w) = req.weight {
+            upload(&mut ws.weight, bytemuck::cast_slice(w));
+        }
+        if let Some(w) = req.pos_weight {
+            upload(&mut ws.pos_weight, bytemuck::cast_slice(w));
+        }
+        ws.empty.get(device, 16);
+        ws.row_values.get(device, row_bytes);
         ws.row_lse.get(device, row_bytes);
+        let (readback, _) = ws.readback.get(device, readback_len);
+        let readback = readback.clone();
+        let or_empty =
+            |slot: &Slot, used: bool| current(if used { slot } else { &ws.empty }).clone();
+        let class_targets = or_empty(
+            &ws.class_targets,
+            matches!(req.target, CheckedTarget::Classes(_)),
+        );
+        let weight = or_empty(&ws.weight, req.weight.is_some());
+        let pos_weight = or_empty(&ws.pos_weight, req.pos_weight.is_some());
 
-        let softmax = self.pipeline(&variant.key);
+        let row_pipeline = self.pipeline(&kernel.key);
+        let element_pipeline = elementwise.then(|| self.pipeline(&rows::elementwise_key(req)));
         for (k, (rows, &offset)) in chunks.iter().zip(&chunk_offsets).enumerate() {
-            let data: &[u8] =
-                bytemuck::cast_slice(&req.logits[rows.start * req.classes..rows.end * req.classes]);
-            let bytes = data.len() as u64;
-            let bound = round_up(bytes, 16);
+            let elements = rows.start * req.classes..rows.end * req.classes;
+            let input = req.input.bytes(elements.clone());
+            let input_bound = round_up(input.len() as u64, 16);
+            let dense_bytes: &[u8] =
+                dense.map_or(&[], |t| bytemuck::cast_slice(&t[elements.clone()]));
             let staging = &mut ws.staging[k % 2];
-            let (staging_buf, fresh) = staging.slot.get(device, bound);
+            let (staging_buf, fresh) = staging
+                .slot
+                .get(device, input_bound + round_up(dense_bytes.len() as u64, 16));
             if !fresh && !staging.mapped {
                 self.ctx.map(staging_buf, wgpu::MapMode::Write)?;
             }
             staging_buf
-                .get_mapped_range_mut(..bytes)?
-                .copy_from_slice(data);
+                .get_mapped_range_mut(..input.len() as u64)?
+                .copy_from_slice(input);
+            if !dense_bytes.is_empty() {
+                staging_buf
+                    .get_mapped_range_mut(input_bound..input_bound + dense_bytes.len() as u64)?
+                    .copy_from_slice(dense_bytes);
+            }
             staging_buf.unmap();
             staging.mapped = false;
-            let (chunk_buf, _) = ws.chunks[k % 2].get(device, bound);
-            let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("xent softmax chunk"),
-                layout: &softmax.layout,
-                entries: &[
-                    uniform_entry(params, size_of::<softmax_xent::Params>()),
-                    range_entry(1, chunk_buf, bound),
-                    whole_entry(2, current(&ws.targets)),
-                    whole_entry(3, current(&ws.row_loss)),
-                    whole_entry(4, current(&ws.row_lse)),
-                ],
-            });
             let mut encoder = device.create_command_encoder(&Default::default());
-            encoder.copy_buffer_to_buffer(staging_buf, 0, chunk_buf, 0, bytes);
+            let (input_buf, _) = ws.inputs[k % 2].get(device, input_bound);
+            encoder.copy_buffer_to_buffer(staging_buf, 0, input_buf, 0, input.len() as u64);
+            let dense_bound = round_up(dense_bytes.len() as u64, 16);
+            let dense_buf = if dense_bytes.is_empty() {
+                current(&ws.empty)
+            } else {
+                let (buf, _) = ws.dense[k % 2].get(device, dense_bound);
+                encoder.copy_buffer_to_buffer(
+                    staging_buf,
+                    input_bound,
+                    buf,
+                    0,
+                    dense_bytes.len() as u64,
+                );
+                buf
+            };
+            let bind = |layout: &wgpu::BindGroupLayout, values: wgpu::BindGroupEntry| {
+                device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("xent rows"),
+                    layout,
+                    entries: &[
+                        uniform_entry(current(&ws.params), size_of::<rows::Params>()),
+                        range_entry(1, input_buf, input_bound),
+                        whole_entry(2, &class_targets),
+                        range_entry(3, dense_buf, dense_bound.max(16)),
+                        whole_entry(4, &weight),
+                        whole_entry(5, &pos_weight),
+                        values,
+                        whole_entry(7, current(&ws.row_lse)),
+                    ],
+                })
+            };
+            let row_bind = bind(
+                &row_pipeline.layout,
+                whole_entry(6, current(&ws.row_values)),
+            );
+            let groups = kernel.groups(rows.len() as u32);
             self.dispatch(
                 &mut encoder,
-                &softmax.pipeline,
-                &bind,
+                &row_pipeline.pipeline,
+                &row_bind,
                 offset,
-                variant.groups(rows.len() as u32),
+                groups,
             );
+            if let Some(pipeline) = &element_pipeline {
+                let count = elements.len() as u64;
+                let (out, _) = ws.elements.get(device, count * 4);
+                let element_bind = bind(&pipeline.layout, range_entry(6, out, count * 4));
+                let groups = rows::elementwise_groups(count);
+                self.dispatch(
+                    &mut encoder,
+                    &pipeline.pipeline,
+                    &element_bind,
+                    offset,
+                    groups,
+                );
+                encoder.copy_buffer_to_buffer(
+                    out,
+                    0,
+                    &readback,
+                    elements.start as u64 * 4,
+                    count * 4,
+                );
+            }
             queue.submit([encoder.finish()]);
         }
 
         let mut encoder = device.create_command_encoder(&Default::default());
-        let mut readback_len = 0;
-        let mut source = current(&ws.row_loss).clone();
         if scalar {
             let reduce = self.pipeline(&reduce::key());
+            let mut source = current(&ws.row_values).clone();
             for (i, &(groups, offset)) in passes.iter().enumerate() {
                 let (out, _) = ws.sums[i % 2].get(device, u64::from(groups) * 4);
                 let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("xent reduce pass"),
                     layout: &reduce.layout,
                     entries: &[
-                        uniform_entry(params, size_of::<reduce::Params>()),
+                        uniform_entry(current(&ws.params), size_of::<reduce::Params>()),
                         whole_entry(1, &source),
                         whole_entry(2, out),
                     ],
@@ -251,18 +371,18 @@ impl GpuEngine {
                 self.dispatch(&mut encoder, &reduce.pipeline, &bind, offset, groups);
                 source = out.clone();
             }
-            readback_len += 4;
-        } else {
-            readback_len += row_bytes;
+            encoder.copy_buffer_to_buffer(&source, 0, &readback, 0, 4);
+        } else if !elementwise {
+            encoder.copy_buffer_to_buffer(current(&ws.row_values), 0, &readback, 0, row_bytes);
         }
-        let lse_at = readback_len;
         if req.options.lse {
-            readback_len += row_bytes;
-        }
-        let (readback, _) = ws.readback.get(device, readback_len);
-        encoder.copy_buffer_to_buffer(&source, 0, readback, 0, lse_at);
-        if req.options.lse {
-            encoder.copy_buffer_to_buffer(current(&ws.row_lse), 0, readback, lse_at, row_bytes);
+            encoder.copy_buffer_to_buffer(
+                current(&ws.row_lse),
+                0,
+                &readback,
+                loss_bytes,
+                row_bytes,
+            );
         }
         queue.submit([encoder.finish()]);
         // Map the staging buffers again now, in the same wait as the readback, so that the next
@@ -273,17 +393,17 @@ impl GpuEngine {
                 staging.mapped = true;
             }
         }
-        self.ctx.map(readback, wgpu::MapMode::Read)?;
+        self.ctx.map(&readback, wgpu::MapMode::Read)?;
         let values: Vec<f32> = {
             let view = readback.get_mapped_range(..readback_len)?;
             bytemuck::cast_slice(&view).to_vec()
         };
         readback.unmap();
-        let (head, lse) = values.split_at((lse_at / 4) as usize);
-        let loss = match reduction {
-            Reduction::None => Loss::PerRow(head.to_vec()),
-            Reduction::Mean if req.valid_rows == 0 => Loss::Scalar(0.0),
-            _ => Loss::Scalar(head[0]),
+        let (head, lse) = values.split_at((loss_bytes / 4) as usize);
+        let loss = match divisors {
+            _ if !scalar => unreduced(head.to_vec()),
+            None => Loss::Scalar(0.0),
+            Some(_) => Loss::Scalar(head[0]),
         };
         Ok(Output {
             loss,

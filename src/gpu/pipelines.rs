@@ -33,8 +33,12 @@ fn layout_entries(module: Module) -> Vec<wgpu::BindGroupLayoutEntry> {
         min_binding_size: None,
     };
     let kinds = match module {
-        Module::SoftmaxXentWorkgroup | Module::SoftmaxXentSubgroup => vec![
+        // input, class targets, dense targets, weight, pos_weight, values, row lse
+        Module::Rows { .. } => vec![
             params,
+            storage(true),
+            storage(true),
+            storage(true),
             storage(true),
             storage(true),
             storage(false),
@@ -106,7 +110,7 @@ impl Pipelines {
         Arc::clone(modules.entry(module).or_insert_with(|| {
             let shader = module.shader();
             Arc::new(device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(shader.name),
+                label: Some(&shader.name),
                 source: wgpu::ShaderSource::Wgsl(shader.source.into()),
             }))
         }))

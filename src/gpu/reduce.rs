@@ -8,8 +8,7 @@ use super::shaders::Module;
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct Params {
     pub n: u32,
-    pub divisor: f32,
-    pub _pad: [u32; 2],
+    pub _pad: [u32; 3],
 }
 
 /// Values one workgroup sums: `WORKGROUP * ITEMS` in `reduce.wgsl`.
@@ -23,21 +22,13 @@ pub(crate) fn key() -> Key {
     }
 }
 
-/// The passes that take `n` values (n ≥ 1) to one: each pass's input count and params. The last
-/// pass divides by `divisor`.
-pub(crate) fn passes(n: u32, divisor: f32) -> Vec<(u32, Params)> {
+/// The passes that take `n` values (n ≥ 1) to one: each pass's workgroups and params.
+pub(crate) fn passes(n: u32) -> Vec<(u32, Params)> {
     let mut passes = Vec::new();
     let mut n = n;
     loop {
         let groups = n.div_ceil(BLOCK);
-        passes.push((
-            groups,
-            Params {
-                n,
-                divisor: if groups == 1 { divisor } else { 1.0 },
-                _pad: [0; 2],
-            },
-        ));
+        passes.push((groups, Params { n, _pad: [0; 3] }));
         if groups == 1 {
             return passes;
         }
@@ -50,12 +41,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passes_shrink_to_one_and_divide_last() {
-        let p = passes(70_000, 3.0);
+    fn passes_shrink_to_one() {
+        let p = passes(70_000);
         assert_eq!(p.iter().map(|(g, _)| *g).collect::<Vec<_>>(), [35, 1]);
-        assert_eq!(p[0].1.divisor, 1.0);
         assert_eq!(p[1].1.n, 35);
-        assert_eq!(p[1].1.divisor, 3.0);
-        assert_eq!(passes(1, 1.0).len(), 1);
+        assert_eq!(passes(1).len(), 1);
     }
 }

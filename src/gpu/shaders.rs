@@ -1,69 +1,101 @@
 //! The WGSL sources, and the modules built from them.
 
+const ROWS: &str = include_str!("../../shaders/rows.wgsl");
+const ROWS_WORKGROUP: &str = include_str!("../../shaders/rows_workgroup.wgsl");
+const ROWS_SUBGROUP: &str = include_str!("../../shaders/rows_subgroup.wgsl");
 const SOFTMAX_XENT: &str = include_str!("../../shaders/softmax_xent.wgsl");
-const SOFTMAX_XENT_WORKGROUP: &str = include_str!("../../shaders/softmax_xent_workgroup.wgsl");
-const SOFTMAX_XENT_SUBGROUP: &str = include_str!("../../shaders/softmax_xent_subgroup.wgsl");
+const KL_DIV: &str = include_str!("../../shaders/kl_div.wgsl");
+const ENTROPY: &str = include_str!("../../shaders/entropy.wgsl");
+const BCE: &str = include_str!("../../shaders/bce.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
 /// One WGSL module the engine can build: its name, the files it is made of, and its source.
 #[derive(Clone, Debug)]
 pub struct ShaderModule {
     /// The module's name, used as its label.
-    pub name: &'static str,
+    pub name: String,
     /// The files under `shaders/` that make it, in order.
-    pub files: &'static [&'static str],
+    pub files: Vec<&'static str>,
     /// Whether it needs the SUBGROUP feature.
     pub needs_subgroups: bool,
     /// The WGSL source.
     pub source: String,
 }
 
-/// The kernel families, each built as one module.
+/// A loss family: the file that supplies `add_quad` and `finish_row` to the row kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Family {
+    SoftmaxXent,
+    KlDiv,
+    Entropy,
+    Bce,
+}
+
+impl Family {
+    const ALL: [Family; 4] = [
+        Family::SoftmaxXent,
+        Family::KlDiv,
+        Family::Entropy,
+        Family::Bce,
+    ];
+
+    fn file(self) -> (&'static str, &'static str) {
+        match self {
+            Family::SoftmaxXent => ("softmax_xent.wgsl", SOFTMAX_XENT),
+            Family::KlDiv => ("kl_div.wgsl", KL_DIV),
+            Family::Entropy => ("entropy.wgsl", ENTROPY),
+            Family::Bce => ("bce.wgsl", BCE),
+        }
+    }
+}
+
+/// A module the engine builds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Module {
-    /// Softmax cross-entropy, reducing rows in workgroup memory.
-    SoftmaxXentWorkgroup,
-    /// Softmax cross-entropy, reducing rows with subgroup operations.
-    SoftmaxXentSubgroup,
-    /// The device-side sum and mean.
+    /// A family's row kernels, reducing rows with subgroup operations or in workgroup memory.
+    Rows { family: Family, subgroups: bool },
+    /// The device-side sum.
     Reduce,
 }
 
 impl Module {
-    const ALL: [Module; 3] = [
-        Module::SoftmaxXentWorkgroup,
-        Module::SoftmaxXentSubgroup,
-        Module::Reduce,
-    ];
-
     /// The module's files, joined.
     pub fn shader(self) -> ShaderModule {
-        let (name, files, parts, needs_subgroups): (_, &'static [&'static str], &[&str], _) =
-            match self {
-                Module::SoftmaxXentWorkgroup => (
-                    "softmax_xent (workgroup)",
-                    &["softmax_xent_workgroup.wgsl", "softmax_xent.wgsl"],
-                    &[SOFTMAX_XENT_WORKGROUP, SOFTMAX_XENT],
-                    false,
-                ),
-                Module::SoftmaxXentSubgroup => (
-                    "softmax_xent (subgroup)",
-                    &["softmax_xent_subgroup.wgsl", "softmax_xent.wgsl"],
-                    &[SOFTMAX_XENT_SUBGROUP, SOFTMAX_XENT],
-                    true,
-                ),
-                Module::Reduce => ("reduce", &["reduce.wgsl"], &[REDUCE], false),
-            };
+        let parts: Vec<(&'static str, &'static str)> = match self {
+            Module::Rows { family, subgroups } => vec![
+                ("rows.wgsl", ROWS),
+                if subgroups {
+                    ("rows_subgroup.wgsl", ROWS_SUBGROUP)
+                } else {
+                    ("rows_workgroup.wgsl", ROWS_WORKGROUP)
+                },
+                family.file(),
+            ],
+            Module::Reduce => vec![("reduce.wgsl", REDUCE)],
+        };
+        let files: Vec<&'static str> = parts.iter().map(|(f, _)| *f).collect();
         ShaderModule {
-            name,
+            name: files.join(" + "),
+            needs_subgroups: matches!(
+                self,
+                Module::Rows {
+                    subgroups: true,
+                    ..
+                }
+            ),
+            source: parts.iter().map(|(_, s)| *s).collect::<Vec<_>>().join("\n"),
             files,
-            needs_subgroups,
-            source: parts.join("\n"),
         }
     }
 }
 
 /// Every module the engine may build, for validation without a GPU.
 pub fn shader_modules() -> Vec<ShaderModule> {
-    Module::ALL.iter().map(|m| m.shader()).collect()
+    Family::ALL
+        .iter()
+        .flat_map(|&family| {
+            [false, true].map(|subgroups| Module::Rows { family, subgroups }.shader())
+        })
+        .chain([Module::Reduce.shader()])
+        .collect()
 }

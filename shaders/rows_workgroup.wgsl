@@ -1,9 +1,9 @@
-// One workgroup per row; the invocations' partial (max, sum-exp) pairs meet in a fixed-order tree
-// in workgroup memory. Used where the adapter has no subgroup operations (GL, for one).
+// One workgroup per row; the invocations' statistics meet in a fixed-order tree in workgroup
+// memory. Used where the adapter has no subgroup operations (GL, for one).
 
 override WORKGROUP: u32 = 256u;
 
-var<workgroup> partial: array<vec2<f32>, 256>;
+var<workgroup> partial: array<Stats, 256>;
 
 @compute @workgroup_size(WORKGROUP)
 fn row_per_workgroup(
@@ -19,7 +19,7 @@ fn row_per_workgroup(
     workgroupBarrier();
     for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
         if lid < stride {
-            partial[lid] = combine(partial[lid], partial[lid + stride]);
+            partial[lid] = merge(partial[lid], partial[lid + stride]);
         }
         workgroupBarrier();
     }

@@ -1,0 +1,57 @@
+// Multi-label binary cross-entropy, elementwise, with cls weights w and, on logits, positive
+// weights pw:
+//   logits: w·[pw·y·(-log σ(x)) + (1 - y)·(-log(1 - σ(x)))], with -log σ(x) = log1p(e^-|x|) + max(-x, 0)
+//   probs:  -w·[y·max(log x, -100) + (1 - y)·max(log(1 - x), -100)]   (PyTorch's clamp)
+// Rows sum it into c; `elementwise` writes it for the `none` reduction.
+
+// log(1 + e^-|x|); WGSL has no log1p, and log(1 + u) loses u below f32 resolution, so small u
+// takes the series.
+fn softplus_neg_abs(x: vec4<f32>) -> vec4<f32> {
+    let u = exp(-abs(x));
+    return select(log(1.0 + u), u * (1.0 - u * (0.5 - u / 3.0)), u < vec4<f32>(1e-4));
+}
+
+fn bce_quad(q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) -> vec4<f32> {
+    let y = dense[q];
+    let w = quad_weights(cls, inside);
+    if INPUT_KIND == LOGITS {
+        let sp = softplus_neg_abs(x);
+        let zero = vec4<f32>(0.0);
+        let pw = pos_weights(cls, inside);
+        return w * (pw * y * (sp + max(-x, zero)) + (1.0 - y) * (sp + max(x, zero)));
+    }
+    let floor = vec4<f32>(-100.0);
+    return -w * (y * max(log(x), floor) + (1.0 - y) * max(log(1.0 - x), floor));
+}
+
+fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) {
+    (*st).c += sum4(select(vec4<f32>(0.0), bce_quad(q, x, cls, inside), inside));
+}
+
+fn finish_row(row: u32, st: Stats) {
+    let g = params.row_base + row;
+    values[g] = st.c * params.alpha;
+    row_lse[g] = 0.0;
+}
+
+@compute @workgroup_size(64)
+fn elementwise(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let q = group_index(wg, groups) * 64u + lid;
+    let total = params.rows * params.classes;
+    if q * 4u >= total {
+        return;
+    }
+    let idx = vec4<u32>(q * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
+    let inside = idx < vec4<u32>(total);
+    let cls = idx % vec4<u32>(params.classes);
+    let v = bce_quad(q, load_quad(q), cls, inside);
+    for (var k = 0u; k < 4u; k++) {
+        if inside[k] {
+            values[idx[k]] = v[k] * params.alpha;
+        }
+    }
+}

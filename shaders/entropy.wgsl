@@ -1,0 +1,27 @@
+// Entropy H(q) = -Σ q log q of each row. On logits, from the running statistics:
+// H = log s - t / s with t = Σ e^(x-m)(x-m); otherwise c = -Σ q log q directly, with 0·log 0 = 0.
+
+fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) {
+    if INPUT_KIND == LOGITS {
+        add_exp(st, x, inside, true);
+        return;
+    }
+    var p = x;
+    var lq = log(x);
+    if INPUT_KIND == LOG_PROBS {
+        p = exp(x);
+        lq = x;
+    }
+    (*st).c += sum4(select(vec4<f32>(0.0), -p * lq, inside & (p > vec4<f32>(0.0))));
+}
+
+fn finish_row(row: u32, st: Stats) {
+    let lse = row_lse_of(st);
+    var h = st.c;
+    if INPUT_KIND == LOGITS {
+        h = log(st.s) - st.t / st.s;
+    }
+    let g = params.row_base + row;
+    values[g] = h * params.alpha;
+    row_lse[g] = lse;
+}

@@ -1,0 +1,59 @@
+// KL divergence: elementwise k = p (log p - log q), with 0 where p = 0. Rows sum it from
+// c = Σ p log p, a = Σ p·log q_unshifted and b = Σ p, as c - (a - lse·b). `elementwise` writes k
+// itself, for the `none` reduction, after the row pass has written each row's lse.
+
+// The target probability of four elements and p log p, both 0 where p = 0.
+fn target_quad(q: u32) -> array<vec4<f32>, 2> {
+    let t = dense[q];
+    if LOG_TARGET {
+        let p = exp(t);
+        return array<vec4<f32>, 2>(p, select(vec4<f32>(0.0), p * t, p > vec4<f32>(0.0)));
+    }
+    return array<vec4<f32>, 2>(t, select(vec4<f32>(0.0), t * log(t), t > vec4<f32>(0.0)));
+}
+
+fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) {
+    if INPUT_KIND == LOGITS {
+        add_exp(st, x, inside, false);
+    }
+    let target_terms = target_quad(q);
+    let p = target_terms[0];
+    let live = inside & (p > vec4<f32>(0.0));
+    (*st).c += sum4(select(vec4<f32>(0.0), target_terms[1], live));
+    (*st).a += sum4(select(vec4<f32>(0.0), p * log_q_unshifted(x), live));
+    (*st).b += sum4(select(vec4<f32>(0.0), p, live));
+}
+
+fn finish_row(row: u32, st: Stats) {
+    let lse = row_lse_of(st);
+    let g = params.row_base + row;
+    values[g] = (st.c - (st.a - lse * st.b)) * params.alpha;
+    row_lse[g] = lse;
+}
+
+@compute @workgroup_size(64)
+fn elementwise(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let q = group_index(wg, groups) * 64u + lid;
+    let total = params.rows * params.classes;
+    if q * 4u >= total {
+        return;
+    }
+    let target_terms = target_quad(q);
+    let p = target_terms[0];
+    let lq = log_q_unshifted(transform(load_quad(q)));
+    for (var k = 0u; k < 4u; k++) {
+        let i = q * 4u + k;
+        if i < total {
+            var v = 0.0;
+            if p[k] > 0.0 {
+                let lse = row_lse[params.row_base + i / params.classes];
+                v = target_terms[1][k] - p[k] * (lq[k] - lse);
+            }
+            values[i] = v * params.alpha;
+        }
+    }
+}

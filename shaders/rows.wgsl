@@ -1,0 +1,223 @@
+// What every row kernel shares: the bindings, input loads (f32, or f16 read packed), the running
+// row statistics and how two of them merge, and the one-invocation-per-row entry point.
+//
+// A module is this file, one reduction variant (rows_workgroup.wgsl or rows_subgroup.wgsl), and
+// one loss family (softmax_xent.wgsl, kl_div.wgsl, entropy.wgsl, bce.wgsl), which supplies
+// `add_quad` (fold four elements into the statistics) and `finish_row` (write the row's value).
+
+struct Params {
+    // Rows in this chunk.
+    rows: u32,
+    classes: u32,
+    // Index of this chunk's first row in the whole batch, for cls targets and row outputs.
+    row_base: u32,
+    _pad0: u32,
+    label_smoothing: f32,
+    z_loss: f32,
+    softcap: f32,
+    // Scale of the main loss term (1 / ln(base), and the reduction's divisor).
+    alpha: f32,
+    // Scale of the z-loss term (the reduction's divisor).
+    beta: f32,
+    _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
+}
+
+// Input kinds, as INPUT_KIND.
+const LOGITS: u32 = 0u;
+const PROBS: u32 = 1u;
+const LOG_PROBS: u32 = 2u;
+
+override INPUT_KIND: u32 = LOGITS;
+override INPUT_F16: bool = false;
+override HAS_WEIGHT: bool = false;
+override HAS_POS_WEIGHT: bool = false;
+override SOFTCAP: bool = false;
+override CLASS_TARGETS: bool = true;
+override LOG_TARGET: bool = false;
+// Rows handled by one invocation each in `row_per_thread`.
+override ROWS_PER_GROUP: u32 = 64u;
+
+// Marks a row whose cls target equals ignore_index.
+const IGNORED: u32 = 0xffffffffu;
+// The max of an empty run: the lowest finite f32, so that exp(EMPTY - EMPTY) stays finite. A row
+// of only -inf logits keeps max EMPTY and sum 0, and so gets lse -inf.
+const EMPTY: f32 = -3.40282347e38;
+
+@group(0) @binding(0) var<uniform> params: Params;
+// The chunk's input, row-major, in 16-byte words: four f32 or eight f16 values. Row starts need
+// not be word aligned: loads work on quads of four elements and mask the ends of a row.
+@group(0) @binding(1) var<storage, read> input_words: array<vec4<u32>>;
+// Class targets of the whole batch.
+@group(0) @binding(2) var<storage, read> class_targets: array<u32>;
+// The chunk's dense targets ([rows, classes] f32), laid out as the input.
+@group(0) @binding(3) var<storage, read> dense: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> weight: array<f32>;
+@group(0) @binding(5) var<storage, read> pos_weight: array<f32>;
+// Per-row values of the whole batch, or per-element values of the chunk for `elementwise`.
+@group(0) @binding(6) var<storage, read_write> values: array<f32>;
+@group(0) @binding(7) var<storage, read_write> row_lse: array<f32>;
+
+// Four IEEE half floats (in the low 16 bits of each lane) as f32, by their bits. unpack2x16float
+// would need naga's SHADER_FLOAT16_IN_FLOAT32 capability, which not every adapter grants.
+fn halves_to_f32(h: vec4<u32>) -> vec4<f32> {
+    let sign = (h & vec4<u32>(0x8000u)) << vec4<u32>(16u);
+    let exponent = (h >> vec4<u32>(10u)) & vec4<u32>(0x1fu);
+    let mantissa = h & vec4<u32>(0x3ffu);
+    let normal = sign | ((exponent + vec4<u32>(112u)) << vec4<u32>(23u)) | (mantissa << vec4<u32>(13u));
+    let special = sign | vec4<u32>(0x7f800000u) | (mantissa << vec4<u32>(13u));
+    // Subnormal halves are mantissa · 2^-24.
+    let magnitude = vec4<f32>(mantissa) * 5.9604645e-8;
+    let subnormal = select(magnitude, -magnitude, sign != vec4<u32>(0u));
+    let wide = bitcast<vec4<f32>>(select(normal, special, exponent == vec4<u32>(31u)));
+    return select(wide, subnormal, exponent == vec4<u32>(0u));
+}
+
+// Quad q: elements 4q .. 4q + 3 of the chunk, as f32.
+fn load_quad(q: u32) -> vec4<f32> {
+    if INPUT_F16 {
+        let word = input_words[q / 2u];
+        let pair = select(word.xy, word.zw, (q & 1u) == 1u);
+        let packed = vec4<u32>(pair.x, pair.x >> 16u, pair.y, pair.y >> 16u);
+        return halves_to_f32(packed & vec4<u32>(0xffffu));
+    }
+    return bitcast<vec4<f32>>(input_words[q]);
+}
+
+// The input as the loss sees it: soft-capped when asked.
+fn transform(x: vec4<f32>) -> vec4<f32> {
+    if SOFTCAP {
+        return params.softcap * tanh(x / params.softcap);
+    }
+    return x;
+}
+
+// Element i of the chunk, transformed.
+fn load_element(i: u32) -> f32 {
+    return transform(load_quad(i / 4u))[i % 4u];
+}
+
+// log q up to the row's lse shift: the logits themselves, log of probabilities, or log-probs.
+fn log_q_unshifted(x: vec4<f32>) -> vec4<f32> {
+    if INPUT_KIND == PROBS {
+        return log(x);
+    }
+    return x;
+}
+
+fn class_weight(cls: u32) -> f32 {
+    if HAS_WEIGHT {
+        return weight[cls];
+    }
+    return 1.0;
+}
+
+// Weights of the four classes of a quad; 0 outside the row.
+fn quad_weights(first_cls: vec4<u32>, inside: vec4<bool>) -> vec4<f32> {
+    var w = vec4<f32>(0.0);
+    for (var k = 0u; k < 4u; k++) {
+        if inside[k] {
+            w[k] = class_weight(first_cls[k]);
+        }
+    }
+    return w;
+}
+
+fn pos_weights(first_cls: vec4<u32>, inside: vec4<bool>) -> vec4<f32> {
+    var w = vec4<f32>(1.0);
+    if HAS_POS_WEIGHT {
+        for (var k = 0u; k < 4u; k++) {
+            if inside[k] {
+                w[k] = pos_weight[first_cls[k]];
+            }
+        }
+    }
+    return w;
+}
+
+// Running statistics of a row. m and s are the online max and Σ exp(x - m) of the logits, t is
+// Σ exp(x - m)·(x - m); a, b and c are plain sums whose meaning each family defines.
+struct Stats {
+    m: f32,
+    s: f32,
+    t: f32,
+    a: f32,
+    b: f32,
+    c: f32,
+}
+
+fn empty_stats() -> Stats {
+    return Stats(EMPTY, 0.0, 0.0, 0.0, 0.0, 0.0);
+}
+
+// t moves to the new max m with its own s: Σ e^(x-m)(x-m) = e^(m0-m)·(t0 + (m0 - m)·s0).
+fn shift_t(st: Stats, m: f32) -> f32 {
+    return exp(st.m - m) * (st.t + (st.m - m) * st.s);
+}
+
+fn merge(x: Stats, y: Stats) -> Stats {
+    let m = max(x.m, y.m);
+    let s = x.s * exp(x.m - m) + y.s * exp(y.m - m);
+    return Stats(m, s, shift_t(x, m) + shift_t(y, m), x.a + y.a, x.b + y.b, x.c + y.c);
+}
+
+fn sum4(v: vec4<f32>) -> f32 {
+    return (v.x + v.y) + (v.z + v.w);
+}
+
+// Folds four logits into the online (m, s), and into t when `with_t`. t is kept relative to the
+// running max, t = Σ exp(x - m)·(x - m), so that entropy = log s - t / s has no cancellation.
+fn add_exp(st: ptr<function, Stats>, x: vec4<f32>, inside: vec4<bool>, with_t: bool) {
+    let v = select(vec4<f32>(EMPTY), x, inside);
+    let m = max((*st).m, max(max(v.x, v.y), max(v.z, v.w)));
+    let scale = exp((*st).m - m);
+    let e = exp(v - vec4<f32>(m)) * select(vec4<f32>(0.0), vec4<f32>(1.0), inside);
+    if with_t {
+        // exp(-inf)·(-inf) would be NaN; a cls of probability 0 adds nothing.
+        let own = sum4(select(vec4<f32>(0.0), e * (v - vec4<f32>(m)), e > vec4<f32>(0.0)));
+        (*st).t = scale * ((*st).t + ((*st).m - m) * (*st).s) + own;
+    }
+    (*st).s = (*st).s * scale + sum4(e);
+    (*st).m = m;
+}
+
+// The row's log-sum-exp, for logits; 0 (no shift) for the other input kinds.
+fn row_lse_of(st: Stats) -> f32 {
+    if INPUT_KIND == LOGITS {
+        return st.m + log(st.s);
+    }
+    return 0.0;
+}
+
+// One invocation's statistics over quads lane, lane + lanes, ... of a chunk row.
+fn scan_row(row: u32, lane: u32, lanes: u32) -> Stats {
+    let start = row * params.classes;
+    let end = start + params.classes;
+    var st = empty_stats();
+    for (var q = start / 4u + lane; q < (end + 3u) / 4u; q += lanes) {
+        let idx = vec4<u32>(q * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
+        let inside = (idx >= vec4<u32>(start)) & (idx < vec4<u32>(end));
+        add_quad(&st, q, transform(load_quad(q)), idx - vec4<u32>(start), inside);
+    }
+    return st;
+}
+
+// Workgroup index on a 2-D grid, so that more than 65 535 groups can be dispatched.
+fn group_index(wg: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return wg.y * groups.x + wg.x;
+}
+
+// Small classes: each invocation owns one row and scans it alone, with no barriers.
+@compute @workgroup_size(ROWS_PER_GROUP)
+fn row_per_thread(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = group_index(wg, groups) * ROWS_PER_GROUP + lid;
+    if row >= params.rows {
+        return;
+    }
+    finish_row(row, scan_row(row, 0u, 1u));
+}

@@ -1,0 +1,121 @@
+//! Host side of the row kernels (`shaders/rows*.wgsl` with one loss family): the params, and the
+//! pipeline chosen for a request and a shape.
+
+use super::pipelines::Key;
+use super::shaders::{Family, Module};
+use crate::loss::{Checked, CheckedTarget, Input, InputKind, LossKind};
+
+/// Mirrors `Params` in `rows.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct Params {
+    pub rows: u32,
+    pub classes: u32,
+    pub row_base: u32,
+    pub _pad0: u32,
+    pub label_smoothing: f32,
+    pub z_loss: f32,
+    pub softcap: f32,
+    pub alpha: f32,
+    pub beta: f32,
+    pub _pad1: [u32; 3],
+}
+
+/// Rows per workgroup of `row_per_thread`.
+const ROWS_PER_GROUP: u32 = 64;
+/// Up to this many classes, one invocation scans a whole row: a workgroup with barriers costs
+/// about 9 µs on lavapipe, so small rows must not each get one.
+const ROW_PER_THREAD_MAX_CLASSES: usize = 64;
+/// Quads (four elements) per invocation of `elementwise`: its workgroup size.
+const ELEMENTWISE_GROUP: u32 = 64;
+
+fn family(loss: LossKind) -> Family {
+    match loss {
+        LossKind::CrossEntropy => Family::SoftmaxXent,
+        LossKind::KlDiv => Family::KlDiv,
+        LossKind::Entropy => Family::Entropy,
+        LossKind::BinaryCrossEntropy => Family::Bce,
+    }
+}
+
+/// The override constants that specialize the kernels to a request.
+fn request_constants(req: &Checked) -> Vec<(&'static str, u32)> {
+    let kind = match req.options.input_kind {
+        InputKind::Logits => 0,
+        InputKind::Probs => 1,
+        InputKind::LogProbs => 2,
+    };
+    vec![
+        ("INPUT_KIND", kind),
+        ("INPUT_F16", u32::from(matches!(req.input, Input::F16(_)))),
+        ("HAS_WEIGHT", u32::from(req.weight.is_some())),
+        ("HAS_POS_WEIGHT", u32::from(req.pos_weight.is_some())),
+        ("SOFTCAP", u32::from(req.options.softcap.is_some())),
+        (
+            "CLASS_TARGETS",
+            u32::from(matches!(req.target, CheckedTarget::Classes(_))),
+        ),
+        ("LOG_TARGET", u32::from(req.options.log_target)),
+    ]
+}
+
+/// The row kernel chosen for a request: its pipeline key and how many rows a workgroup covers.
+pub(crate) struct RowKernel {
+    pub key: Key,
+    rows_per_group: u32,
+}
+
+impl RowKernel {
+    pub fn for_request(req: &Checked, subgroups: bool) -> Self {
+        let mut constants = request_constants(req);
+        let family = family(req.loss);
+        if req.classes <= ROW_PER_THREAD_MAX_CLASSES {
+            constants.push(("ROWS_PER_GROUP", ROWS_PER_GROUP));
+            return RowKernel {
+                key: Key {
+                    module: Module::Rows {
+                        family,
+                        subgroups: false,
+                    },
+                    entry: "row_per_thread",
+                    constants,
+                },
+                rows_per_group: ROWS_PER_GROUP,
+            };
+        }
+        // Enough invocations that each scans a few dozen quads, up to 256.
+        let quads = req.classes.div_ceil(4);
+        let workgroup = (quads / 32).clamp(32, 256).next_power_of_two().min(256) as u32;
+        constants.push(("WORKGROUP", workgroup));
+        RowKernel {
+            key: Key {
+                module: Module::Rows { family, subgroups },
+                entry: "row_per_workgroup",
+                constants,
+            },
+            rows_per_group: 1,
+        }
+    }
+
+    /// Workgroups needed for a chunk of `rows` rows.
+    pub fn groups(&self, rows: u32) -> u32 {
+        rows.div_ceil(self.rows_per_group)
+    }
+}
+
+/// The `elementwise` kernel of BCE and KL, for the `none` reduction.
+pub(crate) fn elementwise_key(req: &Checked) -> Key {
+    Key {
+        module: Module::Rows {
+            family: family(req.loss),
+            subgroups: false,
+        },
+        entry: "elementwise",
+        constants: request_constants(req),
+    }
+}
+
+/// Workgroups of `elementwise` for a chunk of `elements` values.
+pub(crate) fn elementwise_groups(elements: u64) -> u32 {
+    elements.div_ceil(4 * u64::from(ELEMENTWISE_GROUP)) as u32
+}
