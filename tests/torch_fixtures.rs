@@ -266,15 +266,15 @@ fn cli_bad_input_is_a_one_line_error() {
     let cases: [(&[&str], &str); 4] = [
         (
             &[
-                "loss", "--input", input, "--target", input, "--device", "cpu",
+                "loss", "--input", input, "--target", target, "--loss", "entropy",
             ],
-            "expected [batch]",
+            "entropy takes no target",
         ),
         (
             &[
                 "loss", "--input", target, "--target", target, "--device", "cpu",
             ],
-            "expected float32",
+            "expected float16, float32 or float64",
         ),
         (
             &["loss", "--input", "/nonexistent.npy", "--target", target],
