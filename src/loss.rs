@@ -383,6 +383,13 @@ impl<'a> Request<'a> {
         self.loss
     }
 
+    /// Checks shapes, targets and options without computing anything: the error
+    /// [`Engine::compute`](crate::Engine::compute) would give for bad input, before any device is
+    /// opened.
+    pub fn validate(&self) -> Result<()> {
+        self.check().map(drop)
+    }
+
     /// Checks shapes, targets and options, and encodes class targets for the kernels.
     pub(crate) fn check(&self) -> Result<Checked<'a>> {
         let [batch, classes] = self.shape;

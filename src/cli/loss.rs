@@ -129,7 +129,6 @@ pub fn run(args: &LossArgs) -> Result<()> {
     let target = target(args.target.as_deref(), loss, shape)?;
     let weight = weights(&args.weight)?;
     let pos_weight = weights(&args.pos_weight)?;
-    let engine = args.device.engine()?;
     let mut request = Request::new(
         loss,
         input.as_input(),
@@ -165,6 +164,8 @@ pub fn run(args: &LossArgs) -> Result<()> {
     if let Some(w) = &pos_weight {
         request = request.pos_weight(w);
     }
+    request.validate()?;
+    let engine = args.device.engine()?;
     let out = engine.compute(&request)?;
     let device = engine.device();
     if args.json {
