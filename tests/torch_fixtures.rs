@@ -274,7 +274,7 @@ fn cli_bad_input_is_a_one_line_error() {
             &[
                 "loss", "--input", target, "--target", target, "--device", "cpu",
             ],
-            "expected float16, float32 or float64",
+            "expected [batch, classes]",
         ),
         (
             &["loss", "--input", "/nonexistent.npy", "--target", target],
