@@ -120,8 +120,8 @@ pub enum Error {
     #[error("mapping a GPU buffer failed: {0}")]
     Map(#[from] wgpu::BufferAsyncError),
     /// A mapped buffer's bytes could not be reached.
-    #[error("reading a mapped GPU buffer failed: {0}")]
-    MapRange(#[from] wgpu::MapRangeError),
+    #[error("reaching a mapped GPU buffer failed: {0}")]
+    MapRange(String),
     /// Waiting on the device failed.
     #[error("waiting for the GPU failed: {0}")]
     Poll(#[from] wgpu::PollError),
@@ -137,3 +137,19 @@ pub enum Error {
 
 /// `Result` with xent's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<wgpu::MapRangeError> for Error {
+    fn from(e: wgpu::MapRangeError) -> Self {
+        Error::MapRange(one_line(&e.to_string()))
+    }
+}
+
+/// wgpu's messages span lines (a cause chain, a source excerpt); errors here are one line each.
+pub(crate) fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}

@@ -30,7 +30,8 @@ fn a_shared_device_matches_an_owned_one() {
     let (batch, classes) = (300, 700);
     let x = common::logits(&mut rng, batch * classes, 3.0);
     let t = common::targets(&mut rng, batch, classes, 0.1);
-    let request = Request::cross_entropy(&x[..], [batch, classes], &t[..]).reduction(Reduction::Sum);
+    let request =
+        Request::cross_entropy(&x[..], [batch, classes], &t[..]).reduction(Reduction::Sum);
     for (adapter, device, queue) in caller_devices() {
         let shared = Engine::from_wgpu(device, queue);
         let owned = common::gpus()
@@ -40,18 +41,8 @@ fn a_shared_device_matches_an_owned_one() {
         eprintln!("{} shared device", shared.device());
         // The owned device has subgroups where the adapter does, the caller's has none here, so
         // the kernels differ in reduction order: compare with the reference tolerance.
-        let a = shared
-            .compute(&request)
-            .unwrap()
-            .loss
-            .scalar()
-            .unwrap();
-        let b = owned
-            .compute(&request)
-            .unwrap()
-            .loss
-            .scalar()
-            .unwrap();
+        let a = shared.compute(&request).unwrap().loss.scalar().unwrap();
+        let b = owned.compute(&request).unwrap().loss.scalar().unwrap();
         common::assert_scalar(&shared.device().to_string(), a, b, 1e-5);
     }
 }

@@ -86,8 +86,7 @@ fn fixtures() -> Vec<Fixture> {
 
 fn check_engine(engine: &Engine, f: &Fixture) {
     let what = format!("{} {}", engine.device(), f.name);
-    let request =
-        Request::cross_entropy(&f.logits[..], f.shape, &f.targets[..]).with_lse(true);
+    let request = Request::cross_entropy(&f.logits[..], f.shape, &f.targets[..]).with_lse(true);
     let run = |r: Reduction| engine.compute(&request.reduction(r)).unwrap();
     let mean = run(Reduction::Mean);
     assert_eq!(
@@ -216,11 +215,7 @@ fn cli_json_matches_pytorch() {
                         .iter()
                         .map(|v| v.as_f64().unwrap() as f32)
                         .collect();
-                    assert_eq!(
-                        doc["shape"],
-                        serde_json::json!([f.shape[0]]),
-                        "{what}"
-                    );
+                    assert_eq!(doc["shape"], serde_json::json!([f.shape[0]]), "{what}");
                     assert_close(&what, &losses, &f.numbers("none"), f.atol(), TOL);
                 } else {
                     let loss = doc["loss"].as_f64().unwrap() as f32;

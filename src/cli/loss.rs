@@ -104,16 +104,16 @@ fn target(path: Option<&Path>, loss: LossKind, shape: [usize; 2]) -> Result<Opti
         return Ok(None);
     };
     let data = npy::read_target(path)?;
-    if let TargetData::Dense(_, dims) = &data {
-        if dims[..] != shape {
-            return Err(Error::InvalidTarget {
-                loss: loss.name(),
-                reason: format!(
-                    "{}: a float target must have the input's shape {shape:?}, not {dims:?}",
-                    path.display()
-                ),
-            });
-        }
+    if let TargetData::Dense(_, dims) = &data
+        && dims[..] != shape
+    {
+        return Err(Error::InvalidTarget {
+            loss: loss.name(),
+            reason: format!(
+                "{}: a float target must have the input's shape {shape:?}, not {dims:?}",
+                path.display()
+            ),
+        });
     }
     Ok(Some(data))
 }

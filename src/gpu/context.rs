@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, one_line};
 
 /// Errors that reached no error scope, kept until the next call collects them. Without a handler,
 /// wgpu would panic on them.
@@ -136,14 +136,4 @@ impl Context {
             .map_err(|_| Error::DeviceLost("a buffer mapping was dropped".into()))??;
         Ok(())
     }
-}
-
-/// wgpu's messages span lines (a cause chain, a source excerpt); errors here are one line each.
-fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" | ")
 }

@@ -275,9 +275,23 @@ impl GpuEngine {
             if !fresh && !staging.mapped {
                 self.ctx.map(staging_buf, wgpu::MapMode::Write)?;
             }
-            staging_buf
-                .get_mapped_range_mut(..input.len() as u64)?
-                .copy_from_slice(input);
+            // Mapped ranges start on 8-byte boundaries and copies come in whole u32 words; an odd
+            // count of f16 values is padded with zeros.
+            let align = wgpu::MAP_ALIGNMENT as usize;
+            let whole = input.len() / align * align;
+            if whole > 0 {
+                staging_buf
+                    .get_mapped_range_mut(..whole as u64)?
+                    .copy_from_slice(&input[..whole]);
+            }
+            if whole < input.len() {
+                let mut tail = vec![0_u8; align];
+                tail[..input.len() - whole].copy_from_slice(&input[whole..]);
+                staging_buf
+                    .get_mapped_range_mut(whole as u64..(whole + align) as u64)?
+                    .copy_from_slice(&tail);
+            }
+            let input_len = round_up(input.len() as u64, 4);
             if !dense_bytes.is_empty() {
                 staging_buf
                     .get_mapped_range_mut(input_bound..input_bound + dense_bytes.len() as u64)?
@@ -287,7 +301,7 @@ impl GpuEngine {
             staging.mapped = false;
             let mut encoder = device.create_command_encoder(&Default::default());
             let (input_buf, _) = ws.inputs[k % 2].get(device, input_bound);
-            encoder.copy_buffer_to_buffer(staging_buf, 0, input_buf, 0, input.len() as u64);
+            encoder.copy_buffer_to_buffer(staging_buf, 0, input_buf, 0, input_len);
             let dense_bound = round_up(dense_bytes.len() as u64, 16);
             let dense_buf = if dense_bytes.is_empty() {
                 current(&ws.empty)

@@ -1,0 +1,296 @@
+//! Every loss and option against PyTorch's float64 values (`scripts/gen_loss_fixtures.py`), on the
+//! float64 reference and on every GPU adapter, through the library and through `xent loss --json`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{assert_close, assert_scalar, gpus};
+use serde_json::Value;
+use xent::npy::{Floats, TargetData, read_input, read_target, read_vector};
+use xent::{Base, Engine, InputKind, LossKind, Reduction, Request, Target};
+
+const TOL: f64 = 1e-5;
+const REDUCTIONS: [(&str, Reduction); 4] = [
+    ("mean", Reduction::Mean),
+    ("sum", Reduction::Sum),
+    ("none", Reduction::None),
+    ("batchmean", Reduction::BatchMean),
+];
+
+struct Case {
+    name: String,
+    dir: PathBuf,
+    spec: Value,
+    input: Floats,
+    shape: [usize; 2],
+    target: Option<TargetData>,
+    weight: Option<Vec<f32>>,
+    pos_weight: Option<Vec<f32>>,
+}
+
+fn cases() -> Vec<Case> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/losses");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    assert!(
+        dirs.len() >= 50,
+        "fixtures missing under {}",
+        root.display()
+    );
+    dirs.into_iter()
+        .map(|dir| {
+            let optional = |file: &str| {
+                let path = dir.join(file);
+                path.exists().then_some(path)
+            };
+            let spec: Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap())
+                    .unwrap();
+            let (input, shape) = read_input(&dir.join("input.npy")).unwrap();
+            Case {
+                name: dir.file_name().unwrap().to_string_lossy().into_owned(),
+                target: optional("target.npy").map(|p| read_target(&p).unwrap()),
+                weight: optional("weight.npy").map(|p| read_vector(&p).unwrap()),
+                pos_weight: optional("pos_weight.npy").map(|p| read_vector(&p).unwrap()),
+                spec,
+                input,
+                shape,
+                dir,
+            }
+        })
+        .collect()
+}
+
+impl Case {
+    fn str(&self, key: &str) -> &str {
+        self.spec[key].as_str().unwrap()
+    }
+
+    fn request(&self, reduction: Reduction) -> Request<'_> {
+        let loss = match self.str("loss") {
+            "cross-entropy" => LossKind::CrossEntropy,
+            "binary-cross-entropy" => LossKind::BinaryCrossEntropy,
+            "kl-div" => LossKind::KlDiv,
+            "entropy" => LossKind::Entropy,
+            other => panic!("unknown loss {other}"),
+        };
+        let target = self
+            .target
+            .as_ref()
+            .map_or(Target::None, TargetData::as_target);
+        let mut r = Request::new(loss, self.input.as_input(), self.shape, target)
+            .reduction(reduction)
+            .input_kind(match self.str("input_kind") {
+                "logits" => InputKind::Logits,
+                "probs" => InputKind::Probs,
+                "log-probs" => InputKind::LogProbs,
+                other => panic!("unknown input kind {other}"),
+            })
+            .ignore_index(self.spec["ignore_index"].as_i64().unwrap())
+            .label_smoothing(self.spec["label_smoothing"].as_f64().unwrap() as f32)
+            .z_loss(self.spec["z_loss"].as_f64().unwrap() as f32)
+            .log_target(self.spec["log_target"].as_bool().unwrap())
+            .base(match self.str("base") {
+                "e" => Base::E,
+                "2" => Base::Two,
+                "10" => Base::Ten,
+                other => panic!("unknown base {other}"),
+            });
+        if let Some(cap) = self.spec["softcap"].as_f64() {
+            r = r.softcap(cap as f32);
+        }
+        if let Some(w) = &self.weight {
+            r = r.weight(w);
+        }
+        if let Some(w) = &self.pos_weight {
+            r = r.pos_weight(w);
+        }
+        r
+    }
+
+    /// f32 inputs of magnitude M carry an absolute error of about M·2^-24 into a loss, so the
+    /// absolute tolerance grows with the largest finite input.
+    fn atol(&self) -> f64 {
+        let values: Vec<f64> = match &self.input {
+            Floats::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            Floats::F16(v) => v.iter().map(|x| f64::from(x.to_f32())).collect(),
+        };
+        let largest = values
+            .iter()
+            .map(|v| v.abs())
+            .filter(|v| v.is_finite())
+            .fold(1.0_f64, f64::max);
+        TOL * largest
+    }
+
+    fn expected_scalar(&self, key: &str) -> f32 {
+        self.spec["expected"][key].as_f64().unwrap() as f32
+    }
+
+    fn expected_values(&self) -> (Vec<f32>, Vec<usize>) {
+        let e = &self.spec["expected"];
+        let values = e["none"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let shape = e["none_shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        (values, shape)
+    }
+}
+
+fn check(engine: &Engine, case: &Case) {
+    for (name, reduction) in REDUCTIONS {
+        let what = format!("{} {} {name}", engine.device(), case.name);
+        let out = engine
+            .compute(&case.request(reduction))
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(
+            out.valid_rows as u64,
+            case.spec["valid_rows"].as_u64().unwrap(),
+            "{what}"
+        );
+        match reduction {
+            Reduction::None => {
+                let (want, shape) = case.expected_values();
+                let xent::Loss::Unreduced {
+                    values,
+                    shape: got_shape,
+                } = &out.loss
+                else {
+                    panic!("{what}: a scalar for none");
+                };
+                assert_eq!(got_shape, &shape, "{what}");
+                assert_close(&what, values, &want, case.atol(), TOL);
+            }
+            _ => assert_scalar(
+                &what,
+                out.loss.scalar().unwrap(),
+                case.expected_scalar(name),
+                case.atol(),
+            ),
+        }
+    }
+}
+
+#[test]
+fn the_reference_matches_pytorch() {
+    for case in &cases() {
+        check(&Engine::cpu(), case);
+    }
+}
+
+#[test]
+fn every_gpu_matches_pytorch() {
+    let cases = cases();
+    common::on_every_gpu("loss fixtures", |engine| {
+        for case in &cases {
+            check(engine, case);
+        }
+    });
+}
+
+/// The CLI arguments that describe a case.
+fn cli_args(case: &Case, reduction: &str, device: &str) -> Vec<String> {
+    let path = |f: &str| case.dir.join(f).to_string_lossy().into_owned();
+    let mut args: Vec<String> = [
+        "loss",
+        "--input",
+        &path("input.npy"),
+        "--loss",
+        case.str("loss"),
+        "--input-kind",
+        case.str("input_kind"),
+        "--reduction",
+        reduction,
+        "--base",
+        case.str("base"),
+        "--device",
+        device,
+        "--json",
+    ]
+    .map(String::from)
+    .to_vec();
+    let s = &case.spec;
+    args.extend(["--ignore-index".into(), s["ignore_index"].to_string()]);
+    args.extend(["--label-smoothing".into(), s["label_smoothing"].to_string()]);
+    args.extend(["--z-loss".into(), s["z_loss"].to_string()]);
+    if let Some(cap) = s["softcap"].as_f64() {
+        args.extend(["--softcap".into(), cap.to_string()]);
+    }
+    if s["log_target"].as_bool().unwrap() {
+        args.push("--log-target".into());
+    }
+    for (file, flag) in [
+        ("target.npy", "--target"),
+        ("weight.npy", "--weight"),
+        ("pos_weight.npy", "--pos-weight"),
+    ] {
+        if case.dir.join(file).exists() {
+            args.extend([flag.into(), path(file)]);
+        }
+    }
+    args
+}
+
+#[test]
+fn cli_json_matches_pytorch() {
+    let mut devices: Vec<(&str, Option<String>)> = vec![("cpu", None)];
+    for engine in gpus() {
+        devices.push(("gpu", Some(engine.device().backend.to_lowercase())));
+    }
+    for (d, (device, backend)) in devices.iter().enumerate() {
+        for (i, case) in cases().iter().enumerate() {
+            // Each case runs one reduction per device, rotating so that all four are covered.
+            let (reduction, _) = REDUCTIONS[(i + d) % 4];
+            let mut command = Command::new(env!("CARGO_BIN_EXE_xent"));
+            command.args(cli_args(case, reduction, device));
+            if let Some(b) = backend {
+                command.env("WGPU_BACKEND", b);
+            }
+            let out = command.output().unwrap();
+            let what = format!("{device} {backend:?} {} {reduction}", case.name);
+            assert!(
+                out.status.success(),
+                "{what}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(doc["device"], *device, "{what}");
+            assert_eq!(doc["valid_rows"], case.spec["valid_rows"], "{what}");
+            if let Some(b) = backend {
+                assert_eq!(
+                    doc["backend"].as_str().unwrap().to_lowercase(),
+                    *b,
+                    "{what}"
+                );
+            }
+            if reduction == "none" {
+                let (want, shape) = case.expected_values();
+                let got: Vec<f32> = doc["losses"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap() as f32)
+                    .collect();
+                assert_eq!(doc["shape"], serde_json::json!(shape), "{what}");
+                assert_close(&what, &got, &want, case.atol(), TOL);
+            } else {
+                let got = doc["loss"].as_f64().unwrap() as f32;
+                assert_scalar(&what, got, case.expected_scalar(reduction), case.atol());
+            }
+        }
+    }
+}
