@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::process::Command;
-
 /// CI sets `XENT_EXPECT_BACKENDS=vulkan,gl`, so that a run where one of the two software
 /// adapters went missing fails rather than passing on the other alone.
 #[test]
@@ -43,12 +41,8 @@ fn adapters_are_ranked_best_first() {
 }
 
 fn xent(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xent"))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (out.status.success(), String::from_utf8(out.stdout).unwrap())
+    let (code, stdout, _) = common::run_cli(args, env);
+    (code == 0, stdout)
 }
 
 #[test]

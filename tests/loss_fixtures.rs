@@ -4,9 +4,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{assert_close, assert_scalar, gpus};
+use common::{assert_close, assert_scalar, cli_devices, run_cli};
 use serde_json::Value;
 use xent::npy::{Floats, TargetData, read_input, read_target, read_vector};
 use xent::{Base, Engine, InputKind, LossKind, Reduction, Request, Target};
@@ -247,27 +246,18 @@ fn cli_args(case: &Case, reduction: &str, device: &str) -> Vec<String> {
 
 #[test]
 fn cli_json_matches_pytorch() {
-    let mut devices: Vec<(&str, Option<String>)> = vec![("cpu", None)];
-    for engine in gpus() {
-        devices.push(("gpu", Some(engine.device().backend.to_lowercase())));
-    }
-    for (d, (device, backend)) in devices.iter().enumerate() {
+    for (d, (device, backend)) in cli_devices().iter().enumerate() {
         for (i, case) in cases().iter().enumerate() {
             // Each case runs one reduction per device, rotating so that all four are covered.
             let (reduction, _) = REDUCTIONS[(i + d) % 4];
-            let mut command = Command::new(env!("CARGO_BIN_EXE_xent"));
-            command.args(cli_args(case, reduction, device));
-            if let Some(b) = backend {
-                command.env("WGPU_BACKEND", b);
-            }
-            let out = command.output().unwrap();
+            let env: Vec<(&str, &str)> = backend
+                .iter()
+                .map(|b| ("WGPU_BACKEND", b.as_str()))
+                .collect();
+            let (code, stdout, stderr) = run_cli(&cli_args(case, reduction, device), &env);
             let what = format!("{device} {backend:?} {} {reduction}", case.name);
-            assert!(
-                out.status.success(),
-                "{what}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(code, 0, "{what}: {stderr}");
+            let doc: Value = serde_json::from_str(&stdout).unwrap();
             assert_eq!(doc["device"], *device, "{what}");
             assert_eq!(doc["valid_rows"], case.spec["valid_rows"], "{what}");
             if let Some(b) = backend {

@@ -4,9 +4,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{assert_close, assert_scalar, gpus};
+use common::{assert_close, assert_scalar, cli_devices, run_cli};
 use npyz::WriterBuilder;
 use serde_json::Value;
 use xent::npy::{Floats, TargetData, read_input, read_target};
@@ -137,40 +136,14 @@ fn every_engine_matches_pytorch() {
     });
 }
 
-/// Runs `xent` with `args` and the given environment; returns (exit code, stdout, stderr).
-fn xent(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xent"))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
-
-/// The devices the CLI is run on: the CPU, and each GPU backend that has an adapter here.
-fn cli_devices() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
-    let mut devices = vec![("cpu", vec![])];
-    for engine in gpus() {
-        let backend = match engine.device().backend.as_str() {
-            "Vulkan" => "vulkan",
-            "Gl" => "gl",
-            "Metal" => "metal",
-            "Dx12" => "dx12",
-            other => panic!("unexpected backend {other}"),
-        };
-        devices.push(("gpu", vec![("WGPU_BACKEND", backend)]));
-    }
-    devices
-}
-
 #[test]
 fn cli_json_matches_pytorch() {
     let fixtures = fixtures();
-    for (device, env) in cli_devices() {
+    for (device, backend) in cli_devices() {
+        let env: Vec<(&str, &str)> = backend
+            .iter()
+            .map(|b| ("WGPU_BACKEND", b.as_str()))
+            .collect();
         for f in &fixtures {
             let input = f.dir.join("input.npy");
             let target = f.dir.join(if f.name.len() % 2 == 0 {
@@ -191,7 +164,7 @@ fn cli_json_matches_pytorch() {
                     device,
                     "--json",
                 ];
-                let (code, stdout, stderr) = xent(&args, &env);
+                let (code, stdout, stderr) = run_cli(&args, &env);
                 let what = format!("{device} {env:?} {} {reduction}", f.name);
                 assert_eq!(code, 0, "{what}: {stderr}");
                 let doc: Value = serde_json::from_str(&stdout).unwrap();
@@ -241,7 +214,7 @@ fn cli_gpu_without_an_adapter_fails_with_one_line() {
         "--device",
         "gpu",
     ];
-    let (code, stdout, stderr) = xent(&args, &[("WGPU_BACKEND", "metal")]);
+    let (code, stdout, stderr) = run_cli(&args, &[("WGPU_BACKEND", "metal")]);
     assert_ne!(code, 0);
     assert!(stdout.is_empty(), "{stdout}");
     let reason: Vec<&str> = stderr
@@ -289,7 +262,7 @@ fn cli_bad_input_is_a_one_line_error() {
         ),
     ];
     for (args, needle) in cases {
-        let (code, _, stderr) = xent(args, &[]);
+        let (code, _, stderr) = run_cli(args, &[]);
         assert_ne!(code, 0, "{args:?}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
@@ -314,7 +287,7 @@ fn cli_names_the_row_of_a_target_out_of_range() {
             "--device",
             device,
         ];
-        let (code, stdout, stderr) = xent(&args, &[]);
+        let (code, stdout, stderr) = run_cli(&args, &[]);
         assert_eq!(code, 1, "{stderr}");
         assert!(stdout.is_empty());
         assert_eq!(

@@ -109,3 +109,32 @@ pub fn assert_scalar(what: &str, actual: f32, expected: f32, rtol: f64) {
         (a - e).abs() / e.abs().max(1.0)
     );
 }
+
+/// Runs the `xent` binary with `args` and extra environment; returns (exit code, stdout, stderr).
+pub fn run_cli<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xent"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("the xent binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).expect("utf-8 stdout"),
+        String::from_utf8(out.stderr).expect("utf-8 stderr"),
+    )
+}
+
+/// What `xent --device` is run with in CLI tests: the CPU, and `gpu` once per backend that has an
+/// adapter here, selected through `WGPU_BACKEND`.
+pub fn cli_devices() -> Vec<(&'static str, Option<String>)> {
+    std::iter::once(("cpu", None))
+        .chain(
+            gpus()
+                .iter()
+                .map(|e| ("gpu", Some(e.device().backend.to_lowercase()))),
+        )
+        .collect()
+}
