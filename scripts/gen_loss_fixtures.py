@@ -535,13 +535,21 @@ def assert_agree(ours: torch.Tensor, theirs: torch.Tensor, what: str) -> None:
     assert diff < 1e-10, f"{what}: differs from PyTorch by {diff}"
 
 
-def torch_expected(c: Case) -> tuple[dict, int, bool]:
-    """Returns (expected, valid_rows, torch_mean_is_nan)."""
+REDUCTIONS = ("mean", "sum", "none", "batchmean")
+GRAD_FILES = [f"grad_{r}.npy" for r in REDUCTIONS]
+FD_ELEMENTS = 12
+FD_REL, FD_ABS = 1e-5, 1e-7
+
+
+def torch_forward(c: Case, x: torch.Tensor, check: bool = True) -> dict:
+    """The loss of case ``c`` on the float64 input tensor ``x`` (possibly a leaf with
+    requires_grad), every reduction composed in torch.  Returns a dict with 0-d tensors
+    "mean", "sum", "batchmean" (torch's own mean: NaN when every row is ignored), the
+    unreduced tensor "none", and "valid_rows" (int), "torch_mean_is_nan" (bool).
+    ``check`` cross-checks against PyTorch's fused losses (off for finite differences)."""
     b, n = c.x.shape
     L = LN_BASE[c.base]
-    x = t64(c.x)
     w = t64(c.weight)
-    torch_nan = False
 
     if c.loss == BCE:
         y = t64(c.target)
@@ -552,9 +560,10 @@ def torch_expected(c: Case) -> tuple[dict, int, bool]:
             assert c.input_kind == PROBS and c.pos_weight is None
             f = lambda r: F.binary_cross_entropy(x, y, weight=w, reduction=r)
         none, total, mean = f("none"), f("sum"), f("mean")
-        assert_agree(mean, total / (b * n), "bce mean")
-        exp = dict(mean=mean.item(), sum=total.item(), batchmean=total.item() / b, none=none)
-        return exp, b, False
+        if check:
+            assert_agree(mean, total / (b * n), "bce mean")
+        return dict(mean=mean, sum=total, batchmean=total / b, none=none, valid_rows=b,
+                    torch_mean_is_nan=False)
 
     xp = x
     if c.input_kind == LOGITS:
@@ -585,7 +594,7 @@ def torch_expected(c: Case) -> tuple[dict, int, bool]:
         else:
             zl = torch.zeros(b, dtype=torch.float64)
         wsum = wv[torch.where(valid, y, torch.zeros_like(y))][valid].sum()
-        if c.input_kind == LOGITS:
+        if check and c.input_kind == LOGITS:
             kw = dict(weight=w, ignore_index=c.ignore_index, label_smoothing=eps)
             assert_agree(ce, F.cross_entropy(xp, y, reduction="none", **kw), "ce none")
             assert_agree(ce.sum(), F.cross_entropy(xp, y, reduction="sum", **kw), "ce sum")
@@ -595,13 +604,11 @@ def torch_expected(c: Case) -> tuple[dict, int, bool]:
             else:
                 assert_agree(ce.sum() / wsum, tmean, "ce mean")
         none = ce / L + zl
-        total = ce.sum().item() / L + zl.sum().item()
-        if nvalid == 0:
-            mean, torch_nan = 0.0, True
-        else:
-            mean = ce.sum().item() / (L * wsum.item()) + zl.sum().item() / nvalid
-        exp = dict(mean=mean, sum=total, batchmean=total / b, none=none)
-        return exp, nvalid, torch_nan
+        total = ce.sum() / L + zl.sum()
+        # nvalid == 0: wsum == 0 and ce == 0, so 0/0 = NaN, as PyTorch's mean (xent's is 0).
+        mean = ce.sum() / (L * wsum) + zl.sum() / max(nvalid, 1)
+        return dict(mean=mean, sum=total, batchmean=total / b, none=none, valid_rows=nvalid,
+                    torch_mean_is_nan=nvalid == 0)
 
     if c.loss == CE:  # soft targets
         eps = c.label_smoothing
@@ -609,16 +616,16 @@ def torch_expected(c: Case) -> tuple[dict, int, bool]:
         wv = w if w is not None else torch.ones(n, dtype=torch.float64)
         pp = (1 - eps) * p + eps / n
         ce = -(wv * pp * logq).sum(dim=1)
-        if c.input_kind == LOGITS:
+        if check and c.input_kind == LOGITS:
             kw = dict(weight=w, label_smoothing=eps)
             assert_agree(ce, F.cross_entropy(xp, p, reduction="none", **kw), "soft ce none")
             assert_agree(ce.sum(), F.cross_entropy(xp, p, reduction="sum", **kw), "soft ce sum")
             assert_agree(ce.sum() / b, F.cross_entropy(xp, p, reduction="mean", **kw), "soft ce mean")
         zl = c.z_loss * torch.logsumexp(xp, dim=1) ** 2 if c.z_loss else torch.zeros(b, dtype=torch.float64)
         none = ce / L + zl
-        total = ce.sum().item() / L + zl.sum().item()
-        exp = dict(mean=total / b, sum=total, batchmean=total / b, none=none)
-        return exp, b, False
+        total = ce.sum() / L + zl.sum()
+        return dict(mean=total / b, sum=total, batchmean=total / b, none=none, valid_rows=b,
+                    torch_mean_is_nan=False)
 
     if c.loss == KL:
         t = t64(c.target)
@@ -626,18 +633,105 @@ def torch_expected(c: Case) -> tuple[dict, int, bool]:
             warnings.simplefilter("ignore")  # reduction='mean' warning
             f = lambda r: F.kl_div(logq, t, reduction=r, log_target=c.log_target) / L
             none, total, mean, bm = f("none"), f("sum"), f("mean"), f("batchmean")
-        assert_agree(mean, total / (b * n), "kl mean")
-        assert_agree(bm, total / b, "kl batchmean")
-        exp = dict(mean=mean.item(), sum=total.item(), batchmean=bm.item(), none=none)
-        return exp, b, False
+        if check:
+            assert_agree(mean, total / (b * n), "kl mean")
+            assert_agree(bm, total / b, "kl batchmean")
+        return dict(mean=mean, sum=total, batchmean=bm, none=none, valid_rows=b,
+                    torch_mean_is_nan=False)
 
     assert c.loss == ENT and c.target is None
     q = torch.exp(logq)
     terms = torch.where(q > 0, q * logq, torch.zeros_like(q))
     h = -terms.sum(dim=1) / L
-    total = h.sum().item()
-    exp = dict(mean=total / b, sum=total, batchmean=total / b, none=h)
-    return exp, b, False
+    total = h.sum()
+    return dict(mean=total / b, sum=total, batchmean=total / b, none=h, valid_rows=b,
+                torch_mean_is_nan=False)
+
+
+def torch_expected(c: Case) -> tuple[dict, int, bool]:
+    """Returns (expected, valid_rows, torch_mean_is_nan): the forward values."""
+    with torch.no_grad():
+        out = torch_forward(c, t64(c.x))
+    nan = out["torch_mean_is_nan"]
+    if nan:
+        assert torch.isnan(out["mean"]), out["mean"]
+    exp = dict(mean=0.0 if nan else out["mean"].item(), sum=out["sum"].item(),
+               batchmean=out["batchmean"].item(), none=out["none"])
+    return exp, out["valid_rows"], nan
+
+
+def xent_scalar(out: dict, r: str) -> torch.Tensor:
+    """The scalar whose gradient is stored as grad_<r>: the reduction itself, or the sum
+    of the unreduced values for "none"."""
+    return out["none"].sum() if r == "none" else out[r]
+
+
+def torch_grads(c: Case) -> tuple[dict, bool]:
+    """d(loss_r)/d(input) by autograd in float64, for r in REDUCTIONS.  Returns
+    (grads, torch_grad_mean_is_nan); where torch's mean gradient is NaN (every row
+    ignored) the stored gradient is 0, xent's convention."""
+    grads, grad_nan = {}, False
+    for r in REDUCTIONS:
+        x = t64(c.x).requires_grad_(True)
+        out = torch_forward(c, x, check=False)
+        (g,) = torch.autograd.grad(xent_scalar(out, r), x)
+        g = g.detach().numpy().copy()
+        if r == "mean" and out["torch_mean_is_nan"]:
+            if np.isnan(g).any():
+                grad_nan = True
+            g = np.zeros_like(g)  # xent: mean = 0 when no row is valid
+        assert np.all(np.isfinite(g)), f"{c.name}: non-finite grad_{r} at {np.argwhere(~np.isfinite(g))[:5].tolist()}"
+        grads[r] = g + 0.0  # -0.0 -> 0.0
+    return grads, grad_nan
+
+
+def fd_eligible(c: Case) -> np.ndarray:
+    """Flat indices of the input elements the finite-difference check may perturb."""
+    x = c.x.astype(np.float64).reshape(-1)
+    ok = np.isfinite(x)
+    if c.input_kind == PROBS:
+        ok &= (x > 1e-5) & (x < 1 - 1e-5)
+    return np.flatnonzero(ok)
+
+
+def fd_check(c: Case, grads: dict, stats: dict) -> None:
+    """Compares every stored gradient with a float64 central difference of the torch
+    forward on up to FD_ELEMENTS random elements (step 1e-6 * max(1, |x|))."""
+    rng = np.random.default_rng([BASE_SEED, zlib.crc32(("grad:" + c.name).encode("utf-8"))])
+    x0 = c.x.astype(np.float64)
+    n = x0.shape[1]
+    elig = fd_eligible(c)
+
+    def value(xv: np.ndarray, r: str) -> float:
+        with torch.no_grad():
+            out = torch_forward(c, torch.from_numpy(xv), check=False)
+        if r == "mean" and out["torch_mean_is_nan"]:
+            return 0.0  # xent's mean with no valid row
+        return xent_scalar(out, r).item()
+
+    for r in REDUCTIONS:
+        picks = rng.choice(elig, size=min(FD_ELEMENTS, elig.size), replace=False)
+        for k in np.sort(picks):
+            i, j = divmod(int(k), n)
+            h = 1e-6 * max(1.0, abs(x0[i, j]))
+            xp, xm = x0.copy(), x0.copy()
+            xp[i, j] += h
+            xm[i, j] -= h
+            fd = (value(xp, r) - value(xm, r)) / (xp[i, j] - xm[i, j])
+            g = grads[r][i, j]
+            err = abs(g - fd)
+            scale = max(abs(g), abs(fd))
+            rel = err / scale if scale > 0 else 0.0
+            assert err <= FD_ABS or rel <= FD_REL, (
+                f"{c.name} grad_{r}[{i},{j}]: autograd {g!r}, finite difference {fd!r} "
+                f"(x = {x0[i, j]!r}, rel {rel:.2e}, abs {err:.2e})")
+            stats["checked"] += 1
+            if err > FD_ABS:
+                stats["worst_rel"] = max(stats["worst_rel"], (rel, f"{c.name} grad_{r}[{i},{j}]"))
+            else:
+                stats["abs_only"] += rel > FD_REL
+                stats["worst_abs_tiny"] = max(stats["worst_abs_tiny"], err)
+            stats["worst_rel_all"] = max(stats["worst_rel_all"], (rel, f"{c.name} grad_{r}[{i},{j}]"))
 
 
 # --- writing --------------------------------------------------------------------------------

@@ -24,6 +24,19 @@ fn bce_quad(q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) -> vec4<f3
     return -w * (y * max(log(x), floor) + (1.0 - y) * max(log(1.0 - x), floor));
 }
 
+// d/dx: α·w·[σ(x)(1 + (pw - 1)y) - pw·y] on logits; α·w·(x - y) / max(x(1 - x), 1e-12) on
+// probabilities, as PyTorch's backward.
+fn grad_quad(row: u32, st: Stats, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) -> vec4<f32> {
+    let y = dense[q];
+    let w = quad_weights(cls, inside);
+    if INPUT_KIND == LOGITS {
+        let pw = pos_weights(cls, inside);
+        let sigmoid = 1.0 / (1.0 + exp(-x));
+        return params.alpha * w * (sigmoid * (1.0 + (pw - 1.0) * y) - pw * y);
+    }
+    return params.alpha * w * (x - y) / max(x * (1.0 - x), vec4<f32>(1e-12));
+}
+
 fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) {
     (*st).c += sum4(select(vec4<f32>(0.0), bce_quad(q, x, cls, inside), inside));
 }

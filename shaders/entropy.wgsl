@@ -15,13 +15,30 @@ fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, insi
     (*st).c += sum4(select(vec4<f32>(0.0), -p * lq, inside & (p > vec4<f32>(0.0))));
 }
 
+fn row_entropy(st: Stats) -> f32 {
+    if INPUT_KIND == LOGITS {
+        return log(st.s) - st.t / st.s;
+    }
+    return st.c;
+}
+
 fn finish_row(row: u32, st: Stats) {
     let lse = row_lse_of(st);
-    var h = st.c;
-    if INPUT_KIND == LOGITS {
-        h = log(st.s) - st.t / st.s;
-    }
+    let h = row_entropy(st);
     let g = params.row_base + row;
     values[g] = h * params.alpha;
     row_lse[g] = lse;
+}
+
+// dH/dx: -q (log q + H) on logits; -(log x + 1) on probabilities; -e^x (x + 1) on log-probs.
+fn grad_quad(row: u32, st: Stats, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) -> vec4<f32> {
+    if INPUT_KIND == LOGITS {
+        let log_q = x - vec4<f32>(row_lse_of(st));
+        let p = exp(log_q);
+        return select(vec4<f32>(0.0), -params.alpha * p * (log_q + row_entropy(st)), p > vec4<f32>(0.0));
+    }
+    if INPUT_KIND == PROBS {
+        return -params.alpha * (log(x) + 1.0);
+    }
+    return -params.alpha * exp(x) * (x + 1.0);
 }

@@ -31,6 +31,19 @@ fn finish_row(row: u32, st: Stats) {
     row_lse[g] = lse;
 }
 
+// d/dx of α·Σ p (log p - log q): α(b·softmax - p) on logits with b = Σ p; -α p on log-probs;
+// -α p / x on probabilities.
+fn grad_quad(row: u32, st: Stats, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) -> vec4<f32> {
+    let p = select(vec4<f32>(0.0), target_quad(q)[0], inside);
+    if INPUT_KIND == LOGITS {
+        return params.alpha * (st.b * exp(x - vec4<f32>(row_lse_of(st))) - p);
+    }
+    if INPUT_KIND == LOG_PROBS {
+        return -params.alpha * p;
+    }
+    return select(vec4<f32>(0.0), -params.alpha * p / x, p != vec4<f32>(0.0));
+}
+
 @compute @workgroup_size(64)
 fn elementwise(
     @builtin(workgroup_id) wg: vec3<u32>,

@@ -3,7 +3,11 @@
 //
 // A module is this file, one reduction variant (rows_workgroup.wgsl or rows_subgroup.wgsl), and
 // one loss family (softmax_xent.wgsl, kl_div.wgsl, entropy.wgsl, bce.wgsl), which supplies
-// `add_quad` (fold four elements into the statistics) and `finish_row` (write the row's value).
+// `add_quad` (fold four elements into the statistics), `finish_row` (write the row's value) and
+// `grad_quad` (the gradient of four elements, given the row's statistics).
+//
+// With GRAD, the same dispatch reads the row a second time, usually from cache, and writes the
+// gradient of the reduced loss: to `grad_out`, or over the input itself (GRAD_IN_PLACE, f32 only).
 
 struct Params {
     // Rows in this chunk.
@@ -36,6 +40,8 @@ override HAS_POS_WEIGHT: bool = false;
 override SOFTCAP: bool = false;
 override CLASS_TARGETS: bool = true;
 override LOG_TARGET: bool = false;
+override GRAD: bool = false;
+override GRAD_IN_PLACE: bool = false;
 // Rows handled by one invocation each in `row_per_thread`.
 override ROWS_PER_GROUP: u32 = 64u;
 
@@ -48,7 +54,8 @@ const EMPTY: f32 = -3.40282347e38;
 @group(0) @binding(0) var<uniform> params: Params;
 // The chunk's input, row-major, in 16-byte words: four f32 or eight f16 values. Row starts need
 // not be word aligned: loads work on quads of four elements and mask the ends of a row.
-@group(0) @binding(1) var<storage, read> input_words: array<vec4<u32>>;
+// Writable only for the in-place gradient.
+@group(0) @binding(1) var<storage, read_write> input_words: array<vec4<u32>>;
 // Class targets of the whole batch.
 @group(0) @binding(2) var<storage, read> class_targets: array<u32>;
 // The chunk's dense targets ([rows, classes] f32), laid out as the input.
@@ -58,6 +65,8 @@ const EMPTY: f32 = -3.40282347e38;
 // Per-row values of the whole batch, or per-element values of the chunk for `elementwise`.
 @group(0) @binding(6) var<storage, read_write> values: array<f32>;
 @group(0) @binding(7) var<storage, read_write> row_lse: array<f32>;
+// The chunk's gradient, row-major f32, when it is not written in place.
+@group(0) @binding(8) var<storage, read_write> grad_out: array<f32>;
 
 // Four IEEE half floats (in the low 16 bits of each lane) as f32, by their bits. unpack2x16float
 // would need naga's SHADER_FLOAT16_IN_FLOAT32 capability, which not every adapter grants.
@@ -203,6 +212,36 @@ fn scan_row(row: u32, lane: u32, lanes: u32) -> Stats {
     return st;
 }
 
+fn write_grad(i: u32, g: f32) {
+    if GRAD_IN_PLACE {
+        input_words[i / 4u][i % 4u] = bitcast<u32>(g);
+    } else {
+        grad_out[i] = g;
+    }
+}
+
+// Writes the gradient of quads lane, lane + lanes, ... of a chunk row whose statistics are
+// complete, through the soft cap's chain rule: d(c·tanh(x/c))/dx = 1 - (x'/c)².
+fn grad_row(row: u32, st: Stats, lane: u32, lanes: u32) {
+    let start = row * params.classes;
+    let end = start + params.classes;
+    for (var q = start / 4u + lane; q < (end + 3u) / 4u; q += lanes) {
+        let idx = vec4<u32>(q * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
+        let inside = (idx >= vec4<u32>(start)) & (idx < vec4<u32>(end));
+        let x = transform(load_quad(q));
+        var g = grad_quad(row, st, q, x, idx - vec4<u32>(start), inside);
+        if SOFTCAP {
+            let r = x / params.softcap;
+            g *= 1.0 - r * r;
+        }
+        for (var k = 0u; k < 4u; k++) {
+            if inside[k] {
+                write_grad(idx[k], g[k]);
+            }
+        }
+    }
+}
+
 // Workgroup index on a 2-D grid, so that more than 65 535 groups can be dispatched.
 fn group_index(wg: vec3<u32>, groups: vec3<u32>) -> u32 {
     return wg.y * groups.x + wg.x;
@@ -219,5 +258,9 @@ fn row_per_thread(
     if row >= params.rows {
         return;
     }
-    finish_row(row, scan_row(row, 0u, 1u));
+    let st = scan_row(row, 0u, 1u);
+    finish_row(row, st);
+    if GRAD {
+        grad_row(row, st, 0u, 1u);
+    }
 }

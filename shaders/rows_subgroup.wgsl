@@ -1,5 +1,5 @@
 // One workgroup per row; each subgroup reduces its invocations' statistics with subgroup
-// operations, then the first invocation merges the subgroups' statistics in subgroup order. Built
+// operations, then every invocation merges the subgroups' statistics in subgroup order. Built
 // only for devices with the SUBGROUP feature. (Naga takes subgroup operations without an
 // `enable subgroups;` directive, and rejects that directive.)
 
@@ -35,11 +35,16 @@ fn row_per_workgroup(
         partial[subgroup] = merged;
     }
     workgroupBarrier();
+    var st = partial[0];
+    for (var i = 1u; i < subgroups; i++) {
+        st = merge(st, partial[i]);
+    }
     if lid == 0u {
-        var st = partial[0];
-        for (var i = 1u; i < subgroups; i++) {
-            st = merge(st, partial[i]);
-        }
         finish_row(row, st);
+    }
+    if GRAD {
+        // finish_row reads the target logit, which an in-place gradient overwrites.
+        workgroupBarrier();
+        grad_row(row, st, lid, WORKGROUP);
     }
 }

@@ -23,7 +23,13 @@ fn row_per_workgroup(
         }
         workgroupBarrier();
     }
+    let st = partial[0];
     if lid == 0u {
-        finish_row(row, partial[0]);
+        finish_row(row, st);
+    }
+    if GRAD {
+        // finish_row reads the target logit, which an in-place gradient overwrites.
+        workgroupBarrier();
+        grad_row(row, st, lid, WORKGROUP);
     }
 }

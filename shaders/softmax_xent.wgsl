@@ -51,3 +51,32 @@ fn finish_row(row: u32, st: Stats) {
     values[g] = main * params.alpha + z * params.beta;
     row_lse[g] = lse;
 }
+
+// d/dx' of α·(-Σ w p' log q) + β·s·lse²: α(b·softmax - w p') + 2βs·lse·softmax on logits, with
+// b = Σ w p'; -α w p' on log-probs; -α w p' / x on probabilities. Ignored rows get 0. For one
+// unweighted class without smoothing this is α(softmax_y - 1), formed in f32 as such.
+fn grad_quad(row: u32, st: Stats, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) -> vec4<f32> {
+    let eps = params.label_smoothing;
+    let w = quad_weights(cls, inside);
+    var wp = vec4<f32>(0.0);
+    var b = st.b;
+    if CLASS_TARGETS {
+        let y = class_targets[params.row_base + row];
+        if y == IGNORED {
+            return vec4<f32>(0.0);
+        }
+        wp = w * (eps / f32(params.classes)) + select(vec4<f32>(0.0), (1.0 - eps) * w, cls == vec4<u32>(y));
+        b = (1.0 - eps) * class_weight(y) + eps / f32(params.classes) * st.b;
+    } else {
+        wp = select(vec4<f32>(0.0), w * ((1.0 - eps) * dense[q] + eps / f32(params.classes)), inside);
+    }
+    if INPUT_KIND == LOGITS {
+        let lse = row_lse_of(st);
+        let softmax = exp(x - vec4<f32>(lse));
+        return params.alpha * (b * softmax - wp) + (2.0 * params.beta * params.z_loss * lse) * softmax;
+    }
+    if INPUT_KIND == LOG_PROBS {
+        return -params.alpha * wp;
+    }
+    return select(vec4<f32>(0.0), -params.alpha * wp / x, wp != vec4<f32>(0.0));
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::cpu::reference;
 use crate::error::{Error, Result};
 use crate::gpu::{self, GpuEngine};
-use crate::loss::Request;
+use crate::loss::{Checked, Request};
 use crate::output::Output;
 
 /// Where an engine computes.
@@ -135,12 +135,53 @@ impl Engine {
         &self.info
     }
 
-    /// Checks a request, then computes it on this engine's device.
+    /// Checks a request, then computes it on this engine's device. The gradient, when asked for,
+    /// comes back in [`Output::grad`].
     pub fn compute(&self, request: &Request) -> Result<Output> {
         let checked = request.check()?;
+        let mut grad = vec![
+            0.0;
+            if checked.options.grad {
+                checked.elements()
+            } else {
+                0
+            }
+        ];
+        let mut out = self.run(&checked, checked.options.grad.then_some(&mut grad[..]))?;
+        out.grad = checked.options.grad.then_some(grad);
+        Ok(out)
+    }
+
+    /// Computes a request and its gradient, writing the gradient (row-major [B, C] f32) into
+    /// `grad` rather than a new vector.
+    ///
+    /// ```
+    /// use xent::{Engine, Request};
+    /// let logits = [2.0_f32, 1.0, 0.1];
+    /// let mut grad = [0.0_f32; 3];
+    /// Engine::cpu()
+    ///     .compute_into(&Request::cross_entropy(&logits[..], [1, 3], &[0_i64][..]), &mut grad)
+    ///     .unwrap();
+    /// assert!(grad[0] < 0.0 && grad[1] > 0.0); // softmax − one-hot
+    /// assert!(grad.iter().sum::<f32>().abs() < 1e-6);
+    /// ```
+    pub fn compute_into(&self, request: &Request, grad: &mut [f32]) -> Result<Output> {
+        let checked = request.with_grad(true).check()?;
+        if grad.len() != checked.elements() {
+            return Err(Error::LengthMismatch {
+                what: "grad",
+                shape: format!("[{}, {}]", checked.batch, checked.classes),
+                expected: checked.elements(),
+                actual: grad.len(),
+            });
+        }
+        self.run(&checked, Some(grad))
+    }
+
+    fn run(&self, checked: &Checked, grad: Option<&mut [f32]>) -> Result<Output> {
         match &self.backend {
-            Backend::Gpu(gpu) => gpu.compute(&checked),
-            Backend::Reference => Ok(reference::compute(&checked)),
+            Backend::Gpu(gpu) => gpu.compute(checked, grad),
+            Backend::Reference => Ok(reference::compute(checked, grad)),
         }
     }
 }

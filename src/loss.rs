@@ -203,6 +203,12 @@ pub struct Options {
     pub base: Base,
     /// Also return each row's log-sum-exp (logits input only).
     pub lse: bool,
+    /// Also compute the gradient of the reduced loss with respect to the input (for `none`, of
+    /// the sum of the unreduced values).
+    pub grad: bool,
+    /// On the GPU, write the gradient over the uploaded input instead of a buffer of its own
+    /// (f32 input only). The result is the same; the device needs no memory for it.
+    pub grad_in_place: bool,
 }
 
 impl Default for Options {
@@ -217,6 +223,8 @@ impl Default for Options {
             log_target: false,
             base: Base::E,
             lse: false,
+            grad: false,
+            grad_in_place: false,
         }
     }
 }
@@ -373,6 +381,23 @@ impl<'a> Request<'a> {
         self
     }
 
+    /// Asks for the gradient with respect to the input, returned in
+    /// [`Output::grad`](crate::Output::grad).
+    #[must_use]
+    pub fn with_grad(mut self, grad: bool) -> Self {
+        self.options.grad = grad;
+        self
+    }
+
+    /// Asks for the gradient to be written over the uploaded input on the GPU (see
+    /// [`Options::grad_in_place`]); implies [`with_grad`](Self::with_grad).
+    #[must_use]
+    pub fn grad_in_place(mut self, in_place: bool) -> Self {
+        self.options.grad_in_place = in_place;
+        self.options.grad |= in_place;
+        self
+    }
+
     /// The options in force.
     pub fn options(&self) -> Options {
         self.options
@@ -381,6 +406,13 @@ impl<'a> Request<'a> {
     /// The loss asked for.
     pub fn loss(&self) -> LossKind {
         self.loss
+    }
+
+    /// The same request on other input values.
+    #[cfg(test)]
+    pub(crate) fn replace_input(mut self, input: &'a [f32]) -> Self {
+        self.input = Input::F32(input);
+        self
     }
 
     /// Checks shapes, targets and options without computing anything: the error
@@ -464,6 +496,9 @@ impl<'a> Request<'a> {
         }
         if o.lse && !(logits && loss != LossKind::BinaryCrossEntropy) {
             return Err(unsupported("lse"));
+        }
+        if o.grad_in_place && !matches!(self.input, Input::F32(_)) {
+            return Err(unsupported("an in-place gradient of f16 input"));
         }
         if loss == LossKind::BinaryCrossEntropy && o.input_kind == InputKind::LogProbs {
             return Err(unsupported("input kind"));
@@ -622,6 +657,11 @@ pub(crate) struct Checked<'a> {
 }
 
 impl Checked<'_> {
+    /// B·C.
+    pub fn elements(&self) -> usize {
+        self.batch * self.classes
+    }
+
     /// The shape of the `none` output.
     pub fn unreduced_shape(&self) -> Vec<usize> {
         if self.loss.elementwise() {

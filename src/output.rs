@@ -40,6 +40,10 @@ pub struct Output {
     pub loss: Loss,
     /// Each row's log-sum-exp, when it was asked for.
     pub lse: Option<Vec<f32>>,
+    /// The gradient of the reduced loss with respect to the input, row-major [B, C] f32, when it
+    /// was asked for with [`Request::with_grad`](crate::Request::with_grad) (it is then written
+    /// into the caller's slice instead, with [`Engine::compute_into`](crate::Engine::compute_into)).
+    pub grad: Option<Vec<f32>>,
     /// Rows that count: those whose class target is not `ignore_index`, or every row for the
     /// losses without class targets.
     pub valid_rows: usize,

@@ -62,25 +62,48 @@ fn row(req: &Checked, r: usize) -> Row {
     Row { x, log_q, lse }
 }
 
-/// Per-row (or per-element) values of the main loss in nats, and of the z-loss term.
+/// Per-row (or per-element) values of the main loss in nats and of the z-loss term; and, when a
+/// gradient is asked for, their derivatives with respect to each (soft-capped) input element.
+#[derive(Default)]
 struct Unreduced {
     main: Vec<f64>,
     z: Vec<f64>,
     lse: Vec<f64>,
+    d_main: Vec<f64>,
+    d_z: Vec<f64>,
 }
 
+impl Unreduced {
+    /// Appends one row's (or element's) value and z term.
+    fn value(&mut self, main: f64, z: f64) {
+        self.main.push(main);
+        self.z.push(z);
+    }
+
+    /// Appends one element's derivatives, when the request asks for a gradient.
+    fn derivative(&mut self, req: &Checked, d_main: f64, d_z: f64) {
+        if req.options.grad {
+            self.d_main.push(d_main);
+            self.d_z.push(d_z);
+        }
+    }
+}
+
+fn softmax(row: &Row) -> Vec<f64> {
+    row.log_q.iter().map(|lq| lq.exp()).collect()
+}
+
+/// −Σ w p′ log q with p′ = (1 − ε)p + ε/C, plus s·lse². Its derivative in x′_j is
+/// (Σ w p′)·softmax_j − w_j p′_j on logits (and 2s·lse·softmax_j for the z-loss), −w_j p′_j on
+/// log-probabilities, and −w_j p′_j / x_j on probabilities.
 fn cross_entropy(req: &Checked) -> Unreduced {
     let c = req.classes;
     let eps = f64::from(req.options.label_smoothing);
     let s = f64::from(req.options.z_loss);
-    let mut out = Unreduced {
-        main: vec![],
-        z: vec![],
-        lse: vec![],
-    };
+    let mut out = Unreduced::default();
     for r in 0..req.batch {
         let row = row(req, r);
-        // The target distribution p' before smoothing, or None for an ignored row.
+        // The target distribution before smoothing, or None for an ignored row.
         let p: Option<Vec<f64>> = match &req.target {
             CheckedTarget::Classes(_) => req_target(req, r).map(|y| {
                 let mut p = vec![0.0; c];
@@ -95,26 +118,41 @@ fn cross_entropy(req: &Checked) -> Unreduced {
             ),
             CheckedTarget::None => unreachable!("checked: cross-entropy has a target"),
         };
-        let (main, z) = match p {
-            None => (0.0, 0.0),
-            Some(p) => {
-                let loss: f64 = (0..c)
-                    .map(|k| {
-                        let smoothed = (1.0 - eps) * p[k] + eps / c as f64;
-                        -req.class_weight(k)
-                            * if smoothed == 0.0 {
-                                0.0
-                            } else {
-                                smoothed * row.log_q[k]
-                            }
-                    })
-                    .sum();
-                (loss, s * row.lse * row.lse)
-            }
+        let Some(p) = p else {
+            out.value(0.0, 0.0);
+            out.lse.push(row.lse);
+            (0..c).for_each(|_| out.derivative(req, 0.0, 0.0));
+            continue;
         };
-        out.main.push(main);
-        out.z.push(z);
+        // w_k p′_k
+        let wp: Vec<f64> = (0..c)
+            .map(|k| req.class_weight(k) * ((1.0 - eps) * p[k] + eps / c as f64))
+            .collect();
+        let loss: f64 = (0..c)
+            .map(|k| {
+                if wp[k] == 0.0 {
+                    0.0
+                } else {
+                    -wp[k] * row.log_q[k]
+                }
+            })
+            .sum();
+        let z = s * row.lse * row.lse;
+        out.value(loss, z);
         out.lse.push(row.lse);
+        if req.options.grad {
+            let total: f64 = wp.iter().sum();
+            let q = softmax(&row);
+            for k in 0..c {
+                let (d_main, d_z) = match req.options.input_kind {
+                    InputKind::Logits => (total * q[k] - wp[k], 2.0 * s * row.lse * q[k]),
+                    InputKind::LogProbs => (-wp[k], 0.0),
+                    InputKind::Probs if wp[k] == 0.0 => (0.0, 0.0),
+                    InputKind::Probs => (-wp[k] / row.x[k], 0.0),
+                };
+                out.derivative(req, d_main, d_z);
+            }
+        }
     }
     out
 }
@@ -126,89 +164,122 @@ fn req_target(req: &Checked, r: usize) -> Option<usize> {
     }
 }
 
+/// Elementwise p (log p − log q), 0 where p = 0. Its derivative in x_j is
+/// (Σ p)·softmax_j − p_j on logits, −p_j on log-probabilities and −p_j / x_j on probabilities.
 fn kl_div(req: &Checked) -> Unreduced {
     let CheckedTarget::Dense(t) = req.target else {
         unreachable!("checked: KL has a dense target")
     };
     let c = req.classes;
-    let mut main = Vec::with_capacity(req.batch * c);
-    let mut lse = Vec::with_capacity(req.batch);
+    let mut out = Unreduced::default();
     for r in 0..req.batch {
         let row = row(req, r);
+        let p: Vec<f64> = (0..c)
+            .map(|k| {
+                let t = f64::from(t[r * c + k]);
+                if req.options.log_target { t.exp() } else { t }
+            })
+            .collect();
         for k in 0..c {
-            let t = f64::from(t[r * c + k]);
-            main.push(if req.options.log_target {
-                t.exp() * (t - row.log_q[k])
-            } else if t == 0.0 {
+            let value = if p[k] == 0.0 {
                 0.0
             } else {
-                t * (t.ln() - row.log_q[k])
-            });
+                p[k] * (p[k].ln() - row.log_q[k])
+            };
+            out.value(value, 0.0);
         }
-        lse.push(row.lse);
-    }
-    Unreduced {
-        z: vec![0.0; main.len()],
-        main,
-        lse,
-    }
-}
-
-fn entropy(req: &Checked) -> Unreduced {
-    let mut out = Unreduced {
-        main: vec![],
-        z: vec![],
-        lse: vec![],
-    };
-    for r in 0..req.batch {
-        let row = row(req, r);
-        let h: f64 = row.log_q.iter().map(|&lq| -xlogy(lq.exp(), lq.exp())).sum();
-        out.main.push(h);
-        out.z.push(0.0);
         out.lse.push(row.lse);
+        if req.options.grad {
+            let total: f64 = p.iter().sum();
+            let q = softmax(&row);
+            for k in 0..c {
+                let d = match req.options.input_kind {
+                    InputKind::Logits => total * q[k] - p[k],
+                    InputKind::LogProbs => -p[k],
+                    InputKind::Probs if p[k] == 0.0 => 0.0,
+                    InputKind::Probs => -p[k] / row.x[k],
+                };
+                out.derivative(req, d, 0.0);
+            }
+        }
     }
     out
 }
 
+/// H = −Σ q log q per row. Its derivative in x_j is −q_j (log q_j + H) on logits,
+/// −(log x_j + 1) on probabilities and −e^x_j (x_j + 1) on log-probabilities.
+fn entropy(req: &Checked) -> Unreduced {
+    let mut out = Unreduced::default();
+    for r in 0..req.batch {
+        let row = row(req, r);
+        let h: f64 = row.log_q.iter().map(|&lq| -xlogy(lq.exp(), lq.exp())).sum();
+        out.value(h, 0.0);
+        out.lse.push(row.lse);
+        if req.options.grad {
+            for (&x, &lq) in row.x.iter().zip(&row.log_q) {
+                let d = match req.options.input_kind {
+                    InputKind::Logits if lq == f64::NEG_INFINITY => 0.0,
+                    InputKind::Logits => -lq.exp() * (lq + h),
+                    InputKind::Probs => -(x.ln() + 1.0),
+                    InputKind::LogProbs => -x.exp() * (x + 1.0),
+                };
+                out.derivative(req, d, 0.0);
+            }
+        }
+    }
+    out
+}
+
+/// Elementwise w·[pw·y·(−log σ(x)) + (1 − y)·(−log(1 − σ(x)))] on logits, with derivative
+/// w·[σ(x)(1 + (pw − 1)y) − pw·y]; −w·[y log x + (1 − y) log(1 − x)] on probabilities (logs clamped
+/// at −100, as PyTorch), with PyTorch's derivative w·(x − y) / max(x(1 − x), 1e-12).
 fn binary_cross_entropy(req: &Checked) -> Unreduced {
     let CheckedTarget::Dense(t) = req.target else {
         unreachable!("checked: BCE has dense labels")
     };
     let c = req.classes;
-    let mut main = Vec::with_capacity(req.batch * c);
+    let mut out = Unreduced::default();
     for r in 0..req.batch {
         let row = row(req, r);
         for k in 0..c {
             let (x, y, w) = (row.x[k], f64::from(t[r * c + k]), req.class_weight(k));
-            let loss = match req.options.input_kind {
+            let (loss, d) = match req.options.input_kind {
                 InputKind::Logits => {
-                    let p = req.pos_weight.map_or(1.0, |pw| f64::from(pw[k]));
-                    // −[p·y·log σ(x) + (1 − y)·log(1 − σ(x))], with log(1 − σ(x)) = log σ(−x).
-                    p * y * neg_log_sigmoid(x) + (1.0 - y) * neg_log_sigmoid(-x)
+                    let pw = req.pos_weight.map_or(1.0, |pw| f64::from(pw[k]));
+                    let sigmoid = 1.0 / (1.0 + (-x).exp());
+                    (
+                        pw * y * neg_log_sigmoid(x) + (1.0 - y) * neg_log_sigmoid(-x),
+                        sigmoid * (1.0 + (pw - 1.0) * y) - pw * y,
+                    )
                 }
-                // PyTorch clamps each log at −100 so that 0 and 1 give finite losses.
-                _ => -(y * x.ln().max(-100.0) + (1.0 - y) * (1.0 - x).ln().max(-100.0)),
+                _ => (
+                    -(y * x.ln().max(-100.0) + (1.0 - y) * (1.0 - x).ln().max(-100.0)),
+                    (x - y) / (x * (1.0 - x)).max(1e-12),
+                ),
             };
-            main.push(w * loss);
+            out.value(w * loss, 0.0);
+            out.derivative(req, w * d, 0.0);
         }
     }
-    Unreduced {
-        z: vec![0.0; main.len()],
-        main,
-        lse: vec![],
-    }
+    out
 }
 
-/// Computes any checked request in float64 and reduces it as the request says.
-pub(crate) fn compute(req: &Checked) -> Output {
-    let u = match req.loss {
+fn unreduced(req: &Checked) -> Unreduced {
+    match req.loss {
         LossKind::CrossEntropy => cross_entropy(req),
         LossKind::KlDiv => kl_div(req),
         LossKind::Entropy => entropy(req),
         LossKind::BinaryCrossEntropy => binary_cross_entropy(req),
-    };
+    }
+}
+
+/// Computes any checked request in float64 and reduces it as the request says; writes the
+/// gradient of the reduced loss (of the sum of the values, for `none`) into `grad` when asked.
+pub(crate) fn compute(req: &Checked, grad: Option<&mut [f32]>) -> Output {
+    let u = unreduced(req);
     let ln = req.options.base.ln();
-    let loss = match (req.options.reduction, req.divisors()) {
+    let divisors = req.divisors();
+    let loss = match (req.options.reduction, divisors) {
         (Reduction::None, _) => Loss::Unreduced {
             values: u
                 .main
@@ -225,12 +296,24 @@ pub(crate) fn compute(req: &Checked) -> Output {
             Loss::Scalar((main / main_divisor + z / z_divisor) as f32)
         }
     };
+    if let Some(grad) = grad {
+        let (main_divisor, z_divisor) = divisors.unwrap_or((f64::INFINITY, f64::INFINITY));
+        for (i, g) in grad.iter_mut().enumerate() {
+            // The soft cap's chain rule: d(c·tanh(x/c))/dx = 1 − tanh²(x/c).
+            let chain = req.options.softcap.map_or(1.0, |cap| {
+                let t = (f64::from(req.input.get(i)) / f64::from(cap)).tanh();
+                1.0 - t * t
+            });
+            *g = ((u.d_main[i] / main_divisor + u.d_z[i] / z_divisor) * chain) as f32;
+        }
+    }
     Output {
         loss,
         lse: req
             .options
             .lse
             .then(|| u.lse.iter().map(|&v| v as f32).collect()),
+        grad: None,
         valid_rows: req.valid_rows,
     }
 }
@@ -238,10 +321,10 @@ pub(crate) fn compute(req: &Checked) -> Output {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loss::{Base, Request};
+    use crate::loss::{Base, Input, Request};
 
     fn run(req: Request) -> Output {
-        compute(&req.check().unwrap())
+        compute(&req.check().unwrap(), None)
     }
 
     fn scalar(req: Request) -> f64 {
@@ -297,6 +380,117 @@ mod tests {
             .input_kind(InputKind::Probs)
             .base(Base::Two));
         assert!((bits.loss.scalar().unwrap() - 2.0).abs() < 1e-6);
+    }
+
+    /// The reduced loss in float64, before any rounding to f32.
+    fn reduced_f64(req: &Checked) -> f64 {
+        let u = unreduced(req);
+        let (main_divisor, z_divisor) = req.divisors().unwrap();
+        u.main.iter().sum::<f64>() / main_divisor + u.z.iter().sum::<f64>() / z_divisor
+    }
+
+    #[test]
+    fn gradients_match_central_finite_differences() {
+        // Inputs on a 2^-8 grid, so that x ± 2^-14 is exact in f32 and the difference quotient
+        // sees exactly the step it divides by.
+        let grid = |i: usize, lo: f32, hi: f32| {
+            lo + ((i * 37 % 97) as f32 / 96.0 * (hi - lo) * 256.0).round() / 256.0
+        };
+        let (b, c) = (3, 5);
+        let x: Vec<f32> = (0..b * c).map(|i| grid(i, -2.0, 2.0)).collect();
+        let probs: Vec<f32> = (0..b * c).map(|i| grid(i, 0.05, 0.95)).collect();
+        let p: Vec<f32> = (0..b * c)
+            .map(|i| if i % 5 == 1 { 0.0 } else { 0.25 })
+            .collect();
+        let t = [4_i64, -100, 0];
+        let w = [0.5_f32, 1.0, 2.0, 1.5, 0.75];
+        let shape = [b, c];
+        let cases: Vec<(&str, Request)> = vec![
+            ("ce", Request::cross_entropy(&x[..], shape, &t[..])),
+            (
+                "ce all options",
+                Request::cross_entropy(&x[..], shape, &t[..])
+                    .weight(&w)
+                    .label_smoothing(0.1)
+                    .z_loss(0.01)
+                    .softcap(1.5),
+            ),
+            (
+                "ce soft",
+                Request::cross_entropy(&x[..], shape, &p[..])
+                    .weight(&w)
+                    .label_smoothing(0.2)
+                    .base(Base::Two),
+            ),
+            (
+                "ce probs",
+                Request::cross_entropy(&probs[..], shape, &t[..])
+                    .input_kind(InputKind::Probs)
+                    .label_smoothing(0.1),
+            ),
+            (
+                "nll",
+                Request::cross_entropy(&x[..], shape, &t[..])
+                    .input_kind(InputKind::LogProbs)
+                    .weight(&w),
+            ),
+            (
+                "bce",
+                Request::binary_cross_entropy(&x[..], shape, &probs[..])
+                    .weight(&w)
+                    .pos_weight(&w),
+            ),
+            (
+                "bce probs",
+                Request::binary_cross_entropy(&probs[..], shape, &p[..])
+                    .input_kind(InputKind::Probs),
+            ),
+            ("kl", Request::kl_div(&x[..], shape, &p[..])),
+            (
+                "kl log target",
+                Request::kl_div(&x[..], shape, &x[..])
+                    .log_target(true)
+                    .input_kind(InputKind::LogProbs),
+            ),
+            (
+                "kl probs",
+                Request::kl_div(&probs[..], shape, &p[..]).input_kind(InputKind::Probs),
+            ),
+            ("entropy", Request::entropy(&x[..], shape)),
+            (
+                "entropy probs",
+                Request::entropy(&probs[..], shape).input_kind(InputKind::Probs),
+            ),
+            (
+                "entropy log-probs",
+                Request::entropy(&x[..], shape).input_kind(InputKind::LogProbs),
+            ),
+        ];
+        let h = 1.0 / 16384.0;
+        for (name, request) in cases {
+            for reduction in [Reduction::Mean, Reduction::Sum, Reduction::BatchMean] {
+                let request = request.reduction(reduction).with_grad(true);
+                let checked = request.check().unwrap();
+                let mut grad = vec![0.0; b * c];
+                compute(&checked, Some(&mut grad));
+                let Input::F32(base) = checked.input else {
+                    unreachable!()
+                };
+                for i in 0..b * c {
+                    let at = |delta: f32| {
+                        let mut moved = base.to_vec();
+                        moved[i] += delta;
+                        reduced_f64(&request.replace_input(&moved).check().unwrap())
+                    };
+                    let numeric = (at(h) - at(-h)) / (2.0 * f64::from(h));
+                    let analytic = f64::from(grad[i]);
+                    assert!(
+                        (numeric - analytic).abs() <= 1e-5 * numeric.abs().max(1.0),
+                        "{name} {reduction:?} element {i}: finite difference {numeric}, gradient {analytic}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -36,10 +36,12 @@ struct Workspace {
     inputs: [Slot; 2],
     dense: [Slot; 2],
     elements: Slot,
+    grad: Slot,
     class_targets: Slot,
     weight: Slot,
     pos_weight: Slot,
     empty: Slot,
+    empty_writable: Slot,
     row_values: Slot,
     row_lse: Slot,
     sums: [Slot; 2],
@@ -57,19 +59,23 @@ impl Workspace {
                 Staging::new("xent staging 0"),
                 Staging::new("xent staging 1"),
             ],
+            // An in-place gradient is copied out of the input chunk.
             inputs: [
-                Slot::new("xent input chunk 0", storage),
-                Slot::new("xent input chunk 1", storage),
+                Slot::new("xent input chunk 0", storage.union(U::COPY_SRC)),
+                Slot::new("xent input chunk 1", storage.union(U::COPY_SRC)),
             ],
             dense: [
                 Slot::new("xent dense target chunk 0", storage),
                 Slot::new("xent dense target chunk 1", storage),
             ],
             elements: Slot::new("xent elementwise values", output),
+            grad: Slot::new("xent gradient chunk", output),
             class_targets: Slot::new("xent class targets", storage),
             weight: Slot::new("xent weight", storage),
             pos_weight: Slot::new("xent pos_weight", storage),
             empty: Slot::new("xent unused binding", storage),
+            // A buffer bound read-write may share no dispatch with a read-only binding.
+            empty_writable: Slot::new("xent unused writable binding", storage),
             row_values: Slot::new("xent row values", output),
             row_lse: Slot::new("xent row lse", output),
             sums: [
@@ -119,12 +125,14 @@ impl GpuEngine {
         &self.ctx.info
     }
 
-    pub fn compute(&self, req: &Checked) -> Result<Output> {
+    /// Computes a checked request; the gradient, when asked for, goes into `grad`.
+    pub fn compute(&self, req: &Checked, grad: Option<&mut [f32]>) -> Result<Output> {
         let mut ws = self
             .workspace
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        self.ctx.scoped(req.loss.name(), || self.run(&mut ws, req))
+        self.ctx
+            .scoped(req.loss.name(), || self.run(&mut ws, req, grad))
     }
 
     /// A 2-D grid of `groups` workgroups within the per-dimension limit.
@@ -138,7 +146,7 @@ impl GpuEngine {
         self.pipelines.get(&self.ctx.device, key)
     }
 
-    fn run(&self, ws: &mut Workspace, req: &Checked) -> Result<Output> {
+    fn run(&self, ws: &mut Workspace, req: &Checked, grad: Option<&mut [f32]>) -> Result<Output> {
         let limits = &self.ctx.limits;
         let binding = limits.max_storage_buffer_binding_size;
         let row_bytes = req.batch as u64 * 4;
@@ -165,6 +173,7 @@ impl GpuEngine {
                     unreduced(Vec::new())
                 },
                 lse: req.options.lse.then(Vec::new),
+                grad: None,
                 valid_rows: 0,
             });
         }
@@ -176,7 +185,13 @@ impl GpuEngine {
         } else {
             row_bytes
         };
-        let readback_len = loss_bytes + if req.options.lse { row_bytes } else { 0 };
+        let grad_at = loss_bytes + if req.options.lse { row_bytes } else { 0 };
+        let readback_len = grad_at
+            + if grad.is_some() {
+                row_bytes * req.classes as u64
+            } else {
+                0
+            };
         if readback_len > limits.max_buffer_size {
             return Err(Error::TooLarge {
                 what: "output",
@@ -247,6 +262,7 @@ impl GpuEngine {
             upload(&mut ws.pos_weight, bytemuck::cast_slice(w));
         }
         ws.empty.get(device, 16);
+        ws.empty_writable.get(device, 16);
         ws.row_values.get(device, row_bytes);
         ws.row_lse.get(device, row_bytes);
         let (readback, _) = ws.readback.get(device, readback_len);
@@ -316,6 +332,13 @@ impl GpuEngine {
                 );
                 buf
             };
+            let grad_bytes = elements.len() as u64 * 4;
+            let separate_grad = grad.is_some() && !req.options.grad_in_place;
+            let grad_buf = if separate_grad {
+                ws.grad.get(device, grad_bytes).0.clone()
+            } else {
+                current(&ws.empty_writable).clone()
+            };
             let bind = |layout: &wgpu::BindGroupLayout, values: wgpu::BindGroupEntry| {
                 device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("xent rows"),
@@ -329,6 +352,7 @@ impl GpuEngine {
                         whole_entry(5, &pos_weight),
                         values,
                         whole_entry(7, current(&ws.row_lse)),
+                        whole_entry(8, &grad_buf),
                     ],
                 })
             };
@@ -344,6 +368,11 @@ impl GpuEngine {
                 offset,
                 groups,
             );
+            if grad.is_some() {
+                let source = if separate_grad { &grad_buf } else { input_buf };
+                let at = grad_at + elements.start as u64 * 4;
+                encoder.copy_buffer_to_buffer(source, 0, &readback, at, grad_bytes);
+            }
             if let Some(pipeline) = &element_pipeline {
                 let count = elements.len() as u64;
                 let (out, _) = ws.elements.get(device, count * 4);
@@ -413,7 +442,11 @@ impl GpuEngine {
             bytemuck::cast_slice(&view).to_vec()
         };
         readback.unmap();
-        let (head, lse) = values.split_at((loss_bytes / 4) as usize);
+        let (head, rest) = values.split_at((loss_bytes / 4) as usize);
+        let (lse, gradient) = rest.split_at(((grad_at - loss_bytes) / 4) as usize);
+        if let Some(grad) = grad {
+            grad.copy_from_slice(gradient);
+        }
         let loss = match divisors {
             _ if !scalar => unreduced(head.to_vec()),
             None => Loss::Scalar(0.0),
@@ -422,6 +455,7 @@ impl GpuEngine {
         Ok(Output {
             loss,
             lse: req.options.lse.then(|| lse.to_vec()),
+            grad: None,
             valid_rows: req.valid_rows,
         })
     }

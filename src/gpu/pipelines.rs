@@ -33,14 +33,16 @@ fn layout_entries(module: Module) -> Vec<wgpu::BindGroupLayoutEntry> {
         min_binding_size: None,
     };
     let kinds = match module {
-        // input, class targets, dense targets, weight, pos_weight, values, row lse
+        // input (written by an in-place gradient), class targets, dense targets, weight,
+        // pos_weight, values, row lse, gradient
         Module::Rows { .. } => vec![
             params,
+            storage(false),
             storage(true),
             storage(true),
             storage(true),
             storage(true),
-            storage(true),
+            storage(false),
             storage(false),
             storage(false),
         ],

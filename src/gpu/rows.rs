@@ -56,6 +56,8 @@ fn request_constants(req: &Checked) -> Vec<(&'static str, u32)> {
             u32::from(matches!(req.target, CheckedTarget::Classes(_))),
         ),
         ("LOG_TARGET", u32::from(req.options.log_target)),
+        ("GRAD", u32::from(req.options.grad)),
+        ("GRAD_IN_PLACE", u32::from(req.options.grad_in_place)),
     ]
 }
 

@@ -1,0 +1,183 @@
+//! Gradients on every GPU adapter against the float64 reference, in place and not.
+
+mod common;
+
+use common::{gpus, logits, rng, targets};
+use xent::{Engine, InputKind, Reduction, Request};
+
+/// ‖a − b‖ / ‖b‖ in f64, or ‖a − b‖ when b is all zeros. NaN anywhere gives NaN, which fails
+/// every `<=` check.
+fn relative_norm_error(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let diff: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum();
+    let norm: f64 = b.iter().map(|&y| f64::from(y).powi(2)).sum();
+    if norm == 0.0 {
+        diff.sqrt()
+    } else {
+        (diff / norm).sqrt()
+    }
+}
+
+fn normalized(values: &[f32], classes: usize) -> Vec<f32> {
+    values
+        .chunks(classes)
+        .flat_map(|row| {
+            let e: Vec<f32> = row.iter().map(|v| v.exp()).collect();
+            let sum: f32 = e.iter().sum();
+            e.into_iter().map(move |v| v / sum)
+        })
+        .collect()
+}
+
+#[test]
+fn every_loss_matches_the_reference_on_every_gpu() {
+    let mut rng = rng("gradients");
+    for &(batch, classes) in &[(1, 1), (7, 13), (33, 129), (5, 3001), (300, 40)] {
+        let x = logits(&mut rng, batch * classes, 3.0);
+        let t = targets(&mut rng, batch, classes, 0.1);
+        let u = logits(&mut rng, batch * classes, 1.0);
+        let p = normalized(&u, classes);
+        let labels: Vec<f32> = u.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect();
+        let w: Vec<f32> = (0..classes).map(|k| 0.5 + (k % 5) as f32 * 0.3).collect();
+        let shape = [batch, classes];
+        let requests = [
+            Request::cross_entropy(&x[..], shape, &t[..]),
+            Request::cross_entropy(&x[..], shape, &t[..])
+                .weight(&w)
+                .label_smoothing(0.1)
+                .z_loss(1e-3)
+                .softcap(5.0),
+            Request::cross_entropy(&x[..], shape, &p[..])
+                .weight(&w)
+                .label_smoothing(0.2),
+            Request::cross_entropy(&p[..], shape, &t[..])
+                .input_kind(InputKind::Probs)
+                .label_smoothing(0.1),
+            Request::cross_entropy(&x[..], shape, &t[..])
+                .input_kind(InputKind::LogProbs)
+                .weight(&w),
+            Request::binary_cross_entropy(&x[..], shape, &labels[..])
+                .weight(&w)
+                .pos_weight(&w),
+            Request::binary_cross_entropy(&labels[..], shape, &p[..]).input_kind(InputKind::Probs),
+            Request::kl_div(&x[..], shape, &p[..]),
+            Request::kl_div(&p[..], shape, &labels[..]).input_kind(InputKind::Probs),
+            Request::entropy(&x[..], shape),
+            Request::entropy(&p[..], shape).input_kind(InputKind::Probs),
+        ];
+        for (i, request) in requests.iter().enumerate() {
+            for reduction in [Reduction::Mean, Reduction::None, Reduction::BatchMean] {
+                let request = request.reduction(reduction).with_grad(true);
+                let want = Engine::cpu().compute(&request).unwrap().grad.unwrap();
+                for engine in gpus() {
+                    let got = engine.compute(&request).unwrap().grad.unwrap();
+                    let err = relative_norm_error(&got, &want);
+                    assert!(
+                        err <= 1e-5,
+                        "{} request {i} {batch}x{classes} {reduction:?}: relative norm error {err:e}",
+                        engine.device()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn in_place_and_separate_gradients_are_identical() {
+    let mut rng = rng("in place");
+    for &(batch, classes) in &[(9, 7), (4, 2049), (100, 33)] {
+        let x = logits(&mut rng, batch * classes, 3.0);
+        let t = targets(&mut rng, batch, classes, 0.1);
+        let request =
+            Request::cross_entropy(&x[..], [batch, classes], &t[..]).label_smoothing(0.05);
+        for engine in gpus() {
+            let separate = engine.compute(&request.with_grad(true)).unwrap();
+            let in_place = engine.compute(&request.grad_in_place(true)).unwrap();
+            assert_eq!(separate, in_place, "{} {batch}x{classes}", engine.device());
+        }
+    }
+}
+
+#[test]
+fn hard_label_rows_sum_to_zero_and_ignored_rows_are_zero() {
+    let mut rng = rng("row sums");
+    let (batch, classes) = (50, 1000);
+    let x = logits(&mut rng, batch * classes, 2.0);
+    let t = targets(&mut rng, batch, classes, 0.2);
+    let request =
+        Request::cross_entropy(&x[..], [batch, classes], &t[..]).reduction(Reduction::Sum);
+    let engines: Vec<&Engine> = gpus().iter().collect();
+    let reference = Engine::cpu();
+    for engine in engines.into_iter().chain([&reference]) {
+        let grad = engine
+            .compute(&request.with_grad(true))
+            .unwrap()
+            .grad
+            .unwrap();
+        for (r, row) in grad.chunks(classes).enumerate() {
+            let sum: f32 = row.iter().sum();
+            if t[r] == -100 {
+                assert!(row.iter().all(|&g| g == 0.0), "{} row {r}", engine.device());
+            } else {
+                assert!(
+                    sum.abs() < 1e-5,
+                    "{} row {r} sums to {sum}",
+                    engine.device()
+                );
+                assert!(row[t[r] as usize] < 0.0, "{} row {r}", engine.device());
+            }
+        }
+    }
+}
+
+#[test]
+fn an_all_ignored_mean_has_a_zero_gradient() {
+    let mut rng = rng("all ignored grad");
+    let x = logits(&mut rng, 4 * 70, 2.0);
+    let t = [-100_i64; 4];
+    let request = Request::cross_entropy(&x[..], [4, 70], &t[..]).with_grad(true);
+    for engine in gpus().iter().chain([&Engine::cpu()]) {
+        let out = engine.compute(&request).unwrap();
+        assert_eq!(out.loss.scalar(), Some(0.0));
+        assert!(
+            out.grad.unwrap().iter().all(|&g| g == 0.0),
+            "{}",
+            engine.device()
+        );
+    }
+}
+
+#[test]
+fn compute_into_writes_the_callers_slice_and_checks_its_length() {
+    let mut rng = rng("compute into");
+    let x = logits(&mut rng, 6 * 50, 2.0);
+    let t = targets(&mut rng, 6, 50, 0.0);
+    let request = Request::cross_entropy(&x[..], [6, 50], &t[..]);
+    for engine in gpus().iter().chain([&Engine::cpu()]) {
+        let mut grad = vec![f32::NAN; 300];
+        let out = engine.compute_into(&request, &mut grad).unwrap();
+        assert_eq!(out.grad, None);
+        assert_eq!(
+            Some(grad),
+            engine.compute(&request.with_grad(true)).unwrap().grad
+        );
+        let err = engine.compute_into(&request, &mut [0.0; 299]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "grad has 299 values, but its shape [6, 50] needs 300"
+        );
+    }
+}
+
+#[test]
+fn an_in_place_gradient_of_f16_input_is_refused() {
+    let x = [half::f16::from_f32(0.5); 6];
+    let request = Request::cross_entropy(&x[..], [2, 3], &[0_i64, 1][..]).grad_in_place(true);
+    let err = Engine::cpu().compute(&request).unwrap_err();
+    assert!(matches!(err, xent::Error::Unsupported { .. }), "{err}");
+}
