@@ -1,5 +1,6 @@
-//! Criterion benches of the mean softmax cross-entropy of host batches, end to end (upload,
-//! kernel, device-side mean, readback), on the float64 reference and on every GPU adapter.
+//! Criterion benches of the mean softmax cross-entropy of host batches, forward and forward with
+//! the gradient, end to end (upload, kernel, device-side mean, readback), on the float64 reference
+//! and on every GPU adapter.
 //! Throughput is the bytes of logits read. `XENT_BENCH_QUICK=1` runs small shapes only, for CI.
 //! Every call returns only after the device has finished, so each timed iteration includes it.
 
@@ -24,7 +25,18 @@ fn bench(c: &mut Criterion) {
         .collect();
     engines.push(Engine::cpu());
     let mut rng = StdRng::seed_from_u64(7);
-    let mut group = c.benchmark_group("softmax_xent mean");
+    for grad in [false, true] {
+        bench_group(c, &engines, &mut rng, grad);
+    }
+}
+
+fn bench_group(c: &mut Criterion, engines: &[Engine], rng: &mut StdRng, grad: bool) {
+    let name = if grad {
+        "softmax_xent mean fwd+bwd"
+    } else {
+        "softmax_xent mean fwd"
+    };
+    let mut group = c.benchmark_group(name);
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(2))
@@ -36,9 +48,10 @@ fn bench(c: &mut Criterion) {
         let targets: Vec<i64> = (0..batch)
             .map(|_| rng.random_range(0..classes as i64))
             .collect();
-        let request = Request::cross_entropy(&logits[..], [batch, classes], &targets[..]);
+        let request =
+            Request::cross_entropy(&logits[..], [batch, classes], &targets[..]).with_grad(grad);
         group.throughput(Throughput::Bytes((logits.len() * 4) as u64));
-        for engine in &engines {
+        for engine in engines {
             let id = BenchmarkId::new(engine.device().to_string(), format!("{batch}x{classes}"));
             group.bench_function(id, |b| {
                 b.iter_custom(|iters| {

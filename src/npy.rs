@@ -212,6 +212,22 @@ pub fn read_vector(path: &Path) -> Result<Vec<f32>> {
     }
 }
 
+/// Writes a row-major float32 array of the given shape.
+pub fn write_f32(path: &Path, data: &[f32], shape: &[usize]) -> Result<()> {
+    use npyz::WriterBuilder;
+    let fail = |e: std::io::Error| npy_error(path, e.to_string());
+    let file = std::fs::File::create(path).map_err(fail)?;
+    let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&dims)
+        .writer(std::io::BufWriter::new(file))
+        .begin_nd()
+        .map_err(fail)?;
+    writer.extend(data.iter().copied()).map_err(fail)?;
+    writer.finish().map_err(fail)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +281,22 @@ mod tests {
         );
         let w = write("w.npy", &npy_bytes(&[2], &[0.5_f32, 2.0]));
         assert_eq!(read_vector(&w).unwrap(), vec![0.5, 2.0]);
+    }
+
+    #[test]
+    fn written_arrays_read_back() {
+        let path =
+            std::env::temp_dir().join(format!("xent-npy-{}-written.npy", std::process::id()));
+        write_f32(&path, &[1.5, -2.0, 0.25, 8.0, 3.0, -1.0], &[2, 3]).unwrap();
+        assert_eq!(
+            read_input(&path).unwrap(),
+            (Floats::F32(vec![1.5, -2.0, 0.25, 8.0, 3.0, -1.0]), [2, 3])
+        );
+        let err = write_f32(Path::new("/nonexistent/dir/g.npy"), &[1.0], &[1, 1]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("/nonexistent/dir/g.npy: "),
+            "{err}"
+        );
     }
 
     #[test]

@@ -145,6 +145,7 @@ fn all_ignored_and_empty_batches_give_zero() {
             Output {
                 loss: Loss::Scalar(0.0),
                 lse: None,
+                grad: None,
                 valid_rows: 0
             }
         );

@@ -54,6 +54,10 @@ pub struct LossArgs {
     /// Log base of cross-entropy, KL and entropy.
     #[arg(long, value_enum, default_value_t = BaseArg::E)]
     base: BaseArg,
+    /// Write the gradient of the loss with respect to the input (float32, the input's shape) to
+    /// this .npy file. For `none` it is the gradient of the sum of the values.
+    #[arg(long)]
+    grad_out: Option<PathBuf>,
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
@@ -150,6 +154,7 @@ pub fn run(args: &LossArgs) -> Result<()> {
     .label_smoothing(args.label_smoothing)
     .z_loss(args.z_loss)
     .log_target(args.log_target)
+    .with_grad(args.grad_out.is_some())
     .base(match args.base {
         BaseArg::E => Base::E,
         BaseArg::Two => Base::Two,
@@ -167,6 +172,9 @@ pub fn run(args: &LossArgs) -> Result<()> {
     request.validate()?;
     let engine = args.device.engine()?;
     let out = engine.compute(&request)?;
+    if let (Some(path), Some(grad)) = (&args.grad_out, &out.grad) {
+        npy::write_f32(path, grad, &shape)?;
+    }
     let device = engine.device();
     if args.json {
         let mut doc = match &out.loss {

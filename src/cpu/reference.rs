@@ -180,13 +180,8 @@ fn kl_div(req: &Checked) -> Unreduced {
                 if req.options.log_target { t.exp() } else { t }
             })
             .collect();
-        for k in 0..c {
-            let value = if p[k] == 0.0 {
-                0.0
-            } else {
-                p[k] * (p[k].ln() - row.log_q[k])
-            };
-            out.value(value, 0.0);
+        for (&p, &log_q) in p.iter().zip(&row.log_q) {
+            out.value(if p == 0.0 { 0.0 } else { p * (p.ln() - log_q) }, 0.0);
         }
         out.lse.push(row.lse);
         if req.options.grad {
