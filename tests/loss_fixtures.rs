@@ -150,12 +150,40 @@ impl Case {
     }
 }
 
+/// ‖a − b‖ / ‖b‖ in f64, or ‖a − b‖ when b is all zeros; NaN anywhere gives NaN.
+fn relative_norm_error(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let diff: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum();
+    let norm: f64 = b.iter().map(|&y| f64::from(y).powi(2)).sum();
+    if norm == 0.0 {
+        diff.sqrt()
+    } else {
+        (diff / norm).sqrt()
+    }
+}
+
+impl Case {
+    /// PyTorch autograd's gradient of the reduced loss, as f32.
+    fn expected_grad(&self, reduction: &str) -> Vec<f32> {
+        match read_input(&self.dir.join(format!("grad_{reduction}.npy"))).unwrap() {
+            (Floats::F32(g), shape) if shape == self.shape => g,
+            other => panic!("{}: grad_{reduction}.npy is {other:?}", self.name),
+        }
+    }
+}
+
 fn check(engine: &Engine, case: &Case) {
     for (name, reduction) in REDUCTIONS {
         let what = format!("{} {} {name}", engine.device(), case.name);
         let out = engine
-            .compute(&case.request(reduction))
+            .compute(&case.request(reduction).with_grad(true))
             .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let err = relative_norm_error(out.grad.as_deref().unwrap(), &case.expected_grad(name));
+        assert!(err <= TOL, "{what}: gradient relative norm error {err:e}");
         assert_eq!(
             out.valid_rows as u64,
             case.spec["valid_rows"].as_u64().unwrap(),
@@ -201,8 +229,8 @@ fn every_gpu_matches_pytorch() {
     });
 }
 
-/// The CLI arguments that describe a case.
-fn cli_args(case: &Case, reduction: &str, device: &str) -> Vec<String> {
+/// The CLI arguments that describe a case, writing its gradient to `grad_out`.
+fn cli_args(case: &Case, reduction: &str, device: &str, grad_out: &Path) -> Vec<String> {
     let path = |f: &str| case.dir.join(f).to_string_lossy().into_owned();
     let mut args: Vec<String> = [
         "loss",
@@ -219,6 +247,8 @@ fn cli_args(case: &Case, reduction: &str, device: &str) -> Vec<String> {
         "--device",
         device,
         "--json",
+        "--grad-out",
+        &grad_out.to_string_lossy(),
     ]
     .map(String::from)
     .to_vec();
@@ -254,10 +284,20 @@ fn cli_json_matches_pytorch() {
                 .iter()
                 .map(|b| ("WGPU_BACKEND", b.as_str()))
                 .collect();
-            let (code, stdout, stderr) = run_cli(&cli_args(case, reduction, device), &env);
+            let grad_out =
+                std::env::temp_dir().join(format!("xent-grad-{}-{d}-{i}.npy", std::process::id()));
+            let (code, stdout, stderr) =
+                run_cli(&cli_args(case, reduction, device, &grad_out), &env);
             let what = format!("{device} {backend:?} {} {reduction}", case.name);
             assert_eq!(code, 0, "{what}: {stderr}");
             let doc: Value = serde_json::from_str(&stdout).unwrap();
+            let (Floats::F32(grad), shape) = read_input(&grad_out).unwrap() else {
+                panic!("{what}: --grad-out wrote a non-f32 file");
+            };
+            assert_eq!(shape, case.shape, "{what}");
+            let err = relative_norm_error(&grad, &case.expected_grad(reduction));
+            assert!(err <= TOL, "{what}: --grad-out relative norm error {err:e}");
+            std::fs::remove_file(&grad_out).unwrap();
             assert_eq!(doc["device"], *device, "{what}");
             assert_eq!(doc["valid_rows"], case.spec["valid_rows"], "{what}");
             if let Some(b) = backend {
