@@ -65,8 +65,8 @@ const EMPTY: f32 = -3.40282347e38;
 // Per-row values of the whole batch, or per-element values of the chunk for `elementwise`.
 @group(0) @binding(6) var<storage, read_write> values: array<f32>;
 @group(0) @binding(7) var<storage, read_write> row_lse: array<f32>;
-// The chunk's gradient, row-major f32, when it is not written in place.
-@group(0) @binding(8) var<storage, read_write> grad_out: array<f32>;
+// The chunk's gradient, row-major f32 in quads as the input, when it is not written in place.
+@group(0) @binding(8) var<storage, read_write> grad_out: array<vec4<f32>>;
 
 // Four IEEE half floats (in the low 16 bits of each lane) as f32, by their bits. unpack2x16float
 // would need naga's SHADER_FLOAT16_IN_FLOAT32 capability, which not every adapter grants.
@@ -212,11 +212,25 @@ fn scan_row(row: u32, lane: u32, lanes: u32) -> Stats {
     return st;
 }
 
-fn write_grad(i: u32, g: f32) {
-    if GRAD_IN_PLACE {
-        input_words[i / 4u][i % 4u] = bitcast<u32>(g);
-    } else {
-        grad_out[i] = g;
+// Writes the gradient of quad q: whole when the quad lies inside the row, else lane by lane, since
+// the rest of the quad belongs to a neighbouring row that another invocation writes.
+fn write_grad(q: u32, g: vec4<f32>, inside: vec4<bool>) {
+    if all(inside) {
+        if GRAD_IN_PLACE {
+            input_words[q] = bitcast<vec4<u32>>(g);
+        } else {
+            grad_out[q] = g;
+        }
+        return;
+    }
+    for (var k = 0u; k < 4u; k++) {
+        if inside[k] {
+            if GRAD_IN_PLACE {
+                input_words[q][k] = bitcast<u32>(g[k]);
+            } else {
+                grad_out[q][k] = g[k];
+            }
+        }
     }
 }
 
@@ -234,11 +248,7 @@ fn grad_row(row: u32, st: Stats, lane: u32, lanes: u32) {
             let r = x / params.softcap;
             g *= 1.0 - r * r;
         }
-        for (var k = 0u; k < 4u; k++) {
-            if inside[k] {
-                write_grad(idx[k], g[k]);
-            }
-        }
+        write_grad(q, g, inside);
     }
 }
 

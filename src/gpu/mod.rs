@@ -207,7 +207,8 @@ impl GpuEngine {
         });
         let chunk_cap = binding.min(limits.max_buffer_size).min(CHUNK_CAP_BYTES);
         let chunks = row_chunks(req.batch, req.classes, chunk_cap)?;
-        let kernel = rows::RowKernel::for_request(req, self.ctx.subgroups);
+        let cpu_adapter = self.ctx.info.device_type == wgpu::DeviceType::Cpu;
+        let kernel = rows::RowKernel::for_request(req, self.ctx.subgroups, cpu_adapter);
         let mut arena = ParamArena {
             bytes: Vec::new(),
             align: limits.min_uniform_buffer_offset_alignment as usize,
@@ -333,9 +334,10 @@ impl GpuEngine {
                 buf
             };
             let grad_bytes = elements.len() as u64 * 4;
+            let grad_bound = round_up(grad_bytes, 16);
             let separate_grad = grad.is_some() && !req.options.grad_in_place;
             let grad_buf = if separate_grad {
-                ws.grad.get(device, grad_bytes).0.clone()
+                ws.grad.get(device, grad_bound).0.clone()
             } else {
                 current(&ws.empty_writable).clone()
             };
@@ -437,24 +439,32 @@ impl GpuEngine {
             }
         }
         self.ctx.map(&readback, wgpu::MapMode::Read)?;
-        let values: Vec<f32> = {
+        // Straight from the mapped bytes into f32 storage: no intermediate copy of the gradient,
+        // and no assumption about the mapping's alignment.
+        let floats = |bytes: &[u8]| {
+            let mut out = vec![0.0_f32; bytes.len() / 4];
+            bytemuck::cast_slice_mut(&mut out).copy_from_slice(bytes);
+            out
+        };
+        let (head, lse) = {
             let view = readback.get_mapped_range(..readback_len)?;
-            bytemuck::cast_slice(&view).to_vec()
+            if let Some(grad) = grad {
+                bytemuck::cast_slice_mut(grad).copy_from_slice(&view[grad_at as usize..]);
+            }
+            (
+                floats(&view[..loss_bytes as usize]),
+                floats(&view[loss_bytes as usize..grad_at as usize]),
+            )
         };
         readback.unmap();
-        let (head, rest) = values.split_at((loss_bytes / 4) as usize);
-        let (lse, gradient) = rest.split_at(((grad_at - loss_bytes) / 4) as usize);
-        if let Some(grad) = grad {
-            grad.copy_from_slice(gradient);
-        }
         let loss = match divisors {
-            _ if !scalar => unreduced(head.to_vec()),
+            _ if !scalar => unreduced(head),
             None => Loss::Scalar(0.0),
             Some(_) => Loss::Scalar(head[0]),
         };
         Ok(Output {
             loss,
-            lse: req.options.lse.then(|| lse.to_vec()),
+            lse: req.options.lse.then_some(lse),
             grad: None,
             valid_rows: req.valid_rows,
         })
