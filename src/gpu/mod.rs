@@ -285,47 +285,19 @@ impl GpuEngine {
             let input_bound = round_up(input.len() as u64, 16);
             let dense_bytes: &[u8] =
                 dense.map_or(&[], |t| bytemuck::cast_slice(&t[elements.clone()]));
-            let staging = &mut ws.staging[k % 2];
-            let (staging_buf, fresh) = staging
-                .slot
-                .get(device, input_bound + round_up(dense_bytes.len() as u64, 16));
-            if !fresh && !staging.mapped {
-                self.ctx.map(staging_buf, wgpu::MapMode::Write)?;
-            }
-            // Mapped ranges start on 8-byte boundaries and copies come in whole u32 words; an odd
-            // count of f16 values is padded with zeros.
-            let align = wgpu::MAP_ALIGNMENT as usize;
-            let whole = input.len() / align * align;
-            if whole > 0 {
-                staging_buf
-                    .get_mapped_range_mut(..whole as u64)?
-                    .copy_from_slice(&input[..whole]);
-            }
-            if whole < input.len() {
-                let mut tail = vec![0_u8; align];
-                tail[..input.len() - whole].copy_from_slice(&input[whole..]);
-                staging_buf
-                    .get_mapped_range_mut(whole as u64..(whole + align) as u64)?
-                    .copy_from_slice(&tail);
-            }
+            let staging_buf =
+                self.stage(&mut ws.staging[k % 2], input, input_bound, dense_bytes)?;
             let input_len = round_up(input.len() as u64, 4);
-            if !dense_bytes.is_empty() {
-                staging_buf
-                    .get_mapped_range_mut(input_bound..input_bound + dense_bytes.len() as u64)?
-                    .copy_from_slice(dense_bytes);
-            }
-            staging_buf.unmap();
-            staging.mapped = false;
             let mut encoder = device.create_command_encoder(&Default::default());
             let (input_buf, _) = ws.inputs[k % 2].get(device, input_bound);
-            encoder.copy_buffer_to_buffer(staging_buf, 0, input_buf, 0, input_len);
+            encoder.copy_buffer_to_buffer(&staging_buf, 0, input_buf, 0, input_len);
             let dense_bound = round_up(dense_bytes.len() as u64, 16);
             let dense_buf = if dense_bytes.is_empty() {
                 current(&ws.empty)
             } else {
                 let (buf, _) = ws.dense[k % 2].get(device, dense_bound);
                 encoder.copy_buffer_to_buffer(
-                    staging_buf,
+                    &staging_buf,
                     input_bound,
                     buf,
                     0,
@@ -468,6 +440,45 @@ impl GpuEngine {
             grad: None,
             valid_rows: req.valid_rows,
         })
+    }
+
+    /// Writes one chunk's input, and its dense targets at `dense_at`, into a staging buffer,
+    /// mapping it first when an earlier chunk left it unmapped.
+    fn stage(
+        &self,
+        staging: &mut Staging,
+        input: &[u8],
+        dense_at: u64,
+        dense: &[u8],
+    ) -> Result<wgpu::Buffer> {
+        let (buf, fresh) = staging.slot.get(
+            &self.ctx.device,
+            dense_at + round_up(dense.len() as u64, 16),
+        );
+        if !fresh && !staging.mapped {
+            self.ctx.map(buf, wgpu::MapMode::Write)?;
+        }
+        // Mapped ranges start on 8-byte boundaries and copies come in whole u32 words; an odd
+        // count of f16 values is padded with zeros.
+        let align = wgpu::MAP_ALIGNMENT as usize;
+        let whole = input.len() / align * align;
+        if whole > 0 {
+            buf.get_mapped_range_mut(..whole as u64)?
+                .copy_from_slice(&input[..whole]);
+        }
+        if whole < input.len() {
+            let mut tail = vec![0_u8; align];
+            tail[..input.len() - whole].copy_from_slice(&input[whole..]);
+            buf.get_mapped_range_mut(whole as u64..(whole + align) as u64)?
+                .copy_from_slice(&tail);
+        }
+        if !dense.is_empty() {
+            buf.get_mapped_range_mut(dense_at..dense_at + dense.len() as u64)?
+                .copy_from_slice(dense);
+        }
+        buf.unmap();
+        staging.mapped = false;
+        Ok(buf.clone())
     }
 
     fn dispatch(
