@@ -1,6 +1,6 @@
 //! Criterion benches of the mean softmax cross-entropy of host batches, forward and forward with
 //! the gradient, end to end (upload, kernel, device-side mean, readback), on the float64 reference
-//! and on every GPU adapter.
+//! and fast CPU paths and on every GPU adapter.
 //! Throughput is the bytes of logits read. `XENT_BENCH_QUICK=1` runs small shapes only, for CI.
 //! Every call returns only after the device has finished, so each timed iteration includes it.
 
@@ -24,6 +24,7 @@ fn bench(c: &mut Criterion) {
         .filter_map(Result::ok)
         .collect();
     engines.push(Engine::cpu());
+    engines.push(Engine::reference());
     let mut rng = StdRng::seed_from_u64(7);
     for grad in [false, true] {
         bench_group(c, &engines, &mut rng, grad);

@@ -36,7 +36,12 @@ fn adapters_are_ranked_best_first() {
     }
     if let Some(first) = engines.first() {
         assert_eq!(xent::Engine::gpu().unwrap().device(), first.device());
-        assert_eq!(xent::Engine::new().device(), first.device());
+    }
+    // `new()` takes a hardware GPU, and never a software one over the fast CPU path.
+    let auto = xent::Engine::new();
+    match engines.iter().find(|e| e.device().device_type != "Cpu") {
+        Some(hardware) => assert_eq!(auto.device(), hardware.device()),
+        None => assert_eq!(auto.device(), xent::Engine::cpu().device()),
     }
 }
 
@@ -74,7 +79,8 @@ fn demo_is_the_default_and_prints_a_row_per_device() {
     let (ok, out) = xent(&[], &[]);
     assert!(ok, "{out}");
     let rows: Vec<&str> = out.lines().filter(|l| l.starts_with('[')).collect();
-    assert_eq!(rows.len(), 1 + common::gpus().len(), "{out}");
+    // The reference, every adapter, and the fast CPU path.
+    assert_eq!(rows.len(), 2 + common::gpus().len(), "{out}");
     let loss = |row: &str| {
         row.split_whitespace()
             .rev()

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{gpus, logits, rng, targets};
+use common::{gpus, logits, rng, targets, under_test};
 use xent::{Engine, InputKind, Reduction, Request};
 
 /// ‖a − b‖ / ‖b‖ in f64, or ‖a − b‖ when b is all zeros. NaN anywhere gives NaN, which fails
@@ -34,7 +34,7 @@ fn normalized(values: &[f32], classes: usize) -> Vec<f32> {
 }
 
 #[test]
-fn every_loss_matches_the_reference_on_every_gpu() {
+fn every_loss_matches_the_reference_on_every_engine() {
     let mut rng = rng("gradients");
     for &(batch, classes) in &[(1, 1), (7, 13), (33, 129), (5, 3001), (300, 40)] {
         let x = logits(&mut rng, batch * classes, 3.0);
@@ -72,8 +72,8 @@ fn every_loss_matches_the_reference_on_every_gpu() {
         for (i, request) in requests.iter().enumerate() {
             for reduction in [Reduction::Mean, Reduction::None, Reduction::BatchMean] {
                 let request = request.reduction(reduction).with_grad(true);
-                let want = Engine::cpu().compute(&request).unwrap().grad.unwrap();
-                for engine in gpus() {
+                let want = Engine::reference().compute(&request).unwrap().grad.unwrap();
+                for engine in &under_test() {
                     let got = engine.compute(&request).unwrap().grad.unwrap();
                     let err = relative_norm_error(&got, &want);
                     assert!(
@@ -111,9 +111,7 @@ fn hard_label_rows_sum_to_zero_and_ignored_rows_are_zero() {
     let t = targets(&mut rng, batch, classes, 0.2);
     let request =
         Request::cross_entropy(&x[..], [batch, classes], &t[..]).reduction(Reduction::Sum);
-    let engines: Vec<&Engine> = gpus().iter().collect();
-    let reference = Engine::cpu();
-    for engine in engines.into_iter().chain([&reference]) {
+    for engine in &under_test() {
         let grad = engine
             .compute(&request.with_grad(true))
             .unwrap()
@@ -141,7 +139,7 @@ fn an_all_ignored_mean_has_a_zero_gradient() {
     let x = logits(&mut rng, 4 * 70, 2.0);
     let t = [-100_i64; 4];
     let request = Request::cross_entropy(&x[..], [4, 70], &t[..]).with_grad(true);
-    for engine in gpus().iter().chain([&Engine::cpu()]) {
+    for engine in &under_test() {
         let out = engine.compute(&request).unwrap();
         assert_eq!(out.loss.scalar(), Some(0.0));
         assert!(
@@ -158,7 +156,7 @@ fn compute_into_writes_the_callers_slice_and_checks_its_length() {
     let x = logits(&mut rng, 6 * 50, 2.0);
     let t = targets(&mut rng, 6, 50, 0.0);
     let request = Request::cross_entropy(&x[..], [6, 50], &t[..]);
-    for engine in gpus().iter().chain([&Engine::cpu()]) {
+    for engine in &under_test() {
         let mut grad = vec![f32::NAN; 300];
         let out = engine.compute_into(&request, &mut grad).unwrap();
         assert_eq!(out.grad, None);
@@ -178,6 +176,6 @@ fn compute_into_writes_the_callers_slice_and_checks_its_length() {
 fn an_in_place_gradient_of_f16_input_is_refused() {
     let x = [half::f16::from_f32(0.5); 6];
     let request = Request::cross_entropy(&x[..], [2, 3], &[0_i64, 1][..]).grad_in_place(true);
-    let err = Engine::cpu().compute(&request).unwrap_err();
+    let err = Engine::reference().compute(&request).unwrap_err();
     assert!(matches!(err, xent::Error::Unsupported { .. }), "{err}");
 }

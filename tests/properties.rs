@@ -86,11 +86,11 @@ proptest! {
             _ => Request::entropy(&dist[..], shape).input_kind(InputKind::Probs),
         };
         let scale = c.logits.iter().fold(1.0_f64, |m, &x| m.max(f64::from(x.abs())));
-        for engine in common::gpus() {
+        for engine in &common::under_test() {
             let what = format!("{} {}x{} variant {}", engine.device(), c.batch, c.classes, c.variant);
             for reduction in [Reduction::None, Reduction::Mean] {
                 let request = request.reduction(reduction);
-                let want = Engine::cpu().compute(&request).unwrap();
+                let want = Engine::reference().compute(&request).unwrap();
                 let got = engine.compute(&request).unwrap();
                 match reduction {
                     Reduction::None => common::assert_close(

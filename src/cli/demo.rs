@@ -46,11 +46,12 @@ pub fn run() -> Result<()> {
         "\nMean softmax cross-entropy of a {BATCH} x {CLASSES} f32 batch (N(0, 3) logits, random targets):\n"
     );
 
-    let reference = Engine::cpu();
+    let reference = Engine::reference();
     let start = Instant::now();
     let expected = reference.compute(&request)?.loss.scalar();
     let reference_ms = start.elapsed().as_secs_f64() * 1e3;
     let expected = expected.expect("mean is a scalar");
+    let fast = Engine::cpu();
 
     println!(
         "{:<44} {:>12} {:>12} {:>10}",
@@ -61,7 +62,7 @@ pub fn run() -> Result<()> {
         reference.device().to_string(),
         "-"
     );
-    for engine in &gpus {
+    for engine in gpus.iter().chain([&fast]) {
         // The first call builds the pipelines and buffers; the timed call reuses them.
         engine.compute(&request)?;
         let start = Instant::now();
@@ -74,10 +75,16 @@ pub fn run() -> Result<()> {
             (loss - expected).abs()
         );
     }
+    let auto = Engine::new();
+    let why = if auto.device().kind == xent::DeviceKind::Gpu {
+        "a hardware GPU"
+    } else {
+        "no hardware GPU here, and on this CPU the fast path beats a software adapter"
+    };
     println!(
-        "\nTimes are end to end (upload, kernel, device-side mean, readback of one f32) for one call \
-         after a warm-up call. `--device auto` uses {}.",
-        Engine::new().device()
+        "\nTimes are end to end (upload, kernel, device-side mean, readback of one f32 on a GPU) \
+         for one call after a warm-up call.\n`--device auto` uses {} ({why}).",
+        auto.device()
     );
     worked_examples(&gpus)
 }
@@ -109,11 +116,17 @@ fn worked_examples(gpus: &[Engine]) -> Result<()> {
         ),
     ];
     println!("\nWorked examples (probabilities in, natural log):\n");
-    let reference = Engine::cpu();
-    let engines: Vec<&Engine> = std::iter::once(&reference).chain(gpus).collect();
+    let reference = Engine::reference();
+    let fast = Engine::cpu();
+    let engines: Vec<&Engine> = [&reference, &fast].into_iter().chain(gpus).collect();
     print!("{:<46} {:>8}", "example", "expected");
     for engine in &engines {
-        print!(" {:>10}", engine.device().backend);
+        let name = match engine.device().kind {
+            xent::DeviceKind::Gpu => engine.device().backend.as_str(),
+            xent::DeviceKind::Cpu if engine.device().adapter.contains("reference") => "reference",
+            xent::DeviceKind::Cpu => "cpu fast",
+        };
+        print!(" {name:>10}");
     }
     println!();
     for (name, expected, request) in examples {

@@ -17,7 +17,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Compute the loss of a generated batch on every adapter and on the reference (the default).
+    /// Compute the loss of a generated batch on every adapter, the fast CPU path and the reference
+    /// (the default).
     Demo,
     /// List every adapter wgpu finds, best first, with its backend, type, limits and features.
     Adapters,
@@ -28,13 +29,15 @@ enum Command {
 /// Which engine a command runs on.
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
 pub enum DeviceChoice {
-    /// The best GPU adapter, or the CPU when there is none.
+    /// A hardware GPU when there is one, or else the fast CPU path.
     #[default]
     Auto,
-    /// The best GPU adapter; an error when there is none.
+    /// The best GPU adapter, software ones included; an error when there is none.
     Gpu,
-    /// The CPU.
+    /// The fast CPU path (SIMD, threads, f32).
     Cpu,
+    /// The float64 CPU reference.
+    Reference,
 }
 
 impl DeviceChoice {
@@ -43,6 +46,7 @@ impl DeviceChoice {
             DeviceChoice::Auto => Ok(Engine::new()),
             DeviceChoice::Gpu => Engine::gpu(),
             DeviceChoice::Cpu => Ok(Engine::cpu()),
+            DeviceChoice::Reference => Ok(Engine::reference()),
         }
     }
 }

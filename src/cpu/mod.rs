@@ -1,3 +1,4 @@
 //! CPU backends.
 
+pub(crate) mod fast;
 pub(crate) mod reference;

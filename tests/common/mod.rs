@@ -34,13 +34,17 @@ pub fn gpus() -> &'static [Engine] {
     })
 }
 
-/// Runs `body` on every GPU engine, naming each in the output as `[Backend/adapter] test`.
-pub fn on_every_gpu(test: &str, body: impl Fn(&Engine)) {
-    let engines = gpus();
-    if engines.is_empty() {
-        eprintln!("{test}: skipped, no GPU adapter (set XENT_REQUIRE_GPU=1 to fail instead)");
+/// The engines checked against the float64 reference: every GPU adapter and the fast CPU path.
+pub fn under_test() -> Vec<Engine> {
+    gpus().iter().cloned().chain([Engine::cpu()]).collect()
+}
+
+/// Runs `body` on every engine under test, naming each in the output as `[Backend/adapter] test`.
+pub fn on_every_engine(test: &str, body: impl Fn(&Engine)) {
+    if gpus().is_empty() {
+        eprintln!("{test}: no GPU adapter, CPU only (set XENT_REQUIRE_GPU=1 to fail instead)");
     }
-    for engine in engines {
+    for engine in &under_test() {
         eprintln!("{} {test}", engine.device());
         body(engine);
     }
@@ -127,10 +131,11 @@ pub fn run_cli<S: AsRef<std::ffi::OsStr>>(
     )
 }
 
-/// What `xent --device` is run with in CLI tests: the CPU, and `gpu` once per backend that has an
-/// adapter here, selected through `WGPU_BACKEND`.
+/// What `xent --device` is run with in CLI tests: the reference, the fast CPU path, and `gpu` once
+/// per backend that has an adapter here, selected through `WGPU_BACKEND`.
 pub fn cli_devices() -> Vec<(&'static str, Option<String>)> {
-    std::iter::once(("cpu", None))
+    [("reference", None), ("cpu", None)]
+        .into_iter()
         .chain(
             gpus()
                 .iter()

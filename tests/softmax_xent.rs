@@ -1,15 +1,15 @@
-//! Softmax cross-entropy on every GPU adapter against the float64 reference.
+//! Softmax cross-entropy on every GPU adapter and the fast CPU path against the float64 reference.
 
 mod common;
 
-use common::{assert_close, assert_scalar, logits, on_every_gpu, rng, targets};
+use common::{assert_close, assert_scalar, logits, on_every_engine, rng, targets};
 use xent::{Engine, Loss, Output, Reduction, Request};
 
 /// Tolerances of the issue: relative error of the mean 1e-5, per-row atol and rtol 1e-5.
 const TOL: f64 = 1e-5;
 
 fn compare(engine: &Engine, request: Request, row_scale: f64) {
-    let reference = Engine::cpu();
+    let reference = Engine::reference();
     for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
         let request = request.reduction(reduction).with_lse(true);
         let got = engine.compute(&request).unwrap();
@@ -41,7 +41,7 @@ fn random_case(test: &str, batch: usize, classes: usize, scale: f32, ignored: f6
     let mut rng = rng(test);
     let x = logits(&mut rng, batch * classes, scale);
     let t = targets(&mut rng, batch, classes, ignored);
-    on_every_gpu(test, |engine| {
+    on_every_engine(test, |engine| {
         compare(
             engine,
             Request::cross_entropy(&x[..], [batch, classes], &t[..]),
@@ -88,7 +88,7 @@ fn every_width_around_the_vec4_and_row_per_thread_boundaries() {
         let batch = 13;
         let x = logits(&mut rng, batch * classes, 3.0);
         let t = targets(&mut rng, batch, classes, 0.1);
-        on_every_gpu(&format!("width {classes}"), |engine| {
+        on_every_engine(&format!("width {classes}"), |engine| {
             compare(
                 engine,
                 Request::cross_entropy(&x[..], [batch, classes], &t[..]),
@@ -118,7 +118,7 @@ fn minus_infinity_masks_classes_off_the_target() {
                 }
             }
         }
-        on_every_gpu(&format!("masked width {classes}"), |engine| {
+        on_every_engine(&format!("masked width {classes}"), |engine| {
             compare(
                 engine,
                 Request::cross_entropy(&x[..], [batch, classes], &t[..]),
@@ -133,7 +133,7 @@ fn all_ignored_and_empty_batches_give_zero() {
     let mut rng = rng("all ignored");
     let x = logits(&mut rng, 4 * 300, 2.0);
     let t = [-100_i64; 4];
-    on_every_gpu("all ignored", |engine| {
+    on_every_engine("all ignored", |engine| {
         let request = Request::cross_entropy(&x[..], [4, 300], &t[..]);
         let out = engine.compute(&request).unwrap();
         assert_eq!(out.loss, Loss::Scalar(0.0));
@@ -158,7 +158,7 @@ fn int32_and_int64_targets_agree() {
     let x = logits(&mut rng, 40 * 90, 2.0);
     let t64 = targets(&mut rng, 40, 90, 0.1);
     let t32: Vec<i32> = t64.iter().map(|&t| t as i32).collect();
-    on_every_gpu("target dtypes", |engine| {
+    on_every_engine("target dtypes", |engine| {
         let a = engine
             .compute(&Request::cross_entropy(&x[..], [40, 90], &t64[..]))
             .unwrap();
@@ -175,7 +175,7 @@ fn the_same_input_gives_the_same_bits() {
     let (batch, classes) = (5000, 1000);
     let x = logits(&mut rng, batch * classes, 3.0);
     let t = targets(&mut rng, batch, classes, 0.05);
-    on_every_gpu("determinism", |engine| {
+    on_every_engine("determinism", |engine| {
         for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
             let request = Request::cross_entropy(&x[..], [batch, classes], &t[..])
                 .reduction(reduction)
@@ -200,7 +200,7 @@ fn a_nan_logit_makes_its_row_nan_and_nothing_else() {
         let mut x = logits(&mut rng, batch * classes, 2.0);
         x[2 * classes + classes / 2] = f32::NAN;
         let t = targets(&mut rng, batch, classes, 0.0);
-        on_every_gpu(&format!("nan width {classes}"), |engine| {
+        on_every_engine(&format!("nan width {classes}"), |engine| {
             let request =
                 Request::cross_entropy(&x[..], [batch, classes], &t[..]).reduction(Reduction::None);
             let out = engine.compute(&request).unwrap();

@@ -1,0 +1,473 @@
+//! The fast CPU path: every loss in one fused pass per row (two with the gradient), SIMD through
+//! loops the compiler vectorizes for the CPU found at run time (`multiversion`), threads over row
+//! blocks (rayon), and no [B, C] temporary.
+//!
+//! Per row, the logits are taken in blocks that fit in L1: the block's max, a rescale of the
+//! running sum when the max rises, then the block's exps, with a polynomial exp that vectorizes.
+//! Block sums are f32 over 16 lanes; the running sums are f64. Rows are reduced in a fixed order,
+//! so the result does not depend on the thread count.
+
+use multiversion::multiversion;
+use rayon::prelude::*;
+
+use crate::loss::{Checked, CheckedTarget, IGNORED, Input, InputKind, LossKind, Reduction};
+use crate::output::{Loss, Output};
+
+/// Elements per block of the online softmax: 8 KiB of f32, well inside L1.
+const BLOCK: usize = 2048;
+/// Accumulator lanes: wide enough for AVX-512, and independent chains for AVX2 and NEON.
+const LANES: usize = 16;
+/// Below this many elements a call stays on the calling thread: spawning work on the pool costs
+/// more than it saves (50–80 µs at 64 × 1000 here).
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 18;
+/// Rows per rayon task.
+const ROWS_PER_TASK: usize = 16;
+
+/// e^x for f32, branch-free so that loops over it vectorize: x = n·ln 2 + r with |r| ≤ ln 2 / 2,
+/// e^r by its degree-7 Taylor polynomial (relative error below 1e-8 on that range), and 2^n put
+/// into the exponent bits. Below −87.3 (the normal range) it gives 0, above 88.7 +inf; NaN stays
+/// NaN.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    // Adding and subtracting 1.5·2^23 rounds to the nearest integer, and vectorizes.
+    const ROUND: f32 = 12_582_912.0;
+    let clamped = x.clamp(-87.3, 88.7);
+    let n = (clamped * LOG2E + ROUND) - ROUND;
+    let r = (clamped - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0
+                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let y = p * scale;
+    if x < -87.3 {
+        0.0
+    } else if x > 88.7 {
+        f32::INFINITY
+    } else {
+        y
+    }
+}
+
+/// The largest value; NaN does not win here, but a NaN row still ends NaN through its exps.
+#[multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
+fn max_of(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = a.max(v);
+        }
+    }
+    tail.iter().fold(
+        acc.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        |m, &v| m.max(v),
+    )
+}
+
+/// Σ e^(x − m), and Σ e^(x − m)·(x − m) when `with_t`, over one block.
+#[multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
+fn sum_exp(xs: &[f32], m: f32, with_t: bool) -> (f32, f32) {
+    let mut s = [0.0_f32; LANES];
+    let mut t = [0.0_f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for k in 0..LANES {
+            let d = c[k] - m;
+            let e = exp(d);
+            s[k] += e;
+            if with_t {
+                // exp(−inf)·(−inf) would be NaN; a class of probability 0 adds nothing.
+                t[k] += if e > 0.0 { e * d } else { 0.0 };
+            }
+        }
+    }
+    let (mut s_sum, mut t_sum) = (s.iter().sum::<f32>(), t.iter().sum::<f32>());
+    for &v in tail {
+        let d = v - m;
+        let e = exp(d);
+        s_sum += e;
+        if with_t && e > 0.0 {
+            t_sum += e * d;
+        }
+    }
+    (s_sum, t_sum)
+}
+
+/// g_j = coef·e^(x_j − lse) − offset_j for a row, the shape of every softmax gradient here.
+#[multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
+fn softmax_grad(x: &[f32], lse: f32, coef: f32, offset: impl Fn(usize) -> f32, out: &mut [f32]) {
+    for (j, (g, &v)) in out.iter_mut().zip(x).enumerate() {
+        *g = coef * exp(v - lse) - offset(j);
+    }
+}
+
+/// A row's running statistics, as in the kernels: max, Σ e^(x−m), Σ e^(x−m)(x−m).
+struct Softmax {
+    m: f32,
+    s: f64,
+    t: f64,
+}
+
+impl Softmax {
+    fn of(x: &[f32], with_t: bool) -> Self {
+        let mut st = Softmax {
+            m: f32::MIN,
+            s: 0.0,
+            t: 0.0,
+        };
+        for block in x.chunks(BLOCK) {
+            let block_max = max_of(block);
+            if block_max > st.m {
+                let shift = f64::from(st.m) - f64::from(block_max);
+                let scale = shift.exp();
+                st.t = scale * (st.t + shift * st.s);
+                st.s *= scale;
+                st.m = block_max;
+            }
+            let (s, t) = sum_exp(block, st.m, with_t);
+            st.s += f64::from(s);
+            st.t += f64::from(t);
+        }
+        st
+    }
+
+    fn lse(&self) -> f32 {
+        (f64::from(self.m) + self.s.ln()) as f32
+    }
+}
+
+/// What one row contributes: its main value (in nats, weighted) and z term, its lse, and for the
+/// elementwise losses under `none`, its per-element values.
+struct RowResult {
+    main: f64,
+    z: f64,
+    lse: f32,
+}
+
+/// One row's input as f32 after the soft cap, borrowed when nothing changes it.
+fn row_input<'a>(req: &'a Checked, r: usize, scratch: &'a mut Vec<f32>) -> &'a [f32] {
+    let range = r * req.classes..(r + 1) * req.classes;
+    match (req.input, req.options.softcap) {
+        (Input::F32(v), None) => &v[range],
+        (input, cap) => {
+            scratch.clear();
+            scratch.extend(range.map(|i| {
+                let x = input.get(i);
+                cap.map_or(x, |c| c * (x / c).tanh())
+            }));
+            scratch
+        }
+    }
+}
+
+fn log_q_unshifted(kind: InputKind, x: f32) -> f32 {
+    if kind == InputKind::Probs { x.ln() } else { x }
+}
+
+/// Computes one row: its value, and when asked its gradient (scaled by α and β) and elementwise
+/// values (scaled by α).
+fn row(
+    req: &Checked,
+    r: usize,
+    scale: (f32, f32),
+    scratch: &mut Vec<f32>,
+    mut grad: Option<&mut [f32]>,
+    elements: Option<&mut [f32]>,
+) -> RowResult {
+    let (alpha, beta) = scale;
+    let c = req.classes;
+    let kind = req.options.input_kind;
+    let logits = kind == InputKind::Logits;
+    let x = row_input(req, r, scratch);
+    let weight = |k: usize| req.weight.map_or(1.0, |w| w[k]);
+    let dense = |t: &[f32]| -> Vec<f32> { t[r * c..(r + 1) * c].to_vec() };
+    let needs_softmax = logits && req.loss != LossKind::BinaryCrossEntropy;
+    let st = needs_softmax.then(|| Softmax::of(x, req.loss == LossKind::Entropy));
+    let lse = st.as_ref().map_or(0.0, Softmax::lse);
+    let mut out = RowResult {
+        main: 0.0,
+        z: 0.0,
+        lse,
+    };
+    match req.loss {
+        LossKind::CrossEntropy => {
+            let eps = req.options.label_smoothing;
+            let (y, p) = match &req.target {
+                CheckedTarget::Classes(t) if t[r] == IGNORED => {
+                    if let Some(g) = grad {
+                        g.fill(0.0);
+                    }
+                    return out;
+                }
+                CheckedTarget::Classes(t) => (Some(t[r] as usize), None),
+                CheckedTarget::Dense(t) => (None, Some(dense(t))),
+                CheckedTarget::None => unreachable!("checked: cross-entropy has a target"),
+            };
+            // w_k p′_k for every class.
+            let wp = |k: usize| {
+                let p_k = match (y, &p) {
+                    (Some(y), _) => f32::from(u8::from(k == y)),
+                    (None, Some(p)) => p[k],
+                    (None, None) => 0.0,
+                };
+                weight(k) * ((1.0 - eps) * p_k + eps / c as f32)
+            };
+            // Σ w p′ log q = Σ w p′ x′ − lse·Σ w p′ (log q unshifted for probs and log-probs).
+            let (mut a, mut b) = (0.0_f64, 0.0_f64);
+            if y.is_none() || eps > 0.0 || req.weight.is_some() {
+                for (k, &v) in x.iter().enumerate() {
+                    let w = wp(k);
+                    if w != 0.0 {
+                        a += f64::from(w) * f64::from(log_q_unshifted(kind, v));
+                        b += f64::from(w);
+                    }
+                }
+            } else if let Some(y) = y {
+                a = f64::from(log_q_unshifted(kind, x[y]));
+                b = 1.0;
+            }
+            out.main = -(a - f64::from(lse) * b);
+            if logits {
+                out.z = f64::from(req.options.z_loss) * f64::from(lse) * f64::from(lse);
+            }
+            if let Some(g) = grad.as_deref_mut() {
+                if logits {
+                    let coef = alpha * b as f32 + 2.0 * beta * req.options.z_loss * lse;
+                    softmax_grad(x, lse, coef, |k| alpha * wp(k), g);
+                } else {
+                    for (k, (g, &v)) in g.iter_mut().zip(x).enumerate() {
+                        let w = wp(k);
+                        *g = match kind {
+                            InputKind::Probs if w == 0.0 => 0.0,
+                            InputKind::Probs => -alpha * w / v,
+                            _ => -alpha * w,
+                        };
+                    }
+                }
+            }
+        }
+        LossKind::KlDiv => {
+            let CheckedTarget::Dense(t) = &req.target else {
+                unreachable!("checked")
+            };
+            let t = &t[r * c..(r + 1) * c];
+            let p = |k: usize| {
+                if req.options.log_target {
+                    t[k].exp()
+                } else {
+                    t[k]
+                }
+            };
+            let (mut a, mut b, mut plogp) = (0.0_f64, 0.0_f64, 0.0_f64);
+            let mut values = elements;
+            for (k, &v) in x.iter().enumerate() {
+                let p_k = p(k);
+                if p_k > 0.0 {
+                    let log_p = if req.options.log_target {
+                        t[k]
+                    } else {
+                        p_k.ln()
+                    };
+                    let lq = log_q_unshifted(kind, v);
+                    a += f64::from(p_k) * f64::from(lq);
+                    b += f64::from(p_k);
+                    plogp += f64::from(p_k) * f64::from(log_p);
+                    if let Some(values) = values.as_deref_mut() {
+                        values[k] = alpha * p_k * (log_p - (lq - lse));
+                    }
+                } else if let Some(values) = values.as_deref_mut() {
+                    values[k] = 0.0;
+                }
+            }
+            out.main = plogp - (a - f64::from(lse) * b);
+            if let Some(g) = grad.as_deref_mut() {
+                if logits {
+                    softmax_grad(x, lse, alpha * b as f32, |k| alpha * p(k), g);
+                } else {
+                    for (k, (g, &v)) in g.iter_mut().zip(x).enumerate() {
+                        let p_k = p(k);
+                        *g = match kind {
+                            InputKind::Probs if p_k == 0.0 => 0.0,
+                            InputKind::Probs => -alpha * p_k / v,
+                            _ => -alpha * p_k,
+                        };
+                    }
+                }
+            }
+        }
+        LossKind::Entropy => {
+            let h = match (&st, kind) {
+                (Some(st), _) => st.s.ln() - st.t / st.s,
+                (None, InputKind::Probs) => x
+                    .iter()
+                    .map(|&q| {
+                        if q > 0.0 {
+                            -f64::from(q) * f64::from(q.ln())
+                        } else {
+                            0.0
+                        }
+                    })
+                    .sum(),
+                (None, _) => x
+                    .iter()
+                    .map(|&lq| {
+                        let q = lq.exp();
+                        if q > 0.0 {
+                            -f64::from(q) * f64::from(lq)
+                        } else {
+                            0.0
+                        }
+                    })
+                    .sum(),
+            };
+            out.main = h;
+            if let Some(g) = grad.as_deref_mut() {
+                let h = h as f32;
+                for (g, &v) in g.iter_mut().zip(x) {
+                    *g = match kind {
+                        InputKind::Logits => {
+                            let lq = v - lse;
+                            let q = exp(lq);
+                            if q > 0.0 { -alpha * q * (lq + h) } else { 0.0 }
+                        }
+                        InputKind::Probs => -alpha * (v.ln() + 1.0),
+                        InputKind::LogProbs => -alpha * v.exp() * (v + 1.0),
+                    };
+                }
+            }
+        }
+        LossKind::BinaryCrossEntropy => {
+            let CheckedTarget::Dense(t) = &req.target else {
+                unreachable!("checked")
+            };
+            let t = &t[r * c..(r + 1) * c];
+            let mut values = elements;
+            let mut sum = 0.0_f64;
+            for (k, &v) in x.iter().enumerate() {
+                let (y, w) = (t[k], weight(k));
+                let (loss, d) = if logits {
+                    let pw = req.pos_weight.map_or(1.0, |p| p[k]);
+                    // −log σ(x) = log1p(e^−|x|) + max(−x, 0).
+                    let softplus = (-v.abs()).exp().ln_1p();
+                    let sigmoid = 1.0 / (1.0 + (-v).exp());
+                    (
+                        pw * y * (softplus + (-v).max(0.0)) + (1.0 - y) * (softplus + v.max(0.0)),
+                        sigmoid * (1.0 + (pw - 1.0) * y) - pw * y,
+                    )
+                } else {
+                    (
+                        -(y * v.ln().max(-100.0) + (1.0 - y) * (1.0 - v).ln().max(-100.0)),
+                        (v - y) / (v * (1.0 - v)).max(1e-12),
+                    )
+                };
+                sum += f64::from(w * loss);
+                if let Some(values) = values.as_deref_mut() {
+                    values[k] = alpha * w * loss;
+                }
+                if let Some(g) = grad.as_deref_mut() {
+                    g[k] = alpha * w * d;
+                }
+            }
+            out.main = sum;
+        }
+    }
+    // The soft cap's chain rule: d(c·tanh(x/c))/dx = 1 − (x′/c)².
+    if let (Some(cap), Some(g)) = (req.options.softcap, grad) {
+        for (g, &v) in g.iter_mut().zip(x) {
+            let r = v / cap;
+            *g *= 1.0 - r * r;
+        }
+    }
+    out
+}
+
+/// A block of rows and its slices of the gradient and of the elementwise values.
+struct Task<'a> {
+    rows: std::ops::Range<usize>,
+    grad: Option<&'a mut [f32]>,
+    values: Option<&'a mut [f32]>,
+}
+
+impl Task<'_> {
+    fn run(self, req: &Checked, scale: (f32, f32)) -> Vec<RowResult> {
+        let c = req.classes;
+        let mut scratch = Vec::new();
+        let mut grad = self.grad.map(|g| g.chunks_mut(c));
+        let mut values = self.values.map(|v| v.chunks_mut(c));
+        self.rows
+            .map(|r| {
+                let g = grad.as_mut().and_then(Iterator::next);
+                let v = values.as_mut().and_then(Iterator::next);
+                row(req, r, scale, &mut scratch, g, v)
+            })
+            .collect()
+    }
+}
+
+/// Computes any checked request on the CPU in f32, as the kernels do, and reduces it as the
+/// request says; writes the gradient of the reduced loss into `grad` when asked.
+pub(crate) fn compute(req: &Checked, grad: Option<&mut [f32]>) -> Output {
+    let c = req.classes;
+    let divisors = req.divisors();
+    let scale = divisors.map_or((0.0, 0.0), |(main, z)| {
+        ((1.0 / main) as f32, (1.0 / z) as f32)
+    });
+    let elementwise = req.options.reduction == Reduction::None && req.loss.elementwise();
+    let mut values = vec![0.0_f32; if elementwise { req.elements() } else { 0 }];
+    let block = ROWS_PER_TASK * c;
+    let mut grad_blocks = grad.map(|g| g.chunks_mut(block));
+    let mut value_blocks = elementwise.then(|| values.chunks_mut(block));
+    let tasks: Vec<Task> = (0..req.batch)
+        .step_by(ROWS_PER_TASK)
+        .map(|start| Task {
+            rows: start..req.batch.min(start + ROWS_PER_TASK),
+            grad: grad_blocks.as_mut().and_then(Iterator::next),
+            values: value_blocks.as_mut().and_then(Iterator::next),
+        })
+        .collect();
+    let rows: Vec<RowResult> = if req.elements() < PARALLEL_MIN_ELEMENTS {
+        tasks.into_iter().flat_map(|t| t.run(req, scale)).collect()
+    } else {
+        tasks
+            .into_par_iter()
+            .map(|t| t.run(req, scale))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .flatten()
+            .collect()
+    };
+    let ln = req.options.base.ln();
+    let loss = match (req.options.reduction, divisors) {
+        (Reduction::None, _) if elementwise => Loss::Unreduced {
+            values,
+            shape: req.unreduced_shape(),
+        },
+        (Reduction::None, _) => Loss::Unreduced {
+            values: rows.iter().map(|r| (r.main / ln + r.z) as f32).collect(),
+            shape: req.unreduced_shape(),
+        },
+        (_, None) => Loss::Scalar(0.0),
+        (_, Some((main_divisor, z_divisor))) => {
+            let main: f64 = rows.iter().map(|r| r.main).sum();
+            let z: f64 = rows.iter().map(|r| r.z).sum();
+            Loss::Scalar((main / main_divisor + z / z_divisor) as f32)
+        }
+    };
+    Output {
+        loss,
+        lse: req
+            .options
+            .lse
+            .then(|| rows.iter().map(|r| r.lse).collect()),
+        grad: None,
+        valid_rows: req.valid_rows,
+    }
+}
