@@ -32,10 +32,13 @@ fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
-    // Adding and subtracting 1.5·2^23 rounds to the nearest integer, and vectorizes.
+    // Adding 1.5·2^23 rounds to the nearest integer n, which then sits in the low mantissa bits:
+    // both n as a float and n as bits come out without a float-to-int conversion, which would
+    // not vectorize (Rust's `as` saturates).
     const ROUND: f32 = 12_582_912.0;
     let clamped = x.clamp(-87.3, 88.7);
-    let n = (clamped * LOG2E + ROUND) - ROUND;
+    let shifted = clamped * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = (clamped - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
@@ -43,7 +46,8 @@ fn exp(x: f32) -> f32 {
                 + r * (1.0 / 6.0
                     + r * (1.0 / 24.0
                         + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
     let y = p * scale;
     if x < -87.3 {
         0.0
@@ -71,41 +75,64 @@ fn max_of(xs: &[f32]) -> f32 {
     )
 }
 
-/// Σ e^(x − m), and Σ e^(x − m)·(x − m) when `with_t`, over one block.
+/// Σ e^(x − m) over one block.
 #[multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
-fn sum_exp(xs: &[f32], m: f32, with_t: bool) -> (f32, f32) {
+fn sum_exp(xs: &[f32], m: f32) -> f32 {
     let mut s = [0.0_f32; LANES];
-    let mut t = [0.0_f32; LANES];
     let chunks = xs.chunks_exact(LANES);
     let tail = chunks.remainder();
     for c in chunks {
         for k in 0..LANES {
-            let d = c[k] - m;
-            let e = exp(d);
-            s[k] += e;
-            if with_t {
-                // exp(−inf)·(−inf) would be NaN; a class of probability 0 adds nothing.
-                t[k] += if e > 0.0 { e * d } else { 0.0 };
-            }
+            s[k] += exp(c[k] - m);
         }
     }
-    let (mut s_sum, mut t_sum) = (s.iter().sum::<f32>(), t.iter().sum::<f32>());
-    for &v in tail {
-        let d = v - m;
-        let e = exp(d);
-        s_sum += e;
-        if with_t && e > 0.0 {
-            t_sum += e * d;
-        }
-    }
-    (s_sum, t_sum)
+    s.iter().sum::<f32>() + tail.iter().map(|&v| exp(v - m)).sum::<f32>()
 }
 
-/// g_j = coef·e^(x_j − lse) − offset_j for a row, the shape of every softmax gradient here.
+/// Σ e^(x − m) and Σ e^(x − m)·(x − m) over one block, for entropy.
 #[multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
-fn softmax_grad(x: &[f32], lse: f32, coef: f32, offset: impl Fn(usize) -> f32, out: &mut [f32]) {
-    for (j, (g, &v)) in out.iter_mut().zip(x).enumerate() {
-        *g = coef * exp(v - lse) - offset(j);
+fn sum_exp_t(xs: &[f32], m: f32) -> (f32, f32) {
+    let mut s = 0.0_f32;
+    let mut t = 0.0_f32;
+    for &v in xs {
+        let d = v - m;
+        let e = exp(d);
+        s += e;
+        // exp(−inf)·(−inf) would be NaN; a class of probability 0 adds nothing.
+        t += if e > 0.0 { e * d } else { 0.0 };
+    }
+    (s, t)
+}
+
+/// g_j = coef·e^(x_j − lse) for a row: the softmax part of every softmax gradient here.
+#[multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
+fn scaled_softmax(x: &[f32], lse: f32, coef: f32, out: &mut [f32]) {
+    for (g, &v) in out.iter_mut().zip(x) {
+        *g = coef * exp(v - lse);
+    }
+}
+
+/// g_j −= alpha·w_j·(a·p_j + b): the target part of a softmax gradient, p_j = 0 without `p`.
+fn subtract_target(
+    g: &mut [f32],
+    alpha: f32,
+    weight: Option<&[f32]>,
+    p: Option<&[f32]>,
+    a: f32,
+    b: f32,
+) {
+    match (weight, p) {
+        (None, None) if b != 0.0 => g.iter_mut().for_each(|g| *g -= alpha * b),
+        (None, None) => {}
+        (Some(w), None) => g.iter_mut().zip(w).for_each(|(g, w)| *g -= alpha * w * b),
+        (None, Some(p)) => g
+            .iter_mut()
+            .zip(p)
+            .for_each(|(g, p)| *g -= alpha * (a * p + b)),
+        (Some(w), Some(p)) => g
+            .iter_mut()
+            .zip(w.iter().zip(p))
+            .for_each(|(g, (w, p))| *g -= alpha * w * (a * p + b)),
     }
 }
 
@@ -132,7 +159,11 @@ impl Softmax {
                 st.s *= scale;
                 st.m = block_max;
             }
-            let (s, t) = sum_exp(block, st.m, with_t);
+            let (s, t) = if with_t {
+                sum_exp_t(block, st.m)
+            } else {
+                (sum_exp(block, st.m), 0.0)
+            };
             st.s += f64::from(s);
             st.t += f64::from(t);
         }
@@ -188,7 +219,6 @@ fn row(
     let logits = kind == InputKind::Logits;
     let x = row_input(req, r, scratch);
     let weight = |k: usize| req.weight.map_or(1.0, |w| w[k]);
-    let dense = |t: &[f32]| -> Vec<f32> { t[r * c..(r + 1) * c].to_vec() };
     let needs_softmax = logits && req.loss != LossKind::BinaryCrossEntropy;
     let st = needs_softmax.then(|| Softmax::of(x, req.loss == LossKind::Entropy));
     let lse = st.as_ref().map_or(0.0, Softmax::lse);
@@ -208,7 +238,7 @@ fn row(
                     return out;
                 }
                 CheckedTarget::Classes(t) => (Some(t[r] as usize), None),
-                CheckedTarget::Dense(t) => (None, Some(dense(t))),
+                CheckedTarget::Dense(t) => (None, Some(&t[r * c..(r + 1) * c])),
                 CheckedTarget::None => unreachable!("checked: cross-entropy has a target"),
             };
             // w_k p′_k for every class.
@@ -241,7 +271,13 @@ fn row(
             if let Some(g) = grad.as_deref_mut() {
                 if logits {
                     let coef = alpha * b as f32 + 2.0 * beta * req.options.z_loss * lse;
-                    softmax_grad(x, lse, coef, |k| alpha * wp(k), g);
+                    scaled_softmax(x, lse, coef, g);
+                    let uniform = eps / c as f32;
+                    subtract_target(g, alpha, req.weight, p, 1.0 - eps, uniform);
+                    if let Some(y) = y {
+                        // The one-hot part: softmax_y − 1 for one unweighted class, in f32.
+                        g[y] -= alpha * (1.0 - eps) * weight(y);
+                    }
                 } else {
                     for (k, (g, &v)) in g.iter_mut().zip(x).enumerate() {
                         let w = wp(k);
@@ -290,7 +326,10 @@ fn row(
             out.main = plogp - (a - f64::from(lse) * b);
             if let Some(g) = grad.as_deref_mut() {
                 if logits {
-                    softmax_grad(x, lse, alpha * b as f32, |k| alpha * p(k), g);
+                    scaled_softmax(x, lse, alpha * b as f32, g);
+                    for (k, g) in g.iter_mut().enumerate() {
+                        *g -= alpha * p(k);
+                    }
                 } else {
                     for (k, (g, &v)) in g.iter_mut().zip(x).enumerate() {
                         let p_k = p(k);
