@@ -19,7 +19,7 @@ const BLOCK: usize = 2048;
 const LANES: usize = 16;
 /// Below this many elements a call stays on the calling thread: spawning work on the pool costs
 /// more than it saves (50–80 µs at 64 × 1000 here).
-const PARALLEL_MIN_ELEMENTS: usize = 1 << 18;
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
 /// Rows per rayon task.
 const ROWS_PER_TASK: usize = 16;
 
