@@ -8,6 +8,7 @@
 //! so the result does not depend on the thread count.
 
 use multiversion::multiversion;
+use multiversion::target::target_cfg;
 use rayon::prelude::*;
 
 use crate::loss::{Checked, CheckedTarget, IGNORED, Input, InputKind, LossKind, Reduction};
@@ -23,12 +24,19 @@ const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
 /// Rows per rayon task.
 const ROWS_PER_TASK: usize = 16;
 
+/// a·b + c, fused where the CPU version being compiled has FMA (a constant in each
+/// `multiversion` clone, so the branch folds away; without FMA, `mul_add` would call libm).
+#[inline(always)]
+fn mul_add(a: f32, b: f32, c: f32, fma: bool) -> f32 {
+    if fma { a.mul_add(b, c) } else { a * b + c }
+}
+
 /// e^x for f32, branch-free so that loops over it vectorize: x = n·ln 2 + r with |r| ≤ ln 2 / 2,
 /// e^r by its degree-7 Taylor polynomial (relative error below 1e-8 on that range), and 2^n put
 /// into the exponent bits. Below −87.3 (the normal range) it gives 0, above 88.7 +inf; NaN stays
 /// NaN.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+fn exp(x: f32, fma: bool) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
@@ -36,16 +44,24 @@ fn exp(x: f32) -> f32 {
     // both n as a float and n as bits come out without a float-to-int conversion, which would
     // not vectorize (Rust's `as` saturates).
     const ROUND: f32 = 12_582_912.0;
+    const C: [f32; 8] = [
+        1.0,
+        1.0,
+        0.5,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+        1.0 / 5040.0,
+    ];
     let clamped = x.clamp(-87.3, 88.7);
-    let shifted = clamped * LOG2E + ROUND;
+    let shifted = mul_add(clamped, LOG2E, ROUND, fma);
     let n = shifted - ROUND;
-    let r = (clamped - n * LN2_HI) - n * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0
-                    + r * (1.0 / 24.0
-                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    let r = mul_add(-n, LN2_LO, mul_add(-n, LN2_HI, clamped, fma), fma);
+    let mut p = C[7];
+    for &coefficient in C[..7].iter().rev() {
+        p = mul_add(p, r, coefficient, fma);
+    }
     let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
     let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
     let y = p * scale;
@@ -78,25 +94,35 @@ fn max_of(xs: &[f32]) -> f32 {
 /// Σ e^(x − m) over one block.
 #[multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
 fn sum_exp(xs: &[f32], m: f32) -> f32 {
+    #[target_cfg(any(target_feature = "fma", target_arch = "aarch64"))]
+    const FMA: bool = true;
+    #[target_cfg(not(any(target_feature = "fma", target_arch = "aarch64")))]
+    const FMA: bool = false;
+    let fma = FMA;
     let mut s = [0.0_f32; LANES];
     let chunks = xs.chunks_exact(LANES);
     let tail = chunks.remainder();
     for c in chunks {
         for k in 0..LANES {
-            s[k] += exp(c[k] - m);
+            s[k] += exp(c[k] - m, fma);
         }
     }
-    s.iter().sum::<f32>() + tail.iter().map(|&v| exp(v - m)).sum::<f32>()
+    s.iter().sum::<f32>() + tail.iter().map(|&v| exp(v - m, fma)).sum::<f32>()
 }
 
 /// Σ e^(x − m) and Σ e^(x − m)·(x − m) over one block, for entropy.
 #[multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
 fn sum_exp_t(xs: &[f32], m: f32) -> (f32, f32) {
+    #[target_cfg(any(target_feature = "fma", target_arch = "aarch64"))]
+    const FMA: bool = true;
+    #[target_cfg(not(any(target_feature = "fma", target_arch = "aarch64")))]
+    const FMA: bool = false;
+    let fma = FMA;
     let mut s = 0.0_f32;
     let mut t = 0.0_f32;
     for &v in xs {
         let d = v - m;
-        let e = exp(d);
+        let e = exp(d, fma);
         s += e;
         // exp(−inf)·(−inf) would be NaN; a class of probability 0 adds nothing.
         t += if e > 0.0 { e * d } else { 0.0 };
@@ -107,8 +133,13 @@ fn sum_exp_t(xs: &[f32], m: f32) -> (f32, f32) {
 /// g_j = coef·e^(x_j − lse) for a row: the softmax part of every softmax gradient here.
 #[multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
 fn scaled_softmax(x: &[f32], lse: f32, coef: f32, out: &mut [f32]) {
+    #[target_cfg(any(target_feature = "fma", target_arch = "aarch64"))]
+    const FMA: bool = true;
+    #[target_cfg(not(any(target_feature = "fma", target_arch = "aarch64")))]
+    const FMA: bool = false;
+    let fma = FMA;
     for (g, &v) in out.iter_mut().zip(x) {
-        *g = coef * exp(v - lse);
+        *g = coef * exp(v - lse, fma);
     }
 }
 
@@ -374,7 +405,7 @@ fn row(
                     *g = match kind {
                         InputKind::Logits => {
                             let lq = v - lse;
-                            let q = exp(lq);
+                            let q = lq.exp();
                             if q > 0.0 { -alpha * q * (lq + h) } else { 0.0 }
                         }
                         InputKind::Probs => -alpha * (v.ln() + 1.0),
