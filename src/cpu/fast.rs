@@ -101,13 +101,17 @@ fn sum_exp(xs: &[f32], m: f32) -> f32 {
     let fma = FMA;
     let mut s = [0.0_f32; LANES];
     let chunks = xs.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for c in chunks {
+    // The tail goes through the same vector code, padded with −inf, whose exp is 0.
+    let mut tail = [f32::NEG_INFINITY; LANES];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    let mut add = |c: &[f32]| {
         for k in 0..LANES {
             s[k] += exp(c[k] - m, fma);
         }
-    }
-    s.iter().sum::<f32>() + tail.iter().map(|&v| exp(v - m, fma)).sum::<f32>()
+    };
+    chunks.for_each(&mut add);
+    add(&tail);
+    s.iter().sum::<f32>()
 }
 
 /// Σ e^(x − m) and Σ e^(x − m)·(x − m) over one block, for entropy.
@@ -177,17 +181,20 @@ struct Softmax {
 impl Softmax {
     fn of(x: &[f32], with_t: bool) -> Self {
         let mut st = Softmax {
-            m: f32::MIN,
+            m: f32::NEG_INFINITY,
             s: 0.0,
             t: 0.0,
         };
         for block in x.chunks(BLOCK) {
-            let block_max = max_of(block);
+            let block_max = max_of(block).max(f32::MIN);
             if block_max > st.m {
-                let shift = f64::from(st.m) - f64::from(block_max);
-                let scale = shift.exp();
-                st.t = scale * (st.t + shift * st.s);
-                st.s *= scale;
+                // The first block sets the max; later ones rescale what came before.
+                if st.s > 0.0 {
+                    let shift = f64::from(st.m) - f64::from(block_max);
+                    let scale = shift.exp();
+                    st.t = scale * (st.t + shift * st.s);
+                    st.s *= scale;
+                }
                 st.m = block_max;
             }
             let (s, t) = if with_t {
