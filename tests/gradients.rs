@@ -5,23 +5,6 @@ mod common;
 use common::{gpus, logits, rng, targets, under_test};
 use xent::{Engine, InputKind, Reduction, Request};
 
-/// ‖a − b‖ / ‖b‖ in f64, or ‖a − b‖ when b is all zeros. NaN anywhere gives NaN, which fails
-/// every `<=` check.
-fn relative_norm_error(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let diff: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-        .sum();
-    let norm: f64 = b.iter().map(|&y| f64::from(y).powi(2)).sum();
-    if norm == 0.0 {
-        diff.sqrt()
-    } else {
-        (diff / norm).sqrt()
-    }
-}
-
 fn normalized(values: &[f32], classes: usize) -> Vec<f32> {
     values
         .chunks(classes)
@@ -75,7 +58,7 @@ fn every_loss_matches_the_reference_on_every_engine() {
                 let want = Engine::reference().compute(&request).unwrap().grad.unwrap();
                 for engine in &under_test() {
                     let got = engine.compute(&request).unwrap().grad.unwrap();
-                    let err = relative_norm_error(&got, &want);
+                    let err = common::relative_norm_error(&got, &want);
                     assert!(
                         err <= 1e-5,
                         "{} request {i} {batch}x{classes} {reduction:?}: relative norm error {err:e}",

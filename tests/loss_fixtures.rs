@@ -150,22 +150,6 @@ impl Case {
     }
 }
 
-/// ‖a − b‖ / ‖b‖ in f64, or ‖a − b‖ when b is all zeros; NaN anywhere gives NaN.
-fn relative_norm_error(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let diff: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-        .sum();
-    let norm: f64 = b.iter().map(|&y| f64::from(y).powi(2)).sum();
-    if norm == 0.0 {
-        diff.sqrt()
-    } else {
-        (diff / norm).sqrt()
-    }
-}
-
 impl Case {
     /// PyTorch autograd's gradient of the reduced loss, as f32.
     fn expected_grad(&self, reduction: &str) -> Vec<f32> {
@@ -182,7 +166,8 @@ fn check(engine: &Engine, case: &Case) {
         let out = engine
             .compute(&case.request(reduction).with_grad(true))
             .unwrap_or_else(|e| panic!("{what}: {e}"));
-        let err = relative_norm_error(out.grad.as_deref().unwrap(), &case.expected_grad(name));
+        let err =
+            common::relative_norm_error(out.grad.as_deref().unwrap(), &case.expected_grad(name));
         assert!(err <= TOL, "{what}: gradient relative norm error {err:e}");
         assert_eq!(
             out.valid_rows as u64,
@@ -295,7 +280,7 @@ fn cli_json_matches_pytorch() {
                 panic!("{what}: --grad-out wrote a non-f32 file");
             };
             assert_eq!(shape, case.shape, "{what}");
-            let err = relative_norm_error(&grad, &case.expected_grad(reduction));
+            let err = common::relative_norm_error(&grad, &case.expected_grad(reduction));
             assert!(err <= TOL, "{what}: --grad-out relative norm error {err:e}");
             std::fs::remove_file(&grad_out).unwrap();
             let kind = if *device == "gpu" { "gpu" } else { "cpu" };

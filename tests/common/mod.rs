@@ -143,3 +143,20 @@ pub fn cli_devices() -> Vec<(&'static str, Option<String>)> {
         )
         .collect()
 }
+
+/// ‖a − b‖ / ‖b‖ in f64, or ‖a − b‖ when b is all zeros. NaN anywhere gives NaN, which fails
+/// every `<=` check.
+pub fn relative_norm_error(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let diff: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum();
+    let norm: f64 = b.iter().map(|&y| f64::from(y).powi(2)).sum();
+    if norm == 0.0 {
+        diff.sqrt()
+    } else {
+        (diff / norm).sqrt()
+    }
+}
