@@ -147,30 +147,6 @@ fn scaled_softmax(x: &[f32], lse: f32, coef: f32, out: &mut [f32]) {
     }
 }
 
-/// g_j −= alpha·w_j·(a·p_j + b): the target part of a softmax gradient, p_j = 0 without `p`.
-fn subtract_target(
-    g: &mut [f32],
-    alpha: f32,
-    weight: Option<&[f32]>,
-    p: Option<&[f32]>,
-    a: f32,
-    b: f32,
-) {
-    match (weight, p) {
-        (None, None) if b != 0.0 => g.iter_mut().for_each(|g| *g -= alpha * b),
-        (None, None) => {}
-        (Some(w), None) => g.iter_mut().zip(w).for_each(|(g, w)| *g -= alpha * w * b),
-        (None, Some(p)) => g
-            .iter_mut()
-            .zip(p)
-            .for_each(|(g, p)| *g -= alpha * (a * p + b)),
-        (Some(w), Some(p)) => g
-            .iter_mut()
-            .zip(w.iter().zip(p))
-            .for_each(|(g, (w, p))| *g -= alpha * w * (a * p + b)),
-    }
-}
-
 /// A row's running statistics, as in the kernels: max, Σ e^(x−m), Σ e^(x−m)(x−m).
 struct Softmax {
     m: f32,
@@ -289,8 +265,14 @@ fn row(
                 weight(k) * ((1.0 - eps) * p_k + eps / c as f32)
             };
             // Σ w p′ log q = Σ w p′ x′ − lse·Σ w p′ (log q unshifted for probs and log-probs).
+            // Σ w p′ log q = Σ w p′ x′ − lse·Σ w p′ (log q unshifted for probs and log-probs). One
+            // unweighted, unsmoothed class needs no loop.
+            let one_hot = y.filter(|_| eps == 0.0 && req.weight.is_none());
             let (mut a, mut b) = (0.0_f64, 0.0_f64);
-            if y.is_none() || eps > 0.0 || req.weight.is_some() {
+            if let Some(y) = one_hot {
+                a = f64::from(log_q_unshifted(kind, x[y]));
+                b = 1.0;
+            } else {
                 for (k, &v) in x.iter().enumerate() {
                     let w = wp(k);
                     if w != 0.0 {
@@ -298,9 +280,6 @@ fn row(
                         b += f64::from(w);
                     }
                 }
-            } else if let Some(y) = y {
-                a = f64::from(log_q_unshifted(kind, x[y]));
-                b = 1.0;
             }
             out.main = -(a - f64::from(lse) * b);
             if logits {
@@ -308,13 +287,24 @@ fn row(
             }
             if let Some(g) = grad.as_deref_mut() {
                 if logits {
-                    let coef = alpha * b as f32 + 2.0 * beta * req.options.z_loss * lse;
-                    scaled_softmax(x, lse, coef, g);
-                    let uniform = eps / c as f32;
-                    subtract_target(g, alpha, req.weight, p, 1.0 - eps, uniform);
-                    if let Some(y) = y {
-                        // The one-hot part: softmax_y − 1 for one unweighted class, in f32.
-                        g[y] -= alpha * (1.0 - eps) * weight(y);
+                    // α(b·softmax − w p′) + 2βs·lse·softmax, the cross-entropy part formed before
+                    // the z-loss part is added, as in the kernels: with w p′ the same values b
+                    // summed, a row whose softmax equals its target gets exactly the z-loss term.
+                    let z = 2.0 * beta * req.options.z_loss * lse;
+                    let b = b as f32;
+                    match one_hot {
+                        Some(y) => {
+                            scaled_softmax(x, lse, alpha + z, g);
+                            // softmax_y − 1 in f32, then scaled.
+                            let softmax_y = exp(x[y] - lse, false);
+                            g[y] = alpha * (softmax_y - 1.0) + z * softmax_y;
+                        }
+                        None => {
+                            scaled_softmax(x, lse, 1.0, g);
+                            for (k, g) in g.iter_mut().enumerate() {
+                                *g = alpha * (b * *g - wp(k)) + z * *g;
+                            }
+                        }
                     }
                 } else {
                     for (k, (g, &v)) in g.iter_mut().zip(x).enumerate() {
