@@ -114,6 +114,41 @@ fn sum_exp(xs: &[f32], m: f32) -> f32 {
     s.iter().sum::<f32>()
 }
 
+/// Σ e^(x − m) over one block, keeping each e^(x − m) in `out` for the gradient.
+#[multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
+fn sum_exp_store(xs: &[f32], m: f32, out: &mut [f32]) -> f32 {
+    #[target_cfg(any(target_feature = "fma", target_arch = "aarch64"))]
+    const FMA: bool = true;
+    #[target_cfg(not(any(target_feature = "fma", target_arch = "aarch64")))]
+    const FMA: bool = false;
+    let fma = FMA;
+    let mut s = [0.0_f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    let mut outs = out.chunks_exact_mut(LANES);
+    for (c, o) in chunks.zip(&mut outs) {
+        for k in 0..LANES {
+            let e = exp(c[k] - m, fma);
+            o[k] = e;
+            s[k] += e;
+        }
+    }
+    let mut total = s.iter().sum::<f32>();
+    for (&v, o) in tail.iter().zip(outs.into_remainder()) {
+        *o = exp(v - m, fma);
+        total += *o;
+    }
+    total
+}
+
+/// g ← factor·g.
+#[multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
+fn scale(g: &mut [f32], factor: f32) {
+    for v in g {
+        *v *= factor;
+    }
+}
+
 /// Σ e^(x − m) and Σ e^(x − m)·(x − m) over one block, for entropy.
 #[multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
 fn sum_exp_t(xs: &[f32], m: f32) -> (f32, f32) {
@@ -134,19 +169,6 @@ fn sum_exp_t(xs: &[f32], m: f32) -> (f32, f32) {
     (s, t)
 }
 
-/// g_j = coef·e^(x_j − lse) for a row: the softmax part of every softmax gradient here.
-#[multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
-fn scaled_softmax(x: &[f32], lse: f32, coef: f32, out: &mut [f32]) {
-    #[target_cfg(any(target_feature = "fma", target_arch = "aarch64"))]
-    const FMA: bool = true;
-    #[target_cfg(not(any(target_feature = "fma", target_arch = "aarch64")))]
-    const FMA: bool = false;
-    let fma = FMA;
-    for (g, &v) in out.iter_mut().zip(x) {
-        *g = coef * exp(v - lse, fma);
-    }
-}
-
 /// A row's running statistics, as in the kernels: max, Σ e^(x−m), Σ e^(x−m)(x−m).
 struct Softmax {
     m: f32,
@@ -155,13 +177,16 @@ struct Softmax {
 }
 
 impl Softmax {
-    fn of(x: &[f32], with_t: bool) -> Self {
+    /// The statistics of a row. With `store`, each element's e^(x − m) goes into it, m being
+    /// the running max when its block was read, and each block's m into `maxes`: the gradient
+    /// then needs one multiply per element instead of a second exp.
+    fn of(x: &[f32], with_t: bool, mut store: Option<(&mut [f32], &mut Vec<f32>)>) -> Self {
         let mut st = Softmax {
             m: f32::NEG_INFINITY,
             s: 0.0,
             t: 0.0,
         };
-        for block in x.chunks(BLOCK) {
+        for (b, block) in x.chunks(BLOCK).enumerate() {
             let block_max = max_of(block).max(f32::MIN);
             if block_max > st.m {
                 // The first block sets the max; later ones rescale what came before.
@@ -173,15 +198,33 @@ impl Softmax {
                 }
                 st.m = block_max;
             }
-            let (s, t) = if with_t {
-                sum_exp_t(block, st.m)
-            } else {
-                (sum_exp(block, st.m), 0.0)
+            let (s, t) = match (&mut store, with_t) {
+                (Some((out, maxes)), _) => {
+                    maxes.push(st.m);
+                    let at = b * BLOCK;
+                    (
+                        sum_exp_store(block, st.m, &mut out[at..at + block.len()]),
+                        0.0,
+                    )
+                }
+                (None, true) => sum_exp_t(block, st.m),
+                (None, false) => (sum_exp(block, st.m), 0.0),
             };
             st.s += f64::from(s);
             st.t += f64::from(t);
         }
         st
+    }
+
+    /// Turns what `of` stored into the softmax times `coef`: each block's e^(x − m_b) times
+    /// e^(m_b − lse)·coef.
+    fn stored_softmax(g: &mut [f32], maxes: &[f32], lse: f32, coef: f32) {
+        for (block, &m) in g.chunks_mut(BLOCK).zip(maxes) {
+            scale(
+                block,
+                ((f64::from(m) - f64::from(lse)).exp() * f64::from(coef)) as f32,
+            );
+        }
     }
 
     fn lse(&self) -> f32 {
@@ -234,7 +277,13 @@ fn row(
     let x = row_input(req, r, scratch);
     let weight = |k: usize| req.weight.map_or(1.0, |w| w[k]);
     let needs_softmax = logits && req.loss != LossKind::BinaryCrossEntropy;
-    let st = needs_softmax.then(|| Softmax::of(x, req.loss == LossKind::Entropy));
+    let entropy = req.loss == LossKind::Entropy;
+    let mut maxes = Vec::new();
+    let store = (!entropy)
+        .then_some(grad.as_deref_mut())
+        .flatten()
+        .map(|g| (g, &mut maxes));
+    let st = needs_softmax.then(|| Softmax::of(x, entropy, store));
     let lse = st.as_ref().map_or(0.0, Softmax::lse);
     let mut out = RowResult {
         main: 0.0,
@@ -294,13 +343,13 @@ fn row(
                     let b = b as f32;
                     match one_hot {
                         Some(y) => {
-                            scaled_softmax(x, lse, alpha + z, g);
+                            Softmax::stored_softmax(g, &maxes, lse, alpha + z);
                             // softmax_y − 1 in f32, then scaled.
                             let softmax_y = exp(x[y] - lse, false);
                             g[y] = alpha * (softmax_y - 1.0) + z * softmax_y;
                         }
                         None => {
-                            scaled_softmax(x, lse, 1.0, g);
+                            Softmax::stored_softmax(g, &maxes, lse, 1.0);
                             for (k, g) in g.iter_mut().enumerate() {
                                 *g = alpha * (b * *g - wp(k)) + z * *g;
                             }
@@ -354,7 +403,7 @@ fn row(
             out.main = plogp - (a - f64::from(lse) * b);
             if let Some(g) = grad.as_deref_mut() {
                 if logits {
-                    scaled_softmax(x, lse, alpha * b as f32, g);
+                    Softmax::stored_softmax(g, &maxes, lse, alpha * b as f32);
                     for (k, g) in g.iter_mut().enumerate() {
                         *g -= alpha * p(k);
                     }
