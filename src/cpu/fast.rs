@@ -260,6 +260,25 @@ fn log_q_unshifted(kind: InputKind, x: f32) -> f32 {
     if kind == InputKind::Probs { x.ln() } else { x }
 }
 
+/// The gradient of −α·Σ m_k log q_k where log q is the input itself (log-probabilities, −α m_k)
+/// or its log (probabilities, −α m_k / x_k; 0 where m_k = 0, even at x_k = 0).
+fn target_only_grad(
+    g: &mut [f32],
+    x: &[f32],
+    kind: InputKind,
+    alpha: f32,
+    mass: impl Fn(usize) -> f32,
+) {
+    for (k, (g, &v)) in g.iter_mut().zip(x).enumerate() {
+        let m = mass(k);
+        *g = match kind {
+            InputKind::Probs if m == 0.0 => 0.0,
+            InputKind::Probs => -alpha * m / v,
+            _ => -alpha * m,
+        };
+    }
+}
+
 /// Computes one row: its value, and when asked its gradient (scaled by α and β) and elementwise
 /// values (scaled by α).
 fn row(
@@ -356,14 +375,7 @@ fn row(
                         }
                     }
                 } else {
-                    for (k, (g, &v)) in g.iter_mut().zip(x).enumerate() {
-                        let w = wp(k);
-                        *g = match kind {
-                            InputKind::Probs if w == 0.0 => 0.0,
-                            InputKind::Probs => -alpha * w / v,
-                            _ => -alpha * w,
-                        };
-                    }
+                    target_only_grad(g, x, kind, alpha, wp);
                 }
             }
         }
@@ -408,14 +420,7 @@ fn row(
                         *g -= alpha * p(k);
                     }
                 } else {
-                    for (k, (g, &v)) in g.iter_mut().zip(x).enumerate() {
-                        let p_k = p(k);
-                        *g = match kind {
-                            InputKind::Probs if p_k == 0.0 => 0.0,
-                            InputKind::Probs => -alpha * p_k / v,
-                            _ => -alpha * p_k,
-                        };
-                    }
+                    target_only_grad(g, x, kind, alpha, p);
                 }
             }
         }
