@@ -47,17 +47,18 @@ fn finish_row(row: u32, st: Stats) {
     row_lse[g] = 0.0;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(ELEMENTWISE_GROUP)
 fn elementwise(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let q = group_index(wg, groups) * 64u + lid;
-    let total = params.rows * params.classes;
-    if q * 4u >= total {
+    let quad = element_quad(wg, groups, lid);
+    if quad.y == 0u {
         return;
     }
+    let q = quad.x;
+    let total = params.rows * params.classes;
     let idx = vec4<u32>(q * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
     let inside = idx < vec4<u32>(total);
     let cls = idx % vec4<u32>(params.classes);

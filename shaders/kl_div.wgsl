@@ -44,17 +44,18 @@ fn grad_quad(row: u32, st: Stats, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: 
     return select(vec4<f32>(0.0), -params.alpha * p / x, p != vec4<f32>(0.0));
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(ELEMENTWISE_GROUP)
 fn elementwise(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let q = group_index(wg, groups) * 64u + lid;
-    let total = params.rows * params.classes;
-    if q * 4u >= total {
+    let quad = element_quad(wg, groups, lid);
+    if quad.y == 0u {
         return;
     }
+    let q = quad.x;
+    let total = params.rows * params.classes;
     let target_terms = target_quad(q);
     let p = target_terms[0];
     let lq = log_q_unshifted(transform(load_quad(q)));

@@ -44,6 +44,8 @@ override GRAD: bool = false;
 override GRAD_IN_PLACE: bool = false;
 // Rows handled by one invocation each in `row_per_thread`.
 override ROWS_PER_GROUP: u32 = 64u;
+// Quads handled by one workgroup of a family's `elementwise` entry point.
+override ELEMENTWISE_GROUP: u32 = 64u;
 
 // Marks a row whose cls target equals ignore_index.
 const IGNORED: u32 = 0xffffffffu;
@@ -250,6 +252,12 @@ fn grad_row(row: u32, st: Stats, lane: u32, lanes: u32) {
         }
         write_grad(q, g, inside);
     }
+}
+
+// The quad of an `elementwise` invocation, and 1 when it lies inside the chunk, 0 past its end.
+fn element_quad(wg: vec3<u32>, groups: vec3<u32>, lid: u32) -> vec2<u32> {
+    let q = group_index(wg, groups) * ELEMENTWISE_GROUP + lid;
+    return vec2<u32>(q, u32(q * 4u < params.rows * params.classes));
 }
 
 // Workgroup index on a 2-D grid, so that more than 65 535 groups can be dispatched.

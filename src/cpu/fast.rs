@@ -232,8 +232,8 @@ impl Softmax {
     }
 }
 
-/// What one row contributes: its main value (in nats, weighted) and z term, its lse, and for the
-/// elementwise losses under `none`, its per-element values.
+/// What one row contributes: its main value (in nats, weighted), its z term and its lse. (The
+/// elementwise losses write their `none` values straight into the output.)
 struct RowResult {
     main: f64,
     z: f64,

@@ -120,7 +120,11 @@ pub(crate) fn elementwise_key(req: &Checked) -> Key {
             subgroups: false,
         },
         entry: "elementwise",
-        constants: request_constants(req),
+        constants: [
+            request_constants(req),
+            vec![("ELEMENTWISE_GROUP", ELEMENTWISE_GROUP)],
+        ]
+        .concat(),
     }
 }
 
