@@ -1,12 +1,13 @@
 //! The engine: one object that owns a backend and computes losses on it.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::cpu::{fast, reference};
 use crate::error::{Error, Result};
 use crate::gpu::{self, GpuEngine};
 use crate::loss::{Checked, Request};
-use crate::output::Output;
+use crate::output::{Clock, KernelTime, Output};
 
 /// Where an engine computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,22 +187,91 @@ impl Engine {
     /// ```
     pub fn compute_into(&self, request: &Request, grad: &mut [f32]) -> Result<Output> {
         let checked = request.with_grad(true).check()?;
-        if grad.len() != checked.elements() {
-            return Err(Error::LengthMismatch {
-                what: "grad",
-                shape: format!("[{}, {}]", checked.batch, checked.classes),
-                expected: checked.elements(),
-                actual: grad.len(),
-            });
-        }
+        check_grad_len(&checked, grad)?;
         self.run(&checked, Some(grad))
+    }
+
+    /// Computes a request as [`Engine::compute`] does, or with `grad` as
+    /// [`Engine::compute_into`] does, and also returns the time spent in the kernels: on a GPU
+    /// the compute passes alone (timestamps where the device has them), without the uploads and
+    /// readbacks; on the CPU paths the whole call, which is all kernel. For the benchmark
+    /// harness: timestamps cost a little, so [`Engine::compute`] takes none.
+    pub fn compute_timed(
+        &self,
+        request: &Request,
+        grad: Option<&mut [f32]>,
+    ) -> Result<(Output, KernelTime)> {
+        let checked = request.with_grad(grad.is_some()).check()?;
+        if let Some(g) = &grad {
+            check_grad_len(&checked, g)?;
+        }
+        let start = Instant::now();
+        match &self.backend {
+            Backend::Gpu(gpu) => {
+                let (out, kernel) = gpu.compute(&checked, grad, true)?;
+                let kernel = kernel.unwrap_or(KernelTime {
+                    seconds: 0.0,
+                    clock: Clock::Timestamps,
+                });
+                Ok((out, kernel))
+            }
+            _ => {
+                let out = self.run(&checked, grad)?;
+                let host = KernelTime {
+                    seconds: start.elapsed().as_secs_f64(),
+                    clock: Clock::Host,
+                };
+                Ok((out, host))
+            }
+        }
+    }
+
+    /// Reads `data` once and sums it, and returns the time of that read: the ceiling for a loss
+    /// kernel reading the same bytes. On a GPU the data is uploaded first (not timed) and the
+    /// probe is a trivial WGSL kernel; on the CPU it is a SIMD sum across the fast path's
+    /// threads.
+    pub fn bandwidth_probe(&self, data: &[f32]) -> Result<KernelTime> {
+        match &self.backend {
+            Backend::Gpu(gpu) => gpu.probe(data),
+            _ => {
+                let start = Instant::now();
+                std::hint::black_box(fast::probe_sum(std::hint::black_box(data)));
+                Ok(KernelTime {
+                    seconds: start.elapsed().as_secs_f64(),
+                    clock: Clock::Host,
+                })
+            }
+        }
+    }
+
+    /// On a GPU, the seconds to upload `data` the way a call uploads its input (same chunks,
+    /// same staging buffers), until the device holds it; `None` on the CPU paths, which upload
+    /// nothing. For the benchmark: the end-to-end time of a call is set against it.
+    pub fn upload_time(&self, data: &[f32]) -> Result<Option<f64>> {
+        match &self.backend {
+            Backend::Gpu(gpu) => gpu.upload(data).map(Some),
+            _ => Ok(None),
+        }
     }
 
     fn run(&self, checked: &Checked, grad: Option<&mut [f32]>) -> Result<Output> {
         match &self.backend {
-            Backend::Gpu(gpu) => gpu.compute(checked, grad),
+            Backend::Gpu(gpu) => Ok(gpu.compute(checked, grad, false)?.0),
             Backend::Fast => Ok(fast::compute(checked, grad)),
             Backend::Reference => Ok(reference::compute(checked, grad)),
         }
     }
+}
+
+/// A caller's gradient slice must hold the whole [B, C].
+fn check_grad_len(checked: &Checked, grad: &[f32]) -> Result<()> {
+    if grad.len() == checked.elements() {
+        return Ok(());
+    }
+    Err(Error::LengthMismatch {
+        what: "grad",
+        shape: format!("[{}, {}]", checked.batch, checked.classes),
+        expected: checked.elements(),
+        actual: grad.len(),
+    })
 }

@@ -133,6 +133,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A file could not be written, or a helper program could not be run.
+    #[error("{path}: {reason}")]
+    Io {
+        /// The file or program.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// `Result` with xent's [`Error`].

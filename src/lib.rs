@@ -14,4 +14,4 @@ pub use error::{Error, Result};
 pub use loss::{
     Base, DEFAULT_IGNORE_INDEX, Input, InputKind, LossKind, Options, Reduction, Request, Target,
 };
-pub use output::{Loss, Output};
+pub use output::{Clock, KernelTime, Loss, Output};

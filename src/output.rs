@@ -48,3 +48,26 @@ pub struct Output {
     /// losses without class targets.
     pub valid_rows: usize,
 }
+
+/// How a [`KernelTime`] was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// GPU timestamps written at the start and end of every compute pass, summed: the device's
+    /// own time, with no host in it.
+    Timestamps,
+    /// Each pass submitted on its own after everything before it had finished, and timed on the
+    /// host: an upper bound, with a submission and a wait in each pass.
+    WallAfterSync,
+    /// The host's wall time of the whole call: the CPU paths, where the call is the kernel.
+    Host,
+}
+
+/// The time a call spent in its kernels: on a GPU the row passes and the reduction, without the
+/// uploads and readbacks around them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KernelTime {
+    /// Seconds in the kernels.
+    pub seconds: f64,
+    /// How they were measured.
+    pub clock: Clock,
+}

@@ -67,11 +67,22 @@ pub struct LossArgs {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum LossArg {
+pub(super) enum LossArg {
     CrossEntropy,
     BinaryCrossEntropy,
     KlDiv,
     Entropy,
+}
+
+impl LossArg {
+    pub(super) fn kind(self) -> LossKind {
+        match self {
+            LossArg::CrossEntropy => LossKind::CrossEntropy,
+            LossArg::BinaryCrossEntropy => LossKind::BinaryCrossEntropy,
+            LossArg::KlDiv => LossKind::KlDiv,
+            LossArg::Entropy => LossKind::Entropy,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -123,12 +134,7 @@ fn target(path: Option<&Path>, loss: LossKind, shape: [usize; 2]) -> Result<Opti
 }
 
 pub fn run(args: &LossArgs) -> Result<()> {
-    let loss = match args.loss {
-        LossArg::CrossEntropy => LossKind::CrossEntropy,
-        LossArg::BinaryCrossEntropy => LossKind::BinaryCrossEntropy,
-        LossArg::KlDiv => LossKind::KlDiv,
-        LossArg::Entropy => LossKind::Entropy,
-    };
+    let loss = args.loss.kind();
     let (input, shape) = npy::read_input(&args.input)?;
     let target = target(args.target.as_deref(), loss, shape)?;
     let weight = weights(&args.weight)?;

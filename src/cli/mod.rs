@@ -1,8 +1,10 @@
 //! Argument parsing and dispatch to the subcommands.
 
 mod adapters;
+mod bench;
 mod demo;
 mod loss;
+mod plot;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use xent::{Engine, Result};
@@ -24,6 +26,9 @@ enum Command {
     Adapters,
     /// Compute the loss of logits and targets stored as .npy files.
     Loss(loss::LossArgs),
+    /// Time every path on a grid of shapes against each device's bandwidth probe, and print a
+    /// table (JSON, CSV and an SVG plot on request).
+    Bench(bench::BenchArgs),
 }
 
 /// Which engine a command runs on.
@@ -60,5 +65,6 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Loss(args) => loss::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }

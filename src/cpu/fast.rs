@@ -583,6 +583,27 @@ impl Task<'_> {
     }
 }
 
+/// Σ x over a slice, in vector lanes.
+#[multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
+fn sum_of(xs: &[f32]) -> f32 {
+    let mut acc = [0.0_f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Sums `xs` with the fast path's vector loops and threads: a read of the same bytes with no
+/// arithmetic to speak of, which bounds what the loss loops can reach.
+pub(crate) fn probe_sum(xs: &[f32]) -> f32 {
+    let tasks: Vec<&[f32]> = xs.chunks(ROWS_PER_TASK * BLOCK).collect();
+    run_tasks(tasks, xs.len(), sum_of).into_iter().sum()
+}
+
 /// Runs every task and returns their results in task order. Small calls stay on the calling
 /// thread. Larger ones are shared between the calling thread and the rest of rayon's pool, each
 /// claiming the next task from a counter until none is left: the caller works instead of

@@ -21,10 +21,11 @@ pub(crate) struct Context {
 
 impl Context {
     /// Opens a device on `adapter` with the adapter's own limits (the defaults cap buffers at
-    /// 256 MiB) and the subgroup feature where the adapter has it.
+    /// 256 MiB), and the subgroup and timestamp features where the adapter has them.
     pub fn open(adapter: &wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
-        let features = adapter.features() & wgpu::Features::SUBGROUP;
+        let features =
+            adapter.features() & (wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY);
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("xent"),
             required_features: features,
@@ -127,13 +128,35 @@ impl Context {
 
     /// Maps `buffer` in `mode` and waits for the mapping.
     pub fn map(&self, buffer: &wgpu::Buffer, mode: wgpu::MapMode) -> Result<()> {
+        self.map_after(buffer, mode, None)
+    }
+
+    /// Maps `buffer` in `mode`, waiting only for submission `after` (the last that uses it)
+    /// rather than for everything submitted since; `None` waits for everything.
+    pub fn map_after(
+        &self,
+        buffer: &wgpu::Buffer,
+        mode: wgpu::MapMode,
+        after: Option<wgpu::SubmissionIndex>,
+    ) -> Result<()> {
         let (tx, rx) = std::sync::mpsc::channel();
         buffer.map_async(mode, .., move |r| {
             let _ = tx.send(r);
         });
-        self.wait()?;
-        rx.recv()
-            .map_err(|_| Error::DeviceLost("a buffer mapping was dropped".into()))??;
+        self.device.poll(wgpu::PollType::Wait {
+            submission_index: after,
+            timeout: None,
+        })?;
+        // Should anything later still hold the buffer, its mapping waits for all the work.
+        let mapped = match rx.try_recv() {
+            Ok(mapped) => mapped,
+            Err(_) => {
+                self.wait()?;
+                rx.recv()
+                    .map_err(|_| Error::DeviceLost("a buffer mapping was dropped".into()))?
+            }
+        };
+        mapped?;
         Ok(())
     }
 }

@@ -5,9 +5,11 @@ mod chunk;
 mod context;
 mod pipelines;
 mod pool;
+mod probe;
 mod reduce;
 mod rows;
 mod shaders;
+mod timing;
 
 use std::sync::{Mutex, PoisonError};
 
@@ -16,11 +18,12 @@ pub use shaders::{ShaderModule, shader_modules};
 
 use crate::error::{Error, Result};
 use crate::loss::{Checked, CheckedTarget, Reduction};
-use crate::output::{Loss, Output};
+use crate::output::{KernelTime, Loss, Output};
 use chunk::{CHUNK_CAP_BYTES, round_up, row_chunks};
 use context::Context;
 use pipelines::{Key, Pipelines};
 use pool::{Slot, Staging};
+use timing::Timing;
 
 /// A device with xent's pipelines and buffers on it.
 pub(crate) struct GpuEngine {
@@ -125,14 +128,20 @@ impl GpuEngine {
         &self.ctx.info
     }
 
-    /// Computes a checked request; the gradient, when asked for, goes into `grad`.
-    pub fn compute(&self, req: &Checked, grad: Option<&mut [f32]>) -> Result<Output> {
+    /// Computes a checked request; the gradient, when asked for, goes into `grad`. With `timed`,
+    /// the kernel time comes back too.
+    pub fn compute(
+        &self,
+        req: &Checked,
+        grad: Option<&mut [f32]>,
+        timed: bool,
+    ) -> Result<(Output, Option<KernelTime>)> {
         let mut ws = self
             .workspace
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         self.ctx
-            .scoped(req.loss.name(), || self.run(&mut ws, req, grad))
+            .scoped(req.loss.name(), || self.run(&mut ws, req, grad, timed))
     }
 
     /// A 2-D grid of `groups` workgroups within the per-dimension limit.
@@ -146,7 +155,13 @@ impl GpuEngine {
         self.pipelines.get(&self.ctx.device, key)
     }
 
-    fn run(&self, ws: &mut Workspace, req: &Checked, grad: Option<&mut [f32]>) -> Result<Output> {
+    fn run(
+        &self,
+        ws: &mut Workspace,
+        req: &Checked,
+        grad: Option<&mut [f32]>,
+        timed: bool,
+    ) -> Result<(Output, Option<KernelTime>)> {
         let limits = &self.ctx.limits;
         let binding = limits.max_storage_buffer_binding_size;
         let row_bytes = req.batch as u64 * 4;
@@ -166,7 +181,7 @@ impl GpuEngine {
             shape: req.unreduced_shape(),
         };
         if req.batch == 0 {
-            return Ok(Output {
+            let empty = Output {
                 loss: if scalar {
                     Loss::Scalar(0.0)
                 } else {
@@ -175,7 +190,8 @@ impl GpuEngine {
                 lse: req.options.lse.then(Vec::new),
                 grad: None,
                 valid_rows: 0,
-            });
+            };
+            return Ok((empty, None));
         }
         let elementwise = !scalar && req.loss.elementwise();
         let loss_bytes = if scalar {
@@ -279,6 +295,11 @@ impl GpuEngine {
 
         let row_pipeline = self.pipeline(&kernel.key);
         let element_pipeline = elementwise.then(|| self.pipeline(&rows::elementwise_key(req)));
+        let mut timing = Timing::new(
+            &self.ctx,
+            timed,
+            chunks.len() * (1 + usize::from(elementwise)) + passes.len(),
+        );
         for (k, (rows, &offset)) in chunks.iter().zip(&chunk_offsets).enumerate() {
             let elements = rows.start * req.classes..rows.end * req.classes;
             let input = req.input.bytes(elements.clone());
@@ -305,6 +326,13 @@ impl GpuEngine {
                 );
                 buf
             };
+            // The copies go in a submission of their own, so that the staging buffer can be
+            // written again (for chunk k + 2) as soon as they are done, while kernels still run.
+            let copies = std::mem::replace(
+                &mut encoder,
+                device.create_command_encoder(&Default::default()),
+            );
+            ws.staging[k % 2].copied = Some(queue.submit([copies.finish()]));
             let grad_bytes = elements.len() as u64 * 4;
             let grad_bound = round_up(grad_bytes, 16);
             let separate_grad = grad.is_some() && !req.options.grad_in_place;
@@ -336,12 +364,13 @@ impl GpuEngine {
             );
             let groups = kernel.groups(rows.len() as u32);
             self.dispatch(
+                &mut timing,
                 &mut encoder,
                 &row_pipeline.pipeline,
                 &row_bind,
                 offset,
                 groups,
-            );
+            )?;
             if grad.is_some() {
                 let source = if separate_grad { &grad_buf } else { input_buf };
                 let at = grad_at + elements.start as u64 * 4;
@@ -353,12 +382,13 @@ impl GpuEngine {
                 let element_bind = bind(&pipeline.layout, range_entry(6, out, count * 4));
                 let groups = rows::elementwise_groups(count);
                 self.dispatch(
+                    &mut timing,
                     &mut encoder,
                     &pipeline.pipeline,
                     &element_bind,
                     offset,
                     groups,
-                );
+                )?;
                 encoder.copy_buffer_to_buffer(
                     out,
                     0,
@@ -385,7 +415,14 @@ impl GpuEngine {
                         whole_entry(2, out),
                     ],
                 });
-                self.dispatch(&mut encoder, &reduce.pipeline, &bind, offset, groups);
+                self.dispatch(
+                    &mut timing,
+                    &mut encoder,
+                    &reduce.pipeline,
+                    &bind,
+                    offset,
+                    groups,
+                )?;
                 source = out.clone();
             }
             encoder.copy_buffer_to_buffer(&source, 0, &readback, 0, 4);
@@ -404,12 +441,7 @@ impl GpuEngine {
         queue.submit([encoder.finish()]);
         // Map the staging buffers again now, in the same wait as the readback, so that the next
         // call can write into them at once.
-        for staging in &mut ws.staging {
-            if let Some(buf) = staging.slot.current().filter(|_| !staging.mapped) {
-                self.ctx.map(buf, wgpu::MapMode::Write)?;
-                staging.mapped = true;
-            }
-        }
+        self.remap_staging(ws)?;
         self.ctx.map(&readback, wgpu::MapMode::Read)?;
         // Straight from the mapped bytes into f32 storage: no intermediate copy of the gradient,
         // and no assumption about the mapping's alignment.
@@ -434,11 +466,53 @@ impl GpuEngine {
             None => Loss::Scalar(0.0),
             Some(_) => Loss::Scalar(head[0]),
         };
-        Ok(Output {
+        let output = Output {
             loss,
             lse: req.options.lse.then_some(lse),
             grad: None,
             valid_rows: req.valid_rows,
+        };
+        Ok((output, timing.finish(&self.ctx)?))
+    }
+
+    /// Maps every staging buffer that a call left unmapped.
+    fn remap_staging(&self, ws: &mut Workspace) -> Result<()> {
+        for staging in &mut ws.staging {
+            if let Some(buf) = staging.slot.current().filter(|_| !staging.mapped) {
+                self.ctx.map(buf, wgpu::MapMode::Write)?;
+                staging.mapped = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads `data` the way a call uploads its input, in the same chunks through the same
+    /// staging buffers, and returns the seconds from the first write until the device holds it
+    /// all: the upload alone, for the benchmark.
+    pub fn upload(&self, data: &[f32]) -> Result<f64> {
+        let mut ws = self
+            .workspace
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.ctx.scoped("upload", || {
+            let limits = &self.ctx.limits;
+            let cap = limits
+                .max_storage_buffer_binding_size
+                .min(limits.max_buffer_size)
+                .min(CHUNK_CAP_BYTES) as usize;
+            let device = &self.ctx.device;
+            let start = std::time::Instant::now();
+            for (k, piece) in data.chunks((cap / 4).max(4)).enumerate() {
+                let bytes: &[u8] = bytemuck::cast_slice(piece);
+                let bound = round_up(bytes.len() as u64, 16);
+                let staging = self.stage(&mut ws.staging[k % 2], bytes, bound, &[])?;
+                let (input, _) = ws.inputs[k % 2].get(device, bound);
+                let mut encoder = device.create_command_encoder(&Default::default());
+                encoder.copy_buffer_to_buffer(&staging, 0, input, 0, bytes.len() as u64);
+                ws.staging[k % 2].copied = Some(self.ctx.queue.submit([encoder.finish()]));
+            }
+            self.remap_staging(&mut ws)?;
+            Ok(start.elapsed().as_secs_f64())
         })
     }
 
@@ -456,7 +530,8 @@ impl GpuEngine {
             dense_at + round_up(dense.len() as u64, 16),
         );
         if !fresh && !staging.mapped {
-            self.ctx.map(buf, wgpu::MapMode::Write)?;
+            self.ctx
+                .map_after(buf, wgpu::MapMode::Write, staging.copied.take())?;
         }
         // Mapped ranges start on 8-byte boundaries and copies come in whole u32 words; an odd
         // count of f16 values is padded with zeros.
@@ -481,19 +556,22 @@ impl GpuEngine {
         Ok(buf.clone())
     }
 
+    /// One compute pass of `groups` workgroups, timed as `timing` says.
     fn dispatch(
         &self,
+        timing: &mut Timing,
         encoder: &mut wgpu::CommandEncoder,
         pipeline: &wgpu::ComputePipeline,
         bind: &wgpu::BindGroup,
         offset: u32,
         groups: u32,
-    ) {
+    ) -> Result<()> {
         let (x, y) = self.grid(groups);
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        pass.set_pipeline(pipeline);
-        pass.set_bind_group(0, bind, &[offset]);
-        pass.dispatch_workgroups(x, y, 1);
+        timing.pass(&self.ctx, encoder, |pass| {
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, bind, &[offset]);
+            pass.dispatch_workgroups(x, y, 1);
+        })
     }
 }
 

@@ -46,7 +46,7 @@ fn layout_entries(module: Module) -> Vec<wgpu::BindGroupLayoutEntry> {
             storage(false),
             storage(false),
         ],
-        Module::Reduce => vec![params, storage(true), storage(false)],
+        Module::Reduce | Module::Probe => vec![params, storage(true), storage(false)],
     };
     kinds
         .into_iter()

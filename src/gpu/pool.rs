@@ -40,10 +40,12 @@ impl Slot {
     }
 }
 
-/// A MAP_WRITE staging buffer and whether it is mapped now.
+/// A MAP_WRITE staging buffer, whether it is mapped now, and the submission that last copied out
+/// of it (which a new mapping must wait for, and nothing later).
 pub(crate) struct Staging {
     pub slot: Slot,
     pub mapped: bool,
+    pub copied: Option<wgpu::SubmissionIndex>,
 }
 
 impl Staging {
@@ -54,6 +56,7 @@ impl Staging {
                 wgpu::BufferUsages::MAP_WRITE.union(wgpu::BufferUsages::COPY_SRC),
             ),
             mapped: false,
+            copied: None,
         }
     }
 }

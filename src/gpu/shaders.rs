@@ -8,6 +8,7 @@ const KL_DIV: &str = include_str!("../../shaders/kl_div.wgsl");
 const ENTROPY: &str = include_str!("../../shaders/entropy.wgsl");
 const BCE: &str = include_str!("../../shaders/bce.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
+const PROBE: &str = include_str!("../../shaders/probe.wgsl");
 
 /// One WGSL module the engine can build: its name, the files it is made of, and its source.
 #[derive(Clone, Debug)]
@@ -56,6 +57,8 @@ pub(crate) enum Module {
     Rows { family: Family, subgroups: bool },
     /// The device-side sum.
     Reduce,
+    /// The bandwidth probe.
+    Probe,
 }
 
 impl Module {
@@ -72,6 +75,7 @@ impl Module {
                 family.file(),
             ],
             Module::Reduce => vec![("reduce.wgsl", REDUCE)],
+            Module::Probe => vec![("probe.wgsl", PROBE)],
         };
         let files: Vec<&'static str> = parts.iter().map(|(f, _)| *f).collect();
         ShaderModule {
@@ -96,6 +100,6 @@ pub fn shader_modules() -> Vec<ShaderModule> {
         .flat_map(|&family| {
             [false, true].map(|subgroups| Module::Rows { family, subgroups }.shader())
         })
-        .chain([Module::Reduce.shader()])
+        .chain([Module::Reduce.shader(), Module::Probe.shader()])
         .collect()
 }

@@ -1,0 +1,45 @@
+// The bandwidth probe: reads every byte of its input once, as vec4<f32>, and sums it. Each
+// workgroup sums one contiguous range of `per_group` quads, the way the row kernels read a row, and
+// writes one partial sum. Its time is the ceiling that a loss kernel reading the same bytes is
+// measured against.
+
+struct Params {
+    quads: u32,
+    per_group: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+const WORKGROUP: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> data: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> sums: array<f32>;
+
+var<workgroup> partial: array<f32, WORKGROUP>;
+
+@compute @workgroup_size(WORKGROUP)
+fn probe_sum(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let group = wg.y * groups.x + wg.x;
+    let start = group * params.per_group;
+    let end = min(start + params.per_group, params.quads);
+    var acc = vec4<f32>(0.0);
+    for (var i = start + lid; i < end; i += WORKGROUP) {
+        acc += data[i];
+    }
+    partial[lid] = acc.x + acc.y + acc.z + acc.w;
+    workgroupBarrier();
+    for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        sums[group] = partial[0];
+    }
+}

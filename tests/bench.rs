@@ -1,0 +1,172 @@
+//! The benchmark harness: `xent bench` end to end on every device here, its outputs and its
+//! errors, and the library calls it is built on (kernel times, probes, uploads).
+
+mod common;
+
+use common::{gpus, logits, rng, run_cli, targets};
+use serde_json::Value;
+use xent::{Clock, Engine, Request};
+
+fn temp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("xent-bench-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    dir.join(name)
+}
+
+#[test]
+fn every_device_gets_its_rows_and_every_output_is_written() {
+    let (json, csv, svg) = (temp("rows.json"), temp("rows.csv"), temp("plot.svg"));
+    let (code, stdout, stderr) = run_cli(
+        &[
+            "bench",
+            "--shape",
+            "33x257",
+            "--shape",
+            "3x5",
+            "--runs",
+            "2",
+            "--warmup",
+            "1",
+            "--json",
+            json.to_str().unwrap(),
+            "--csv",
+            csv.to_str().unwrap(),
+            "--plot",
+            svg.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("33x257") && stdout.contains("GB/s"),
+        "{stdout}"
+    );
+    let rows: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = rows.as_array().expect("an array of rows");
+    let count = |measure: &str, shape: &str| {
+        rows.iter()
+            .filter(|r| r["measure"] == measure && r["shape"] == shape)
+            .count()
+    };
+    for shape in ["33x257", "3x5"] {
+        // Per GPU: a probe, an upload, and kernel and end-to-end rows for fwd and fwd+bwd; on
+        // the CPU a probe, and call rows for the fast path and the reference.
+        assert_eq!(count("probe", shape), gpus().len() + 1, "{shape}");
+        assert_eq!(count("upload", shape), gpus().len(), "{shape}");
+        assert_eq!(count("kernel", shape), 2 * gpus().len(), "{shape}");
+        assert_eq!(count("end-to-end", shape), 2 * gpus().len(), "{shape}");
+        assert_eq!(count("call", shape), 4, "{shape}");
+    }
+    for row in rows {
+        let median = row["median_s"].as_f64().unwrap();
+        assert!(median > 0.0 && median.is_finite(), "{row}");
+        assert!(row["min_s"].as_f64().unwrap() <= median, "{row}");
+        assert!(row["max_s"].as_f64().unwrap() >= median, "{row}");
+        assert_eq!(row["runs"], 2, "{row}");
+        let bytes = row["batch"].as_u64().unwrap() * row["classes"].as_u64().unwrap() * 4;
+        assert_eq!(row["bytes"], bytes, "{row}");
+        let gbs = bytes as f64 / median / 1e9;
+        assert!(
+            (row["gb_per_s"].as_f64().unwrap() - gbs).abs() <= 1e-9 * gbs,
+            "{row}"
+        );
+        if row["measure"] != "probe" {
+            assert!(row["of_probe"].as_f64().unwrap() > 0.0, "{row}");
+        }
+    }
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(csv.lines().count(), rows.len() + 1);
+    assert!(csv.starts_with("shape,batch,classes,pass,path,measure"));
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("bytes per row") && svg.contains("probe"));
+}
+
+#[test]
+fn baselines_join_the_table_and_bad_ones_are_one_line_errors() {
+    let good = temp("candle.jsonl");
+    std::fs::write(
+        &good,
+        r#"{"impl":"candle","version":"0.11.1","shape":"16x100","pass":"fwd","threads":2,"runs":5,"median_s":0.5,"min_s":0.4,"max_s":0.6}"#,
+    )
+    .unwrap();
+    let args = |baseline: &str| {
+        [
+            "bench",
+            "--shape",
+            "16x100",
+            "--device",
+            "cpu",
+            "--pass",
+            "fwd",
+            "--runs",
+            "1",
+            "--baseline",
+            baseline,
+        ]
+        .map(String::from)
+    };
+    let (code, stdout, stderr) = run_cli(&args(good.to_str().unwrap()), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("candle 0.11.1 (cpu, 2 threads)"),
+        "{stdout}"
+    );
+
+    let bad = temp("bad.jsonl");
+    std::fs::write(&bad, r#"{"impl":"candle","shape":"16x100"}"#).unwrap();
+    for path in [bad.to_str().unwrap(), "/no/such/file.jsonl"] {
+        let (code, _, stderr) = run_cli(&args(path), &[]);
+        assert_eq!(code, 1, "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("xent: error: "), "{stderr}");
+    }
+}
+
+#[test]
+fn bad_arguments_exit_2_with_one_line() {
+    for args in [
+        &["bench", "--shape", "0x10"][..],
+        &["bench", "--shape", "10"],
+        &["bench", "--runs", "0"],
+        &["bench", "--device", "tpu"],
+    ] {
+        let (code, _, stderr) = run_cli(args, &[]);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn kernel_times_probes_and_uploads_are_measured_on_every_engine() {
+    let mut rng = rng("bench timings");
+    let (batch, classes) = (40, 3000);
+    let x = logits(&mut rng, batch * classes, 3.0);
+    let t = targets(&mut rng, batch, classes, 0.0);
+    let request = Request::cross_entropy(&x[..], [batch, classes], &t[..]);
+    let want = Engine::reference().compute(&request).unwrap();
+    for engine in gpus().iter().chain([&Engine::cpu()]) {
+        let mut grad = vec![0.0_f32; batch * classes];
+        let (out, kernel) = engine.compute_timed(&request, Some(&mut grad)).unwrap();
+        common::assert_scalar(
+            &engine.device().to_string(),
+            out.loss.scalar().unwrap(),
+            want.loss.scalar().unwrap(),
+            1e-5,
+        );
+        assert!(grad.iter().any(|&g| g != 0.0), "{}", engine.device());
+        assert!(kernel.seconds > 0.0, "{}: {kernel:?}", engine.device());
+        let probe = engine.bandwidth_probe(&x).unwrap();
+        assert!(probe.seconds > 0.0, "{}", engine.device());
+        let upload = engine.upload_time(&x).unwrap();
+        match engine.device().kind {
+            xent::DeviceKind::Gpu => {
+                assert_ne!(kernel.clock, Clock::Host);
+                assert!(upload.is_some_and(|s| s > 0.0), "{}", engine.device());
+            }
+            xent::DeviceKind::Cpu => {
+                assert_eq!(kernel.clock, Clock::Host);
+                assert_eq!(upload, None);
+            }
+        }
+    }
+}
