@@ -1,4 +1,5 @@
-//! Random shapes, magnitudes, losses and options: every GPU engine against the float64 reference.
+//! Random shapes, magnitudes, losses and options: every GPU engine and the fast CPU path against
+//! the float64 reference, losses and gradients.
 
 mod common;
 
@@ -108,6 +109,14 @@ proptest! {
                     ),
                 }
             }
+            let request = request.with_grad(true);
+            let want = Engine::reference().compute(&request).unwrap().grad.unwrap();
+            let got = engine.compute(&request).unwrap().grad.unwrap();
+            // Each softmax is e^(x − lse) with lse in f32, whose rounding (about |x|·ε) moves
+            // every e^(x − lse) by as much relatively.
+            let tolerance = 1e-5_f64.max(8.0 * scale * f64::from(f32::EPSILON));
+            let error = common::relative_norm_error(&got, &want);
+            prop_assert!(error <= tolerance, "{}: gradient off by {} > {}", what, error, tolerance);
         }
     }
 }

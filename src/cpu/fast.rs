@@ -23,8 +23,15 @@ const LANES: usize = 16;
 /// Below this many elements a call stays on the calling thread: spawning work on the pool costs
 /// more than it saves (50–80 µs at 64 × 1000 here).
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
-/// Rows per task: the unit that threads claim.
+/// Rows per task, the unit that threads claim: 16, or more when rows are short, so that a task
+/// holds at least `TASK_MIN_ELEMENTS`.
 const ROWS_PER_TASK: usize = 16;
+const TASK_MIN_ELEMENTS: usize = 4096;
+/// Rows of at most this many classes get their softmax statistics eight rows at a time, a row
+/// per vector lane, instead of a row at a time.
+const SHORT_ROW: usize = 32;
+/// Rows per step of the short-row loop.
+const ROW_LANES: usize = 8;
 
 /// a·b + c, fused where the CPU version being compiled has FMA (a constant in each
 /// `multiversion` clone, so the branch folds away; without FMA, `mul_add` would call libm).
@@ -207,6 +214,74 @@ fn sum_exp_t(xs: &[f32], m: f32) -> (f32, f32) {
     (s, t)
 }
 
+/// The max and Σ e^(x − max) of each of `ROW_LANES` rows of `c` classes (rows[j·c + k]), a row
+/// per lane; with `out`, each e^(x − max) is kept there for the gradient. The max is at least
+/// `f32::MIN`, as in [`Softmax::of`].
+#[inline(always)]
+fn short_rows_step(
+    rows: &[f32],
+    c: usize,
+    out: Option<&mut [f32]>,
+    fma: bool,
+) -> ([f32; ROW_LANES], [f32; ROW_LANES]) {
+    // Transposed first, so that each class of the eight rows is one contiguous vector.
+    let mut t = [[0.0_f32; ROW_LANES]; SHORT_ROW];
+    for (j, row) in rows.chunks_exact(c).enumerate() {
+        for (k, &v) in row.iter().enumerate() {
+            t[k][j] = v;
+        }
+    }
+    let mut m = [f32::MIN; ROW_LANES];
+    for column in &t[..c] {
+        for j in 0..ROW_LANES {
+            m[j] = if column[j] > m[j] { column[j] } else { m[j] };
+        }
+    }
+    let mut s = [0.0_f32; ROW_LANES];
+    for column in &mut t[..c] {
+        for j in 0..ROW_LANES {
+            column[j] = exp(column[j] - m[j], fma);
+            s[j] += column[j];
+        }
+    }
+    if let Some(out) = out {
+        for (j, row) in out.chunks_exact_mut(c).enumerate() {
+            for (k, o) in row.iter_mut().enumerate() {
+                *o = t[k][j];
+            }
+        }
+    }
+    (m, s)
+}
+
+/// The softmax statistics of every row of `x` ([rows, c], c ≤ `SHORT_ROW`), eight rows at a time,
+/// keeping the exps in `out` when it is given. Rows left over take the same step, padded with
+/// rows of −inf.
+#[multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
+fn short_rows(x: &[f32], c: usize, mut out: Option<&mut [f32]>, stats: &mut Vec<(f32, f32)>) {
+    #[target_cfg(any(target_feature = "fma", target_arch = "aarch64"))]
+    const FMA: bool = true;
+    #[target_cfg(not(any(target_feature = "fma", target_arch = "aarch64")))]
+    const FMA: bool = false;
+    let step = ROW_LANES * c;
+    for (i, rows) in x.chunks(step).enumerate() {
+        let span = i * step..i * step + rows.len();
+        let (m, s) = if rows.len() == step {
+            short_rows_step(rows, c, out.as_deref_mut().map(|o| &mut o[span]), FMA)
+        } else {
+            let mut padded = [f32::NEG_INFINITY; ROW_LANES * SHORT_ROW];
+            padded[..rows.len()].copy_from_slice(rows);
+            let mut exps = [0.0_f32; ROW_LANES * SHORT_ROW];
+            let result = short_rows_step(&padded[..step], c, Some(&mut exps[..step]), FMA);
+            if let Some(out) = out.as_deref_mut() {
+                out[span].copy_from_slice(&exps[..rows.len()]);
+            }
+            result
+        };
+        stats.extend(m.into_iter().zip(s).take(rows.len() / c));
+    }
+}
+
 /// A row's running statistics, as in the kernels: max, Σ e^(x−m), Σ e^(x−m)(x−m).
 struct Softmax {
     m: f32,
@@ -335,7 +410,7 @@ fn row(
     req: &Checked,
     r: usize,
     scale: (f32, f32),
-    scratch: &mut Vec<f32>,
+    scratch: &mut RowScratch,
     mut grad: Option<&mut [f32]>,
     elements: Option<&mut [f32]>,
 ) -> RowResult {
@@ -343,16 +418,35 @@ fn row(
     let c = req.classes;
     let kind = req.options.input_kind;
     let logits = kind == InputKind::Logits;
-    let x = row_input(req, r, scratch);
+    let RowScratch {
+        input,
+        maxes,
+        short,
+    } = scratch;
+    let x = row_input(req, r, input);
     let weight = |k: usize| req.weight.map_or(1.0, |w| w[k]);
     let needs_softmax = logits && req.loss != LossKind::BinaryCrossEntropy;
     let entropy = req.loss == LossKind::Entropy;
-    let mut maxes = Vec::new();
-    let store = (!entropy)
-        .then_some(grad.as_deref_mut())
-        .flatten()
-        .map(|g| (g, &mut maxes));
-    let st = needs_softmax.then(|| Softmax::of(x, entropy, store));
+    maxes.clear();
+    let st = match short.get(r) {
+        // Computed with the rest of the task's rows, exps already in the gradient.
+        Some(&(m, s)) => {
+            maxes.push(m);
+            Some(Softmax {
+                m,
+                s: f64::from(s),
+                t: 0.0,
+            })
+        }
+        None => {
+            let store = (!entropy)
+                .then_some(grad.as_deref_mut())
+                .flatten()
+                .map(|g| (g, &mut *maxes));
+            needs_softmax.then(|| Softmax::of(x, entropy, store))
+        }
+    };
+    let maxes = &*maxes;
     let lse = st.as_ref().map_or(0.0, Softmax::lse);
     let mut out = RowResult {
         main: 0.0,
@@ -412,13 +506,13 @@ fn row(
                     let b = b as f32;
                     match one_hot {
                         Some(y) => {
-                            Softmax::stored_softmax(g, &maxes, lse, alpha + z);
+                            Softmax::stored_softmax(g, maxes, lse, alpha + z);
                             // softmax_y − 1 in f32, then scaled.
                             let softmax_y = exp(x[y] - lse, false);
                             g[y] = alpha * (softmax_y - 1.0) + z * softmax_y;
                         }
                         None => {
-                            Softmax::stored_softmax(g, &maxes, lse, 1.0);
+                            Softmax::stored_softmax(g, maxes, lse, 1.0);
                             for (k, g) in g.iter_mut().enumerate() {
                                 *g = alpha * (b * *g - wp(k)) + z * *g;
                             }
@@ -465,7 +559,7 @@ fn row(
             out.main = plogp - (a - f64::from(lse) * b);
             if let Some(g) = grad.as_deref_mut() {
                 if logits {
-                    Softmax::stored_softmax(g, &maxes, lse, alpha * b as f32);
+                    Softmax::stored_softmax(g, maxes, lse, alpha * b as f32);
                     for (k, g) in g.iter_mut().enumerate() {
                         *g -= alpha * p(k);
                     }
@@ -567,10 +661,45 @@ struct Task<'a> {
     values: Option<&'a mut [f32]>,
 }
 
+/// What a task's rows reuse: the soft-capped or converted input of one row, its block maxes, and
+/// the softmax statistics of the task's short rows (indexed by row), when they were computed
+/// together.
+#[derive(Default)]
+struct RowScratch {
+    input: Vec<f32>,
+    maxes: Vec<f32>,
+    short: ShortStats,
+}
+
+/// Softmax statistics of rows `first..first + stats.len()`.
+#[derive(Default)]
+struct ShortStats {
+    first: usize,
+    stats: Vec<(f32, f32)>,
+}
+
+impl ShortStats {
+    fn get(&self, r: usize) -> Option<&(f32, f32)> {
+        self.stats.get(r.checked_sub(self.first)?)
+    }
+}
+
 impl Task<'_> {
-    fn run(self, req: &Checked, scale: (f32, f32)) -> Vec<RowResult> {
+    fn run(mut self, req: &Checked, scale: (f32, f32)) -> Vec<RowResult> {
         let c = req.classes;
-        let mut scratch = Vec::new();
+        let mut scratch = RowScratch::default();
+        let plain_logits = req.options.input_kind == InputKind::Logits
+            && req.options.softcap.is_none()
+            && matches!(req.loss, LossKind::CrossEntropy | LossKind::KlDiv);
+        if let (true, true, Input::F32(x)) = (c <= SHORT_ROW, plain_logits, req.input) {
+            scratch.short.first = self.rows.start;
+            short_rows(
+                &x[self.rows.start * c..self.rows.end * c],
+                c,
+                self.grad.as_deref_mut(),
+                &mut scratch.short.stats,
+            );
+        }
         let mut grad = self.grad.map(|g| g.chunks_mut(c));
         let mut values = self.values.map(|v| v.chunks_mut(c));
         self.rows
@@ -661,13 +790,14 @@ pub(crate) fn compute(req: &Checked, grad: Option<&mut [f32]>) -> Output {
     });
     let elementwise = req.options.reduction == Reduction::None && req.loss.elementwise();
     let mut values = vec![0.0_f32; if elementwise { req.elements() } else { 0 }];
-    let block = ROWS_PER_TASK * c;
+    let rows_per_task = ROWS_PER_TASK.max(TASK_MIN_ELEMENTS / c.max(1));
+    let block = rows_per_task * c;
     let mut grad_blocks = grad.map(|g| g.chunks_mut(block));
     let mut value_blocks = elementwise.then(|| values.chunks_mut(block));
     let tasks: Vec<Task> = (0..req.batch)
-        .step_by(ROWS_PER_TASK)
+        .step_by(rows_per_task)
         .map(|start| Task {
-            rows: start..req.batch.min(start + ROWS_PER_TASK),
+            rows: start..req.batch.min(start + rows_per_task),
             grad: grad_blocks.as_mut().and_then(Iterator::next),
             values: value_blocks.as_mut().and_then(Iterator::next),
         })
