@@ -1,14 +1,14 @@
-//! The benchmark plot: GB/s against bytes per row, one line per path, each device's bandwidth
-//! probe drawn dashed as its ceiling.
+//! The benchmark plot: forward GB/s against bytes per row, one line per path (the kernel time on
+//! GPUs, the call on CPUs), each device's bandwidth probe drawn dashed as its ceiling.
 
 use std::path::Path;
 
 use plotters::prelude::*;
 use xent::{Error, Result};
 
-use super::bench::{Measure, Row};
+use super::bench::{Measure, Pass, Row};
 
-const COLORS: [RGBColor; 8] = [
+const COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -17,6 +17,8 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
     RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
 ];
 
 /// One line: its label, whether it is a probe, and its points (bytes per row, GB/s), sorted.
@@ -26,20 +28,30 @@ struct Line {
     points: Vec<(f64, f64)>,
 }
 
+/// A path's short name: the adapter, CPU path or library without brackets and details.
+fn short(path: &str) -> &str {
+    let path = path.trim_start_matches('[').trim_end_matches(']');
+    path.split(" (").next().unwrap_or(path)
+}
+
+/// The forward pass of every path (the kernel time on GPUs, the call on CPUs), and each probe.
 fn lines(rows: &[Row]) -> Vec<Line> {
     let mut lines: Vec<Line> = Vec::new();
     for row in rows {
-        let label = if row.measure == Measure::Probe {
-            format!("probe: {}", row.path)
-        } else {
-            format!("{} {} {}", row.path, row.measure.name(), row.pass.name())
+        let probe = row.measure == Measure::Probe;
+        let label = match row.measure {
+            Measure::Probe => format!("{} probe", short(&row.device)),
+            Measure::Kernel | Measure::Call if row.pass == Pass::Fwd => {
+                format!("{} {}", short(&row.path), row.measure.name())
+            }
+            _ => continue,
         };
         let point = (row.bytes as f64 / row.shape.0 as f64, row.gbs());
         match lines.iter_mut().find(|l| l.label == label) {
             Some(line) => line.points.push(point),
             None => lines.push(Line {
                 label,
-                probe: row.measure == Measure::Probe,
+                probe,
                 points: vec![point],
             }),
         }
@@ -70,10 +82,14 @@ pub fn draw(path: &Path, rows: &[Row]) -> Result<()> {
     if lines.is_empty() || !(x_min > 0.0 && y_min > 0.0) {
         return Err(failed(path, "no rows with a positive rate to draw"));
     }
-    let root = SVGBackend::new(path, (1100, 700)).into_drawing_area();
+    let root = SVGBackend::new(path, (1100, 800)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| failed(path, e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("xent bench: GB/s of input read", ("sans-serif", 22))
+    let (top, legend) = root.split_vertically(640);
+    let mut chart = ChartBuilder::on(&top)
+        .caption(
+            "xent bench: forward GB/s of input read (dashed: each device's probe)",
+            ("sans-serif", 20),
+        )
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(60)
@@ -92,29 +108,33 @@ pub fn draw(path: &Path, rows: &[Row]) -> Result<()> {
         let color = COLORS[i % COLORS.len()];
         let style = color.stroke_width(2);
         let points = line.points.clone();
-        let series = if line.probe {
-            chart.draw_series(DashedLineSeries::new(points, 8, 5, style))
+        if line.probe {
+            chart
+                .draw_series(DashedLineSeries::new(points, 8, 5, style))
+                .map_err(|e| failed(path, e))?;
         } else {
             chart
                 .draw_series(LineSeries::new(points.clone(), style))
                 .map_err(|e| failed(path, e))?;
-            chart.draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 3, color.filled())),
-            )
+            chart
+                .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+                .map_err(|e| failed(path, e))?;
         }
-        .map_err(|e| failed(path, e))?;
-        series
-            .label(line.label.clone())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(|e| failed(path, e))?;
+    // The legend, below the chart in three columns, so that it hides no line.
+    for (i, line) in lines.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let (x, y) = (80 + (i % 3) as i32 * 340, 20 + (i / 3) as i32 * 24);
+        legend
+            .draw(&PathElement::new([(x, y), (x + 30, y)], color.stroke_width(3)))
+            .map_err(|e| failed(path, e))?;
+        legend
+            .draw(&Text::new(
+                line.label.clone(),
+                (x + 40, y - 7),
+                ("sans-serif", 14),
+            ))
+            .map_err(|e| failed(path, e))?;
+    }
     root.present().map_err(|e| failed(path, e))
 }
