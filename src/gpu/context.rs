@@ -131,6 +131,24 @@ impl Context {
         self.map_after(buffer, mode, None)
     }
 
+    /// Maps every buffer of `buffers` in its mode, in one wait for everything submitted.
+    pub fn map_all(&self, buffers: &[(&wgpu::Buffer, wgpu::MapMode)]) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for &(buffer, mode) in buffers {
+            let tx = tx.clone();
+            buffer.map_async(mode, .., move |r| {
+                let _ = tx.send(r);
+            });
+        }
+        drop(tx);
+        self.wait()?;
+        for _ in buffers {
+            rx.recv()
+                .map_err(|_| Error::DeviceLost("a buffer mapping was dropped".into()))??;
+        }
+        Ok(())
+    }
+
     /// Maps `buffer` in `mode`, waiting only for submission `after` (the last that uses it)
     /// rather than for everything submitted since; `None` waits for everything.
     pub fn map_after(

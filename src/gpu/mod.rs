@@ -441,8 +441,7 @@ impl GpuEngine {
         queue.submit([encoder.finish()]);
         // Map the staging buffers again now, in the same wait as the readback, so that the next
         // call can write into them at once.
-        self.remap_staging(ws)?;
-        self.ctx.map(&readback, wgpu::MapMode::Read)?;
+        self.remap_staging(ws, Some(&readback))?;
         // Straight from the mapped bytes into f32 storage: no intermediate copy of the gradient,
         // and no assumption about the mapping's alignment.
         let floats = |bytes: &[u8]| {
@@ -475,13 +474,20 @@ impl GpuEngine {
         Ok((output, timing.finish(&self.ctx)?))
     }
 
-    /// Maps every staging buffer that a call left unmapped.
-    fn remap_staging(&self, ws: &mut Workspace) -> Result<()> {
+    /// Maps every staging buffer that a call left unmapped, and `readback` for reading, in one
+    /// wait.
+    fn remap_staging(&self, ws: &mut Workspace, readback: Option<&wgpu::Buffer>) -> Result<()> {
+        let mut maps: Vec<(&wgpu::Buffer, wgpu::MapMode)> = ws
+            .staging
+            .iter()
+            .filter(|staging| !staging.mapped)
+            .filter_map(|staging| staging.slot.current())
+            .map(|buf| (buf, wgpu::MapMode::Write))
+            .collect();
+        maps.extend(readback.map(|buf| (buf, wgpu::MapMode::Read)));
+        self.ctx.map_all(&maps)?;
         for staging in &mut ws.staging {
-            if let Some(buf) = staging.slot.current().filter(|_| !staging.mapped) {
-                self.ctx.map(buf, wgpu::MapMode::Write)?;
-                staging.mapped = true;
-            }
+            staging.mapped = true;
         }
         Ok(())
     }
@@ -511,7 +517,7 @@ impl GpuEngine {
                 encoder.copy_buffer_to_buffer(&staging, 0, input, 0, bytes.len() as u64);
                 ws.staging[k % 2].copied = Some(self.ctx.queue.submit([encoder.finish()]));
             }
-            self.remap_staging(&mut ws)?;
+            self.remap_staging(&mut ws, None)?;
             Ok(start.elapsed().as_secs_f64())
         })
     }
