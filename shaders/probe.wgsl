@@ -18,8 +18,6 @@ override WORKGROUP: u32 = 256u;
 @group(0) @binding(1) var<storage, read> data: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> sums: array<f32>;
 
-var<workgroup> partial: array<f32, 256>;
-
 @compute @workgroup_size(WORKGROUP)
 fn probe_sum(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -33,15 +31,8 @@ fn probe_sum(
     for (var i = start + lid; i < end; i += WORKGROUP) {
         acc += data[i];
     }
-    partial[lid] = acc.x + acc.y + acc.z + acc.w;
-    workgroupBarrier();
-    for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(lid, WORKGROUP, acc.x + acc.y + acc.z + acc.w);
     if lid == 0u {
-        sums[group] = partial[0];
+        sums[group] = total;
     }
 }

@@ -18,8 +18,6 @@ const BLOCK: u32 = WORKGROUP * ITEMS;
 @group(0) @binding(1) var<storage, read> values: array<f32>;
 @group(0) @binding(2) var<storage, read_write> sums: array<f32>;
 
-var<workgroup> partial: array<f32, WORKGROUP>;
-
 @compute @workgroup_size(WORKGROUP)
 fn reduce_sum(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -35,15 +33,8 @@ fn reduce_sum(
             acc += values[idx];
         }
     }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(lid, WORKGROUP, acc);
     if lid == 0u {
-        sums[block] = partial[0];
+        sums[block] = total;
     }
 }

@@ -9,6 +9,7 @@ const ENTROPY: &str = include_str!("../../shaders/entropy.wgsl");
 const BCE: &str = include_str!("../../shaders/bce.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 const PROBE: &str = include_str!("../../shaders/probe.wgsl");
+const TREE_SUM: &str = include_str!("../../shaders/tree_sum.wgsl");
 
 /// One WGSL module the engine can build: its name, the files it is made of, and its source.
 #[derive(Clone, Debug)]
@@ -74,8 +75,8 @@ impl Module {
                 },
                 family.file(),
             ],
-            Module::Reduce => vec![("reduce.wgsl", REDUCE)],
-            Module::Probe => vec![("probe.wgsl", PROBE)],
+            Module::Reduce => vec![("tree_sum.wgsl", TREE_SUM), ("reduce.wgsl", REDUCE)],
+            Module::Probe => vec![("tree_sum.wgsl", TREE_SUM), ("probe.wgsl", PROBE)],
         };
         let files: Vec<&'static str> = parts.iter().map(|(f, _)| *f).collect();
         ShaderModule {
