@@ -117,7 +117,11 @@ pub fn draw(path: &Path, rows: &[Row]) -> Result<()> {
                 .draw_series(LineSeries::new(points.clone(), style))
                 .map_err(|e| failed(path, e))?;
             chart
-                .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+                .draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 3, color.filled())),
+                )
                 .map_err(|e| failed(path, e))?;
         }
     }
@@ -126,7 +130,10 @@ pub fn draw(path: &Path, rows: &[Row]) -> Result<()> {
         let color = COLORS[i % COLORS.len()];
         let (x, y) = (80 + (i % 3) as i32 * 340, 20 + (i / 3) as i32 * 24);
         legend
-            .draw(&PathElement::new([(x, y), (x + 30, y)], color.stroke_width(3)))
+            .draw(&PathElement::new(
+                [(x, y), (x + 30, y)],
+                color.stroke_width(3),
+            ))
             .map_err(|e| failed(path, e))?;
         legend
             .draw(&Text::new(
