@@ -244,6 +244,30 @@ impl Engine {
         }
     }
 
+    /// Turns on (or off) the autotune of a GPU engine's row kernels, for this engine and its
+    /// clones: for each class of shapes (loss, dtype, gradient, and B and C to the next power of
+    /// two), the first calls each run one candidate kernel (workgroup sizes, and on CPU adapters
+    /// rows per invocation), timed, twice over, and from then on the fastest runs. Every call's
+    /// result is checked as ever; but which candidate wins depends on timing, so two processes
+    /// may give results that differ in the last bits. Off by default, where a fixed rule picks
+    /// the kernel and the same input gives the same bits on every run. No effect on the CPU.
+    #[must_use]
+    pub fn autotune(self, on: bool) -> Self {
+        if let Backend::Gpu(gpu) = &self.backend {
+            gpu.set_autotune(on);
+        }
+        self
+    }
+
+    /// What the autotune has chosen so far, a line per class of shapes (empty on the CPU, or
+    /// when it is off).
+    pub fn autotuned(&self) -> Vec<String> {
+        match &self.backend {
+            Backend::Gpu(gpu) => gpu.autotuned(),
+            _ => Vec::new(),
+        }
+    }
+
     /// On a GPU, the seconds to upload `data` the way a call uploads its input (same chunks,
     /// same staging buffers), until the device holds it; `None` on the CPU paths, which upload
     /// nothing. For the benchmark: the end-to-end time of a call is set against it.

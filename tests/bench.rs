@@ -170,3 +170,37 @@ fn kernel_times_probes_and_uploads_are_measured_on_every_engine() {
         }
     }
 }
+
+#[test]
+fn the_autotune_runs_before_the_timed_calls_and_is_reported() {
+    let (code, stdout, stderr) = run_cli(
+        &[
+            "bench",
+            "--shape",
+            "16x300",
+            "--device",
+            "gpu",
+            "--pass",
+            "fwd",
+            "--runs",
+            "1",
+            "--autotune",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout.matches("autotune on ").count(),
+        gpus().len(),
+        "{stdout}"
+    );
+    // Every class was chosen before the timed calls, none left trying.
+    assert!(!stdout.contains("trying"), "{stdout}");
+    assert_eq!(
+        stdout
+            .matches("cross-entropy, B ≤ 2^4, C ≤ 2^9: a ")
+            .count(),
+        gpus().len(),
+        "{stdout}"
+    );
+}

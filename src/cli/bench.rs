@@ -79,6 +79,10 @@ pub struct BenchArgs {
     /// The Python that runs PyTorch.
     #[arg(long, default_value = "python3")]
     python: String,
+    /// Let each GPU adapter autotune its row kernels first (see `Engine::autotune`), and print what
+    /// it chose.
+    #[arg(long)]
+    autotune: bool,
     /// Rows measured elsewhere, as JSON lines (benches/compare_candle prints them); repeatable.
     #[arg(long)]
     baseline: Vec<PathBuf>,
@@ -347,7 +351,7 @@ fn read_bytes(shape: Shape, loss: LossKind, dtype: Dtype) -> u64 {
     (shape.elements() * (dtype.bytes() + if dense { 4 } else { 0 })) as u64
 }
 
-fn open_devices(choice: &[BenchDevice]) -> Vec<Device> {
+fn open_devices(choice: &[BenchDevice], autotune: bool) -> Vec<Device> {
     let all = [BenchDevice::Gpu, BenchDevice::Cpu, BenchDevice::Reference];
     let choice = if choice.is_empty() { &all[..] } else { choice };
     let cpu_key = "cpu".to_string();
@@ -359,7 +363,7 @@ fn open_devices(choice: &[BenchDevice]) -> Vec<Device> {
                     match engine {
                         Ok(engine) => devices.push(Device {
                             probe_key: engine.device().to_string(),
-                            engine,
+                            engine: engine.autotune(autotune),
                             reference: false,
                         }),
                         Err(e) => eprintln!("xent bench: an adapter failed to open: {e}"),
@@ -416,7 +420,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         PassArg::FwdBwd => &[Pass::FwdBwd],
         PassArg::Both => &[Pass::Fwd, Pass::FwdBwd],
     };
-    let devices = open_devices(&args.devices);
+    let devices = open_devices(&args.devices, args.autotune);
     let runs_in =
         |d: &Device, s: Shape| !d.reference || s.elements() <= args.reference_max_elements;
     let steps: usize = shapes
@@ -504,6 +508,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     }
                     Ok(())
                 };
+                // The autotune's trials run before any timed call: at most this many calls.
+                for k in 0..if gpu && args.autotune { 64 } else { 0 } {
+                    call(k % inputs.sets())?;
+                    if !tuning(&device.engine) {
+                        break;
+                    }
+                }
                 let measure = if gpu {
                     Measure::EndToEnd
                 } else {
@@ -535,6 +546,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         rows.extend(baseline_rows(path, &shapes, args.dtype, loss)?);
     }
     print_table(&rows, args);
+    if args.autotune {
+        for device in devices
+            .iter()
+            .filter(|d| d.engine.device().kind == DeviceKind::Gpu)
+        {
+            println!("autotune on {}:", device.engine.device());
+            for line in device.engine.autotuned() {
+                println!("  {line}");
+            }
+        }
+    }
     if let Some(path) = &args.json {
         write(
             path,
@@ -548,6 +570,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         plot::draw(path, &rows)?;
     }
     Ok(())
+}
+
+/// Whether an engine's autotune still has trials to run.
+fn tuning(engine: &Engine) -> bool {
+    engine
+        .autotuned()
+        .iter()
+        .any(|line| line.contains("trying"))
 }
 
 fn clock_name(clock: xent::Clock) -> &'static str {

@@ -10,6 +10,7 @@ mod reduce;
 mod rows;
 mod shaders;
 mod timing;
+mod tune;
 
 use std::sync::{Mutex, PoisonError};
 
@@ -30,6 +31,7 @@ pub(crate) struct GpuEngine {
     ctx: Context,
     pipelines: Pipelines,
     workspace: Mutex<Workspace>,
+    tuner: tune::Tuner,
 }
 
 /// The buffers one call uses, kept for the next. The mutex around it also serializes calls, which
@@ -121,6 +123,7 @@ impl GpuEngine {
             ctx,
             pipelines: Pipelines::default(),
             workspace: Mutex::new(Workspace::new()),
+            tuner: tune::Tuner::default(),
         }
     }
 
@@ -224,7 +227,8 @@ impl GpuEngine {
         let chunk_cap = binding.min(limits.max_buffer_size).min(CHUNK_CAP_BYTES);
         let chunks = row_chunks(req.batch, req.classes, chunk_cap)?;
         let cpu_adapter = self.ctx.info.device_type == wgpu::DeviceType::Cpu;
-        let kernel = rows::RowKernel::for_request(req, self.ctx.subgroups, cpu_adapter);
+        let (variant, trial) = self.tuner.pick(req, cpu_adapter);
+        let kernel = rows::RowKernel::new(req, self.ctx.subgroups, variant);
         let mut arena = ParamArena {
             bytes: Vec::new(),
             align: limits.min_uniform_buffer_offset_alignment as usize,
@@ -297,7 +301,7 @@ impl GpuEngine {
         let element_pipeline = elementwise.then(|| self.pipeline(&rows::elementwise_key(req)));
         let mut timing = Timing::new(
             &self.ctx,
-            timed,
+            timed || trial.is_some(),
             chunks.len() * (1 + usize::from(elementwise)) + passes.len(),
         );
         for (k, (rows, &offset)) in chunks.iter().zip(&chunk_offsets).enumerate() {
@@ -471,7 +475,22 @@ impl GpuEngine {
             grad: None,
             valid_rows: req.valid_rows,
         };
-        Ok((output, timing.finish(&self.ctx)?))
+        let time = timing.finish(&self.ctx)?;
+        if let (Some(trial), Some(t)) = (trial, time) {
+            self.tuner
+                .record(trial, t.seconds / req.elements().max(1) as f64);
+        }
+        Ok((output, time.filter(|_| timed)))
+    }
+
+    /// Turns the autotune on or off (see `tune.rs`).
+    pub fn set_autotune(&self, on: bool) {
+        self.tuner.set(on);
+    }
+
+    /// The autotune's state, a line per class of shapes.
+    pub fn autotuned(&self) -> Vec<String> {
+        self.tuner.report()
     }
 
     /// Maps every staging buffer that a call left unmapped, and `readback` for reading, in one

@@ -31,10 +31,12 @@ const ROW_PER_THREAD_MAX_CLASSES: usize = 64;
 /// Measured on lavapipe against a workgroup per row: 2.6× the throughput at 1024 × 32000, 1.6× at
 /// 32 × 262144, 1.1× at 256 × 128256.
 const ROW_PER_THREAD_MIN_ROWS_ON_CPU: usize = 8;
-/// On a CPU adapter, rows per workgroup are about a quarter of the batch (8 to 64), so that both
-/// cores get work even for small batches: 64 × 1000 takes 0.55 ms of kernel time at 16 rows per
-/// workgroup against 0.94 ms at 64.
-const CPU_GROUPS_PER_BATCH: usize = 4;
+/// On a CPU adapter, rows longer than 64 classes go 8 to a workgroup: one SIMD batch of lanes
+/// each, which keeps the rows being streamed at once few. Measured on lavapipe (kernel time) at
+/// 8 against 64 rows per workgroup: 256 × 128256 131–139 against 255–273 ms, 1024 × 32000 142
+/// against 159 ms, 64 × 1000 0.52 against 0.94 ms. Shorter rows keep 64 (8192 × 10: 1.14 ms
+/// against 1.32 at 8).
+const LONG_ROWS_PER_GROUP_ON_CPU: u32 = 8;
 /// Quads (four elements) per invocation of `elementwise`: its workgroup size.
 const ELEMENTWISE_GROUP: u32 = 64;
 
@@ -70,50 +72,105 @@ fn request_constants(req: &Checked) -> Vec<(&'static str, u32)> {
     ]
 }
 
-/// The row kernel chosen for a request: its pipeline key and how many rows a workgroup covers.
+/// The shape of a row kernel: an invocation per row, this many rows per workgroup; or a workgroup
+/// of this many invocations per row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Variant {
+    RowPerThread(u32),
+    RowPerWorkgroup(u32),
+}
+
+/// Workgroup sizes an autotune tries for a workgroup per row.
+const TUNED_WORKGROUPS: [u32; 3] = [64, 128, 256];
+/// Rows per workgroup an autotune tries for a row per invocation, on CPU adapters.
+const TUNED_ROWS_PER_GROUP: [u32; 4] = [8, 16, 32, 64];
+
+impl Variant {
+    /// The rule, with no measurement: a row per invocation for short rows, and on CPU adapters
+    /// for batches of 8 or more; otherwise a workgroup per row, with enough invocations that each
+    /// scans a few dozen quads, up to 256.
+    pub fn rule(req: &Checked, cpu_adapter: bool) -> Self {
+        if req.classes <= ROW_PER_THREAD_MAX_CLASSES
+            || (cpu_adapter && req.batch >= ROW_PER_THREAD_MIN_ROWS_ON_CPU)
+        {
+            return Variant::RowPerThread(
+                if cpu_adapter && req.classes > ROW_PER_THREAD_MAX_CLASSES {
+                    LONG_ROWS_PER_GROUP_ON_CPU
+                } else {
+                    ROWS_PER_GROUP
+                },
+            );
+        }
+        let quads = req.classes.div_ceil(4);
+        Variant::RowPerWorkgroup((quads / 32).clamp(32, 256).next_power_of_two().min(256) as u32)
+    }
+
+    /// What an autotune tries for a request, the rule's choice first: for rows longer than 64
+    /// classes, a workgroup per row at each tuned size, and on a CPU adapter (batches of 8 or
+    /// more) a row per invocation at each tuned group size. Short rows have one choice.
+    pub fn candidates(req: &Checked, cpu_adapter: bool) -> Vec<Self> {
+        let mut all = vec![Self::rule(req, cpu_adapter)];
+        if req.classes > ROW_PER_THREAD_MAX_CLASSES {
+            all.extend(TUNED_WORKGROUPS.map(Variant::RowPerWorkgroup));
+            if cpu_adapter && req.batch >= ROW_PER_THREAD_MIN_ROWS_ON_CPU {
+                all.extend(TUNED_ROWS_PER_GROUP.map(Variant::RowPerThread));
+            }
+        }
+        let mut seen = Vec::new();
+        all.retain(|v| {
+            let new = !seen.contains(v);
+            seen.push(*v);
+            new
+        });
+        all
+    }
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Variant::RowPerThread(rows) => write!(f, "a row per invocation, {rows} per workgroup"),
+            Variant::RowPerWorkgroup(size) => write!(f, "a workgroup of {size} per row"),
+        }
+    }
+}
+
+/// The row kernel of a request: its pipeline key and how many rows a workgroup covers.
 pub(crate) struct RowKernel {
     pub key: Key,
     rows_per_group: u32,
 }
 
 impl RowKernel {
-    pub fn for_request(req: &Checked, subgroups: bool, cpu_adapter: bool) -> Self {
+    pub fn new(req: &Checked, subgroups: bool, variant: Variant) -> Self {
         let mut constants = request_constants(req);
         let family = family(req.loss);
-        if req.classes <= ROW_PER_THREAD_MAX_CLASSES
-            || (cpu_adapter && req.batch >= ROW_PER_THREAD_MIN_ROWS_ON_CPU)
-        {
-            let rows_per_group = if cpu_adapter {
-                (req.batch / CPU_GROUPS_PER_BATCH)
-                    .next_power_of_two()
-                    .clamp(8, ROWS_PER_GROUP as usize) as u32
-            } else {
-                ROWS_PER_GROUP
-            };
-            constants.push(("ROWS_PER_GROUP", rows_per_group));
-            return RowKernel {
-                key: Key {
-                    module: Module::Rows {
-                        family,
-                        subgroups: false,
+        match variant {
+            Variant::RowPerThread(rows_per_group) => {
+                constants.push(("ROWS_PER_GROUP", rows_per_group));
+                RowKernel {
+                    key: Key {
+                        module: Module::Rows {
+                            family,
+                            subgroups: false,
+                        },
+                        entry: "row_per_thread",
+                        constants,
                     },
-                    entry: "row_per_thread",
-                    constants,
-                },
-                rows_per_group,
-            };
-        }
-        // Enough invocations that each scans a few dozen quads, up to 256.
-        let quads = req.classes.div_ceil(4);
-        let workgroup = (quads / 32).clamp(32, 256).next_power_of_two().min(256) as u32;
-        constants.push(("WORKGROUP", workgroup));
-        RowKernel {
-            key: Key {
-                module: Module::Rows { family, subgroups },
-                entry: "row_per_workgroup",
-                constants,
-            },
-            rows_per_group: 1,
+                    rows_per_group,
+                }
+            }
+            Variant::RowPerWorkgroup(workgroup) => {
+                constants.push(("WORKGROUP", workgroup));
+                RowKernel {
+                    key: Key {
+                        module: Module::Rows { family, subgroups },
+                        entry: "row_per_workgroup",
+                        constants,
+                    },
+                    rows_per_group: 1,
+                }
+            }
         }
     }
 
