@@ -176,3 +176,38 @@ fn an_in_place_gradient_of_f16_input_is_refused() {
     let err = Engine::reference().compute(&request).unwrap_err();
     assert!(matches!(err, xent::Error::Unsupported { .. }), "{err}");
 }
+
+/// Long rows, where one invocation per row would run past llvmpipe's limit of 65 535 loop
+/// iterations per invocation (the gradient pass then wrote one quad per row): the kernel choice
+/// keeps every invocation within it. At the edge of one invocation per row (130816 classes, 32704
+/// quads), just past it, and far past it, with weights and smoothing (whose loops run inside the
+/// row loop) and without.
+#[test]
+fn long_rows_get_every_gradient_element() {
+    let mut rng = rng("long rows");
+    for (batch, classes) in [(8, 130_816), (8, 130_820), (16, 131_072), (8, 262_144)] {
+        let x = logits(&mut rng, batch * classes, 4.0);
+        let t = targets(&mut rng, batch, classes, 0.0);
+        let w: Vec<f32> = (0..classes).map(|k| 0.5 + (k % 3) as f32 * 0.25).collect();
+        let plain = Request::cross_entropy(&x[..], [batch, classes], &t[..]).with_grad(true);
+        let weighted = plain.weight(&w).label_smoothing(0.1);
+        for request in [plain, weighted] {
+            let want = Engine::reference().compute(&request).unwrap();
+            for engine in gpus() {
+                let what = format!("{} {batch}x{classes}", engine.device());
+                let got = engine.compute(&request).unwrap();
+                // A lane sums a whole row of 130 K values in f32: about 1e-6 relatively.
+                common::assert_scalar(
+                    &what,
+                    got.loss.scalar().unwrap(),
+                    want.loss.scalar().unwrap(),
+                    1e-5,
+                );
+                let (g, w) = (got.grad.unwrap(), want.grad.as_ref().unwrap().clone());
+                let error = common::relative_norm_error(&g, &w);
+                assert!(error <= 1e-5, "{what}: gradient off by {error}");
+                assert!(g.iter().all(|v| *v != 0.0), "{what}: unwritten elements");
+            }
+        }
+    }
+}

@@ -80,6 +80,24 @@ pub(crate) enum Variant {
     RowPerWorkgroup(u32),
 }
 
+/// On a CPU adapter, the most quads one invocation scans in one pass over a row. llvmpipe stops
+/// the loops of one invocation after 65 535 iterations in all (found at 8 × 262144: the gradient
+/// pass then wrote one quad per row; at 16 × 131072, the last two quads of each row). A row may be
+/// scanned twice (with the gradient), and a workgroup's tree merge loops 8 times more, so twice
+/// this plus 127 stays within the limit. (Loops of constant count inside the row loop, such as the
+/// four weights of a quad, do not count: tested at this limit with weights.)
+const CPU_MAX_QUADS_PER_INVOCATION: usize = 32_704;
+
+/// Whether one invocation per row of `classes` stays within what the adapter runs.
+fn lane_per_row_fits(classes: usize, cpu_adapter: bool) -> bool {
+    !cpu_adapter || classes.div_ceil(4) <= CPU_MAX_QUADS_PER_INVOCATION
+}
+
+/// Whether a workgroup of `size` per row stays within what the adapter runs.
+fn workgroup_fits(classes: usize, size: u32, cpu_adapter: bool) -> bool {
+    !cpu_adapter || classes.div_ceil(4).div_ceil(size as usize) <= CPU_MAX_QUADS_PER_INVOCATION
+}
+
 /// Workgroup sizes an autotune tries for a workgroup per row.
 const TUNED_WORKGROUPS: [u32; 3] = [64, 128, 256];
 /// Rows per workgroup an autotune tries for a row per invocation, on CPU adapters.
@@ -91,7 +109,9 @@ impl Variant {
     /// scans a few dozen quads, up to 256.
     pub fn rule(req: &Checked, cpu_adapter: bool) -> Self {
         if req.classes <= ROW_PER_THREAD_MAX_CLASSES
-            || (cpu_adapter && req.batch >= ROW_PER_THREAD_MIN_ROWS_ON_CPU)
+            || (cpu_adapter
+                && req.batch >= ROW_PER_THREAD_MIN_ROWS_ON_CPU
+                && lane_per_row_fits(req.classes, cpu_adapter))
         {
             return Variant::RowPerThread(
                 if cpu_adapter && req.classes > ROW_PER_THREAD_MAX_CLASSES {
@@ -102,7 +122,15 @@ impl Variant {
             );
         }
         let quads = req.classes.div_ceil(4);
-        Variant::RowPerWorkgroup((quads / 32).clamp(32, 256).next_power_of_two().min(256) as u32)
+        // At the largest chunk (32 MiB), 256 invocations scan 8192 quads each, within the limit.
+        let fitting = quads.div_ceil(CPU_MAX_QUADS_PER_INVOCATION);
+        Variant::RowPerWorkgroup(
+            (quads / 32)
+                .max(if cpu_adapter { fitting } else { 1 })
+                .clamp(32, 256)
+                .next_power_of_two()
+                .min(256) as u32,
+        )
     }
 
     /// What an autotune tries for a request, the rule's choice first: for rows longer than 64
@@ -111,8 +139,16 @@ impl Variant {
     pub fn candidates(req: &Checked, cpu_adapter: bool) -> Vec<Self> {
         let mut all = vec![Self::rule(req, cpu_adapter)];
         if req.classes > ROW_PER_THREAD_MAX_CLASSES {
-            all.extend(TUNED_WORKGROUPS.map(Variant::RowPerWorkgroup));
-            if cpu_adapter && req.batch >= ROW_PER_THREAD_MIN_ROWS_ON_CPU {
+            all.extend(
+                TUNED_WORKGROUPS
+                    .into_iter()
+                    .filter(|&size| workgroup_fits(req.classes, size, cpu_adapter))
+                    .map(Variant::RowPerWorkgroup),
+            );
+            if cpu_adapter
+                && req.batch >= ROW_PER_THREAD_MIN_ROWS_ON_CPU
+                && lane_per_row_fits(req.classes, cpu_adapter)
+            {
                 all.extend(TUNED_ROWS_PER_GROUP.map(Variant::RowPerThread));
             }
         }
