@@ -81,12 +81,12 @@ pub(crate) enum Variant {
 }
 
 /// On a CPU adapter, the most quads one invocation scans in one pass over a row. llvmpipe stops
-/// the loops of one invocation after 65 535 iterations in all (found at 8 × 262144: the gradient
-/// pass then wrote one quad per row; at 16 × 131072, the last two quads of each row). A row may be
-/// scanned twice (with the gradient), and a workgroup's tree merge loops 8 times more, so twice
-/// this plus 127 stays within the limit. (Loops of constant count inside the row loop, such as the
-/// four weights of a quad, do not count: tested at this limit with weights.)
-const CPU_MAX_QUADS_PER_INVOCATION: usize = 32_704;
+/// the loops of one invocation after about 65 000 iterations in all (found at 8 × 262144: the
+/// gradient pass then wrote one quad per row; at 16 × 131072, all but the last two quads of each
+/// row; at 8 × 130816, with 65 408 iterations, a few quads short). A row may be scanned twice
+/// (with the gradient), so twice this stays well within it: 16 × 128256 (64 128 iterations) was
+/// still whole.
+const CPU_MAX_QUADS_PER_INVOCATION: usize = 30_000;
 
 /// Whether one invocation per row of `classes` stays within what the adapter runs.
 fn lane_per_row_fits(classes: usize, cpu_adapter: bool) -> bool {
