@@ -704,11 +704,16 @@ fn csv(rows: &[Row]) -> String {
     out
 }
 
-fn write(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|e| Error::Io {
+/// A file that could not be read or written.
+fn io_error(path: &Path, e: &std::io::Error) -> Error {
+    Error::Io {
         path: path.display().to_string(),
         reason: e.to_string(),
-    })
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| io_error(path, &e))
 }
 
 /// Rows of another library, from JSON lines of the form that `benches/compare_torch.py --json`
@@ -778,10 +783,7 @@ fn external_rows(
 }
 
 fn baseline_rows(path: &Path, shapes: &[Shape], dtype: Dtype, loss: LossKind) -> Result<Vec<Row>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|e| io_error(path, &e))?;
     external_rows(&text, &path.display().to_string(), shapes, |s| {
         read_bytes(s, loss, dtype)
     })

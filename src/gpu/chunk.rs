@@ -6,7 +6,16 @@ use crate::error::{Error, Result};
 
 /// The largest chunk uploaded at once. Smaller than lavapipe's 128 MiB binding limit so that the
 /// upload of one chunk overlaps the kernel on the previous one, and host-side staging stays small.
-pub(crate) const CHUNK_CAP_BYTES: u64 = 32 << 20;
+const CHUNK_CAP_BYTES: u64 = 32 << 20;
+
+/// The bytes of one chunk on a device with these limits: what one storage binding and one buffer
+/// hold, and at most `CHUNK_CAP_BYTES`.
+pub(crate) fn chunk_cap(limits: &wgpu::Limits) -> u64 {
+    limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size)
+        .min(CHUNK_CAP_BYTES)
+}
 
 /// Row ranges covering `0..batch`, each at most `max_bytes` of f32 logits once rounded up to the
 /// 16-byte vec4 word the kernels read.

@@ -20,7 +20,7 @@ pub use shaders::{ShaderModule, shader_modules};
 use crate::error::{Error, Result};
 use crate::loss::{Checked, CheckedTarget, Reduction};
 use crate::output::{KernelTime, Loss, Output};
-use chunk::{CHUNK_CAP_BYTES, round_up, row_chunks};
+use chunk::{chunk_cap, round_up, row_chunks};
 use context::Context;
 use pipelines::{Key, Pipelines};
 use pool::{Slot, Staging};
@@ -224,7 +224,7 @@ impl GpuEngine {
         let (alpha, beta) = divisors.map_or((0.0, 0.0), |(main, z)| {
             ((1.0 / main) as f32, (1.0 / z) as f32)
         });
-        let chunk_cap = binding.min(limits.max_buffer_size).min(CHUNK_CAP_BYTES);
+        let chunk_cap = chunk_cap(limits);
         let chunks = row_chunks(req.batch, req.classes, chunk_cap)?;
         let cpu_adapter = self.ctx.info.device_type == wgpu::DeviceType::Cpu;
         let (variant, trial) = self.tuner.pick(req, cpu_adapter);
@@ -310,33 +310,15 @@ impl GpuEngine {
             let input_bound = round_up(input.len() as u64, 16);
             let dense_bytes: &[u8] =
                 dense.map_or(&[], |t| bytemuck::cast_slice(&t[elements.clone()]));
-            let staging_buf =
-                self.stage(&mut ws.staging[k % 2], input, input_bound, dense_bytes)?;
-            let input_len = round_up(input.len() as u64, 4);
+            self.upload_chunk(ws, k, input, dense_bytes)?;
             let mut encoder = device.create_command_encoder(&Default::default());
-            let (input_buf, _) = ws.inputs[k % 2].get(device, input_bound);
-            encoder.copy_buffer_to_buffer(&staging_buf, 0, input_buf, 0, input_len);
+            let input_buf = current(&ws.inputs[k % 2]);
             let dense_bound = round_up(dense_bytes.len() as u64, 16);
-            let dense_buf = if dense_bytes.is_empty() {
-                current(&ws.empty)
+            let dense_buf = current(if dense_bytes.is_empty() {
+                &ws.empty
             } else {
-                let (buf, _) = ws.dense[k % 2].get(device, dense_bound);
-                encoder.copy_buffer_to_buffer(
-                    &staging_buf,
-                    input_bound,
-                    buf,
-                    0,
-                    dense_bytes.len() as u64,
-                );
-                buf
-            };
-            // The copies go in a submission of their own, so that the staging buffer can be
-            // written again (for chunk k + 2) as soon as they are done, while kernels still run.
-            let copies = std::mem::replace(
-                &mut encoder,
-                device.create_command_encoder(&Default::default()),
-            );
-            ws.staging[k % 2].copied = Some(queue.submit([copies.finish()]));
+                &ws.dense[k % 2]
+            });
             let grad_bytes = elements.len() as u64 * 4;
             let grad_bound = round_up(grad_bytes, 16);
             let separate_grad = grad.is_some() && !req.options.grad_in_place;
@@ -520,25 +502,35 @@ impl GpuEngine {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         self.ctx.scoped("upload", || {
-            let limits = &self.ctx.limits;
-            let cap = limits
-                .max_storage_buffer_binding_size
-                .min(limits.max_buffer_size)
-                .min(CHUNK_CAP_BYTES) as usize;
-            let device = &self.ctx.device;
+            let cap = chunk_cap(&self.ctx.limits) as usize;
             let start = std::time::Instant::now();
             for (k, piece) in data.chunks((cap / 4).max(4)).enumerate() {
-                let bytes: &[u8] = bytemuck::cast_slice(piece);
-                let bound = round_up(bytes.len() as u64, 16);
-                let staging = self.stage(&mut ws.staging[k % 2], bytes, bound, &[])?;
-                let (input, _) = ws.inputs[k % 2].get(device, bound);
-                let mut encoder = device.create_command_encoder(&Default::default());
-                encoder.copy_buffer_to_buffer(&staging, 0, input, 0, bytes.len() as u64);
-                ws.staging[k % 2].copied = Some(self.ctx.queue.submit([encoder.finish()]));
+                self.upload_chunk(&mut ws, k, bytemuck::cast_slice(piece), &[])?;
             }
             self.remap_staging(&mut ws, None)?;
             Ok(start.elapsed().as_secs_f64())
         })
+    }
+
+    /// Uploads chunk `k`'s input (and dense targets) into the workspace's input (and dense)
+    /// buffers of its parity, through staging buffer k % 2. The copies go in a submission of
+    /// their own, so that the staging buffer can be written again (for chunk k + 2) as soon as
+    /// they are done, while kernels still run.
+    fn upload_chunk(&self, ws: &mut Workspace, k: usize, input: &[u8], dense: &[u8]) -> Result<()> {
+        let device = &self.ctx.device;
+        let input_bound = round_up(input.len() as u64, 16);
+        let staging = self.stage(&mut ws.staging[k % 2], input, input_bound, dense)?;
+        let mut encoder = device.create_command_encoder(&Default::default());
+        let (input_buf, _) = ws.inputs[k % 2].get(device, input_bound);
+        // Copies come in whole u32 words; `stage` padded an odd count of f16 values.
+        let input_len = round_up(input.len() as u64, 4);
+        encoder.copy_buffer_to_buffer(&staging, 0, input_buf, 0, input_len);
+        if !dense.is_empty() {
+            let (dense_buf, _) = ws.dense[k % 2].get(device, round_up(dense.len() as u64, 16));
+            encoder.copy_buffer_to_buffer(&staging, input_bound, dense_buf, 0, dense.len() as u64);
+        }
+        ws.staging[k % 2].copied = Some(self.ctx.queue.submit([encoder.finish()]));
+        Ok(())
     }
 
     /// Writes one chunk's input, and its dense targets at `dense_at`, into a staging buffer,

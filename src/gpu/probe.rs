@@ -1,6 +1,6 @@
 //! Host side of `shaders/probe.wgsl`: the adapter's own read bandwidth over given bytes.
 
-use super::chunk::{CHUNK_CAP_BYTES, round_up};
+use super::chunk::{chunk_cap, round_up};
 use super::pipelines::Key;
 use super::shaders::Module;
 use super::timing::Timing;
@@ -27,12 +27,7 @@ impl GpuEngine {
         self.ctx.scoped("bandwidth probe", || {
             let device = &self.ctx.device;
             let limits = &self.ctx.limits;
-            let cap = limits
-                .max_storage_buffer_binding_size
-                .min(limits.max_buffer_size)
-                .min(CHUNK_CAP_BYTES) as usize
-                / 16
-                * 4;
+            let cap = chunk_cap(limits) as usize / 16 * 4;
             let align = limits.min_uniform_buffer_offset_alignment as usize;
             let pieces: Vec<&[f32]> = data.chunks(cap.max(4)).collect();
             let mut params = Vec::new();
