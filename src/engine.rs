@@ -259,6 +259,15 @@ impl Engine {
         self
     }
 
+    /// Whether the autotune is still trying candidates for some class of shapes it has seen
+    /// (false on the CPU, or when it is off).
+    pub fn autotuning(&self) -> bool {
+        match &self.backend {
+            Backend::Gpu(gpu) => gpu.autotuning(),
+            _ => false,
+        }
+    }
+
     /// What the autotune has chosen so far, a line per class of shapes (empty on the CPU, or
     /// when it is off).
     pub fn autotuned(&self) -> Vec<String> {

@@ -511,7 +511,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 // The autotune's trials run before any timed call: at most this many calls.
                 for k in 0..if gpu && args.autotune { 64 } else { 0 } {
                     call(k % inputs.sets())?;
-                    if !tuning(&device.engine) {
+                    if !device.engine.autotuning() {
                         break;
                     }
                 }
@@ -570,14 +570,6 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         plot::draw(path, &rows)?;
     }
     Ok(())
-}
-
-/// Whether an engine's autotune still has trials to run.
-fn tuning(engine: &Engine) -> bool {
-    engine
-        .autotuned()
-        .iter()
-        .any(|line| line.contains("trying"))
 }
 
 fn clock_name(clock: xent::Clock) -> &'static str {

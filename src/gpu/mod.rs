@@ -470,6 +470,11 @@ impl GpuEngine {
         self.tuner.set(on);
     }
 
+    /// Whether the autotune still has trials to run for some class of shapes.
+    pub fn autotuning(&self) -> bool {
+        self.tuner.trying()
+    }
+
     /// The autotune's state, a line per class of shapes.
     pub fn autotuned(&self) -> Vec<String> {
         self.tuner.report()

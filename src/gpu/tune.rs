@@ -128,6 +128,12 @@ impl Tuner {
         }
     }
 
+    /// Whether some class still has trials to run.
+    pub fn trying(&self) -> bool {
+        let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        table.values().any(|e| matches!(e, Entry::Trying { .. }))
+    }
+
     /// One line per tuned class: the class and its kernel, or how far its trials have come.
     pub fn report(&self) -> Vec<String> {
         let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);

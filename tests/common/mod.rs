@@ -14,24 +14,28 @@ use xent::Engine;
 /// adapter at all (or one that fails to open) fails the test instead of skipping it.
 pub fn gpus() -> &'static [Engine] {
     static ENGINES: OnceLock<Vec<Engine>> = OnceLock::new();
-    ENGINES.get_or_init(|| {
-        let require = std::env::var("XENT_REQUIRE_GPU").is_ok_and(|v| v == "1");
-        let mut engines = Vec::new();
-        for engine in Engine::all_gpus() {
-            match engine {
-                Ok(e) => engines.push(e),
-                Err(e) if require => {
-                    panic!("XENT_REQUIRE_GPU=1 and an adapter failed to open: {e}")
-                }
-                Err(e) => eprintln!("skipping an adapter that failed to open: {e}"),
+    ENGINES.get_or_init(open_gpus)
+}
+
+/// One new engine per adapter wgpu finds, for tests that change an engine's settings; with
+/// `XENT_REQUIRE_GPU=1` as `gpus`.
+pub fn open_gpus() -> Vec<Engine> {
+    let require = std::env::var("XENT_REQUIRE_GPU").is_ok_and(|v| v == "1");
+    let mut engines = Vec::new();
+    for engine in Engine::all_gpus() {
+        match engine {
+            Ok(e) => engines.push(e),
+            Err(e) if require => {
+                panic!("XENT_REQUIRE_GPU=1 and an adapter failed to open: {e}")
             }
+            Err(e) => eprintln!("skipping an adapter that failed to open: {e}"),
         }
-        assert!(
-            !(require && engines.is_empty()),
-            "XENT_REQUIRE_GPU=1 but wgpu found no adapter"
-        );
-        engines
-    })
+    }
+    assert!(
+        !(require && engines.is_empty()),
+        "XENT_REQUIRE_GPU=1 but wgpu found no adapter"
+    );
+    engines
 }
 
 /// The engines checked against the float64 reference: every GPU adapter and the fast CPU path.
