@@ -287,6 +287,16 @@ impl Engine {
         }
     }
 
+    /// Bytes of device memory a GPU engine keeps between calls in its reused buffers (0 on the
+    /// CPU paths, which keep none). Each buffer is replaced only by a larger one, so this is
+    /// bounded by the largest call's chunk: at most 32 MiB of input per chunk, double-buffered.
+    pub fn pooled_bytes(&self) -> u64 {
+        match &self.backend {
+            Backend::Gpu(gpu) => gpu.pooled_bytes(),
+            _ => 0,
+        }
+    }
+
     fn run(&self, checked: &Checked, grad: Option<&mut [f32]>) -> Result<Output> {
         match &self.backend {
             Backend::Gpu(gpu) => Ok(gpu.compute(checked, grad, false)?.0),

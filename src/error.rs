@@ -71,6 +71,18 @@ pub enum Error {
         /// The value.
         value: f32,
     },
+    /// Strict mode found a NaN or +inf.
+    #[error("{what} row {row}, class {class} is {value}; strict mode rejects NaN and +inf")]
+    NonFinite {
+        /// `input` or `target`.
+        what: &'static str,
+        /// The row.
+        row: usize,
+        /// The class.
+        class: usize,
+        /// The value.
+        value: f32,
+    },
     /// The target does not suit the loss.
     #[error("{loss}: {reason}")]
     InvalidTarget {

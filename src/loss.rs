@@ -209,6 +209,11 @@ pub struct Options {
     /// On the GPU, write the gradient over the uploaded input instead of a buffer of its own
     /// (f32 input only). The result is the same; the device needs no memory for it.
     pub grad_in_place: bool,
+    /// Strict mode: a NaN or +inf in the input or a dense target is an error that names its row
+    /// and class, found before anything is computed. Off by default, where a NaN makes its own
+    /// row NaN and nothing else. −inf stays valid either way: it is how a logit is masked, and a
+    /// log-probability of 0.
+    pub strict: bool,
 }
 
 impl Default for Options {
@@ -225,6 +230,7 @@ impl Default for Options {
             lse: false,
             grad: false,
             grad_in_place: false,
+            strict: false,
         }
     }
 }
@@ -398,6 +404,21 @@ impl<'a> Request<'a> {
         self
     }
 
+    /// Turns strict mode on or off (see [`Options::strict`]).
+    ///
+    /// ```
+    /// use xent::{Engine, Error, Request};
+    /// let logits = [0.5_f32, f32::NAN, 1.0, 2.0];
+    /// let request = Request::cross_entropy(&logits[..], [2, 2], &[0_i64, 1][..]);
+    /// assert!(Engine::cpu().compute(&request).unwrap().loss.scalar().unwrap().is_nan());
+    /// let err = Engine::cpu().compute(&request.strict(true)).unwrap_err();
+    /// assert!(matches!(err, Error::NonFinite { what: "input", row: 0, class: 1, .. }));
+    /// ```
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.options.strict = strict;
+        self
+    }
+
     /// The options in force.
     pub fn options(&self) -> Options {
         self.options
@@ -517,6 +538,12 @@ impl<'a> Request<'a> {
             Some(_) => return Err(unsupported("pos_weight")),
             None => None,
         };
+        if o.strict {
+            check_finite("input", (0..elements).map(|i| self.input.get(i)), classes)?;
+            if let Target::Dense(t) = self.target {
+                check_finite("target", t.iter().copied(), classes)?;
+            }
+        }
         if o.input_kind == InputKind::Probs {
             check_probabilities(&self.input, classes)?;
         }
@@ -615,6 +642,26 @@ fn check_weights<'a>(what: &'static str, w: &'a [f32], classes: usize) -> Result
             value: w[class],
         }),
         None => Ok(w),
+    }
+}
+
+/// Strict mode's check: no NaN and no +inf among `values`, a [B, C] array.
+fn check_finite(
+    what: &'static str,
+    values: impl Iterator<Item = f32>,
+    classes: usize,
+) -> Result<()> {
+    match values
+        .enumerate()
+        .find(|&(_, v)| v.is_nan() || v == f32::INFINITY)
+    {
+        Some((i, value)) => Err(Error::NonFinite {
+            what,
+            row: i / classes,
+            class: i % classes,
+            value,
+        }),
+        None => Ok(()),
     }
 }
 

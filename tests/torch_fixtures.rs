@@ -6,7 +6,6 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{assert_close, assert_scalar, cli_devices, run_cli};
-use npyz::WriterBuilder;
 use serde_json::Value;
 use xent::npy::{Floats, TargetData, read_input, read_target};
 use xent::{Engine, Reduction, Request};
@@ -268,53 +267,4 @@ fn cli_bad_input_is_a_one_line_error() {
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
-}
-
-#[test]
-fn cli_names_the_row_of_a_target_out_of_range() {
-    let dir = std::env::temp_dir().join(format!("xent-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let input = dir.join("x.npy");
-    let target = dir.join("t.npy");
-    write_npy(&input, &[2, 3], &[0.3_f32, -1.2, 2.2, 0.7, 1.1, -0.4]);
-    write_npy(&target, &[2], &[1_i64, 3]);
-    for device in ["cpu", "auto"] {
-        let args = [
-            "loss",
-            "--input",
-            input.to_str().unwrap(),
-            "--target",
-            target.to_str().unwrap(),
-            "--device",
-            device,
-        ];
-        let (code, stdout, stderr) = run_cli(&args, &[]);
-        assert_eq!(code, 1, "{stderr}");
-        assert!(stdout.is_empty());
-        assert_eq!(
-            stderr
-                .lines()
-                .filter(|l| l.starts_with("xent: error:"))
-                .count(),
-            1,
-            "{stderr}"
-        );
-        assert!(
-            stderr.contains("target 3 at row 1 is outside [0, 3)"),
-            "{stderr}"
-        );
-    }
-}
-
-fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], data: &[T]) {
-    let mut out = Vec::new();
-    let mut w = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(shape)
-        .writer(&mut out)
-        .begin_nd()
-        .unwrap();
-    w.extend(data.iter().copied()).unwrap();
-    w.finish().unwrap();
-    std::fs::write(path, out).unwrap();
 }

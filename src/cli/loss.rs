@@ -10,7 +10,7 @@ use xent::{
     Result, Target,
 };
 
-use super::DeviceChoice;
+use super::{DeviceChoice, Failure};
 
 #[derive(Args, Debug)]
 pub struct LossArgs {
@@ -58,6 +58,10 @@ pub struct LossArgs {
     /// this .npy file. For `none` it is the gradient of the sum of the values.
     #[arg(long)]
     grad_out: Option<PathBuf>,
+    /// Strict mode: a NaN or +inf in the input or a float target is an error naming its row,
+    /// instead of making that row's loss NaN. −inf stays valid (a masked logit).
+    #[arg(long)]
+    strict: bool,
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
@@ -110,8 +114,52 @@ enum BaseArg {
     Ten,
 }
 
-fn weights(path: &Option<PathBuf>) -> Result<Option<Vec<f32>>> {
-    path.as_deref().map(npy::read_vector).transpose()
+fn weights(
+    flag: &'static str,
+    path: &Option<PathBuf>,
+) -> std::result::Result<Option<Vec<f32>>, Failure> {
+    let read = path.as_deref().map(npy::read_vector).transpose();
+    read.map_err(|e| Failure::about(flag, e))
+}
+
+/// The flag a request's error concerns, for the one-line reason.
+fn flag_of(error: &Error) -> Option<&'static str> {
+    let option_flag = |option: &str| match option {
+        "label_smoothing" => Some("--label-smoothing"),
+        "z_loss" => Some("--z-loss"),
+        "softcap" => Some("--softcap"),
+        "log_target" => Some("--log-target"),
+        "base" => Some("--base"),
+        "input kind" => Some("--input-kind"),
+        "weight" => Some("--weight"),
+        "pos_weight" => Some("--pos-weight"),
+        _ => None,
+    };
+    match error {
+        Error::LengthMismatch { what, .. }
+        | Error::InvalidWeight { what, .. }
+        | Error::NonFinite { what, .. }
+        | Error::TooLarge { what, .. } => match *what {
+            "target" => Some("--target"),
+            "weight" => Some("--weight"),
+            "pos_weight" => Some("--pos-weight"),
+            _ => Some("--input"),
+        },
+        Error::NoClasses | Error::NotAProbability { .. } => Some("--input"),
+        Error::TargetOutOfRange { .. } | Error::InvalidTarget { .. } => Some("--target"),
+        Error::Unsupported { option, .. } | Error::InvalidOption { option, .. } => {
+            option_flag(option)
+        }
+        _ => None,
+    }
+}
+
+/// A request's error, with the flag it concerns.
+fn request_failure(error: Error) -> Failure {
+    match flag_of(&error) {
+        Some(flag) => Failure::about(flag, error),
+        None => error.into(),
+    }
 }
 
 fn target(path: Option<&Path>, loss: LossKind, shape: [usize; 2]) -> Result<Option<TargetData>> {
@@ -133,12 +181,13 @@ fn target(path: Option<&Path>, loss: LossKind, shape: [usize; 2]) -> Result<Opti
     Ok(Some(data))
 }
 
-pub fn run(args: &LossArgs) -> Result<()> {
+pub fn run(args: &LossArgs) -> std::result::Result<(), Failure> {
     let loss = args.loss.kind();
-    let (input, shape) = npy::read_input(&args.input)?;
-    let target = target(args.target.as_deref(), loss, shape)?;
-    let weight = weights(&args.weight)?;
-    let pos_weight = weights(&args.pos_weight)?;
+    let (input, shape) = npy::read_input(&args.input).map_err(|e| Failure::about("--input", e))?;
+    let target =
+        target(args.target.as_deref(), loss, shape).map_err(|e| Failure::about("--target", e))?;
+    let weight = weights("--weight", &args.weight)?;
+    let pos_weight = weights("--pos-weight", &args.pos_weight)?;
     let mut request = Request::new(
         loss,
         input.as_input(),
@@ -161,6 +210,7 @@ pub fn run(args: &LossArgs) -> Result<()> {
     .z_loss(args.z_loss)
     .log_target(args.log_target)
     .with_grad(args.grad_out.is_some())
+    .strict(args.strict)
     .base(match args.base {
         BaseArg::E => Base::E,
         BaseArg::Two => Base::Two,
@@ -175,11 +225,14 @@ pub fn run(args: &LossArgs) -> Result<()> {
     if let Some(w) = &pos_weight {
         request = request.pos_weight(w);
     }
-    request.validate()?;
-    let engine = args.device.engine()?;
+    request.validate().map_err(request_failure)?;
+    let engine = args
+        .device
+        .engine()
+        .map_err(|e| Failure::about("--device", e))?;
     let out = engine.compute(&request)?;
     if let (Some(path), Some(grad)) = (&args.grad_out, &out.grad) {
-        npy::write_f32(path, grad, &shape)?;
+        npy::write_f32(path, grad, &shape).map_err(|e| Failure::about("--grad-out", e))?;
     }
     let device = engine.device();
     if args.json {

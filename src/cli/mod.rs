@@ -7,7 +7,7 @@ mod loss;
 mod plot;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use xent::{Engine, Result};
+use xent::{Engine, Error, Result};
 
 /// Cross-entropy losses on wgpu and the CPU.
 #[derive(Parser, Debug)]
@@ -56,15 +56,57 @@ impl DeviceChoice {
     }
 }
 
+/// Why a command failed: xent's error, and the argument it concerns when there is one, so that
+/// the one line a script sees names what to fix.
+#[derive(Debug)]
+pub struct Failure {
+    argument: Option<&'static str>,
+    error: Error,
+}
+
+impl Failure {
+    /// `error`, which concerns `argument` (a flag such as `--target`).
+    pub fn about(argument: &'static str, error: Error) -> Self {
+        Failure {
+            argument: Some(argument),
+            error,
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure {
+            argument: None,
+            error,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.argument, &self.error) {
+            (None, error) => write!(f, "{error}"),
+            // The option's own name would repeat the flag's.
+            (Some(flag), Error::InvalidOption { reason, .. }) => write!(f, "{flag}: {reason}"),
+            // A file's error starts with its path: `--input x.npy: ...`.
+            (Some(flag), error @ (Error::Npy { .. } | Error::Io { .. })) => {
+                write!(f, "{flag} {error}")
+            }
+            (Some(flag), error) => write!(f, "{flag}: {error}"),
+        }
+    }
+}
+
 /// Runs the parsed command line.
-pub fn run(cli: Cli) -> Result<()> {
+pub fn run(cli: Cli) -> std::result::Result<(), Failure> {
     match cli.command.unwrap_or(Command::Demo) {
-        Command::Demo => demo::run(),
+        Command::Demo => Ok(demo::run()?),
         Command::Adapters => {
             adapters::run();
             Ok(())
         }
         Command::Loss(args) => loss::run(&args),
-        Command::Bench(args) => bench::run(&args),
+        Command::Bench(args) => Ok(bench::run(&args)?),
     }
 }

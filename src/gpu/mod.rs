@@ -93,6 +93,31 @@ impl Workspace {
     }
 }
 
+impl Workspace {
+    fn slots(&self) -> impl Iterator<Item = &Slot> {
+        let single = [
+            &self.elements,
+            &self.grad,
+            &self.class_targets,
+            &self.weight,
+            &self.pos_weight,
+            &self.empty,
+            &self.empty_writable,
+            &self.row_values,
+            &self.row_lse,
+            &self.params,
+            &self.readback,
+        ];
+        self.staging
+            .iter()
+            .map(|staging| &staging.slot)
+            .chain(&self.inputs)
+            .chain(&self.dense)
+            .chain(&self.sums)
+            .chain(single)
+    }
+}
+
 /// Uniform params of every dispatch of one call, each at its own aligned dynamic offset.
 struct ParamArena {
     bytes: Vec<u8>,
@@ -463,6 +488,15 @@ impl GpuEngine {
                 .record(trial, t.seconds / req.elements().max(1) as f64);
         }
         Ok((output, time.filter(|_| timed)))
+    }
+
+    /// Bytes of device memory the engine keeps between calls, in its reused buffers.
+    pub fn pooled_bytes(&self) -> u64 {
+        let ws = self
+            .workspace
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        ws.slots().map(Slot::bytes).sum()
     }
 
     /// Turns the autotune on or off (see `tune.rs`).

@@ -38,6 +38,11 @@ impl Slot {
     pub fn current(&self) -> Option<&wgpu::Buffer> {
         self.buffer.as_ref()
     }
+
+    /// Bytes of the buffer this slot holds.
+    pub fn bytes(&self) -> u64 {
+        self.buffer.as_ref().map_or(0, wgpu::Buffer::size)
+    }
 }
 
 /// A MAP_WRITE staging buffer, whether it is mapped now, and the submission that last copied out
