@@ -64,6 +64,12 @@ pub struct Engine {
     info: DeviceInfo,
 }
 
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("device", &self.info).finish()
+    }
+}
+
 impl Default for Engine {
     fn default() -> Self {
         Self::new()
@@ -147,6 +153,22 @@ impl Engine {
         Engine {
             backend: Backend::Gpu(Arc::new(engine)),
             info,
+        }
+    }
+
+    /// A new engine like this one, for after [`Error::DeviceLost`]: on a GPU xent opened, the
+    /// same adapter opened afresh (with the same autotune setting); on the CPU a clone. An engine
+    /// made with [`Engine::from_wgpu`] is on the caller's device, which only the caller can
+    /// replace: that is an error.
+    ///
+    /// ```
+    /// let engine = xent::Engine::cpu();
+    /// assert_eq!(engine.rebuild().unwrap().device(), engine.device());
+    /// ```
+    pub fn rebuild(&self) -> Result<Engine> {
+        match &self.backend {
+            Backend::Gpu(gpu) => gpu.reopen().map(Self::from_gpu),
+            _ => Ok(self.clone()),
         }
     }
 

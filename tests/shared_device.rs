@@ -69,3 +69,55 @@ fn a_destroyed_device_is_an_error_not_a_panic() {
         assert_eq!(err.to_string().lines().count(), 1, "{err}");
     }
 }
+
+#[test]
+fn a_row_over_a_small_devices_limits_is_an_error_and_the_engine_goes_on() {
+    let mut rng = common::rng("small limits");
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    for adapter in pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all())) {
+        // A device that may bind at most 1 MiB: a row of 300 000 f32 classes does not fit.
+        let limits = wgpu::Limits {
+            max_storage_buffer_binding_size: 1 << 20,
+            max_buffer_size: 1 << 20,
+            ..adapter.limits()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("caller, small limits"),
+            required_limits: limits,
+            ..Default::default()
+        }))
+        .unwrap();
+        let engine = Engine::from_wgpu(device, queue);
+        let wide = common::logits(&mut rng, 2 * 300_000, 1.0);
+        let err = engine
+            .compute(&Request::cross_entropy(
+                &wide[..],
+                [2, 300_000],
+                &[5_i64, 299_999][..],
+            ))
+            .unwrap_err();
+        eprintln!("{}: {err}", engine.device());
+        assert!(
+            matches!(err, Error::TooLarge { what: "logits", .. }),
+            "{err:?}"
+        );
+        // Many rows still go through, in chunks of at most 1 MiB; and a gradient that fits the
+        // readback limit, which holds all of a call's results at once.
+        let name = engine.device().to_string();
+        for (batch, classes, grad) in [(2000, 1000, false), (200, 1000, true)] {
+            let x = common::logits(&mut rng, batch * classes, 2.0);
+            let t = common::targets(&mut rng, batch, classes, 0.1);
+            let request = Request::cross_entropy(&x[..], [batch, classes], &t[..]).with_grad(grad);
+            let got = engine.compute(&request).unwrap();
+            let want = Engine::reference().compute(&request).unwrap();
+            let (got_loss, want_loss) = (got.loss.scalar(), want.loss.scalar());
+            common::assert_scalar(&name, got_loss.unwrap(), want_loss.unwrap(), 1e-5);
+            if let (Some(g), Some(w)) = (got.grad, want.grad) {
+                assert!(common::relative_norm_error(&g, &w) <= 1e-5, "{name}");
+            }
+        }
+        let rebuilt = engine.rebuild().unwrap_err();
+        assert!(matches!(rebuilt, Error::DeviceLost(_)), "{rebuilt:?}");
+    }
+}

@@ -15,6 +15,8 @@ pub(crate) struct Context {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub subgroups: bool,
+    /// Whether xent opened the device (and can open it again), rather than the caller.
+    pub owned: bool,
     uncaptured: Uncaptured,
     lost: Arc<Mutex<Option<String>>>,
 }
@@ -52,7 +54,9 @@ impl Context {
             *lost_sink.lock().unwrap_or_else(PoisonError::into_inner) =
                 Some(format!("{reason:?}: {message}"));
         });
-        Ok(Self::with_handlers(device, queue, info, uncaptured, lost))
+        let mut ctx = Self::with_handlers(device, queue, info, uncaptured, lost);
+        ctx.owned = true;
+        Ok(ctx)
     }
 
     /// Wraps a device the caller owns. Its uncaptured-error handler and device-lost callback stay
@@ -77,6 +81,7 @@ impl Context {
             info,
             limits,
             subgroups,
+            owned: false,
             uncaptured,
             lost,
         }

@@ -156,6 +156,24 @@ impl GpuEngine {
         &self.ctx.info
     }
 
+    /// The same adapter opened afresh, with the same autotune setting: what a lost device is
+    /// replaced with. A device of the caller's is the caller's to replace.
+    pub fn reopen(&self) -> Result<Self> {
+        if !self.ctx.owned {
+            return Err(Error::DeviceLost(
+                "the engine is on a device of the caller's; request a new device and use Engine::from_wgpu".into(),
+            ));
+        }
+        let info = &self.ctx.info;
+        let adapter = adapter::ranked(&adapter::instance())
+            .into_iter()
+            .find(|a| a.get_info() == *info)
+            .ok_or_else(|| Error::NoAdapter(format!("{} is gone", info.name)))?;
+        let engine = Self::open(&adapter)?;
+        engine.set_autotune(self.tuner.is_on());
+        Ok(engine)
+    }
+
     /// Computes a checked request; the gradient, when asked for, goes into `grad`. With `timed`,
     /// the kernel time comes back too.
     pub fn compute(
@@ -661,5 +679,109 @@ fn whole_entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> 
     wgpu::BindGroupEntry {
         binding,
         resource: buffer.as_entire_binding(),
+    }
+}
+
+#[cfg(test)]
+mod faults {
+    use super::*;
+    use crate::loss::Request;
+
+    /// A fresh engine on every adapter; with `XENT_REQUIRE_GPU=1`, none is a failure.
+    fn engines() -> Vec<GpuEngine> {
+        let engines: Vec<GpuEngine> = adapter::ranked(&adapter::instance())
+            .iter()
+            .map(|a| GpuEngine::open(a).expect("the adapter opens"))
+            .collect();
+        assert!(
+            !(engines.is_empty() && std::env::var("XENT_REQUIRE_GPU").is_ok_and(|v| v == "1")),
+            "XENT_REQUIRE_GPU=1 but wgpu found no adapter"
+        );
+        engines
+    }
+
+    /// The engine still gives the reference's loss on a fresh batch.
+    fn still_works(engine: &GpuEngine) {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        let x: Vec<f32> = (0..6 * 50).map(|_| rng.random_range(-8.0..8.0)).collect();
+        let t: Vec<i64> = (0..6).map(|_| rng.random_range(0..50)).collect();
+        let request = Request::cross_entropy(&x[..], [6, 50], &t[..]);
+        let checked = request.check().unwrap();
+        let (out, _) = engine.compute(&checked, None, false).unwrap();
+        let expected = crate::cpu::reference::compute(&checked, None);
+        let (a, e) = (out.loss.scalar().unwrap(), expected.loss.scalar().unwrap());
+        assert!((a - e).abs() <= 1e-5 * e.abs(), "{a} against {e}");
+    }
+
+    #[test]
+    fn a_buffer_over_the_limits_is_an_err_and_the_engine_still_works() {
+        for engine in engines() {
+            let limit = engine.ctx.limits.max_buffer_size;
+            let err = engine
+                .ctx
+                .scoped("an oversized allocation", || {
+                    let buffer = engine.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("xent test: over the limit"),
+                        size: limit + 256,
+                        usage: wgpu::BufferUsages::STORAGE,
+                        mapped_at_creation: false,
+                    });
+                    drop(buffer);
+                    Ok(())
+                })
+                .unwrap_err();
+            eprintln!("{}: {err}", engine.info().name);
+            assert!(
+                matches!(
+                    err,
+                    Error::OutOfMemory { .. }
+                        | Error::Wgpu {
+                            during: "an oversized allocation",
+                            ..
+                        }
+                ),
+                "{err:?}"
+            );
+            assert_eq!(err.to_string().lines().count(), 1);
+            still_works(&engine);
+        }
+    }
+
+    #[test]
+    fn a_lost_device_is_an_err_and_the_engine_can_be_rebuilt() {
+        for engine in engines() {
+            still_works(&engine);
+            engine.ctx.device.destroy();
+            let x = [0.5_f32, -1.0, 2.0, 0.25];
+            let request = Request::cross_entropy(&x[..], [2, 2], &[1_i64, 0][..]);
+            let err = engine
+                .compute(&request.check().unwrap(), None, false)
+                .unwrap_err();
+            eprintln!("{} after destroy: {err}", engine.info().name);
+            assert!(
+                matches!(
+                    err,
+                    Error::DeviceLost(_) | Error::Wgpu { .. } | Error::Map(_) | Error::Poll(_)
+                ),
+                "{err:?}"
+            );
+            assert_eq!(err.to_string().lines().count(), 1);
+            let rebuilt = engine.reopen().unwrap();
+            assert_eq!(rebuilt.info(), engine.info());
+            still_works(&rebuilt);
+        }
+    }
+
+    #[test]
+    fn a_callers_device_is_not_reopened_by_xent() {
+        for engine in engines() {
+            let borrowed = GpuEngine::borrowed(engine.ctx.device.clone(), engine.ctx.queue.clone());
+            let err = borrowed
+                .reopen()
+                .err()
+                .expect("a borrowed device is refused");
+            assert!(matches!(err, Error::DeviceLost(_)), "{err:?}");
+        }
     }
 }

@@ -75,6 +75,10 @@ impl Tuner {
         self.on.store(on, Ordering::Relaxed);
     }
 
+    pub fn is_on(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+    }
+
     /// The row kernel for a request, and the trial it is part of while its class is being tuned.
     pub fn pick(&self, req: &Checked, cpu_adapter: bool) -> (Variant, Option<Trial>) {
         if !self.on.load(Ordering::Relaxed) {
