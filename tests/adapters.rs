@@ -95,3 +95,29 @@ fn demo_is_the_default_and_prints_a_row_per_device() {
         assert!(diff <= 1e-5 * reference, "{row} vs reference {reference}");
     }
 }
+
+#[test]
+fn verify_checks_every_engine_on_every_case_and_passes() {
+    let (code, out, err) = common::run_cli(&["verify"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let engines: Vec<String> = common::under_test()
+        .iter()
+        .map(|e| e.device().to_string())
+        .collect();
+    let rows: Vec<&str> = out.lines().filter(|l| l.ends_with(" ok")).collect();
+    // Ten cases, each on every adapter and the fast CPU path.
+    assert_eq!(rows.len(), 10 * engines.len(), "{out}");
+    for engine in &engines {
+        assert_eq!(
+            rows.iter().filter(|r| r.contains(engine.as_str())).count(),
+            10,
+            "{out}"
+        );
+    }
+    assert!(!out.contains("FAILED"), "{out}");
+    let summary = format!("{n} of {n} checks passed", n = rows.len());
+    assert!(out.contains(&summary), "{out}");
+    let (code, _, err) = common::run_cli(&["verify", "--seed", "x"], &[]);
+    assert_eq!(code, 2);
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

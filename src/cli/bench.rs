@@ -333,7 +333,7 @@ impl Inputs {
 }
 
 /// n draws of N(0, σ²), in parallel from per-block seeds.
-fn normal(n: usize, sigma: f32, seed: u64) -> Vec<f32> {
+pub(super) fn normal(n: usize, sigma: f32, seed: u64) -> Vec<f32> {
     let dist = Normal::new(0.0_f32, sigma).unwrap_or_else(|_| unreachable!("σ > 0"));
     let mut v = vec![0.0_f32; n];
     v.par_chunks_mut(1 << 16)

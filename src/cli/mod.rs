@@ -5,6 +5,7 @@ mod bench;
 mod demo;
 mod loss;
 mod plot;
+mod verify;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use xent::{Engine, Error, Result};
@@ -26,6 +27,9 @@ enum Command {
     Adapters,
     /// Compute the loss of logits and targets stored as .npy files.
     Loss(loss::LossArgs),
+    /// Check every adapter and the fast CPU path against the float64 reference on fresh random
+    /// batches of every loss, losses and gradients; exits with 1 when any check fails.
+    Verify(verify::VerifyArgs),
     /// Time every path on a grid of shapes against each device's bandwidth probe, and print a
     /// table (JSON, CSV and an SVG plot on request).
     Bench(bench::BenchArgs),
@@ -56,18 +60,22 @@ impl DeviceChoice {
     }
 }
 
-/// Why a command failed: xent's error, and the argument it concerns when there is one, so that
-/// the one line a script sees names what to fix.
+/// Why a command failed, in the one line a script sees.
 #[derive(Debug)]
-pub struct Failure {
-    argument: Option<&'static str>,
-    error: Error,
+pub enum Failure {
+    /// xent's error, and the argument it concerns (a flag such as `--target`) when there is one.
+    Input {
+        argument: Option<&'static str>,
+        error: Error,
+    },
+    /// `xent verify` found results off the reference.
+    Verify { failed: usize, checks: usize },
 }
 
 impl Failure {
-    /// `error`, which concerns `argument` (a flag such as `--target`).
+    /// `error`, which concerns `argument`.
     pub fn about(argument: &'static str, error: Error) -> Self {
-        Failure {
+        Failure::Input {
             argument: Some(argument),
             error,
         }
@@ -76,7 +84,7 @@ impl Failure {
 
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
-        Failure {
+        Failure::Input {
             argument: None,
             error,
         }
@@ -85,15 +93,28 @@ impl From<Error> for Failure {
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.argument, &self.error) {
-            (None, error) => write!(f, "{error}"),
-            // The option's own name would repeat the flag's.
-            (Some(flag), Error::InvalidOption { reason, .. }) => write!(f, "{flag}: {reason}"),
-            // A file's error starts with its path: `--input x.npy: ...`.
-            (Some(flag), error @ (Error::Npy { .. } | Error::Io { .. })) => {
-                write!(f, "{flag} {error}")
+        match self {
+            Failure::Verify { failed, checks } => {
+                write!(f, "{failed} of {checks} checks are off the reference")
             }
-            (Some(flag), error) => write!(f, "{flag}: {error}"),
+            Failure::Input {
+                argument: None,
+                error,
+            } => write!(f, "{error}"),
+            // The option's own name would repeat the flag's.
+            Failure::Input {
+                argument: Some(flag),
+                error: Error::InvalidOption { reason, .. },
+            } => write!(f, "{flag}: {reason}"),
+            // A file's error starts with its path: `--input x.npy: ...`.
+            Failure::Input {
+                argument: Some(flag),
+                error: error @ (Error::Npy { .. } | Error::Io { .. }),
+            } => write!(f, "{flag} {error}"),
+            Failure::Input {
+                argument: Some(flag),
+                error,
+            } => write!(f, "{flag}: {error}"),
         }
     }
 }
@@ -108,5 +129,9 @@ pub fn run(cli: Cli) -> std::result::Result<(), Failure> {
         }
         Command::Loss(args) => loss::run(&args),
         Command::Bench(args) => Ok(bench::run(&args)?),
+        Command::Verify(args) => match verify::run(&args)? {
+            (0, _) => Ok(()),
+            (failed, checks) => Err(Failure::Verify { failed, checks }),
+        },
     }
 }
