@@ -310,8 +310,12 @@ impl Engine {
     }
 
     /// Bytes of device memory a GPU engine keeps between calls in its reused buffers (0 on the
-    /// CPU paths, which keep none). Each buffer is replaced only by a larger one, so this is
-    /// bounded by the largest call's chunk: at most 32 MiB of input per chunk, double-buffered.
+    /// CPU paths, which keep none). Each buffer is replaced only by a larger one (rounded up to a
+    /// power of two), so this stays at what the largest call so far needed: per row chunk (at
+    /// most 32 MiB of input) two staging buffers, two input and two dense-target chunks, a
+    /// gradient chunk and an elementwise-values chunk, plus one readback buffer that holds the
+    /// whole call's results, its gradient included. A 512 × 32000 f32 call with a gradient leaves
+    /// 384 MiB.
     pub fn pooled_bytes(&self) -> u64 {
         match &self.backend {
             Backend::Gpu(gpu) => gpu.pooled_bytes(),

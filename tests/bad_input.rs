@@ -417,7 +417,7 @@ fn every_bad_input_is_a_one_line_cli_error_naming_the_argument() {
     let empty = file("empty.npy");
     write_npy::<f32>(&empty, &[3, 0], &[]);
     cli_refuses(
-        &vec![
+        &[
             "--input".into(),
             arg(&empty),
             "--target".into(),
@@ -458,7 +458,7 @@ fn every_bad_input_is_a_one_line_cli_error_naming_the_argument() {
     probs[6] = 1.25;
     let probs = npy_f32("probs.npy", &[3, 4], &probs);
     cli_refuses(
-        &vec![
+        &[
             "--input".into(),
             probs,
             "--target".into(),
@@ -481,7 +481,7 @@ fn every_bad_input_is_a_one_line_cli_error_naming_the_argument() {
     nan[9] = f32::NAN;
     let nan = npy_f32("nan.npy", &[3, 4], &nan);
     cli_refuses(
-        &vec![
+        &[
             "--input".into(),
             nan,
             "--target".into(),
@@ -493,7 +493,7 @@ fn every_bad_input_is_a_one_line_cli_error_naming_the_argument() {
     );
     let missing = arg(&file("missing.npy"));
     cli_refuses(
-        &vec![
+        &[
             "--input".into(),
             missing.clone(),
             "--target".into(),
