@@ -80,19 +80,6 @@ impl Case {
     }
 }
 
-/// Rows of a softmax: a distribution per row, for probability inputs and soft targets.
-fn distribution(rng: &mut StdRng, batch: usize, classes: usize) -> Vec<f32> {
-    common::logits(rng, batch * classes, 2.0)
-        .chunks(classes)
-        .flat_map(|row| {
-            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            let e: Vec<f32> = row.iter().map(|v| (v - max).exp()).collect();
-            let sum: f32 = e.iter().sum();
-            e.into_iter().map(move |v| v / sum)
-        })
-        .collect()
-}
-
 fn class_weights(rng: &mut StdRng, classes: usize) -> Vec<f32> {
     (0..classes).map(|_| rng.random_range(0.25..2.0)).collect()
 }
@@ -166,21 +153,21 @@ fn cases(rng: &mut StdRng) -> Vec<Case> {
                     "cross-entropy, i32 targets, weight, smoothing, z-loss, softcap, lse"
                 }
                 2 => {
-                    case.target = Labels::Dense(distribution(rng, batch, classes));
+                    case.target = Labels::Dense(common::distribution(rng, batch, classes));
                     case.weight = Some(class_weights(rng, classes));
                     options.label_smoothing = 0.05;
                     options.grad = true;
                     "cross-entropy, soft targets, weight, smoothing, grad"
                 }
                 3 => {
-                    case.input = Values::F32(distribution(rng, batch, classes));
+                    case.input = Values::F32(common::distribution(rng, batch, classes));
                     case.target = Labels::I64(common::targets(rng, batch, classes, 0.1));
                     options.input_kind = InputKind::Probs;
                     options.grad = true;
                     "cross-entropy on probs, grad"
                 }
                 4 => {
-                    let p = distribution(rng, batch, classes);
+                    let p = common::distribution(rng, batch, classes);
                     case.input = Values::F32(p.iter().map(|v| v.ln()).collect());
                     case.target = Labels::I64(common::targets(rng, batch, classes, 0.1));
                     case.weight = Some(class_weights(rng, classes));
@@ -210,15 +197,15 @@ fn cases(rng: &mut StdRng) -> Vec<Case> {
                 }
                 7 => {
                     case.loss = LossKind::KlDiv;
-                    case.target = Labels::Dense(distribution(rng, batch, classes));
+                    case.target = Labels::Dense(common::distribution(rng, batch, classes));
                     options.grad = true;
                     "kl-div on logits, grad"
                 }
                 8 => {
                     case.loss = LossKind::KlDiv;
-                    let p = distribution(rng, batch, classes);
+                    let p = common::distribution(rng, batch, classes);
                     case.input = Values::F32(p.iter().map(|v| v.ln()).collect());
-                    let q = distribution(rng, batch, classes);
+                    let q = common::distribution(rng, batch, classes);
                     case.target = Labels::Dense(q.iter().map(|v| v.ln()).collect());
                     options.input_kind = InputKind::LogProbs;
                     options.log_target = true;
@@ -228,8 +215,8 @@ fn cases(rng: &mut StdRng) -> Vec<Case> {
                 }
                 9 => {
                     case.loss = LossKind::KlDiv;
-                    case.input = Values::F32(distribution(rng, batch, classes));
-                    case.target = Labels::Dense(distribution(rng, batch, classes));
+                    case.input = Values::F32(common::distribution(rng, batch, classes));
+                    case.target = Labels::Dense(common::distribution(rng, batch, classes));
                     options.input_kind = InputKind::Probs;
                     "kl-div on probs"
                 }
@@ -241,7 +228,7 @@ fn cases(rng: &mut StdRng) -> Vec<Case> {
                 }
                 11 => {
                     case.loss = LossKind::Entropy;
-                    case.input = Values::F32(distribution(rng, batch, classes));
+                    case.input = Values::F32(common::distribution(rng, batch, classes));
                     options.input_kind = InputKind::Probs;
                     options.base = Base::Ten;
                     "entropy on probs, bans"

@@ -43,15 +43,7 @@ impl Shape {
         let n = batch * classes;
         let logits = common::logits(rng, n, 3.0);
         let targets = common::targets(rng, batch, classes, 0.1);
-        let dist: Vec<f32> = common::logits(rng, n, 2.0)
-            .chunks(classes)
-            .flat_map(|row| {
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                let e: Vec<f32> = row.iter().map(|v| (v - max).exp()).collect();
-                let sum: f32 = e.iter().sum();
-                e.into_iter().map(move |v| v / sum)
-            })
-            .collect();
+        let dist = common::distribution(rng, batch, classes);
         let labels = dist
             .iter()
             .map(|&p| (p * classes as f32).min(1.0))

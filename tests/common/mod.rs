@@ -75,6 +75,20 @@ pub fn logits(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
     (0..n).map(|_| normal.sample(rng)).collect()
 }
 
+/// Rows of a softmax of N(0, 4) logits: a distribution per row, for probability inputs and soft
+/// targets.
+pub fn distribution(rng: &mut StdRng, batch: usize, classes: usize) -> Vec<f32> {
+    logits(rng, batch * classes, 2.0)
+        .chunks(classes)
+        .flat_map(|row| {
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let e: Vec<f32> = row.iter().map(|v| (v - max).exp()).collect();
+            let sum: f32 = e.iter().sum();
+            e.into_iter().map(move |v| v / sum)
+        })
+        .collect()
+}
+
 /// `batch` class indices in [0, classes), with each row ignored (-100) with probability `ignored`.
 pub fn targets(rng: &mut StdRng, batch: usize, classes: usize, ignored: f64) -> Vec<i64> {
     (0..batch)
