@@ -37,6 +37,12 @@ const ROW_PER_THREAD_MIN_ROWS_ON_CPU: usize = 8;
 /// against 159 ms, 64 × 1000 0.52 against 0.94 ms. Shorter rows keep 64 (8192 × 10: 1.14 ms
 /// against 1.32 at 8).
 const LONG_ROWS_PER_GROUP_ON_CPU: u32 = 8;
+/// On a CPU adapter, a row that takes a workgroup (a row too long for one invocation, or a batch
+/// under 8 rows) takes 8 invocations: one SIMD batch of lanes that read consecutive quads, with
+/// the row's statistics merged once at the end. Measured on lavapipe (kernel time against the
+/// probe, forward): 256 × 128256 1.10× at 8 against 2.03× at 256 and 1.52× at 16; 32 × 262144
+/// 1.11× against 1.82× and 1.28×.
+const ROW_WORKGROUP_ON_CPU: usize = 8;
 /// Quads (four elements) per invocation of `elementwise`: its workgroup size.
 const ELEMENTWISE_GROUP: u32 = 64;
 
@@ -100,13 +106,16 @@ fn workgroup_fits(classes: usize, size: u32, cpu_adapter: bool) -> bool {
 
 /// Workgroup sizes an autotune tries for a workgroup per row.
 const TUNED_WORKGROUPS: [u32; 3] = [64, 128, 256];
+/// Smaller workgroups an autotune also tries for a workgroup per row, on CPU adapters.
+const TUNED_WORKGROUPS_ON_CPU: [u32; 2] = [8, 16];
 /// Rows per workgroup an autotune tries for a row per invocation, on CPU adapters.
 const TUNED_ROWS_PER_GROUP: [u32; 4] = [8, 16, 32, 64];
 
 impl Variant {
     /// The rule, with no measurement: a row per invocation for short rows, and on CPU adapters
-    /// for batches of 8 or more; otherwise a workgroup per row, with enough invocations that each
-    /// scans a few dozen quads, up to 256.
+    /// for batches of 8 or more; otherwise a workgroup per row: on CPU adapters of 8 invocations
+    /// (more where a row would take one past the loop limit), elsewhere of enough invocations
+    /// that each scans a few dozen quads, up to 256.
     pub fn rule(req: &Checked, cpu_adapter: bool) -> Self {
         if req.classes <= ROW_PER_THREAD_MAX_CLASSES
             || (cpu_adapter
@@ -122,15 +131,18 @@ impl Variant {
             );
         }
         let quads = req.classes.div_ceil(4);
-        // At the largest chunk (32 MiB), 256 invocations scan 8192 quads each, within the limit.
-        let fitting = quads.div_ceil(CPU_MAX_QUADS_PER_INVOCATION);
-        Variant::RowPerWorkgroup(
-            (quads / 32)
-                .max(if cpu_adapter { fitting } else { 1 })
-                .clamp(32, 256)
-                .next_power_of_two()
-                .min(256) as u32,
-        )
+        if cpu_adapter {
+            // At the largest chunk (32 MiB), 128 invocations scan 16 384 quads each, within the
+            // limit.
+            let fitting = quads.div_ceil(CPU_MAX_QUADS_PER_INVOCATION);
+            return Variant::RowPerWorkgroup(
+                fitting
+                    .max(ROW_WORKGROUP_ON_CPU)
+                    .next_power_of_two()
+                    .min(256) as u32,
+            );
+        }
+        Variant::RowPerWorkgroup((quads / 32).clamp(32, 256).next_power_of_two().min(256) as u32)
     }
 
     /// What an autotune tries for a request, the rule's choice first: for rows longer than 64
@@ -139,11 +151,17 @@ impl Variant {
     pub fn candidates(req: &Checked, cpu_adapter: bool) -> Vec<Self> {
         let mut all = vec![Self::rule(req, cpu_adapter)];
         if req.classes > ROW_PER_THREAD_MAX_CLASSES {
+            let cpu_sizes = if cpu_adapter {
+                &TUNED_WORKGROUPS_ON_CPU[..]
+            } else {
+                &[]
+            };
             all.extend(
-                TUNED_WORKGROUPS
-                    .into_iter()
-                    .filter(|&size| workgroup_fits(req.classes, size, cpu_adapter))
-                    .map(Variant::RowPerWorkgroup),
+                cpu_sizes
+                    .iter()
+                    .chain(&TUNED_WORKGROUPS)
+                    .filter(|&&size| workgroup_fits(req.classes, size, cpu_adapter))
+                    .map(|&size| Variant::RowPerWorkgroup(size)),
             );
             if cpu_adapter
                 && req.batch >= ROW_PER_THREAD_MIN_ROWS_ON_CPU
