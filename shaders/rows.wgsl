@@ -8,6 +8,11 @@
 //
 // With GRAD, the same dispatch reads the row a second time, usually from cache, and writes the
 // gradient of the reduced loss: to `grad_out`, or over the input itself (GRAD_IN_PLACE, f32 only).
+//
+// Split rows, for huge rows in small batches: `segment_stats` (in the variant file) gives each
+// segment of a row a workgroup and writes its statistics to `partials`; `merge_segments` merges
+// each row's segments in order and finishes the row; `segment_grad` writes each segment's
+// gradient from the merged statistics.
 
 struct Params {
     // Rows in this chunk.
@@ -15,7 +20,8 @@ struct Params {
     classes: u32,
     // Index of this chunk's first row in the whole batch, for cls targets and row outputs.
     row_base: u32,
-    _pad0: u32,
+    // Segments per row, for the split-row entry points.
+    segments: u32,
     label_smoothing: f32,
     z_loss: f32,
     softcap: f32,
@@ -23,9 +29,10 @@ struct Params {
     alpha: f32,
     // Scale of the z-loss term (the reduction's divisor).
     beta: f32,
+    // Quads per segment: the last segment of a row may be shorter, or empty.
+    segment_quads: u32,
     _pad1: u32,
     _pad2: u32,
-    _pad3: u32,
 }
 
 // Input kinds, as INPUT_KIND.
@@ -46,6 +53,8 @@ override GRAD_IN_PLACE: bool = false;
 override ROWS_PER_GROUP: u32 = 64u;
 // Quads handled by one workgroup of a family's `elementwise` entry point.
 override ELEMENTWISE_GROUP: u32 = 64u;
+// Invocations of a workgroup that shares one row, or one segment of a row.
+override WORKGROUP: u32 = 256u;
 
 // Marks a row whose cls target equals ignore_index.
 const IGNORED: u32 = 0xffffffffu;
@@ -69,6 +78,9 @@ const EMPTY: f32 = -3.40282347e38;
 @group(0) @binding(7) var<storage, read_write> row_lse: array<f32>;
 // The chunk's gradient, row-major f32 in quads as the input, when it is not written in place.
 @group(0) @binding(8) var<storage, read_write> grad_out: array<vec4<f32>>;
+// Split rows: the statistics of segment s of chunk row r at r·segments + s; after
+// `merge_segments`, the row's at r·segments.
+@group(0) @binding(9) var<storage, read_write> partials: array<Stats>;
 
 // Four IEEE half floats (in the low 16 bits of each lane) as f32, by their bits. unpack2x16float
 // would need naga's SHADER_FLOAT16_IN_FLOAT32 capability, which not every adapter grants.
@@ -206,17 +218,43 @@ fn row_lse_of(st: Stats) -> f32 {
     return 0.0;
 }
 
-// One invocation's statistics over quads lane, lane + lanes, ... of a chunk row.
-fn scan_row(row: u32, lane: u32, lanes: u32) -> Stats {
+// The quads [x, y) that hold chunk row `row`; the first and last may hold other rows' elements.
+fn row_span(row: u32) -> vec2<u32> {
+    let start = row * params.classes;
+    return vec2<u32>(start / 4u, (start + params.classes + 3u) / 4u);
+}
+
+// The quads of segment `segment` of chunk row `row`.
+fn segment_span(row: u32, segment: u32) -> vec2<u32> {
+    let whole = row_span(row);
+    let first = min(whole.x + segment * params.segment_quads, whole.y);
+    return vec2<u32>(first, min(first + params.segment_quads, whole.y));
+}
+
+// Quads an invocation folds into a block's statistics before merging them into its total: the
+// f32 sums then grow over at most 256 quads and over the blocks, not over a whole row (a lane may
+// scan 250 000 quads of a row of a million classes alone; summed one by one, Σ exp lost about
+// 1e-5 of its value there).
+const SCAN_BLOCK: u32 = 256u;
+
+// One invocation's statistics over quads span.x + lane, span.x + lane + lanes, ... of a chunk
+// row, up to span.y.
+fn scan_quads(row: u32, span: vec2<u32>, lane: u32, lanes: u32) -> Stats {
     let start = row * params.classes;
     let end = start + params.classes;
-    var st = empty_stats();
-    for (var q = start / 4u + lane; q < (end + 3u) / 4u; q += lanes) {
-        let idx = vec4<u32>(q * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
-        let inside = (idx >= vec4<u32>(start)) & (idx < vec4<u32>(end));
-        add_quad(&st, q, transform(load_quad(q)), idx - vec4<u32>(start), inside);
+    var total = empty_stats();
+    var q = span.x + lane;
+    while q < span.y {
+        var block = empty_stats();
+        let block_end = q + min(span.y - q, SCAN_BLOCK * lanes);
+        for (; q < block_end; q += lanes) {
+            let idx = vec4<u32>(q * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
+            let inside = (idx >= vec4<u32>(start)) & (idx < vec4<u32>(end));
+            add_quad(&block, q, transform(load_quad(q)), idx - vec4<u32>(start), inside);
+        }
+        total = merge(total, block);
     }
-    return st;
+    return total;
 }
 
 // Writes the gradient of quad q: whole when the quad lies inside the row, else lane by lane, since
@@ -241,12 +279,12 @@ fn write_grad(q: u32, g: vec4<f32>, inside: vec4<bool>) {
     }
 }
 
-// Writes the gradient of quads lane, lane + lanes, ... of a chunk row whose statistics are
-// complete, through the soft cap's chain rule: d(c·tanh(x/c))/dx = 1 - (x'/c)².
-fn grad_row(row: u32, st: Stats, lane: u32, lanes: u32) {
+// Writes the gradient of quads span.x + lane, span.x + lane + lanes, ... of a chunk row whose
+// statistics are complete, through the soft cap's chain rule: d(c·tanh(x/c))/dx = 1 - (x'/c)².
+fn grad_quads(row: u32, st: Stats, span: vec2<u32>, lane: u32, lanes: u32) {
     let start = row * params.classes;
     let end = start + params.classes;
-    for (var q = start / 4u + lane; q < (end + 3u) / 4u; q += lanes) {
+    for (var q = span.x + lane; q < span.y; q += lanes) {
         let idx = vec4<u32>(q * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
         let inside = (idx >= vec4<u32>(start)) & (idx < vec4<u32>(end));
         let x = transform(load_quad(q));
@@ -281,9 +319,52 @@ fn row_per_thread(
     if row >= params.rows {
         return;
     }
-    let st = scan_row(row, 0u, 1u);
+    let st = scan_quads(row, row_span(row), 0u, 1u);
     finish_row(row, st);
     if GRAD {
-        grad_row(row, st, 0u, 1u);
+        grad_quads(row, st, row_span(row), 0u, 1u);
     }
+}
+
+// Split rows: the row and segment of a `segment_stats` or `segment_grad` workgroup, or none past
+// the chunk's rows.
+fn row_segment(wg: vec3<u32>, groups: vec3<u32>) -> vec3<u32> {
+    let g = group_index(wg, groups);
+    let row = g / params.segments;
+    return vec3<u32>(row, g % params.segments, u32(row < params.rows));
+}
+
+// Split rows: each invocation merges one row's segments, in segment order, and finishes the row.
+@compute @workgroup_size(ROWS_PER_GROUP)
+fn merge_segments(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = group_index(wg, groups) * ROWS_PER_GROUP + lid;
+    if row >= params.rows {
+        return;
+    }
+    let first = row * params.segments;
+    var st = partials[first];
+    for (var s = 1u; s < params.segments; s++) {
+        st = merge(st, partials[first + s]);
+    }
+    finish_row(row, st);
+    partials[first] = st;
+}
+
+// Split rows: a workgroup writes the gradient of one segment from its row's merged statistics.
+@compute @workgroup_size(WORKGROUP)
+fn segment_grad(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let at = row_segment(wg, groups);
+    if at.z == 0u {
+        return;
+    }
+    let st = partials[at.x * params.segments];
+    grad_quads(at.x, st, segment_span(at.x, at.y), lid, WORKGROUP);
 }

@@ -1,26 +1,12 @@
-// One workgroup per row; each subgroup reduces its invocations' statistics with subgroup
-// operations, then every invocation merges the subgroups' statistics in subgroup order. Built
-// only for devices with the SUBGROUP feature. (Naga takes subgroup operations without an
-// `enable subgroups;` directive, and rejects that directive.)
-
-override WORKGROUP: u32 = 256u;
+// One workgroup per row, or per segment of a split row; each subgroup reduces its invocations'
+// statistics with subgroup operations, then every invocation merges the subgroups' statistics in
+// subgroup order. Built only for devices with the SUBGROUP feature. (Naga takes subgroup
+// operations without an `enable subgroups;` directive, and rejects that directive.)
 
 var<workgroup> partial: array<Stats, 256>;
 
-@compute @workgroup_size(WORKGROUP)
-fn row_per_workgroup(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(subgroup_id) subgroup: u32,
-    @builtin(num_subgroups) subgroups: u32,
-    @builtin(subgroup_invocation_id) lane: u32,
-) {
-    let row = group_index(wg, groups);
-    if row >= params.rows {
-        return;
-    }
-    let mine = scan_row(row, lid, WORKGROUP);
+// The workgroup's statistics, from each invocation's own; every invocation gets them.
+fn reduce_stats(mine: Stats, subgroup: u32, subgroups: u32, lane: u32) -> Stats {
     let m = subgroupMax(mine.m);
     let scale = exp(mine.m - m);
     let merged = Stats(
@@ -39,12 +25,51 @@ fn row_per_workgroup(
     for (var i = 1u; i < subgroups; i++) {
         st = merge(st, partial[i]);
     }
+    return st;
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn row_per_workgroup(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_id) subgroup: u32,
+    @builtin(num_subgroups) subgroups: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let row = group_index(wg, groups);
+    if row >= params.rows {
+        return;
+    }
+    let mine = scan_quads(row, row_span(row), lid, WORKGROUP);
+    let st = reduce_stats(mine, subgroup, subgroups, lane);
     if lid == 0u {
         finish_row(row, st);
     }
     if GRAD {
         // finish_row reads the target logit, which an in-place gradient overwrites.
         workgroupBarrier();
-        grad_row(row, st, lid, WORKGROUP);
+        grad_quads(row, st, row_span(row), lid, WORKGROUP);
+    }
+}
+
+// Split rows: the statistics of one segment of a row.
+@compute @workgroup_size(WORKGROUP)
+fn segment_stats(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_id) subgroup: u32,
+    @builtin(num_subgroups) subgroups: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let at = row_segment(wg, groups);
+    if at.z == 0u {
+        return;
+    }
+    let mine = scan_quads(at.x, segment_span(at.x, at.y), lid, WORKGROUP);
+    let st = reduce_stats(mine, subgroup, subgroups, lane);
+    if lid == 0u {
+        partials[group_index(wg, groups)] = st;
     }
 }

@@ -105,12 +105,12 @@ fn verify_checks_every_engine_on_every_case_and_passes() {
         .map(|e| e.device().to_string())
         .collect();
     let rows: Vec<&str> = out.lines().filter(|l| l.ends_with(" ok")).collect();
-    // Ten cases, each on every adapter and the fast CPU path.
-    assert_eq!(rows.len(), 10 * engines.len(), "{out}");
+    // Eleven cases, each on every adapter and the fast CPU path.
+    assert_eq!(rows.len(), 11 * engines.len(), "{out}");
     for engine in &engines {
         assert_eq!(
             rows.iter().filter(|r| r.contains(engine.as_str())).count(),
-            10,
+            11,
             "{out}"
         );
     }

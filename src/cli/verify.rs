@@ -85,6 +85,12 @@ const CASES: &[Case] = &[
         shape: [8, 131_072],
     },
     Case {
+        name: "cross-entropy, one huge row (split)",
+        loss: LossKind::CrossEntropy,
+        options: Options::Every,
+        shape: [1, 1_000_003],
+    },
+    Case {
         name: "BCE with pos_weight",
         loss: LossKind::BinaryCrossEntropy,
         options: Options::PosWeight,
@@ -123,9 +129,10 @@ impl Data {
         let n = batch * classes;
         Data {
             logits: normal(n, 3.0, seed),
+            // Row 0 is never ignored, so that a batch of one row has a loss.
             classes: (0..batch)
-                .map(|_| {
-                    if rng.random_bool(0.1) {
+                .map(|row| {
+                    if row > 0 && rng.random_bool(0.1) {
                         xent::DEFAULT_IGNORE_INDEX
                     } else {
                         rng.random_range(0..classes as i64)

@@ -49,6 +49,7 @@ struct Workspace {
     empty_writable: Slot,
     row_values: Slot,
     row_lse: Slot,
+    partials: Slot,
     sums: [Slot; 2],
     params: Slot,
     readback: Slot,
@@ -83,6 +84,7 @@ impl Workspace {
             empty_writable: Slot::new("xent unused writable binding", storage),
             row_values: Slot::new("xent row values", output),
             row_lse: Slot::new("xent row lse", output),
+            partials: Slot::new("xent segment statistics", U::STORAGE),
             sums: [
                 Slot::new("xent partial sums 0", output),
                 Slot::new("xent partial sums 1", output),
@@ -105,6 +107,7 @@ impl Workspace {
             &self.empty_writable,
             &self.row_values,
             &self.row_lse,
+            &self.partials,
             &self.params,
             &self.readback,
         ];
@@ -272,6 +275,7 @@ impl GpuEngine {
         let cpu_adapter = self.ctx.info.device_type == wgpu::DeviceType::Cpu;
         let (variant, trial) = self.tuner.pick(req, cpu_adapter);
         let kernel = rows::RowKernel::new(req, self.ctx.subgroups, variant);
+        let segments = kernel.segments();
         let mut arena = ParamArena {
             bytes: Vec::new(),
             align: limits.min_uniform_buffer_offset_alignment as usize,
@@ -284,6 +288,8 @@ impl GpuEngine {
                     rows: c.len() as u32,
                     classes: req.classes as u32,
                     row_base: c.start as u32,
+                    segments,
+                    segment_quads: rows::segment_quads(req.classes, segments),
                     label_smoothing: o.label_smoothing,
                     z_loss: o.z_loss,
                     softcap: o.softcap.unwrap_or(1.0),
@@ -341,11 +347,28 @@ impl GpuEngine {
         let pos_weight = or_empty(&ws.pos_weight, req.pos_weight.is_some());
 
         let row_pipeline = self.pipeline(&kernel.key);
+        let split = kernel.split.as_ref().map(|split| {
+            let merge = self.pipeline(&split.merge);
+            let grad = split.grad.as_ref().map(|key| self.pipeline(key));
+            (merge, grad)
+        });
+        let partials = match &split {
+            // Mirrors `Stats` in `rows.wgsl`: six f32.
+            Some(_) => {
+                let most_rows = chunks.iter().map(|c| c.len()).max().unwrap_or(0) as u64;
+                let bytes = most_rows * u64::from(segments) * 24;
+                ws.partials.get(device, bytes).0.clone()
+            }
+            None => current(&ws.empty_writable).clone(),
+        };
+        let split_passes = split
+            .as_ref()
+            .map_or(0, |(_, grad)| 1 + usize::from(grad.is_some()));
         let element_pipeline = elementwise.then(|| self.pipeline(&rows::elementwise_key(req)));
         let mut timing = Timing::new(
             &self.ctx,
             timed || trial.is_some(),
-            chunks.len() * (1 + usize::from(elementwise)) + passes.len(),
+            chunks.len() * (1 + usize::from(elementwise) + split_passes) + passes.len(),
         );
         for (k, (rows, &offset)) in chunks.iter().zip(&chunk_offsets).enumerate() {
             let elements = rows.start * req.classes..rows.end * req.classes;
@@ -384,6 +407,7 @@ impl GpuEngine {
                         values,
                         whole_entry(7, current(&ws.row_lse)),
                         whole_entry(8, &grad_buf),
+                        whole_entry(9, &partials),
                     ],
                 })
             };
@@ -400,6 +424,29 @@ impl GpuEngine {
                 offset,
                 groups,
             )?;
+            if let Some((merge, grad)) = &split {
+                let bind_merge = bind(&merge.layout, whole_entry(6, current(&ws.row_values)));
+                let merge_groups = rows::Split::merge_groups(rows.len() as u32);
+                self.dispatch(
+                    &mut timing,
+                    &mut encoder,
+                    &merge.pipeline,
+                    &bind_merge,
+                    offset,
+                    merge_groups,
+                )?;
+                if let Some(grad) = grad {
+                    let bind_grad = bind(&grad.layout, whole_entry(6, current(&ws.row_values)));
+                    self.dispatch(
+                        &mut timing,
+                        &mut encoder,
+                        &grad.pipeline,
+                        &bind_grad,
+                        offset,
+                        groups,
+                    )?;
+                }
+            }
             if grad.is_some() {
                 let source = if separate_grad { &grad_buf } else { input_buf };
                 let at = grad_at + elements.start as u64 * 4;

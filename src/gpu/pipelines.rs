@@ -34,7 +34,7 @@ fn layout_entries(module: Module) -> Vec<wgpu::BindGroupLayoutEntry> {
     };
     let kinds = match module {
         // input (written by an in-place gradient), class targets, dense targets, weight,
-        // pos_weight, values, row lse, gradient
+        // pos_weight, values, row lse, gradient, split rows' segment statistics
         Module::Rows { .. } => vec![
             params,
             storage(false),
@@ -42,6 +42,7 @@ fn layout_entries(module: Module) -> Vec<wgpu::BindGroupLayoutEntry> {
             storage(true),
             storage(true),
             storage(true),
+            storage(false),
             storage(false),
             storage(false),
             storage(false),

@@ -12,13 +12,14 @@ pub(crate) struct Params {
     pub rows: u32,
     pub classes: u32,
     pub row_base: u32,
-    pub _pad0: u32,
+    pub segments: u32,
     pub label_smoothing: f32,
     pub z_loss: f32,
     pub softcap: f32,
     pub alpha: f32,
     pub beta: f32,
-    pub _pad1: [u32; 3],
+    pub segment_quads: u32,
+    pub _pad: [u32; 2],
 }
 
 /// Rows per workgroup of `row_per_thread`, at most.
@@ -78,12 +79,62 @@ fn request_constants(req: &Checked) -> Vec<(&'static str, u32)> {
     ]
 }
 
-/// The shape of a row kernel: an invocation per row, this many rows per workgroup; or a workgroup
-/// of this many invocations per row.
+/// The shape of a row kernel: an invocation per row, this many rows per workgroup; a workgroup
+/// of this many invocations per row; or rows split into segments, a workgroup each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Variant {
     RowPerThread(u32),
     RowPerWorkgroup(u32),
+    SplitRow { workgroup: u32, segments: u32 },
+}
+
+/// Split rows: the fewest quads a segment gets (16 384 classes), so that the merge and the
+/// segment's own reduction stay small against its scan.
+const MIN_SEGMENT_QUADS: usize = 4096;
+/// Split rows on a GPU: batches under this many rows are split, into about
+/// `GPU_SPLIT_WORKGROUPS` workgroups in all: with a workgroup per row, a small batch of huge rows
+/// leaves most of a GPU idle.
+const GPU_SPLIT_BELOW_ROWS: usize = 128;
+const GPU_SPLIT_WORKGROUPS: usize = 1024;
+
+/// How many segments each row of `req` is split into (1: not split). On a CPU adapter, batches
+/// with fewer rows than the CPU has cores, so that every core (llvmpipe's threads) has a
+/// workgroup; on a GPU, batches under 128 rows, into about 1024 workgroups. Segments keep at
+/// least `MIN_SEGMENT_QUADS`.
+fn split_segments(req: &Checked, cpu_adapter: bool) -> usize {
+    let target = if cpu_adapter {
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    } else if req.batch < GPU_SPLIT_BELOW_ROWS {
+        GPU_SPLIT_WORKGROUPS
+    } else {
+        1
+    };
+    let by_parallelism = target.div_ceil(req.batch.max(1));
+    let by_length = req.classes.div_ceil(4) / MIN_SEGMENT_QUADS;
+    by_parallelism.min(by_length).max(1)
+}
+
+/// The rule's workgroup for a row, or a segment of one: on a CPU adapter 8 invocations, or more
+/// where one would scan past the loop limit; elsewhere enough that each scans a few dozen quads,
+/// from 32 to 256.
+fn row_workgroup(classes: usize, segments: u32, cpu_adapter: bool) -> u32 {
+    let quads = (segment_quads(classes, segments) as usize).min(classes.div_ceil(4));
+    let size = if cpu_adapter {
+        // At the largest chunk (32 MiB), 128 invocations scan 16 384 quads each, within the
+        // limit.
+        quads
+            .div_ceil(CPU_MAX_QUADS_PER_INVOCATION)
+            .max(ROW_WORKGROUP_ON_CPU)
+    } else {
+        (quads / 32).clamp(32, 256)
+    };
+    size.next_power_of_two().min(256) as u32
+}
+
+/// Quads per segment when each row of `classes` is split into `segments`: a row spans at most
+/// one quad more than its own length, where it starts mid-quad.
+pub(crate) fn segment_quads(classes: usize, segments: u32) -> u32 {
+    (classes.div_ceil(4) + 1).div_ceil(segments.max(1) as usize) as u32
 }
 
 /// On a CPU adapter, the most quads one invocation scans in one pass over a row. llvmpipe stops
@@ -130,19 +181,16 @@ impl Variant {
                 },
             );
         }
-        let quads = req.classes.div_ceil(4);
-        if cpu_adapter {
-            // At the largest chunk (32 MiB), 128 invocations scan 16 384 quads each, within the
-            // limit.
-            let fitting = quads.div_ceil(CPU_MAX_QUADS_PER_INVOCATION);
-            return Variant::RowPerWorkgroup(
-                fitting
-                    .max(ROW_WORKGROUP_ON_CPU)
-                    .next_power_of_two()
-                    .min(256) as u32,
-            );
+        let segments = split_segments(req, cpu_adapter);
+        let workgroup = row_workgroup(req.classes, segments as u32, cpu_adapter);
+        if segments > 1 {
+            Variant::SplitRow {
+                workgroup,
+                segments: segments as u32,
+            }
+        } else {
+            Variant::RowPerWorkgroup(workgroup)
         }
-        Variant::RowPerWorkgroup((quads / 32).clamp(32, 256).next_power_of_two().min(256) as u32)
     }
 
     /// What an autotune tries for a request, the rule's choice first: for rows longer than 64
@@ -170,6 +218,18 @@ impl Variant {
                 all.extend(TUNED_ROWS_PER_GROUP.map(Variant::RowPerThread));
             }
         }
+        // Split rows: at least 2 segments, and 4 times as many, where segments stay long enough.
+        let most = req.classes.div_ceil(4) / MIN_SEGMENT_QUADS;
+        let least = split_segments(req, cpu_adapter).max(2);
+        for segments in [least, 4 * least] {
+            if segments <= most {
+                let segments = segments as u32;
+                all.push(Variant::SplitRow {
+                    workgroup: row_workgroup(req.classes, segments, cpu_adapter),
+                    segments,
+                });
+            }
+        }
         let mut seen = Vec::new();
         all.retain(|v| {
             let new = !seen.contains(v);
@@ -185,14 +245,38 @@ impl std::fmt::Display for Variant {
         match self {
             Variant::RowPerThread(rows) => write!(f, "a row per invocation, {rows} per workgroup"),
             Variant::RowPerWorkgroup(size) => write!(f, "a workgroup of {size} per row"),
+            Variant::SplitRow {
+                workgroup,
+                segments,
+            } => write!(
+                f,
+                "rows split in {segments} segments, a workgroup of {workgroup} each"
+            ),
         }
     }
 }
 
-/// The row kernel of a request: its pipeline key and how many rows a workgroup covers.
+/// The row kernel of a request: its pipeline key and how many rows a workgroup covers, and for
+/// split rows the segments per row and the merge and gradient passes that follow.
 pub(crate) struct RowKernel {
     pub key: Key,
     rows_per_group: u32,
+    pub split: Option<Split>,
+}
+
+/// The passes after `segment_stats` when rows are split.
+pub(crate) struct Split {
+    pub segments: u32,
+    pub merge: Key,
+    /// The gradient pass, when the request has one.
+    pub grad: Option<Key>,
+}
+
+impl Split {
+    /// Workgroups of the merge pass for a chunk of `rows` rows.
+    pub fn merge_groups(rows: u32) -> u32 {
+        rows.div_ceil(ROWS_PER_GROUP)
+    }
 }
 
 impl RowKernel {
@@ -212,6 +296,7 @@ impl RowKernel {
                         constants,
                     },
                     rows_per_group,
+                    split: None,
                 }
             }
             Variant::RowPerWorkgroup(workgroup) => {
@@ -223,14 +308,50 @@ impl RowKernel {
                         constants,
                     },
                     rows_per_group: 1,
+                    split: None,
+                }
+            }
+            Variant::SplitRow {
+                workgroup,
+                segments,
+            } => {
+                let plain = Module::Rows {
+                    family,
+                    subgroups: false,
+                };
+                let with = |entry, module, extra: (&'static str, u32)| Key {
+                    module,
+                    entry,
+                    constants: [constants.clone(), vec![extra]].concat(),
+                };
+                RowKernel {
+                    key: with(
+                        "segment_stats",
+                        Module::Rows { family, subgroups },
+                        ("WORKGROUP", workgroup),
+                    ),
+                    rows_per_group: 1,
+                    split: Some(Split {
+                        segments,
+                        merge: with("merge_segments", plain, ("ROWS_PER_GROUP", ROWS_PER_GROUP)),
+                        grad: req
+                            .options
+                            .grad
+                            .then(|| with("segment_grad", plain, ("WORKGROUP", workgroup))),
+                    }),
                 }
             }
         }
     }
 
-    /// Workgroups needed for a chunk of `rows` rows.
+    /// Segments per row: 1 unless rows are split.
+    pub fn segments(&self) -> u32 {
+        self.split.as_ref().map_or(1, |s| s.segments)
+    }
+
+    /// Workgroups of the first pass for a chunk of `rows` rows.
     pub fn groups(&self, rows: u32) -> u32 {
-        rows.div_ceil(self.rows_per_group)
+        (rows * self.segments()).div_ceil(self.rows_per_group)
     }
 }
 
