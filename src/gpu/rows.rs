@@ -218,10 +218,10 @@ impl Variant {
                 all.extend(TUNED_ROWS_PER_GROUP.map(Variant::RowPerThread));
             }
         }
-        // Split rows: at least 2 segments, and 4 times as many, where segments stay long enough.
+        // Split rows: at least 2 segments, and twice as many, where segments stay long enough.
         let most = req.classes.div_ceil(4) / MIN_SEGMENT_QUADS;
         let least = split_segments(req, cpu_adapter).max(2);
-        for segments in [least, 4 * least] {
+        for segments in [least, 2 * least] {
             if segments <= most {
                 let segments = segments as u32;
                 all.push(Variant::SplitRow {
