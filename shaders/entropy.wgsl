@@ -33,7 +33,7 @@ fn finish_row(row: u32, st: Stats) {
 // dH/dx: -q (log q + H) on logits; -(log x + 1) on probabilities; -e^x (x + 1) on log-probs.
 fn grad_quad(row: u32, st: Stats, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) -> vec4<f32> {
     if INPUT_KIND == LOGITS {
-        let log_q = x - vec4<f32>(row_lse_of(st));
+        let log_q = log_q_of(st, x);
         let p = exp(log_q);
         return select(vec4<f32>(0.0), -params.alpha * p * (log_q + row_entropy(st)), p > vec4<f32>(0.0));
     }

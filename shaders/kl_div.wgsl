@@ -36,7 +36,7 @@ fn finish_row(row: u32, st: Stats) {
 fn grad_quad(row: u32, st: Stats, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) -> vec4<f32> {
     let p = select(vec4<f32>(0.0), target_quad(q)[0], inside);
     if INPUT_KIND == LOGITS {
-        return params.alpha * (st.b * exp(x - vec4<f32>(row_lse_of(st))) - p);
+        return params.alpha * (st.b * exp(log_q_of(st, x)) - p);
     }
     if INPUT_KIND == LOG_PROBS {
         return -params.alpha * p;

@@ -218,6 +218,16 @@ fn row_lse_of(st: Stats) -> f32 {
     return 0.0;
 }
 
+// log q of four inputs of a row with these statistics. For logits (x - m) - log s, the max taken
+// off first: x - lse would lose log s wherever m + log s rounds to m (an f32 near 1e8 steps by
+// 8), and three equal maxima there would each get log q = 0 instead of -log 3.
+fn log_q_of(st: Stats, x: vec4<f32>) -> vec4<f32> {
+    if INPUT_KIND == LOGITS {
+        return (x - vec4<f32>(st.m)) - vec4<f32>(log(st.s));
+    }
+    return log_q_unshifted(x);
+}
+
 // The quads [x, y) that hold chunk row `row`; the first and last may hold other rows' elements.
 fn row_span(row: u32) -> vec2<u32> {
     let start = row * params.classes;

@@ -35,7 +35,7 @@ fn finish_row(row: u32, st: Stats) {
         let y = class_targets[g];
         counted = y != IGNORED;
         if counted {
-            let log_q_y = log_q_unshifted(vec4<f32>(load_element(row * params.classes + y))).x - lse;
+            let log_q_y = log_q_of(st, vec4<f32>(load_element(row * params.classes + y))).x;
             main = -(1.0 - eps) * class_weight(y) * log_q_y;
             if eps > 0.0 {
                 main -= eps / f32(params.classes) * (st.a - lse * st.b);
@@ -72,7 +72,7 @@ fn grad_quad(row: u32, st: Stats, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: 
     }
     if INPUT_KIND == LOGITS {
         let lse = row_lse_of(st);
-        let softmax = exp(x - vec4<f32>(lse));
+        let softmax = exp(log_q_of(st, x));
         return params.alpha * (b * softmax - wp) + (2.0 * params.beta * params.z_loss * lse) * softmax;
     }
     if INPUT_KIND == LOG_PROBS {

@@ -2,7 +2,8 @@
 
 mod common;
 
-use common::{assert_close, assert_scalar, logits, on_every_engine, rng, targets};
+use common::{assert_close, assert_scalar, logits, on_every_engine, rng, targets, under_test};
+use rand::Rng;
 use xent::{Engine, Loss, Output, Reduction, Request};
 
 /// Tolerances of the issue: relative error of the mean 1e-5, per-row atol and rtol 1e-5.
@@ -102,6 +103,49 @@ fn every_width_around_the_vec4_and_row_per_thread_boundaries() {
 fn extreme_magnitudes_that_overflow_a_naive_exp() {
     random_case("extreme 33x500", 33, 500, 3.0e4, 0.0);
     random_case("tiny 9x77", 9, 77, 1.0e-6, 0.0);
+}
+
+/// Logits so large that a float64 max + log Σ exp rounds the log Σ exp away (near 1e20 a float64
+/// steps by 16 384): three equal maxima still share the probability, so cross-entropy against one
+/// of them and the entropy are both log 3, on every engine and the reference. Found by fuzzing: the
+/// reference once gave entropy 0 here.
+#[test]
+fn equal_huge_maxima_share_the_probability() {
+    let mut rng = rng("huge maxima");
+    for classes in [15, 1000] {
+        let mut x = logits(&mut rng, classes, 6.0);
+        let big = 2.6e20_f32 * (1.0 + rng.random_range(0.0..0.5_f32));
+        let spots: Vec<usize> = (0..3).map(|k| k * classes / 3).collect();
+        for &i in &spots {
+            x[i] = big;
+        }
+        let target = [spots[1] as i64];
+        let ce = Request::cross_entropy(&x[..], [1, classes], &target[..]);
+        let h = Request::entropy(&x[..], [1, classes]);
+        let ln3 = 3.0_f32.ln();
+        for engine in under_test().iter().chain([&Engine::reference()]) {
+            for request in [ce, h] {
+                let got = engine.compute(&request).unwrap().loss.scalar().unwrap();
+                assert!(
+                    (got - ln3).abs() <= 1e-6,
+                    "{} {:?} 1x{classes}: {got}, expected log 3",
+                    engine.device(),
+                    request.loss()
+                );
+            }
+            // softmax − one-hot: 1/3 at the other maxima, 1/3 − 1 at the target.
+            let g = engine.compute(&ce.with_grad(true)).unwrap().grad.unwrap();
+            let want = [1.0 / 3.0, -2.0 / 3.0, 1.0 / 3.0];
+            for (&i, want) in spots.iter().zip(want) {
+                assert!(
+                    (g[i] - want).abs() <= 1e-6,
+                    "{} 1x{classes}: grad[{i}] = {}, expected {want}",
+                    engine.device(),
+                    g[i]
+                );
+            }
+        }
+    }
 }
 
 #[test]

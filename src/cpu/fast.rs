@@ -344,18 +344,26 @@ impl Softmax {
     }
 
     /// Turns what `of` stored into the softmax times `coef`: each block's e^(x − m_b) times
-    /// e^(m_b − lse)·coef.
-    fn stored_softmax(g: &mut [f32], maxes: &[f32], lse: f32, coef: f32) {
+    /// e^((m_b − m) − log s)·coef.
+    fn stored_softmax(&self, g: &mut [f32], maxes: &[f32], coef: f32) {
+        let log_s = self.s.ln();
         for (block, &m) in g.chunks_mut(BLOCK).zip(maxes) {
             scale(
                 block,
-                ((f64::from(m) - f64::from(lse)).exp() * f64::from(coef)) as f32,
+                ((f64::from(m) - f64::from(self.m) - log_s).exp() * f64::from(coef)) as f32,
             );
         }
     }
 
     fn lse(&self) -> f32 {
         (f64::from(self.m) + self.s.ln()) as f32
+    }
+
+    /// log q of logit `x`: (x − m) − log s, the max taken off first. x − lse would lose log s
+    /// wherever m + log s rounds to m (an f32 near 1e8 steps by 8): three equal maxima there
+    /// would each get log q = 0 instead of −log 3.
+    fn log_q(&self, x: f32) -> f64 {
+        (f64::from(x) - f64::from(self.m)) - self.s.ln()
     }
 }
 
@@ -478,7 +486,6 @@ fn row(
                 };
                 weight(k) * ((1.0 - eps) * p_k + eps / c as f32)
             };
-            // Σ w p′ log q = Σ w p′ x′ − lse·Σ w p′ (log q unshifted for probs and log-probs).
             // Σ w p′ log q = Σ w p′ x′ − lse·Σ w p′ (log q unshifted for probs and log-probs). One
             // unweighted, unsmoothed class needs no loop.
             let one_hot = y.filter(|_| eps == 0.0 && req.weight.is_none());
@@ -495,12 +502,15 @@ fn row(
                     }
                 }
             }
-            out.main = -(a - f64::from(lse) * b);
+            out.main = match (one_hot, &st) {
+                (Some(y), Some(st)) => -st.log_q(x[y]),
+                _ => -(a - f64::from(lse) * b),
+            };
             if logits {
                 out.z = f64::from(req.options.z_loss) * f64::from(lse) * f64::from(lse);
             }
             if let Some(g) = grad.as_deref_mut() {
-                if logits {
+                if let Some(st) = st.as_ref().filter(|_| logits) {
                     // α(b·softmax − w p′) + 2βs·lse·softmax, the cross-entropy part formed before
                     // the z-loss part is added, as in the kernels: with w p′ the same values b
                     // summed, a row whose softmax equals its target gets exactly the z-loss term.
@@ -508,13 +518,13 @@ fn row(
                     let b = b as f32;
                     match one_hot {
                         Some(y) => {
-                            Softmax::stored_softmax(g, maxes, lse, alpha + z);
+                            st.stored_softmax(g, maxes, alpha + z);
                             // softmax_y − 1 in f32, then scaled.
-                            let softmax_y = exp(x[y] - lse, false);
+                            let softmax_y = exp(st.log_q(x[y]) as f32, false);
                             g[y] = alpha * (softmax_y - 1.0) + z * softmax_y;
                         }
                         None => {
-                            Softmax::stored_softmax(g, maxes, lse, 1.0);
+                            st.stored_softmax(g, maxes, 1.0);
                             for (k, g) in g.iter_mut().enumerate() {
                                 *g = alpha * (b * *g - wp(k)) + z * *g;
                             }
@@ -560,8 +570,8 @@ fn row(
             }
             out.main = plogp - (a - f64::from(lse) * b);
             if let Some(g) = grad.as_deref_mut() {
-                if logits {
-                    Softmax::stored_softmax(g, maxes, lse, alpha * b as f32);
+                if let Some(st) = st.as_ref().filter(|_| logits) {
+                    st.stored_softmax(g, maxes, alpha * b as f32);
                     for (k, g) in g.iter_mut().enumerate() {
                         *g -= alpha * p(k);
                     }
@@ -601,7 +611,7 @@ fn row(
                 for (g, &v) in g.iter_mut().zip(x) {
                     *g = match kind {
                         InputKind::Logits => {
-                            let lq = v - lse;
+                            let lq = st.as_ref().map_or(v - lse, |st| st.log_q(v) as f32);
                             let q = lq.exp();
                             if q > 0.0 { -alpha * q * (lq + h) } else { 0.0 }
                         }

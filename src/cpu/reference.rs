@@ -14,17 +14,21 @@ fn xlogy(x: f64, y: f64) -> f64 {
     }
 }
 
-/// log Σ exp(x), shifted by the row max so that no exp overflows. A NaN anywhere gives NaN; a row
-/// of only −inf gives −inf.
-fn log_sum_exp(row: &[f64]) -> f64 {
+/// A row's log-softmax and log-sum-exp, both from the row shifted by its max: no exp overflows,
+/// and log q keeps the small part of the log-sum-exp even where the logits are so large that
+/// max + log Σ exp(x − max) rounds it away (near 1e20 a float64 steps by 16 384, so three equal
+/// maxima there would each get log q = 0 instead of −log 3). A NaN anywhere gives NaN; a row of
+/// only −inf gives lse −inf, and log q NaN.
+fn log_softmax(row: &[f64]) -> (Vec<f64>, f64) {
     if row.iter().any(|x| x.is_nan()) {
-        return f64::NAN;
+        return (vec![f64::NAN; row.len()], f64::NAN);
     }
     let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if max == f64::NEG_INFINITY {
-        return f64::NEG_INFINITY;
+        return (vec![f64::NAN; row.len()], f64::NEG_INFINITY);
     }
-    max + row.iter().map(|&x| (x - max).exp()).sum::<f64>().ln()
+    let shift = row.iter().map(|&x| (x - max).exp()).sum::<f64>().ln();
+    (row.iter().map(|&x| (x - max) - shift).collect(), max + shift)
 }
 
 /// log1p(exp(−|x|)) + max(−x, 0) = −log σ(x), without overflow.
@@ -52,10 +56,7 @@ fn row(req: &Checked, r: usize) -> Row {
         })
         .collect();
     let (log_q, lse) = match req.options.input_kind {
-        InputKind::Logits => {
-            let lse = log_sum_exp(&x);
-            (x.iter().map(|v| v - lse).collect(), lse)
-        }
+        InputKind::Logits => log_softmax(&x),
         InputKind::Probs => (x.iter().map(|v| v.ln()).collect(), 0.0),
         InputKind::LogProbs => (x.clone(), 0.0),
     };
@@ -490,16 +491,20 @@ mod tests {
 
     #[test]
     fn survives_magnitudes_that_overflow_a_naive_exp() {
-        let lse = log_sum_exp(&[1.0e4, -1.0e4, 9_999.0]);
+        let (_, lse) = log_softmax(&[1.0e4, -1.0e4, 9_999.0]);
         assert!((lse - (1.0e4 + (1.0 + (-1.0_f64).exp()).ln())).abs() < 1e-9);
+        // Where max + log 3 rounds to max, log q still sees the log 3.
+        let (log_q, _) = log_softmax(&[2.6e20, 2.6e20, 2.6e20, -12.0]);
+        assert!((log_q[0] + 3.0_f64.ln()).abs() < 1e-15, "{log_q:?}");
         assert!((neg_log_sigmoid(100.0) - (-100.0_f64).exp()).abs() < 1e-50);
         assert!((neg_log_sigmoid(-100.0) - 100.0).abs() < 1e-12);
     }
 
     #[test]
     fn masked_rows_and_nan_rows() {
-        assert_eq!(log_sum_exp(&[f64::NEG_INFINITY; 3]), f64::NEG_INFINITY);
-        assert!((log_sum_exp(&[f64::NEG_INFINITY, 0.0]) - 0.0).abs() < 1e-15);
-        assert!(log_sum_exp(&[1.0, f64::NAN]).is_nan());
+        assert_eq!(log_softmax(&[f64::NEG_INFINITY; 3]).1, f64::NEG_INFINITY);
+        let (log_q, lse) = log_softmax(&[f64::NEG_INFINITY, 0.0]);
+        assert_eq!((log_q, lse), (vec![f64::NEG_INFINITY, 0.0], 0.0));
+        assert!(log_softmax(&[1.0, f64::NAN]).1.is_nan());
     }
 }
