@@ -355,8 +355,10 @@ impl Softmax {
         }
     }
 
-    fn lse(&self) -> f32 {
-        (f64::from(self.m) + self.s.ln()) as f32
+    /// The log-sum-exp in float64: the sums it multiplies are float64, and with a rounded lse,
+    /// lse·Σ w p′ − Σ w p′ x would cancel to nothing near logits of 1e8.
+    fn lse(&self) -> f64 {
+        f64::from(self.m) + self.s.ln()
     }
 
     /// log q of logit `x`: (x − m) − log s, the max taken off first. x − lse would lose log s
@@ -457,7 +459,8 @@ fn row(
         }
     };
     let maxes = &*maxes;
-    let lse = st.as_ref().map_or(0.0, Softmax::lse);
+    let lse64 = st.as_ref().map_or(0.0, Softmax::lse);
+    let lse = lse64 as f32;
     let mut out = RowResult {
         main: 0.0,
         z: 0.0,
@@ -504,10 +507,10 @@ fn row(
             }
             out.main = match (one_hot, &st) {
                 (Some(y), Some(st)) => -st.log_q(x[y]),
-                _ => -(a - f64::from(lse) * b),
+                _ => -(a - lse64 * b),
             };
             if logits {
-                out.z = f64::from(req.options.z_loss) * f64::from(lse) * f64::from(lse);
+                out.z = f64::from(req.options.z_loss) * lse64 * lse64;
             }
             if let Some(g) = grad.as_deref_mut() {
                 if let Some(st) = st.as_ref().filter(|_| logits) {
@@ -562,13 +565,14 @@ fn row(
                     b += f64::from(p_k);
                     plogp += f64::from(p_k) * f64::from(log_p);
                     if let Some(values) = values.as_deref_mut() {
-                        values[k] = alpha * p_k * (log_p - (lq - lse));
+                        let log_q = st.as_ref().map_or(lq, |st| st.log_q(v) as f32);
+                        values[k] = alpha * p_k * (log_p - log_q);
                     }
                 } else if let Some(values) = values.as_deref_mut() {
                     values[k] = 0.0;
                 }
             }
-            out.main = plogp - (a - f64::from(lse) * b);
+            out.main = plogp - (a - lse64 * b);
             if let Some(g) = grad.as_deref_mut() {
                 if let Some(st) = st.as_ref().filter(|_| logits) {
                     st.stored_softmax(g, maxes, alpha * b as f32);

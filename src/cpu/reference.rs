@@ -28,7 +28,10 @@ fn log_softmax(row: &[f64]) -> (Vec<f64>, f64) {
         return (vec![f64::NAN; row.len()], f64::NEG_INFINITY);
     }
     let shift = row.iter().map(|&x| (x - max).exp()).sum::<f64>().ln();
-    (row.iter().map(|&x| (x - max) - shift).collect(), max + shift)
+    (
+        row.iter().map(|&x| (x - max) - shift).collect(),
+        max + shift,
+    )
 }
 
 /// log1p(exp(−|x|)) + max(−x, 0) = −log σ(x), without overflow.
