@@ -433,21 +433,6 @@ fn check_engine(engine: &Engine, cases: &[Case]) {
     );
 }
 
-/// With `XENT_EXPECT_BACKENDS` set (CI), each named backend must be among the engines checked.
-fn check_expected_backends(engines: &[Engine]) {
-    let Ok(expected) = std::env::var("XENT_EXPECT_BACKENDS") else {
-        return;
-    };
-    for backend in expected.split(',').map(str::trim).filter(|b| !b.is_empty()) {
-        assert!(
-            engines
-                .iter()
-                .any(|e| e.device().backend.eq_ignore_ascii_case(backend)),
-            "XENT_EXPECT_BACKENDS names {backend}, but no engine under test runs on it"
-        );
-    }
-}
-
 #[test]
 fn one_engine_shared_by_eight_threads_gives_the_single_threaded_bits() {
     let mut rng = common::rng("concurrency");
@@ -458,7 +443,7 @@ fn one_engine_shared_by_eight_threads_gives_the_single_threaded_bits() {
         cases.len()
     );
     let mut engines = common::under_test();
-    check_expected_backends(&engines);
+    common::check_expected_backends(&engines);
     if common::gpus().is_empty() {
         eprintln!("concurrency: no GPU adapter, CPU only (set XENT_REQUIRE_GPU=1 to fail instead)");
     }

@@ -219,6 +219,15 @@ fn long_rows_get_every_gradient_element() {
     }
 }
 
+/// The scalar loss within 1e-5 of `want`'s, and the gradient within 1e-5 relative norm.
+fn same_loss_and_gradient(what: &str, got: &xent::Output, want: &xent::Output) {
+    let (a, e) = (got.loss.scalar().unwrap(), want.loss.scalar().unwrap());
+    common::assert_scalar(what, a, e, 1e-5);
+    let (g, w) = (got.grad.as_ref().unwrap(), want.grad.as_ref().unwrap());
+    let error = common::relative_norm_error(g, w);
+    assert!(error <= 1e-5, "{what}: gradient off by {error}");
+}
+
 /// Huge rows in small batches are split into segments, a workgroup each, whose statistics are
 /// merged per row in order. A row of a million classes alone (which the rule splits wherever the
 /// CPU has more than one core, for a CPU adapter, and on any GPU), for every loss with its
@@ -250,16 +259,7 @@ fn split_rows_match_the_reference() {
         let want = Engine::reference().compute(&request).unwrap();
         for engine in under_test() {
             let what = format!("{} {:?} 1x{classes}", engine.device(), request.loss());
-            let got = engine.compute(&request).unwrap();
-            common::assert_scalar(
-                &what,
-                got.loss.scalar().unwrap(),
-                want.loss.scalar().unwrap(),
-                1e-5,
-            );
-            let error =
-                common::relative_norm_error(&got.grad.unwrap(), want.grad.as_ref().unwrap());
-            assert!(error <= 1e-5, "{what}: gradient off by {error}");
+            same_loss_and_gradient(&what, &engine.compute(&request).unwrap(), &want);
         }
     }
 
@@ -278,18 +278,7 @@ fn split_rows_match_the_reference() {
         let mut calls = 0;
         while calls == 0 || engine.autotuning() {
             let got = engine.compute(&request).unwrap();
-            common::assert_scalar(
-                &what,
-                got.loss.scalar().unwrap(),
-                want.loss.scalar().unwrap(),
-                1e-5,
-            );
-            let error =
-                common::relative_norm_error(&got.grad.unwrap(), want.grad.as_ref().unwrap());
-            assert!(
-                error <= 1e-5,
-                "{what} call {calls}: gradient off by {error}"
-            );
+            same_loss_and_gradient(&format!("{what} call {calls}"), &got, &want);
             calls += 1;
             assert!(calls < 64, "{what}: {:?}", engine.autotuned());
         }

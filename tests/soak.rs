@@ -255,16 +255,7 @@ fn ten_thousand_calls_hold_memory_steady() {
         .map(|&[b, c]| Shape::new(&mut rng, b, c))
         .collect();
     let engines = common::under_test();
-    if let Ok(expected) = std::env::var("XENT_EXPECT_BACKENDS") {
-        for backend in expected.split(',').map(str::trim).filter(|b| !b.is_empty()) {
-            assert!(
-                engines
-                    .iter()
-                    .any(|e| e.device().backend.eq_ignore_ascii_case(backend)),
-                "XENT_EXPECT_BACKENDS names {backend}, but no engine under test runs on it"
-            );
-        }
-    }
+    common::check_expected_backends(&engines);
     if rss().is_none() {
         eprintln!("soak: no /proc/self/statm (not Linux); the resident set is not checked");
     }

@@ -193,3 +193,18 @@ pub fn write_npy<T: npyz::AutoSerialize + Copy>(path: &std::path::Path, shape: &
     w.finish().unwrap();
     std::fs::write(path, out).unwrap();
 }
+
+/// With `XENT_EXPECT_BACKENDS` set (CI), each named backend must be among the engines checked.
+pub fn check_expected_backends(engines: &[Engine]) {
+    let Ok(expected) = std::env::var("XENT_EXPECT_BACKENDS") else {
+        return;
+    };
+    for backend in expected.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+        assert!(
+            engines
+                .iter()
+                .any(|e| e.device().backend.eq_ignore_ascii_case(backend)),
+            "XENT_EXPECT_BACKENDS names {backend}, but no engine under test runs on it"
+        );
+    }
+}
