@@ -444,8 +444,13 @@ pub fn parse_vector(name: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
     }
 }
 
-/// Writes a row-major float32 array of the given shape.
-pub fn write_f32(path: &Path, data: &[f32], shape: &[usize]) -> Result<()> {
+/// Writes a row-major array of the given shape, in `T`'s own dtype (float32 for the gradients
+/// the CLI writes).
+pub fn write<T: npyz::AutoSerialize + Copy>(
+    path: &Path,
+    data: &[T],
+    shape: &[usize],
+) -> Result<()> {
     use npyz::WriterBuilder;
     let fail = |e: std::io::Error| npy_error(path, e.to_string());
     let file = std::fs::File::create(path).map_err(fail)?;
@@ -519,12 +524,13 @@ mod tests {
     fn written_arrays_read_back() {
         let path =
             std::env::temp_dir().join(format!("xent-npy-{}-written.npy", std::process::id()));
-        write_f32(&path, &[1.5, -2.0, 0.25, 8.0, 3.0, -1.0], &[2, 3]).unwrap();
+        super::write(&path, &[1.5_f32, -2.0, 0.25, 8.0, 3.0, -1.0], &[2, 3]).unwrap();
         assert_eq!(
             read_input(&path).unwrap(),
             (Floats::F32(vec![1.5, -2.0, 0.25, 8.0, 3.0, -1.0]), [2, 3])
         );
-        let err = write_f32(Path::new("/nonexistent/dir/g.npy"), &[1.0], &[1, 1]).unwrap_err();
+        let err =
+            super::write(Path::new("/nonexistent/dir/g.npy"), &[1.0_f32], &[1, 1]).unwrap_err();
         assert!(
             err.to_string().starts_with("/nonexistent/dir/g.npy: "),
             "{err}"

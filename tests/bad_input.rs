@@ -379,11 +379,11 @@ fn every_bad_input_is_a_one_line_cli_error_naming_the_argument() {
     let x = logits(&mut rng, 12, 2.0);
     write_npy(&input, &[3, 4], &x);
     let file = |name: &str| dir.join(name);
-    let npy_i64 = |name: &str, shape: &[u64], data: &[i64]| {
+    let npy_i64 = |name: &str, shape: &[usize], data: &[i64]| {
         write_npy(&file(name), shape, data);
         arg(&file(name))
     };
-    let npy_f32 = |name: &str, shape: &[u64], data: &[f32]| {
+    let npy_f32 = |name: &str, shape: &[usize], data: &[f32]| {
         write_npy(&file(name), shape, data);
         arg(&file(name))
     };

@@ -232,7 +232,7 @@ pub fn run(args: &LossArgs) -> std::result::Result<(), Failure> {
         .map_err(|e| Failure::about("--device", e))?;
     let out = engine.compute(&request)?;
     if let (Some(path), Some(grad)) = (&args.grad_out, &out.grad) {
-        npy::write_f32(path, grad, &shape).map_err(|e| Failure::about("--grad-out", e))?;
+        npy::write(path, grad, &shape).map_err(|e| Failure::about("--grad-out", e))?;
     }
     let device = engine.device();
     if args.json {

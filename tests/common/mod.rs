@@ -179,19 +179,13 @@ pub fn relative_norm_error(a: &[f32], b: &[f32]) -> f64 {
     }
 }
 
-/// Writes a row-major `.npy` file of `shape` holding `data`.
-pub fn write_npy<T: npyz::AutoSerialize + Copy>(path: &std::path::Path, shape: &[u64], data: &[T]) {
-    use npyz::WriterBuilder;
-    let mut out = Vec::new();
-    let mut w = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(shape)
-        .writer(&mut out)
-        .begin_nd()
-        .unwrap();
-    w.extend(data.iter().copied()).unwrap();
-    w.finish().unwrap();
-    std::fs::write(path, out).unwrap();
+/// Writes a row-major `.npy` file of `shape` holding `data`, through xent's own writer.
+pub fn write_npy<T: npyz::AutoSerialize + Copy>(
+    path: &std::path::Path,
+    shape: &[usize],
+    data: &[T],
+) {
+    xent::npy::write(path, data, shape).unwrap();
 }
 
 /// With `XENT_EXPECT_BACKENDS` set (CI), each named backend must be among the engines checked.
