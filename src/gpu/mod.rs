@@ -424,24 +424,24 @@ impl GpuEngine {
                 offset,
                 groups,
             )?;
+            // The split passes bind the same buffers: their layouts have the same entries as the
+            // first pass's, which makes them group-equivalent.
             if let Some((merge, grad)) = &split {
-                let bind_merge = bind(&merge.layout, whole_entry(6, current(&ws.row_values)));
                 let merge_groups = rows::Split::merge_groups(rows.len() as u32);
                 self.dispatch(
                     &mut timing,
                     &mut encoder,
                     &merge.pipeline,
-                    &bind_merge,
+                    &row_bind,
                     offset,
                     merge_groups,
                 )?;
                 if let Some(grad) = grad {
-                    let bind_grad = bind(&grad.layout, whole_entry(6, current(&ws.row_values)));
                     self.dispatch(
                         &mut timing,
                         &mut encoder,
                         &grad.pipeline,
-                        &bind_grad,
+                        &row_bind,
                         offset,
                         groups,
                     )?;
