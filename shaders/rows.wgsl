@@ -41,7 +41,13 @@ const PROBS: u32 = 1u;
 const LOG_PROBS: u32 = 2u;
 
 override INPUT_KIND: u32 = LOGITS;
-override INPUT_F16: bool = false;
+// Input element types, as INPUT_DTYPE: 16-bit values come two to a u32 word, the first in the low
+// half.
+const F32: u32 = 0u;
+const F16: u32 = 1u;
+const BF16: u32 = 2u;
+
+override INPUT_DTYPE: u32 = F32;
 override HAS_WEIGHT: bool = false;
 override HAS_POS_WEIGHT: bool = false;
 override SOFTCAP: bool = false;
@@ -99,13 +105,17 @@ fn halves_to_f32(h: vec4<u32>) -> vec4<f32> {
 
 // Quad q: elements 4q .. 4q + 3 of the chunk, as f32.
 fn load_quad(q: u32) -> vec4<f32> {
-    if INPUT_F16 {
-        let word = input_words[q / 2u];
-        let pair = select(word.xy, word.zw, (q & 1u) == 1u);
-        let packed = vec4<u32>(pair.x, pair.x >> 16u, pair.y, pair.y >> 16u);
-        return halves_to_f32(packed & vec4<u32>(0xffffu));
+    if INPUT_DTYPE == F32 {
+        return bitcast<vec4<f32>>(input_words[q]);
     }
-    return bitcast<vec4<f32>>(input_words[q]);
+    let word = input_words[q / 2u];
+    let pair = select(word.xy, word.zw, (q & 1u) == 1u);
+    let packed = vec4<u32>(pair.x, pair.x >> 16u, pair.y, pair.y >> 16u) & vec4<u32>(0xffffu);
+    if INPUT_DTYPE == BF16 {
+        // A bfloat16 is the high half of an f32.
+        return bitcast<vec4<f32>>(packed << vec4<u32>(16u));
+    }
+    return halves_to_f32(packed);
 }
 
 // The input as the loss sees it: soft-capped when asked.

@@ -12,6 +12,7 @@ mod output;
 pub use engine::{DeviceInfo, DeviceKind, Engine};
 pub use error::{Error, Result};
 pub use loss::{
-    Base, DEFAULT_IGNORE_INDEX, Input, InputKind, LossKind, Options, Reduction, Request, Target,
+    Base, DEFAULT_IGNORE_INDEX, Dtype, Input, InputKind, LossKind, Options, Reduction, Request,
+    Target,
 };
 pub use output::{Clock, KernelTime, Loss, Output};

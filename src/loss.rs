@@ -4,7 +4,7 @@
 //! Validation is pure and shared: every backend receives the same [`Checked`] request, so they
 //! differ only in how they compute, never in what they accept.
 
-use half::f16;
+use half::{bf16, f16};
 
 use crate::error::{Error, Result};
 
@@ -102,13 +102,47 @@ impl Base {
     }
 }
 
-/// The input values, row-major [B, C]. Both are computed in f32.
+/// The element type of an input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Dtype {
+    /// IEEE 32-bit floats.
+    #[default]
+    F32,
+    /// IEEE 16-bit floats.
+    F16,
+    /// bfloat16: the high 16 bits of an f32.
+    Bf16,
+}
+
+impl Dtype {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F16 | Dtype::Bf16 => 2,
+        }
+    }
+
+    /// The name the CLI uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::F16 => "f16",
+            Dtype::Bf16 => "bf16",
+        }
+    }
+}
+
+/// The input values, row-major [B, C]. All are computed in f32; 16-bit values are read packed on
+/// the GPU, two to a 32-bit word, so no adapter needs 16-bit float support.
 #[derive(Clone, Copy, Debug)]
 pub enum Input<'a> {
     /// 32-bit floats.
     F32(&'a [f32]),
-    /// 16-bit floats, read packed on the GPU.
+    /// 16-bit IEEE floats.
     F16(&'a [f16]),
+    /// bfloat16 values.
+    Bf16(&'a [bf16]),
 }
 
 impl Input<'_> {
@@ -116,6 +150,16 @@ impl Input<'_> {
         match self {
             Input::F32(v) => v.len(),
             Input::F16(v) => v.len(),
+            Input::Bf16(v) => v.len(),
+        }
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> Dtype {
+        match self {
+            Input::F32(_) => Dtype::F32,
+            Input::F16(_) => Dtype::F16,
+            Input::Bf16(_) => Dtype::Bf16,
         }
     }
 
@@ -124,6 +168,7 @@ impl Input<'_> {
         match self {
             Input::F32(v) => v[i],
             Input::F16(v) => v[i].to_f32(),
+            Input::Bf16(v) => v[i].to_f32(),
         }
     }
 
@@ -132,6 +177,7 @@ impl Input<'_> {
         match self {
             Input::F32(v) => bytemuck::cast_slice(&v[range]),
             Input::F16(v) => bytemuck::cast_slice(&v[range]),
+            Input::Bf16(v) => bytemuck::cast_slice(&v[range]),
         }
     }
 }
@@ -145,6 +191,12 @@ impl<'a> From<&'a [f32]> for Input<'a> {
 impl<'a> From<&'a [f16]> for Input<'a> {
     fn from(v: &'a [f16]) -> Self {
         Input::F16(v)
+    }
+}
+
+impl<'a> From<&'a [bf16]> for Input<'a> {
+    fn from(v: &'a [bf16]) -> Self {
+        Input::Bf16(v)
     }
 }
 
@@ -518,8 +570,8 @@ impl<'a> Request<'a> {
         if o.lse && !(logits && loss != LossKind::BinaryCrossEntropy) {
             return Err(unsupported("lse"));
         }
-        if o.grad_in_place && !matches!(self.input, Input::F32(_)) {
-            return Err(unsupported("an in-place gradient of f16 input"));
+        if o.grad_in_place && self.input.dtype() != Dtype::F32 {
+            return Err(unsupported("an in-place gradient of 16-bit input"));
         }
         if loss == LossKind::BinaryCrossEntropy && o.input_kind == InputKind::LogProbs {
             return Err(unsupported("input kind"));

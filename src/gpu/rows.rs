@@ -3,7 +3,7 @@
 
 use super::pipelines::Key;
 use super::shaders::{Family, Module};
-use crate::loss::{Checked, CheckedTarget, Input, InputKind, LossKind};
+use crate::loss::{Checked, CheckedTarget, Dtype, InputKind, LossKind};
 
 /// Mirrors `Params` in `rows.wgsl`.
 #[repr(C)]
@@ -65,7 +65,14 @@ fn request_constants(req: &Checked) -> Vec<(&'static str, u32)> {
     };
     vec![
         ("INPUT_KIND", kind),
-        ("INPUT_F16", u32::from(matches!(req.input, Input::F16(_)))),
+        (
+            "INPUT_DTYPE",
+            match req.input.dtype() {
+                Dtype::F32 => 0,
+                Dtype::F16 => 1,
+                Dtype::Bf16 => 2,
+            },
+        ),
         ("HAS_WEIGHT", u32::from(req.weight.is_some())),
         ("HAS_POS_WEIGHT", u32::from(req.pos_weight.is_some())),
         ("SOFTCAP", u32::from(req.options.softcap.is_some())),

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use super::rows::Variant;
-use crate::loss::{Checked, Input, LossKind};
+use crate::loss::{Checked, Dtype, LossKind};
 
 /// Samples per candidate before one is chosen.
 const ROUNDS: usize = 2;
@@ -19,7 +19,7 @@ const ROUNDS: usize = 2;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct ShapeClass {
     loss: LossKind,
-    f16: bool,
+    dtype: Dtype,
     grad: bool,
     classes_log2: u32,
     batch_log2: u32,
@@ -29,7 +29,7 @@ impl ShapeClass {
     fn of(req: &Checked) -> Self {
         ShapeClass {
             loss: req.loss,
-            f16: matches!(req.input, Input::F16(_)),
+            dtype: req.input.dtype(),
             grad: req.options.grad,
             classes_log2: req.classes.next_power_of_two().trailing_zeros(),
             batch_log2: req.batch.next_power_of_two().trailing_zeros(),
@@ -41,9 +41,9 @@ impl std::fmt::Display for ShapeClass {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}{}{}, B ≤ 2^{}, C ≤ 2^{}",
+            "{} {}{}, B ≤ 2^{}, C ≤ 2^{}",
             self.loss.name(),
-            if self.f16 { " f16" } else { "" },
+            self.dtype.name(),
             if self.grad { " with gradient" } else { "" },
             self.batch_log2,
             self.classes_log2
