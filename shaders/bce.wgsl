@@ -32,9 +32,9 @@ fn grad_quad(row: u32, st: Stats, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: 
     if INPUT_KIND == LOGITS {
         let pw = pos_weights(cls, inside);
         let sigmoid = 1.0 / (1.0 + exp(-x));
-        return params.alpha * w * (sigmoid * (1.0 + (pw - 1.0) * y) - pw * y);
+        return alpha() * w * (sigmoid * (1.0 + (pw - 1.0) * y) - pw * y);
     }
-    return params.alpha * w * (x - y) / max(x * (1.0 - x), vec4<f32>(1e-12));
+    return alpha() * w * (x - y) / max(x * (1.0 - x), vec4<f32>(1e-12));
 }
 
 fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) {
@@ -43,7 +43,7 @@ fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, insi
 
 fn finish_row(row: u32, st: Stats) {
     let g = params.row_base + row;
-    values[g] = st.c * params.alpha;
+    values[g] = st.c * alpha();
     row_lse[g] = 0.0;
 }
 
@@ -65,7 +65,7 @@ fn elementwise(
     let v = bce_quad(q, load_quad(q), cls, inside);
     for (var k = 0u; k < 4u; k++) {
         if inside[k] {
-            values[idx[k]] = v[k] * params.alpha;
+            values[idx[k]] = v[k] * alpha();
         }
     }
 }

@@ -27,7 +27,7 @@ fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, insi
 fn finish_row(row: u32, st: Stats) {
     let lse = row_lse_of(st);
     let g = params.row_base + row;
-    values[g] = (st.c - (st.a - lse * st.b)) * params.alpha;
+    values[g] = (st.c - (st.a - lse * st.b)) * alpha();
     row_lse[g] = lse;
 }
 
@@ -36,12 +36,12 @@ fn finish_row(row: u32, st: Stats) {
 fn grad_quad(row: u32, st: Stats, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) -> vec4<f32> {
     let p = select(vec4<f32>(0.0), target_quad(q)[0], inside);
     if INPUT_KIND == LOGITS {
-        return params.alpha * (st.b * exp(log_q_of(st, x)) - p);
+        return alpha() * (st.b * exp(log_q_of(st, x)) - p);
     }
     if INPUT_KIND == LOG_PROBS {
-        return -params.alpha * p;
+        return -alpha() * p;
     }
-    return select(vec4<f32>(0.0), -params.alpha * p / x, p != vec4<f32>(0.0));
+    return select(vec4<f32>(0.0), -alpha() * p / x, p != vec4<f32>(0.0));
 }
 
 @compute @workgroup_size(ELEMENTWISE_GROUP)
@@ -67,7 +67,7 @@ fn elementwise(
                 let lse = row_lse[params.row_base + i / params.classes];
                 v = target_terms[1][k] - p[k] * (lq[k] - lse);
             }
-            values[i] = v * params.alpha;
+            values[i] = v * alpha();
         }
     }
 }

@@ -7,7 +7,10 @@
 // `grad_quad` (the gradient of four elements, given the row's statistics).
 //
 // With GRAD, the same dispatch reads the row a second time, usually from cache, and writes the
-// gradient of the reduced loss: to `grad_out`, or over the input itself (GRAD_IN_PLACE, f32 only).
+// gradient of the reduced loss: to `grad_out`, or over the input itself (GRAD_IN_PLACE). It is f32,
+// or with GRAD_PACKED the input's 16-bit dtype, rounded once from f32 to nearest even. A 16-bit
+// word shared by two rows (odd C) is written by neither: each row leaves its edge values in
+// `edges`, and `stitch_edges` writes those words once every row has been read.
 //
 // Split rows, for huge rows in small batches: `segment_stats` (in the variant file) gives each
 // segment of a row a workgroup and writes its statistics to `partials`; `merge_segments` merges
@@ -55,6 +58,9 @@ override CLASS_TARGETS: bool = true;
 override LOG_TARGET: bool = false;
 override GRAD: bool = false;
 override GRAD_IN_PLACE: bool = false;
+// The reduction's scales come from `scales`, written on the device, instead of the params.
+override DEVICE_SCALES: bool = false;
+override GRAD_PACKED: bool = false;
 // Rows handled by one invocation each in `row_per_thread`.
 override ROWS_PER_GROUP: u32 = 64u;
 // Quads handled by one workgroup of a family's `elementwise` entry point.
@@ -64,6 +70,9 @@ override WORKGROUP: u32 = 256u;
 
 // Marks a row whose cls target equals ignore_index.
 const IGNORED: u32 = 0xffffffffu;
+// Marks a row whose cls target, read on the device, is out of range: its loss and gradient are NaN.
+const BAD: u32 = 0xfffffffeu;
+const NAN_BITS: u32 = 0x7fc00000u;
 // The max of an empty run: the lowest finite f32, so that exp(EMPTY - EMPTY) stays finite. A row
 // of only -inf logits keeps max EMPTY and sum 0, and so gets lse -inf.
 const EMPTY: f32 = -3.40282347e38;
@@ -82,11 +91,32 @@ const EMPTY: f32 = -3.40282347e38;
 // Per-row values of the whole batch, or per-element values of the chunk for `elementwise`.
 @group(0) @binding(6) var<storage, read_write> values: array<f32>;
 @group(0) @binding(7) var<storage, read_write> row_lse: array<f32>;
-// The chunk's gradient, row-major f32 in quads as the input, when it is not written in place.
-@group(0) @binding(8) var<storage, read_write> grad_out: array<vec4<f32>>;
+// The chunk's gradient, row-major in the words of the input's layout (f32 bits, or packed 16-bit
+// values with GRAD_PACKED), when it is not written in place.
+@group(0) @binding(8) var<storage, read_write> grad_out: array<vec4<u32>>;
 // Split rows: the statistics of segment s of chunk row r at r·segments + s; after
 // `merge_segments`, the row's at r·segments.
 @group(0) @binding(9) var<storage, read_write> partials: array<Stats>;
+// With DEVICE_SCALES: the main and z-loss scales, in place of params.alpha and params.beta.
+@group(0) @binding(10) var<storage, read> scales: array<f32>;
+// With GRAD_PACKED: the gradient of chunk row r's first element at 2r, and of its last at 2r + 1,
+// where they share a 16-bit word with another row.
+@group(0) @binding(11) var<storage, read_write> edges: array<f32>;
+
+// The scale of the main loss term, and of the z-loss term.
+fn alpha() -> f32 {
+    if DEVICE_SCALES {
+        return scales[0];
+    }
+    return params.alpha;
+}
+
+fn beta() -> f32 {
+    if DEVICE_SCALES {
+        return scales[1];
+    }
+    return params.beta;
+}
 
 // Four IEEE half floats (in the low 16 bits of each lane) as f32, by their bits. unpack2x16float
 // would need naga's SHADER_FLOAT16_IN_FLOAT32 capability, which not every adapter grants.
@@ -277,24 +307,97 @@ fn scan_quads(row: u32, span: vec2<u32>, lane: u32, lanes: u32) -> Stats {
     return total;
 }
 
-// Writes the gradient of quad q: whole when the quad lies inside the row, else lane by lane, since
-// the rest of the quad belongs to a neighbouring row that another invocation writes.
-fn write_grad(q: u32, g: vec4<f32>, inside: vec4<bool>) {
+// Stores u32 word k of 16-byte word w of the gradient (the input itself when in place).
+fn store_word(w: u32, k: u32, bits: u32) {
+    if GRAD_IN_PLACE {
+        input_words[w][k] = bits;
+    } else {
+        grad_out[w][k] = bits;
+    }
+}
+
+// The u32 word k of 16-byte word w of the gradient, as it stands.
+fn stored_word(w: u32, k: u32) -> u32 {
+    if GRAD_IN_PLACE {
+        return input_words[w][k];
+    }
+    return grad_out[w][k];
+}
+
+// f32 to bfloat16 bits, rounded to nearest even; a NaN stays a (quiet) NaN.
+fn to_bf16(v: f32) -> u32 {
+    let bits = bitcast<u32>(v);
+    if (bits & 0x7fffffffu) > 0x7f800000u {
+        return (bits >> 16u) | 0x40u;
+    }
+    return (bits + 0x7fffu + ((bits >> 16u) & 1u)) >> 16u;
+}
+
+// f32 to IEEE half bits, rounded to nearest even: overflow to inf, underflow through the
+// subnormals to zero, and a NaN stays a (quiet) NaN.
+fn to_f16(v: f32) -> u32 {
+    let bits = bitcast<u32>(v);
+    let sign = (bits >> 16u) & 0x8000u;
+    let exponent = (bits >> 23u) & 0xffu;
+    let mantissa = bits & 0x7fffffu;
+    if exponent == 0xffu {
+        return sign | 0x7c00u | select(0u, 0x200u, mantissa != 0u) | (mantissa >> 13u);
+    }
+    let e = i32(exponent) - 112;
+    if e >= 31 {
+        return sign | 0x7c00u;
+    }
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        let m = mantissa | 0x800000u;
+        let shift = u32(14 - e);
+        let round = 1u << (shift - 1u);
+        let up = (m & round) != 0u && (m & (3u * round - 1u)) != 0u;
+        return sign | ((m >> shift) + u32(up));
+    }
+    let up = (mantissa & 0x1000u) != 0u && (mantissa & 0x2fffu) != 0u;
+    return (sign | (u32(e) << 10u) | (mantissa >> 13u)) + u32(up);
+}
+
+fn to_half_bits(v: f32) -> u32 {
+    if INPUT_DTYPE == BF16 {
+        return to_bf16(v);
+    }
+    return to_f16(v);
+}
+
+// Writes the gradient of quad q of chunk row `row`: whole when the quad lies inside the row, else
+// lane by lane, since the rest of the quad belongs to a neighbouring row that another invocation
+// writes. Packed, a quad is two u32 words; a word half in another row is left to `stitch_edges`.
+fn write_grad(row: u32, q: u32, g: vec4<f32>, inside: vec4<bool>) {
+    if GRAD_PACKED {
+        for (var k = 0u; k < 2u; k++) {
+            let first = inside[2u * k];
+            let second = inside[2u * k + 1u];
+            if first && second {
+                let word = to_half_bits(g[2u * k]) | (to_half_bits(g[2u * k + 1u]) << 16u);
+                store_word(q / 2u, 2u * (q & 1u) + k, word);
+            } else if first {
+                edges[2u * row + 1u] = g[2u * k];
+            } else if second {
+                edges[2u * row] = g[2u * k + 1u];
+            }
+        }
+        return;
+    }
     if all(inside) {
         if GRAD_IN_PLACE {
             input_words[q] = bitcast<vec4<u32>>(g);
         } else {
-            grad_out[q] = g;
+            grad_out[q] = bitcast<vec4<u32>>(g);
         }
         return;
     }
     for (var k = 0u; k < 4u; k++) {
         if inside[k] {
-            if GRAD_IN_PLACE {
-                input_words[q][k] = bitcast<u32>(g[k]);
-            } else {
-                grad_out[q][k] = g[k];
-            }
+            store_word(q, k, bitcast<u32>(g[k]));
         }
     }
 }
@@ -313,7 +416,7 @@ fn grad_quads(row: u32, st: Stats, span: vec2<u32>, lane: u32, lanes: u32) {
             let r = x / params.softcap;
             g *= 1.0 - r * r;
         }
-        write_grad(q, g, inside);
+        write_grad(row, q, g, inside);
     }
 }
 
@@ -344,6 +447,29 @@ fn row_per_thread(
     if GRAD {
         grad_quads(row, st, row_span(row), 0u, 1u);
     }
+}
+
+// GRAD_PACKED: an invocation per chunk row writes the 16-bit word that the row's last element
+// shares with the next row's first (odd C), from both rows' edge values; after the last row, the
+// word's other half is kept as it stands.
+@compute @workgroup_size(ROWS_PER_GROUP)
+fn stitch_edges(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = group_index(wg, groups) * ROWS_PER_GROUP + lid;
+    let end = (row + 1u) * params.classes;
+    if row >= params.rows || (end & 1u) == 0u {
+        return;
+    }
+    let word = (end - 1u) / 2u;
+    let low = to_half_bits(edges[2u * row + 1u]);
+    var high = stored_word(word / 4u, word % 4u) >> 16u;
+    if row + 1u < params.rows {
+        high = to_half_bits(edges[2u * row + 2u]);
+    }
+    store_word(word / 4u, word % 4u, low | (high << 16u));
 }
 
 // Split rows: the row and segment of a `segment_stats` or `segment_grad` workgroup, or none past

@@ -33,6 +33,11 @@ fn finish_row(row: u32, st: Stats) {
     var counted = true;
     if CLASS_TARGETS {
         let y = class_targets[g];
+        if y == BAD {
+            values[g] = bitcast<f32>(NAN_BITS);
+            row_lse[g] = lse;
+            return;
+        }
         counted = y != IGNORED;
         if counted {
             let log_q_y = log_q_of(st, vec4<f32>(load_element(row * params.classes + y))).x;
@@ -48,7 +53,7 @@ fn finish_row(row: u32, st: Stats) {
     if counted && params.z_loss > 0.0 {
         z = params.z_loss * lse * lse;
     }
-    values[g] = main * params.alpha + z * params.beta;
+    values[g] = main * alpha() + z * beta();
     row_lse[g] = lse;
 }
 
@@ -65,6 +70,9 @@ fn grad_quad(row: u32, st: Stats, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: 
         if y == IGNORED {
             return vec4<f32>(0.0);
         }
+        if y == BAD {
+            return vec4<f32>(bitcast<f32>(NAN_BITS));
+        }
         wp = w * (eps / f32(params.classes)) + select(vec4<f32>(0.0), (1.0 - eps) * w, cls == vec4<u32>(y));
         b = (1.0 - eps) * class_weight(y) + eps / f32(params.classes) * st.b;
     } else {
@@ -73,10 +81,10 @@ fn grad_quad(row: u32, st: Stats, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: 
     if INPUT_KIND == LOGITS {
         let lse = row_lse_of(st);
         let softmax = exp(log_q_of(st, x));
-        return params.alpha * (b * softmax - wp) + (2.0 * params.beta * params.z_loss * lse) * softmax;
+        return alpha() * (b * softmax - wp) + (2.0 * beta() * params.z_loss * lse) * softmax;
     }
     if INPUT_KIND == LOG_PROBS {
-        return -params.alpha * wp;
+        return -alpha() * wp;
     }
-    return select(vec4<f32>(0.0), -params.alpha * wp / x, wp != vec4<f32>(0.0));
+    return select(vec4<f32>(0.0), -alpha() * wp / x, wp != vec4<f32>(0.0));
 }

@@ -273,8 +273,9 @@ impl GpuEngine {
         let chunk_cap = chunk_cap(limits);
         let chunks = row_chunks(req.batch, req.classes, chunk_cap)?;
         let cpu_adapter = self.ctx.info.device_type == wgpu::DeviceType::Cpu;
-        let (variant, trial) = self.tuner.pick(req, cpu_adapter);
-        let kernel = rows::RowKernel::new(req, self.ctx.subgroups, variant);
+        let spec = req.spec();
+        let (variant, trial) = self.tuner.pick(&spec, cpu_adapter);
+        let kernel = rows::RowKernel::new(&spec, self.ctx.subgroups, variant);
         let segments = kernel.segments();
         let mut arena = ParamArena {
             bytes: Vec::new(),
@@ -364,7 +365,7 @@ impl GpuEngine {
         let split_passes = split
             .as_ref()
             .map_or(0, |(_, grad)| 1 + usize::from(grad.is_some()));
-        let element_pipeline = elementwise.then(|| self.pipeline(&rows::elementwise_key(req)));
+        let element_pipeline = elementwise.then(|| self.pipeline(&rows::elementwise_key(&spec)));
         let mut timing = Timing::new(
             &self.ctx,
             timed || trial.is_some(),
@@ -408,6 +409,8 @@ impl GpuEngine {
                         whole_entry(7, current(&ws.row_lse)),
                         whole_entry(8, &grad_buf),
                         whole_entry(9, &partials),
+                        whole_entry(10, current(&ws.empty)),
+                        whole_entry(11, current(&ws.empty_writable)),
                     ],
                 })
             };

@@ -34,7 +34,8 @@ fn layout_entries(module: Module) -> Vec<wgpu::BindGroupLayoutEntry> {
     };
     let kinds = match module {
         // input (written by an in-place gradient), class targets, dense targets, weight,
-        // pos_weight, values, row lse, gradient, split rows' segment statistics
+        // pos_weight, values, row lse, gradient, split rows' segment statistics, device scales,
+        // packed gradients' row edges
         Module::Rows { .. } => vec![
             params,
             storage(false),
@@ -45,6 +46,8 @@ fn layout_entries(module: Module) -> Vec<wgpu::BindGroupLayoutEntry> {
             storage(false),
             storage(false),
             storage(false),
+            storage(false),
+            storage(true),
             storage(false),
         ],
         Module::Reduce | Module::Probe => vec![params, storage(true), storage(false)],

@@ -3,7 +3,7 @@
 
 use super::pipelines::Key;
 use super::shaders::{Family, Module};
-use crate::loss::{Checked, CheckedTarget, Dtype, InputKind, LossKind};
+use crate::loss::{Checked, CheckedTarget, Dtype, InputKind, LossKind, Options};
 
 /// Mirrors `Params` in `rows.wgsl`.
 #[repr(C)]
@@ -56,8 +56,56 @@ fn family(loss: LossKind) -> Family {
     }
 }
 
+/// The kind of target a kernel reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TargetKind {
+    None,
+    Classes,
+    Dense,
+}
+
+/// What a row kernel is specialized to: everything of a request but its values.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Spec {
+    pub loss: LossKind,
+    pub dtype: Dtype,
+    pub batch: usize,
+    pub classes: usize,
+    pub target: TargetKind,
+    pub weight: bool,
+    pub pos_weight: bool,
+    pub options: Options,
+    /// The reduction's scales are read from the `scales` binding, where a pass on the device
+    /// wrote them, rather than from the params.
+    pub device_scales: bool,
+    /// The gradient of 16-bit input is written in the input's dtype, packed, rather than as f32.
+    pub grad_packed: bool,
+}
+
+impl Checked<'_> {
+    /// The kernel specialization of a host request: scales from the params, f32 gradients.
+    pub(crate) fn spec(&self) -> Spec {
+        Spec {
+            loss: self.loss,
+            dtype: self.input.dtype(),
+            batch: self.batch,
+            classes: self.classes,
+            target: match self.target {
+                CheckedTarget::None => TargetKind::None,
+                CheckedTarget::Classes(_) => TargetKind::Classes,
+                CheckedTarget::Dense(_) => TargetKind::Dense,
+            },
+            weight: self.weight.is_some(),
+            pos_weight: self.pos_weight.is_some(),
+            options: self.options,
+            device_scales: false,
+            grad_packed: false,
+        }
+    }
+}
+
 /// The override constants that specialize the kernels to a request.
-fn request_constants(req: &Checked) -> Vec<(&'static str, u32)> {
+fn request_constants(req: &Spec) -> Vec<(&'static str, u32)> {
     let kind = match req.options.input_kind {
         InputKind::Logits => 0,
         InputKind::Probs => 1,
@@ -67,22 +115,24 @@ fn request_constants(req: &Checked) -> Vec<(&'static str, u32)> {
         ("INPUT_KIND", kind),
         (
             "INPUT_DTYPE",
-            match req.input.dtype() {
+            match req.dtype {
                 Dtype::F32 => 0,
                 Dtype::F16 => 1,
                 Dtype::Bf16 => 2,
             },
         ),
-        ("HAS_WEIGHT", u32::from(req.weight.is_some())),
-        ("HAS_POS_WEIGHT", u32::from(req.pos_weight.is_some())),
+        ("HAS_WEIGHT", u32::from(req.weight)),
+        ("HAS_POS_WEIGHT", u32::from(req.pos_weight)),
         ("SOFTCAP", u32::from(req.options.softcap.is_some())),
         (
             "CLASS_TARGETS",
-            u32::from(matches!(req.target, CheckedTarget::Classes(_))),
+            u32::from(req.target == TargetKind::Classes),
         ),
         ("LOG_TARGET", u32::from(req.options.log_target)),
         ("GRAD", u32::from(req.options.grad)),
         ("GRAD_IN_PLACE", u32::from(req.options.grad_in_place)),
+        ("DEVICE_SCALES", u32::from(req.device_scales)),
+        ("GRAD_PACKED", u32::from(req.grad_packed)),
     ]
 }
 
@@ -108,7 +158,7 @@ const GPU_SPLIT_WORKGROUPS: usize = 1024;
 /// with fewer rows than the CPU has cores, so that every core (llvmpipe's threads) has a
 /// workgroup; on a GPU, batches under 128 rows, into about 1024 workgroups. Segments keep at
 /// least `MIN_SEGMENT_QUADS`.
-fn split_segments(req: &Checked, cpu_adapter: bool) -> usize {
+fn split_segments(req: &Spec, cpu_adapter: bool) -> usize {
     let target = if cpu_adapter {
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
     } else if req.batch < GPU_SPLIT_BELOW_ROWS {
@@ -174,7 +224,7 @@ impl Variant {
     /// for batches of 8 or more; otherwise a workgroup per row: on CPU adapters of 8 invocations
     /// (more where a row would take one past the loop limit), elsewhere of enough invocations
     /// that each scans a few dozen quads, up to 256.
-    pub fn rule(req: &Checked, cpu_adapter: bool) -> Self {
+    pub fn rule(req: &Spec, cpu_adapter: bool) -> Self {
         if req.classes <= ROW_PER_THREAD_MAX_CLASSES
             || (cpu_adapter
                 && req.batch >= ROW_PER_THREAD_MIN_ROWS_ON_CPU
@@ -203,7 +253,7 @@ impl Variant {
     /// What an autotune tries for a request, the rule's choice first: for rows longer than 64
     /// classes, a workgroup per row at each tuned size, and on a CPU adapter (batches of 8 or
     /// more) a row per invocation at each tuned group size. Short rows have one choice.
-    pub fn candidates(req: &Checked, cpu_adapter: bool) -> Vec<Self> {
+    pub fn candidates(req: &Spec, cpu_adapter: bool) -> Vec<Self> {
         let mut all = vec![Self::rule(req, cpu_adapter)];
         if req.classes > ROW_PER_THREAD_MAX_CLASSES {
             let cpu_sizes = if cpu_adapter {
@@ -287,7 +337,7 @@ impl Split {
 }
 
 impl RowKernel {
-    pub fn new(req: &Checked, subgroups: bool, variant: Variant) -> Self {
+    pub fn new(req: &Spec, subgroups: bool, variant: Variant) -> Self {
         let mut constants = request_constants(req);
         let family = family(req.loss);
         match variant {
@@ -363,7 +413,7 @@ impl RowKernel {
 }
 
 /// The `elementwise` kernel of BCE and KL, for the `none` reduction.
-pub(crate) fn elementwise_key(req: &Checked) -> Key {
+pub(crate) fn elementwise_key(req: &Spec) -> Key {
     Key {
         module: Module::Rows {
             family: family(req.loss),

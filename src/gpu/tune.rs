@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use super::rows::Variant;
-use crate::loss::{Checked, Dtype, LossKind};
+use super::rows::{Spec, Variant};
+use crate::loss::{Dtype, LossKind};
 
 /// Samples per candidate before one is chosen.
 const ROUNDS: usize = 2;
@@ -26,10 +26,10 @@ pub(crate) struct ShapeClass {
 }
 
 impl ShapeClass {
-    fn of(req: &Checked) -> Self {
+    fn of(req: &Spec) -> Self {
         ShapeClass {
             loss: req.loss,
-            dtype: req.input.dtype(),
+            dtype: req.dtype,
             grad: req.options.grad,
             classes_log2: req.classes.next_power_of_two().trailing_zeros(),
             batch_log2: req.batch.next_power_of_two().trailing_zeros(),
@@ -80,7 +80,7 @@ impl Tuner {
     }
 
     /// The row kernel for a request, and the trial it is part of while its class is being tuned.
-    pub fn pick(&self, req: &Checked, cpu_adapter: bool) -> (Variant, Option<Trial>) {
+    pub fn pick(&self, req: &Spec, cpu_adapter: bool) -> (Variant, Option<Trial>) {
         if !self.on.load(Ordering::Relaxed) {
             return (Variant::rule(req, cpu_adapter), None);
         }
