@@ -500,96 +500,21 @@ impl<'a> Request<'a> {
         let [batch, classes] = self.shape;
         let o = &self.options;
         let loss = self.loss;
-        if classes == 0 {
-            return Err(Error::NoClasses);
-        }
-        let elements = batch.checked_mul(classes).ok_or_else(|| Error::TooLarge {
-            what: "input",
-            reason: format!("shape [{batch}, {classes}] overflows usize"),
-        })?;
-        if classes >= IGNORED as usize {
-            return Err(Error::TooLarge {
-                what: "input",
-                reason: format!("{classes} classes do not fit a 32-bit class index"),
-            });
-        }
+        let elements = check_shape(self.shape)?;
         length(
             "input",
             format!("[{batch}, {classes}]"),
             elements,
             self.input.len(),
         )?;
-        let unsupported = |option: &'static str| Error::Unsupported {
-            option,
-            loss: loss.name(),
-            input_kind: o.input_kind.name(),
-        };
-        let logits = o.input_kind == InputKind::Logits;
-        let cross_entropy = loss == LossKind::CrossEntropy;
-        if !(0.0..=1.0).contains(&o.label_smoothing) {
-            return Err(Error::InvalidOption {
-                option: "label_smoothing",
-                reason: format!("{} is outside [0, 1]", o.label_smoothing),
-            });
-        }
-        if o.label_smoothing != 0.0 && !cross_entropy {
-            return Err(unsupported("label_smoothing"));
-        }
-        if !(o.z_loss >= 0.0 && o.z_loss.is_finite()) {
-            return Err(Error::InvalidOption {
-                option: "z_loss",
-                reason: format!("{} is not a finite value ≥ 0", o.z_loss),
-            });
-        }
-        if o.z_loss != 0.0 && !(cross_entropy && logits) {
-            return Err(unsupported("z_loss"));
-        }
-        if o.z_loss != 0.0 && o.base != Base::E {
-            return Err(Error::InvalidOption {
-                option: "z_loss",
-                reason: "z-loss is defined in nats; use base e".into(),
-            });
-        }
-        if let Some(cap) = o.softcap {
-            if !(cap > 0.0 && cap.is_finite()) {
-                return Err(Error::InvalidOption {
-                    option: "softcap",
-                    reason: format!("{cap} is not a finite value > 0"),
-                });
-            }
-            if !(cross_entropy && logits) {
-                return Err(unsupported("softcap"));
-            }
-        }
-        if o.log_target && loss != LossKind::KlDiv {
-            return Err(unsupported("log_target"));
-        }
-        if o.base != Base::E && loss == LossKind::BinaryCrossEntropy {
-            return Err(unsupported("base"));
-        }
-        if o.lse && !(logits && loss != LossKind::BinaryCrossEntropy) {
-            return Err(unsupported("lse"));
-        }
         if o.grad_in_place && self.input.dtype() != Dtype::F32 {
-            return Err(unsupported("an in-place gradient of 16-bit input"));
+            return Err(Error::Unsupported {
+                option: "an in-place gradient of 16-bit input",
+                loss: loss.name(),
+                input_kind: o.input_kind.name(),
+            });
         }
-        if loss == LossKind::BinaryCrossEntropy && o.input_kind == InputKind::LogProbs {
-            return Err(unsupported("input kind"));
-        }
-        let weight = match self.weight {
-            Some(_) if matches!(loss, LossKind::KlDiv | LossKind::Entropy) => {
-                return Err(unsupported("weight"));
-            }
-            Some(w) => Some(check_weights("weight", w, classes)?),
-            None => None,
-        };
-        let pos_weight = match self.pos_weight {
-            Some(w) if loss == LossKind::BinaryCrossEntropy && logits => {
-                Some(check_weights("pos_weight", w, classes)?)
-            }
-            Some(_) => return Err(unsupported("pos_weight")),
-            None => None,
-        };
+        let (weight, pos_weight) = check_options(loss, o, classes, self.weight, self.pos_weight)?;
         if o.strict {
             check_finite("input", (0..elements).map(|i| self.input.get(i)), classes)?;
             if let Target::Dense(t) = self.target {
@@ -649,27 +574,135 @@ impl<'a> Request<'a> {
     }
 
     fn classes(&self, len: usize, get: impl Fn(usize) -> i64) -> Result<CheckedTarget<'a>> {
-        let [batch, classes] = self.shape;
-        length("target", format!("[{batch}]"), batch, len)?;
-        let ignore_index = self.options.ignore_index;
-        let mut encoded = Vec::with_capacity(batch);
-        for row in 0..batch {
-            let target = get(row);
-            if target == ignore_index {
-                encoded.push(IGNORED);
-            } else if (0..classes as i64).contains(&target) {
-                encoded.push(target as u32);
-            } else {
-                return Err(Error::TargetOutOfRange {
-                    row,
-                    target,
-                    classes,
-                    ignore_index,
-                });
-            }
-        }
-        Ok(CheckedTarget::Classes(encoded))
+        encode_classes(self.shape, self.options.ignore_index, len, get).map(CheckedTarget::Classes)
     }
+}
+
+/// Checks B class indices (`len` of them, index r given by `get`) against C and the ignore index,
+/// and encodes them for the kernels: the class, or [`IGNORED`].
+pub(crate) fn encode_classes(
+    [batch, classes]: [usize; 2],
+    ignore_index: i64,
+    len: usize,
+    get: impl Fn(usize) -> i64,
+) -> Result<Vec<u32>> {
+    length("target", format!("[{batch}]"), batch, len)?;
+    let mut encoded = Vec::with_capacity(batch);
+    for row in 0..batch {
+        let target = get(row);
+        if target == ignore_index {
+            encoded.push(IGNORED);
+        } else if (0..classes as i64).contains(&target) {
+            encoded.push(target as u32);
+        } else {
+            return Err(Error::TargetOutOfRange {
+                row,
+                target,
+                classes,
+                ignore_index,
+            });
+        }
+    }
+    Ok(encoded)
+}
+
+/// Checks a [B, C] shape: C ≥ 1, B·C within usize, and C within a 32-bit class index (below the
+/// kernels' markers). Returns B·C.
+pub(crate) fn check_shape([batch, classes]: [usize; 2]) -> Result<usize> {
+    if classes == 0 {
+        return Err(Error::NoClasses);
+    }
+    let elements = batch.checked_mul(classes).ok_or_else(|| Error::TooLarge {
+        what: "input",
+        reason: format!("shape [{batch}, {classes}] overflows usize"),
+    })?;
+    if classes >= BAD as usize {
+        return Err(Error::TooLarge {
+            what: "input",
+            reason: format!("{classes} classes do not fit a 32-bit class index"),
+        });
+    }
+    Ok(elements)
+}
+
+/// Checks the options against the loss and input kind, and the class weights against C; returns
+/// the weights.
+pub(crate) fn check_options<'w>(
+    loss: LossKind,
+    o: &Options,
+    classes: usize,
+    weight: Option<&'w [f32]>,
+    pos_weight: Option<&'w [f32]>,
+) -> Result<(Option<&'w [f32]>, Option<&'w [f32]>)> {
+    let unsupported = |option: &'static str| Error::Unsupported {
+        option,
+        loss: loss.name(),
+        input_kind: o.input_kind.name(),
+    };
+    let logits = o.input_kind == InputKind::Logits;
+    let cross_entropy = loss == LossKind::CrossEntropy;
+    if !(0.0..=1.0).contains(&o.label_smoothing) {
+        return Err(Error::InvalidOption {
+            option: "label_smoothing",
+            reason: format!("{} is outside [0, 1]", o.label_smoothing),
+        });
+    }
+    if o.label_smoothing != 0.0 && !cross_entropy {
+        return Err(unsupported("label_smoothing"));
+    }
+    if !(o.z_loss >= 0.0 && o.z_loss.is_finite()) {
+        return Err(Error::InvalidOption {
+            option: "z_loss",
+            reason: format!("{} is not a finite value ≥ 0", o.z_loss),
+        });
+    }
+    if o.z_loss != 0.0 && !(cross_entropy && logits) {
+        return Err(unsupported("z_loss"));
+    }
+    if o.z_loss != 0.0 && o.base != Base::E {
+        return Err(Error::InvalidOption {
+            option: "z_loss",
+            reason: "z-loss is defined in nats; use base e".into(),
+        });
+    }
+    if let Some(cap) = o.softcap {
+        if !(cap > 0.0 && cap.is_finite()) {
+            return Err(Error::InvalidOption {
+                option: "softcap",
+                reason: format!("{cap} is not a finite value > 0"),
+            });
+        }
+        if !(cross_entropy && logits) {
+            return Err(unsupported("softcap"));
+        }
+    }
+    if o.log_target && loss != LossKind::KlDiv {
+        return Err(unsupported("log_target"));
+    }
+    if o.base != Base::E && loss == LossKind::BinaryCrossEntropy {
+        return Err(unsupported("base"));
+    }
+    if o.lse && !(logits && loss != LossKind::BinaryCrossEntropy) {
+        return Err(unsupported("lse"));
+    }
+    if loss == LossKind::BinaryCrossEntropy && o.input_kind == InputKind::LogProbs {
+        return Err(unsupported("input kind"));
+    }
+    let weight = match weight {
+        Some(_) if matches!(loss, LossKind::KlDiv | LossKind::Entropy) => {
+            return Err(unsupported("weight"));
+        }
+        Some(w) => Some(check_weights("weight", w, classes)?),
+        None => None,
+    };
+    let pos_weight = match pos_weight {
+        Some(w) if loss == LossKind::BinaryCrossEntropy && logits => {
+            Some(check_weights("pos_weight", w, classes)?)
+        }
+        Some(_) => return Err(unsupported("pos_weight")),
+        None => None,
+    };
+    Ok((weight, pos_weight))
 }
 
 fn length(what: &'static str, shape: String, expected: usize, actual: usize) -> Result<()> {
@@ -731,6 +764,8 @@ fn check_probabilities(input: &Input, classes: usize) -> Result<()> {
 
 /// The encoded target of an ignored row, as the kernels see it.
 pub(crate) const IGNORED: u32 = u32::MAX;
+/// The encoded target of an out-of-range row found on the device (`BAD` in the kernels).
+pub(crate) const BAD: u32 = u32::MAX - 1;
 
 /// A checked target.
 #[derive(Debug)]
@@ -779,26 +814,50 @@ impl Checked<'_> {
     /// Σ main / main_divisor + Σ z / z_divisor, where `main` is the loss in the chosen base and
     /// `z` the z-loss term. `None` when the mean has nothing to average (it is then 0).
     pub fn divisors(&self) -> Option<(f64, f64)> {
-        let rows = self.batch as f64;
-        let ln = self.options.base.ln();
-        match self.options.reduction {
-            Reduction::None | Reduction::Sum => Some((ln, 1.0)),
-            Reduction::BatchMean if self.batch == 0 => None,
-            Reduction::BatchMean => Some((ln * rows, rows)),
-            Reduction::Mean => match (&self.target, self.loss.elementwise()) {
-                (_, _) if self.valid_rows == 0 => None,
-                (CheckedTarget::Classes(t), _) => {
-                    let weights: f64 = t
-                        .iter()
-                        .filter(|&&y| y != IGNORED)
-                        .map(|&y| self.class_weight(y as usize))
-                        .sum();
-                    Some((ln * weights, self.valid_rows as f64))
-                }
-                (_, true) => Some((ln * rows * self.classes as f64, rows)),
-                (_, false) => Some((ln * rows, rows)),
-            },
-        }
+        let classes = match &self.target {
+            CheckedTarget::Classes(t) => Some(&t[..]),
+            _ => None,
+        };
+        divisors(
+            self.loss,
+            &self.options,
+            [self.batch, self.classes],
+            self.valid_rows,
+            classes,
+            self.weight,
+        )
+    }
+}
+
+/// The divisors of the scalar reductions, in float64 (see [`Checked::divisors`]), for `valid_rows`
+/// counted rows of a [B, C] request with these encoded class targets, when it has them.
+pub(crate) fn divisors(
+    loss: LossKind,
+    options: &Options,
+    [batch, classes]: [usize; 2],
+    valid_rows: usize,
+    targets: Option<&[u32]>,
+    weight: Option<&[f32]>,
+) -> Option<(f64, f64)> {
+    let rows = batch as f64;
+    let ln = options.base.ln();
+    match options.reduction {
+        Reduction::None | Reduction::Sum => Some((ln, 1.0)),
+        Reduction::BatchMean if batch == 0 => None,
+        Reduction::BatchMean => Some((ln * rows, rows)),
+        Reduction::Mean => match (targets, loss.elementwise()) {
+            (_, _) if valid_rows == 0 => None,
+            (Some(t), _) => {
+                let weights: f64 = t
+                    .iter()
+                    .filter(|&&y| y != IGNORED)
+                    .map(|&y| weight.map_or(1.0, |w| f64::from(w[y as usize])))
+                    .sum();
+                Some((ln * weights, valid_rows as f64))
+            }
+            (_, true) => Some((ln * rows * classes as f64, rows)),
+            (_, false) => Some((ln * rows, rows)),
+        },
     }
 }
 

@@ -51,6 +51,16 @@ fn layout_entries(module: Module) -> Vec<wgpu::BindGroupLayoutEntry> {
             storage(false),
         ],
         Module::Reduce | Module::Probe => vec![params, storage(true), storage(false)],
+        // raw targets, weight, encoded targets, per-row counts, status, scales
+        Module::Targets => vec![
+            params,
+            storage(true),
+            storage(true),
+            storage(false),
+            storage(false),
+            storage(false),
+            storage(false),
+        ],
     };
     kinds
         .into_iter()

@@ -10,6 +10,7 @@ const BCE: &str = include_str!("../../shaders/bce.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 const PROBE: &str = include_str!("../../shaders/probe.wgsl");
 const TREE_SUM: &str = include_str!("../../shaders/tree_sum.wgsl");
+const TARGETS: &str = include_str!("../../shaders/targets.wgsl");
 
 /// One WGSL module the engine can build: its name, the files it is made of, and its source.
 #[derive(Clone, Debug)]
@@ -60,6 +61,8 @@ pub(crate) enum Module {
     Reduce,
     /// The bandwidth probe.
     Probe,
+    /// The check and encoding of class targets on the device, and the mean's scales.
+    Targets,
 }
 
 impl Module {
@@ -77,6 +80,7 @@ impl Module {
             ],
             Module::Reduce => vec![("tree_sum.wgsl", TREE_SUM), ("reduce.wgsl", REDUCE)],
             Module::Probe => vec![("tree_sum.wgsl", TREE_SUM), ("probe.wgsl", PROBE)],
+            Module::Targets => vec![("targets.wgsl", TARGETS)],
         };
         let files: Vec<&'static str> = parts.iter().map(|(f, _)| *f).collect();
         ShaderModule {
@@ -101,6 +105,10 @@ pub fn shader_modules() -> Vec<ShaderModule> {
         .flat_map(|&family| {
             [false, true].map(|subgroups| Module::Rows { family, subgroups }.shader())
         })
-        .chain([Module::Reduce.shader(), Module::Probe.shader()])
+        .chain([
+            Module::Reduce.shader(),
+            Module::Probe.shader(),
+            Module::Targets.shader(),
+        ])
         .collect()
 }
