@@ -525,35 +525,19 @@ impl<'a> Request<'a> {
             check_probabilities(&self.input, classes)?;
         }
 
-        let target = match (loss, self.target) {
-            (LossKind::Entropy, Target::None) => CheckedTarget::None,
-            (LossKind::Entropy, _) => {
-                return Err(Error::InvalidTarget {
-                    loss: loss.name(),
-                    reason: "entropy takes no target".into(),
-                });
-            }
-            (LossKind::CrossEntropy, Target::ClassesI32(t)) => {
-                self.classes(t.len(), |r| i64::from(t[r]))?
-            }
-            (LossKind::CrossEntropy, Target::ClassesI64(t)) => self.classes(t.len(), |r| t[r])?,
-            (_, Target::Dense(t)) => {
+        let kind = match self.target {
+            Target::None => TargetKind::None,
+            Target::ClassesI32(_) | Target::ClassesI64(_) => TargetKind::Classes,
+            Target::Dense(_) => TargetKind::Dense,
+        };
+        check_target_kind(loss, kind, self.shape)?;
+        let target = match self.target {
+            Target::None => CheckedTarget::None,
+            Target::ClassesI32(t) => self.classes(t.len(), |r| i64::from(t[r]))?,
+            Target::ClassesI64(t) => self.classes(t.len(), |r| t[r])?,
+            Target::Dense(t) => {
                 length("target", format!("[{batch}, {classes}]"), elements, t.len())?;
                 CheckedTarget::Dense(t)
-            }
-            (_, Target::None) => {
-                return Err(Error::InvalidTarget {
-                    loss: loss.name(),
-                    reason: "a target is required".into(),
-                });
-            }
-            (_, Target::ClassesI32(_) | Target::ClassesI64(_)) => {
-                return Err(Error::InvalidTarget {
-                    loss: loss.name(),
-                    reason: format!(
-                        "needs a float target of shape [{batch}, {classes}], not class indices"
-                    ),
-                });
             }
         };
         let valid_rows = match &target {
@@ -576,6 +560,36 @@ impl<'a> Request<'a> {
     fn classes(&self, len: usize, get: impl Fn(usize) -> i64) -> Result<CheckedTarget<'a>> {
         encode_classes(self.shape, self.options.ignore_index, len, get).map(CheckedTarget::Classes)
     }
+}
+
+/// The kind of target a request has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TargetKind {
+    None,
+    Classes,
+    Dense,
+}
+
+/// Checks that a loss takes this kind of target: entropy none, cross-entropy class indices or a
+/// distribution, BCE and KL a [B, C] array.
+pub(crate) fn check_target_kind(
+    loss: LossKind,
+    kind: TargetKind,
+    [batch, classes]: [usize; 2],
+) -> Result<()> {
+    let reason = match (loss, kind) {
+        (LossKind::Entropy, TargetKind::None) => return Ok(()),
+        (LossKind::Entropy, _) => "entropy takes no target".into(),
+        (LossKind::CrossEntropy, TargetKind::Classes) | (_, TargetKind::Dense) => return Ok(()),
+        (_, TargetKind::None) => "a target is required".into(),
+        (_, TargetKind::Classes) => {
+            format!("needs a float target of shape [{batch}, {classes}], not class indices")
+        }
+    };
+    Err(Error::InvalidTarget {
+        loss: loss.name(),
+        reason,
+    })
 }
 
 /// Checks B class indices (`len` of them, index r given by `get`) against C and the ignore index,

@@ -281,24 +281,9 @@ impl GpuEngine {
             bytes: Vec::new(),
             align: limits.min_uniform_buffer_offset_alignment as usize,
         };
-        let o = &req.options;
         let chunk_offsets: Vec<u32> = chunks
             .iter()
-            .map(|c| {
-                arena.push(&rows::Params {
-                    rows: c.len() as u32,
-                    classes: req.classes as u32,
-                    row_base: c.start as u32,
-                    segments,
-                    segment_quads: rows::segment_quads(req.classes, segments),
-                    label_smoothing: o.label_smoothing,
-                    z_loss: o.z_loss,
-                    softcap: o.softcap.unwrap_or(1.0),
-                    alpha,
-                    beta,
-                    ..Default::default()
-                })
-            })
+            .map(|c| arena.push(&rows::Params::chunk(&spec, c, segments, (alpha, beta))))
             .collect();
         let passes: Vec<(u32, u32)> = if scalar {
             reduce::passes(req.batch as u32)
@@ -394,30 +379,21 @@ impl GpuEngine {
             } else {
                 current(&ws.empty_writable).clone()
             };
-            let bind = |layout: &wgpu::BindGroupLayout, values: wgpu::BindGroupEntry| {
-                device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("xent rows"),
-                    layout,
-                    entries: &[
-                        uniform_entry(current(&ws.params), size_of::<rows::Params>()),
-                        range_entry(1, input_buf, input_bound),
-                        whole_entry(2, &class_targets),
-                        range_entry(3, dense_buf, dense_bound.max(16)),
-                        whole_entry(4, &weight),
-                        whole_entry(5, &pos_weight),
-                        values,
-                        whole_entry(7, current(&ws.row_lse)),
-                        whole_entry(8, &grad_buf),
-                        whole_entry(9, &partials),
-                        whole_entry(10, current(&ws.empty)),
-                        whole_entry(11, current(&ws.empty_writable)),
-                    ],
-                })
+            let bindings = RowBindings {
+                params: current(&ws.params),
+                input: Bound::range(input_buf, 0, input_bound),
+                class_targets: &class_targets,
+                dense: Bound::range(dense_buf, 0, dense_bound.max(16)),
+                weight: &weight,
+                pos_weight: &pos_weight,
+                values: Bound::whole(current(&ws.row_values)),
+                lse: current(&ws.row_lse),
+                grad: Bound::whole(&grad_buf),
+                partials: &partials,
+                scales: current(&ws.empty),
+                edges: current(&ws.empty_writable),
             };
-            let row_bind = bind(
-                &row_pipeline.layout,
-                whole_entry(6, current(&ws.row_values)),
-            );
+            let row_bind = bindings.bind(device, &row_pipeline.layout);
             let groups = kernel.groups(rows.len() as u32);
             self.dispatch(
                 &mut timing,
@@ -458,7 +434,11 @@ impl GpuEngine {
             if let Some(pipeline) = &element_pipeline {
                 let count = elements.len() as u64;
                 let (out, _) = ws.elements.get(device, count * 4);
-                let element_bind = bind(&pipeline.layout, range_entry(6, out, count * 4));
+                let element_bind = RowBindings {
+                    values: Bound::range(out, 0, count * 4),
+                    ..bindings
+                }
+                .bind(device, &pipeline.layout);
                 let groups = rows::elementwise_groups(count);
                 self.dispatch(
                     &mut timing,
@@ -481,29 +461,14 @@ impl GpuEngine {
 
         let mut encoder = device.create_command_encoder(&Default::default());
         if scalar {
-            let reduce = self.pipeline(&reduce::key());
-            let mut source = current(&ws.row_values).clone();
-            for (i, &(groups, offset)) in passes.iter().enumerate() {
-                let (out, _) = ws.sums[i % 2].get(device, u64::from(groups) * 4);
-                let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("xent reduce pass"),
-                    layout: &reduce.layout,
-                    entries: &[
-                        uniform_entry(current(&ws.params), size_of::<reduce::Params>()),
-                        whole_entry(1, &source),
-                        whole_entry(2, out),
-                    ],
-                });
-                self.dispatch(
-                    &mut timing,
-                    &mut encoder,
-                    &reduce.pipeline,
-                    &bind,
-                    offset,
-                    groups,
-                )?;
-                source = out.clone();
-            }
+            let source = self.reduce(
+                &mut timing,
+                &mut encoder,
+                current(&ws.params),
+                &passes,
+                current(&ws.row_values).clone(),
+                |i, bytes| ws.sums[i % 2].get(device, bytes).0.clone(),
+            )?;
             encoder.copy_buffer_to_buffer(&source, 0, &readback, 0, 4);
         } else if !elementwise {
             encoder.copy_buffer_to_buffer(current(&ws.row_values), 0, &readback, 0, row_bytes);
@@ -680,6 +645,36 @@ impl GpuEngine {
         Ok(buf.clone())
     }
 
+    /// The reduction passes (workgroups, params offset) that sum `source` to one value, each
+    /// writing into the buffer `out(i, bytes)` gives pass i; returns the last, whose first f32 is
+    /// the sum.
+    fn reduce(
+        &self,
+        timing: &mut Timing,
+        encoder: &mut wgpu::CommandEncoder,
+        params: &wgpu::Buffer,
+        passes: &[(u32, u32)],
+        mut source: wgpu::Buffer,
+        mut out: impl FnMut(usize, u64) -> wgpu::Buffer,
+    ) -> Result<wgpu::Buffer> {
+        let reduce = self.pipeline(&reduce::key());
+        for (i, &(groups, offset)) in passes.iter().enumerate() {
+            let sums = out(i, u64::from(groups) * 4);
+            let bind = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("xent reduce pass"),
+                layout: &reduce.layout,
+                entries: &[
+                    uniform_entry(params, size_of::<reduce::Params>()),
+                    whole_entry(1, &source),
+                    whole_entry(2, &sums),
+                ],
+            });
+            self.dispatch(timing, encoder, &reduce.pipeline, &bind, offset, groups)?;
+            source = sums;
+        }
+        Ok(source)
+    }
+
     /// One compute pass of `groups` workgroups, timed as `timing` says.
     fn dispatch(
         &self,
@@ -699,6 +694,84 @@ impl GpuEngine {
     }
 }
 
+/// A range of a buffer bound to a kernel.
+#[derive(Clone, Copy)]
+struct Bound<'b> {
+    buffer: &'b wgpu::Buffer,
+    offset: u64,
+    size: Option<wgpu::BufferSize>,
+}
+
+impl<'b> Bound<'b> {
+    fn whole(buffer: &'b wgpu::Buffer) -> Self {
+        Bound {
+            buffer,
+            offset: 0,
+            size: None,
+        }
+    }
+
+    fn range(buffer: &'b wgpu::Buffer, offset: u64, size: u64) -> Self {
+        Bound {
+            buffer,
+            offset,
+            size: wgpu::BufferSize::new(size),
+        }
+    }
+
+    fn entry(self, binding: u32) -> wgpu::BindGroupEntry<'b> {
+        wgpu::BindGroupEntry {
+            binding,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: self.buffer,
+                offset: self.offset,
+                size: self.size,
+            }),
+        }
+    }
+}
+
+/// What a row kernel binds, binding by binding (see `rows.wgsl`); the params at their dynamic
+/// offset.
+#[derive(Clone, Copy)]
+struct RowBindings<'b> {
+    params: &'b wgpu::Buffer,
+    input: Bound<'b>,
+    class_targets: &'b wgpu::Buffer,
+    dense: Bound<'b>,
+    weight: &'b wgpu::Buffer,
+    pos_weight: &'b wgpu::Buffer,
+    values: Bound<'b>,
+    lse: &'b wgpu::Buffer,
+    grad: Bound<'b>,
+    partials: &'b wgpu::Buffer,
+    scales: &'b wgpu::Buffer,
+    edges: &'b wgpu::Buffer,
+}
+
+impl RowBindings<'_> {
+    fn bind(&self, device: &wgpu::Device, layout: &wgpu::BindGroupLayout) -> wgpu::BindGroup {
+        device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("xent rows"),
+            layout,
+            entries: &[
+                uniform_entry(self.params, size_of::<rows::Params>()),
+                self.input.entry(1),
+                whole_entry(2, self.class_targets),
+                self.dense.entry(3),
+                whole_entry(4, self.weight),
+                whole_entry(5, self.pos_weight),
+                self.values.entry(6),
+                whole_entry(7, self.lse),
+                self.grad.entry(8),
+                whole_entry(9, self.partials),
+                whole_entry(10, self.scales),
+                whole_entry(11, self.edges),
+            ],
+        })
+    }
+}
+
 fn current(slot: &Slot) -> &wgpu::Buffer {
     slot.current().expect("slot filled earlier in this call")
 }
@@ -710,17 +783,6 @@ fn uniform_entry(buffer: &wgpu::Buffer, size: usize) -> wgpu::BindGroupEntry<'_>
             buffer,
             offset: 0,
             size: wgpu::BufferSize::new(size as u64),
-        }),
-    }
-}
-
-fn range_entry(binding: u32, buffer: &wgpu::Buffer, size: u64) -> wgpu::BindGroupEntry<'_> {
-    wgpu::BindGroupEntry {
-        binding,
-        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer,
-            offset: 0,
-            size: wgpu::BufferSize::new(size),
         }),
     }
 }

@@ -3,7 +3,7 @@
 
 use super::pipelines::Key;
 use super::shaders::{Family, Module};
-use crate::loss::{Checked, CheckedTarget, Dtype, InputKind, LossKind, Options};
+use crate::loss::{Checked, CheckedTarget, Dtype, InputKind, LossKind, Options, TargetKind};
 
 /// Mirrors `Params` in `rows.wgsl`.
 #[repr(C)]
@@ -20,6 +20,32 @@ pub(crate) struct Params {
     pub beta: f32,
     pub segment_quads: u32,
     pub _pad: [u32; 2],
+}
+
+impl Params {
+    /// The params of the row kernels on chunk `rows` of a request, with `segments` per row and
+    /// the reduction's (main, z-loss) scales.
+    pub fn chunk(
+        req: &Spec,
+        rows: &std::ops::Range<usize>,
+        segments: u32,
+        (alpha, beta): (f32, f32),
+    ) -> Self {
+        let o = &req.options;
+        Params {
+            rows: rows.len() as u32,
+            classes: req.classes as u32,
+            row_base: rows.start as u32,
+            segments,
+            segment_quads: segment_quads(req.classes, segments),
+            label_smoothing: o.label_smoothing,
+            z_loss: o.z_loss,
+            softcap: o.softcap.unwrap_or(1.0),
+            alpha,
+            beta,
+            ..Default::default()
+        }
+    }
 }
 
 /// Rows per workgroup of `row_per_thread`, at most.
@@ -54,14 +80,6 @@ fn family(loss: LossKind) -> Family {
         LossKind::Entropy => Family::Entropy,
         LossKind::BinaryCrossEntropy => Family::Bce,
     }
-}
-
-/// The kind of target a kernel reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum TargetKind {
-    None,
-    Classes,
-    Dense,
 }
 
 /// What a row kernel is specialized to: everything of a request but its values.

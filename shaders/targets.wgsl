@@ -1,0 +1,112 @@
+// Class targets that live on the device: `encode_targets` checks and encodes them for the row
+// kernels, and `device_scales` turns their weights and counts into the mean's scales, so that a
+// call on device data needs no host round trip.
+
+struct Params {
+    rows: u32,
+    classes: u32,
+    // ignore_index as an i64, in two's-complement halves.
+    ignore_lo: u32,
+    ignore_hi: u32,
+    // ln of the log base, which the main term is divided by.
+    ln_base: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// The targets are i64 (two u32 words each, low first), else i32.
+override TARGET_I64: bool = true;
+override HAS_WEIGHT: bool = false;
+
+const WORKGROUP: u32 = 256u;
+const IGNORED: u32 = 0xffffffffu;
+const BAD: u32 = 0xfffffffeu;
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> raw: array<u32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+// The encoded targets: the class, IGNORED or BAD.
+@group(0) @binding(3) var<storage, read_write> encoded: array<u32>;
+// Per row: w_y (0 for an ignored or bad row) at r, and 1 for a counted row (else 0) at rows + r.
+@group(0) @binding(4) var<storage, read_write> counts: array<f32>;
+// The first row whose target is out of range (0xffffffff: none), then that target's two words.
+@group(0) @binding(5) var<storage, read_write> status: array<atomic<u32>>;
+// The main and z-loss scales of the mean: 1 / (ln_base · Σ w_y) and 1 / (counted rows).
+@group(0) @binding(6) var<storage, read_write> scales: array<f32>;
+
+// Row r's target as an i64's two words, low first (an i32 sign-extended).
+fn target_of(row: u32) -> vec2<u32> {
+    if TARGET_I64 {
+        return vec2<u32>(raw[2u * row], raw[2u * row + 1u]);
+    }
+    let lo = raw[row];
+    return vec2<u32>(lo, select(0u, 0xffffffffu, (lo & 0x80000000u) != 0u));
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn encode_targets(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = (wg.y * groups.x + wg.x) * WORKGROUP + lid;
+    if row >= params.rows {
+        return;
+    }
+    let target = target_of(row);
+    let lo = target.x;
+    let hi = target.y;
+    var code = lo;
+    var w = 0.0;
+    var counted = 0.0;
+    if lo == params.ignore_lo && hi == params.ignore_hi {
+        code = IGNORED;
+    } else if hi == 0u && lo < params.classes {
+        w = 1.0;
+        if HAS_WEIGHT {
+            w = weight[lo];
+        }
+        counted = 1.0;
+    } else {
+        code = BAD;
+        atomicMin(&status[0], row);
+    }
+    encoded[row] = code;
+    counts[row] = w;
+    counts[params.rows + row] = counted;
+}
+
+var<workgroup> partial: array<vec2<f32>, WORKGROUP>;
+
+// One workgroup, after `encode_targets`: Σ w_y and the counted rows in a fixed order, then the
+// scales. With no row counted both are 0 (the mean of nothing is 0); with Σ w_y = 0 over counted
+// rows the main scale is inf, and the mean NaN, as in PyTorch. It also copies the first
+// out-of-range target into `status`, sign-extended from i32.
+@compute @workgroup_size(WORKGROUP)
+fn device_scales(@builtin(local_invocation_index) lid: u32) {
+    var mine = vec2<f32>(0.0);
+    for (var r = lid; r < params.rows; r += WORKGROUP) {
+        mine += vec2<f32>(counts[r], counts[params.rows + r]);
+    }
+    partial[lid] = mine;
+    workgroupBarrier();
+    for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        let bad = atomicLoad(&status[0]);
+        if bad != 0xffffffffu {
+            let target = target_of(bad);
+            atomicStore(&status[1], target.x);
+            atomicStore(&status[2], target.y);
+        }
+        let total = partial[0];
+        let any = total.y > 0.0;
+        scales[0] = select(0.0, 1.0 / (params.ln_base * total.x), any);
+        scales[1] = select(0.0, 1.0 / total.y, any);
+    }
+}
