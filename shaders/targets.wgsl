@@ -54,9 +54,9 @@ fn encode_targets(
     if row >= params.rows {
         return;
     }
-    let target = target_of(row);
-    let lo = target.x;
-    let hi = target.y;
+    let value = target_of(row);
+    let lo = value.x;
+    let hi = value.y;
     var code = lo;
     var w = 0.0;
     var counted = 0.0;
@@ -100,9 +100,9 @@ fn device_scales(@builtin(local_invocation_index) lid: u32) {
     if lid == 0u {
         let bad = atomicLoad(&status[0]);
         if bad != 0xffffffffu {
-            let target = target_of(bad);
-            atomicStore(&status[1], target.x);
-            atomicStore(&status[2], target.y);
+            let value = target_of(bad);
+            atomicStore(&status[1], value.x);
+            atomicStore(&status[2], value.y);
         }
         let total = partial[0];
         let any = total.y > 0.0;

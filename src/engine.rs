@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::cpu::{fast, reference};
+use crate::device::{DeviceOutput, DeviceRequest};
 use crate::error::{Error, Result};
 use crate::gpu::{self, GpuEngine};
 use crate::loss::{Checked, Request};
@@ -322,6 +323,94 @@ impl Engine {
         match &self.backend {
             Backend::Gpu(gpu) => gpu.pooled_bytes(),
             _ => 0,
+        }
+    }
+
+    /// Records a request on device buffers into the caller's `encoder`: every pass, on buffers of
+    /// its own and the caller's, with nothing read back. The results are in the returned
+    /// buffers once the caller has submitted the encoder (and the gradient, in place, in the
+    /// input buffer). Shapes, options, buffer usages, offsets and sizes are checked here; device
+    /// class targets are checked on the device (see [`Engine::check_targets`]). Only on a GPU
+    /// engine, and with the caller's buffers on its device ([`Engine::from_wgpu`]).
+    pub fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        request: &DeviceRequest,
+    ) -> Result<DeviceOutput> {
+        self.gpu_engine()?.record(encoder, request)
+    }
+
+    /// [`Engine::record`] into an encoder of the engine's own, submitted at once.
+    pub fn submit(&self, request: &DeviceRequest) -> Result<DeviceOutput> {
+        let gpu = self.gpu_engine()?;
+        let (device, queue) = gpu.wgpu();
+        let mut encoder = device.create_command_encoder(&Default::default());
+        let out = gpu.record(&mut encoder, request)?;
+        queue.submit([encoder.finish()]);
+        Ok(out)
+    }
+
+    /// Blocks until the device is done, then returns a device-resident call's scalar loss; the
+    /// first out-of-range device class target is an error, as [`Engine::check_targets`] says.
+    pub fn read_loss(&self, out: &DeviceOutput) -> Result<f32> {
+        self.check_targets(out)?;
+        let Some(loss) = &out.loss else {
+            return Err(Error::DeviceBuffer {
+                what: "loss",
+                reason: "reduction none has no scalar; read the values buffer".into(),
+            });
+        };
+        let bytes = self.read_buffer(loss, 0..4)?;
+        Ok(f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    }
+
+    /// Blocks until the device is done, then gives [`Error::TargetOutOfRange`] for the first row
+    /// whose device class target was neither in [0, C) nor the ignore index (that row's loss and
+    /// gradient are NaN).
+    pub fn check_targets(&self, out: &DeviceOutput) -> Result<()> {
+        let bytes = self.read_buffer(&out.status, 0..12)?;
+        let word =
+            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        match word(0) {
+            u32::MAX => Ok(()),
+            row => Err(Error::TargetOutOfRange {
+                row: row as usize,
+                target: (u64::from(word(8)) << 32 | u64::from(word(4))) as i64,
+                classes: out.classes,
+                ignore_index: out.ignore_index,
+            }),
+        }
+    }
+
+    /// Blocks until the device is done, then copies bytes `range` of `buffer` (with `COPY_SRC`
+    /// usage) to the host: for reading a device-resident call's buffers.
+    pub fn read_buffer(
+        &self,
+        buffer: &wgpu::Buffer,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>> {
+        self.gpu_engine()?.read_buffer(buffer, range)
+    }
+
+    /// The wgpu device and queue of a GPU engine (the caller's, for [`Engine::from_wgpu`]), for
+    /// making the buffers of device-resident requests; `None` on the CPU.
+    pub fn wgpu(&self) -> Option<(&wgpu::Device, &wgpu::Queue)> {
+        match &self.backend {
+            Backend::Gpu(gpu) => Some(gpu.wgpu()),
+            _ => None,
+        }
+    }
+
+    fn gpu_engine(&self) -> Result<&GpuEngine> {
+        match &self.backend {
+            Backend::Gpu(gpu) => Ok(gpu),
+            _ => Err(Error::DeviceBuffer {
+                what: "engine",
+                reason: format!(
+                    "{} has no wgpu device; device-resident requests need a GPU engine",
+                    self.info.adapter
+                ),
+            }),
         }
     }
 

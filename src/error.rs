@@ -99,6 +99,14 @@ pub enum Error {
         /// The limit that was hit.
         reason: String,
     },
+    /// A buffer of a device-resident request, or the request itself, does not suit the device.
+    #[error("{what}: {reason}")]
+    DeviceBuffer {
+        /// Which buffer (`input`, `target`) or option.
+        what: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// No GPU adapter could be found or opened.
     #[error("no GPU adapter: {0}")]
     NoAdapter(String),

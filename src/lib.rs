@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod cpu;
+mod device;
 mod engine;
 mod error;
 pub mod gpu;
@@ -9,6 +10,7 @@ mod loss;
 pub mod npy;
 mod output;
 
+pub use device::{DeviceInput, DeviceOutput, DeviceRequest, DeviceTarget, IndexType};
 pub use engine::{DeviceInfo, DeviceKind, Engine};
 pub use error::{Error, Result};
 pub use loss::{

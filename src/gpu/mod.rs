@@ -7,6 +7,7 @@ mod pipelines;
 mod pool;
 mod probe;
 mod reduce;
+mod resident;
 mod rows;
 mod shaders;
 mod timing;
@@ -157,6 +158,10 @@ impl GpuEngine {
 
     pub fn info(&self) -> &wgpu::AdapterInfo {
         &self.ctx.info
+    }
+
+    pub fn wgpu(&self) -> (&wgpu::Device, &wgpu::Queue) {
+        (&self.ctx.device, &self.ctx.queue)
     }
 
     /// The same adapter opened afresh, with the same autotune setting: what a lost device is
@@ -660,15 +665,18 @@ impl GpuEngine {
         let reduce = self.pipeline(&reduce::key());
         for (i, &(groups, offset)) in passes.iter().enumerate() {
             let sums = out(i, u64::from(groups) * 4);
-            let bind = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("xent reduce pass"),
-                layout: &reduce.layout,
-                entries: &[
-                    uniform_entry(params, size_of::<reduce::Params>()),
-                    whole_entry(1, &source),
-                    whole_entry(2, &sums),
-                ],
-            });
+            let bind = self
+                .ctx
+                .device
+                .create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("xent reduce pass"),
+                    layout: &reduce.layout,
+                    entries: &[
+                        uniform_entry(params, size_of::<reduce::Params>()),
+                        whole_entry(1, &source),
+                        whole_entry(2, &sums),
+                    ],
+                });
             self.dispatch(timing, encoder, &reduce.pipeline, &bind, offset, groups)?;
             source = sums;
         }

@@ -446,6 +446,23 @@ pub(crate) fn elementwise_key(req: &Spec) -> Key {
     }
 }
 
+/// The `stitch_edges` kernel of packed gradients with an odd C; its workgroups are the merge
+/// pass's.
+pub(crate) fn stitch_key(req: &Spec) -> Key {
+    Key {
+        module: Module::Rows {
+            family: family(req.loss),
+            subgroups: false,
+        },
+        entry: "stitch_edges",
+        constants: [
+            request_constants(req),
+            vec![("ROWS_PER_GROUP", ROWS_PER_GROUP)],
+        ]
+        .concat(),
+    }
+}
+
 /// Workgroups of `elementwise` for a chunk of `elements` values.
 pub(crate) fn elementwise_groups(elements: u64) -> u32 {
     elements.div_ceil(4 * u64::from(ELEMENTWISE_GROUP)) as u32

@@ -109,6 +109,18 @@ impl Tuner {
         }
     }
 
+    /// The row kernel for a request without a trial: the one chosen for its class, or else the
+    /// rule's. For calls that are not timed.
+    pub fn settled(&self, req: &Spec, cpu_adapter: bool) -> Variant {
+        if self.on.load(Ordering::Relaxed) {
+            let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(Entry::Chosen(variant)) = table.get(&ShapeClass::of(req)) {
+                return *variant;
+            }
+        }
+        Variant::rule(req, cpu_adapter)
+    }
+
     /// Records a trial's kernel time; once every candidate has its samples, the fastest (by its
     /// best sample) is chosen for the class.
     pub fn record(&self, (class, i): Trial, seconds_per_element: f64) {

@@ -1,0 +1,628 @@
+//! Device-resident requests: the passes of one loss call on the caller's buffers, recorded into
+//! the caller's command encoder. Every buffer of the call is made for it (nothing is shared with
+//! the host path's reused workspace), so that calls recorded before a submission cannot overwrite
+//! each other's params or results.
+
+use std::ops::Range;
+
+use wgpu::util::DeviceExt;
+
+use super::chunk::round_up;
+use super::pipelines::Key;
+use super::shaders::Module;
+use super::timing::Timing;
+use super::{Bound, GpuEngine, ParamArena, RowBindings, reduce, rows};
+use crate::device::{DeviceOutput, DeviceRequest, DeviceTarget, IndexType};
+use crate::error::{Error, Result};
+use crate::loss::{
+    Dtype, IGNORED, Reduction, Target, TargetKind, check_options, check_shape, check_target_kind,
+    divisors, encode_classes,
+};
+
+/// Mirrors `Params` in `targets.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct TargetParams {
+    rows: u32,
+    classes: u32,
+    ignore_lo: u32,
+    ignore_hi: u32,
+    ln_base: f32,
+    _pad: [u32; 3],
+}
+
+/// Invocations of `encode_targets` per workgroup: `WORKGROUP` in `targets.wgsl`.
+const TARGETS_WORKGROUP: u32 = 256;
+
+/// A range of a buffer, held.
+#[derive(Clone)]
+struct Span {
+    buffer: wgpu::Buffer,
+    offset: u64,
+    size: u64,
+}
+
+impl Span {
+    fn of(buffer: &wgpu::Buffer, offset: u64, size: u64) -> Self {
+        Span {
+            buffer: buffer.clone(),
+            offset,
+            size,
+        }
+    }
+
+    fn bound(&self) -> Bound<'_> {
+        Bound::range(&self.buffer, self.offset, self.size)
+    }
+}
+
+/// A request's target, checked, as the kernels will read it.
+enum Targets {
+    None,
+    /// Encoded on the host, with the count of rows that are not ignored.
+    Host(Vec<u32>, usize),
+    /// On the device, to be encoded there.
+    Device(Span, IndexType),
+    Dense(Span),
+}
+
+/// The buffers of the device's target passes.
+struct TargetBuffers<'b> {
+    raw: &'b Span,
+    index: IndexType,
+    /// The class weights, and whether there are any.
+    weight: (&'b wgpu::Buffer, bool),
+    encoded: &'b wgpu::Buffer,
+    status: &'b wgpu::Buffer,
+    scales: &'b wgpu::Buffer,
+}
+
+/// Device-side usage, offset and size checks of one buffer a request names.
+fn check_buffer(
+    what: &'static str,
+    buffer: &wgpu::Buffer,
+    offset: u64,
+    bytes: u64,
+    align: u64,
+) -> Result<()> {
+    let fail = |reason: String| Err(Error::DeviceBuffer { what, reason });
+    if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+        return fail(format!(
+            "usage {:?} lacks STORAGE, which a kernel needs to bind it",
+            buffer.usage()
+        ));
+    }
+    if offset % align != 0 {
+        return fail(format!(
+            "offset {offset} is not a multiple of the device's storage offset alignment {align}"
+        ));
+    }
+    match offset.checked_add(bytes) {
+        Some(end) if end <= buffer.size() => Ok(()),
+        _ => fail(format!(
+            "needs {bytes} bytes from offset {offset} (the values, padded to whole 16-byte words), but the buffer has {}",
+            buffer.size()
+        )),
+    }
+}
+
+/// Row chunks of a device input, each within one storage binding, starting at offsets the device
+/// can bind: a multiple of `align` bytes of the widest per-element array (f32 values and
+/// gradients).
+fn device_chunks(
+    [batch, classes]: [usize; 2],
+    max_binding: u64,
+    align: u64,
+) -> Result<Vec<Range<usize>>> {
+    let row_bytes = classes as u64 * 4;
+    // The fewest rows whose bytes, in every dtype (2 or 4 per element), are a multiple of align.
+    let step = {
+        let half_row = classes as u64 * 2;
+        align / gcd(half_row, align)
+    };
+    let fit = max_binding.saturating_sub(16) / row_bytes / step * step;
+    if fit == 0 {
+        return Err(Error::TooLarge {
+            what: "logits",
+            reason: format!(
+                "{step} rows of {classes} classes take {} bytes, over the {max_binding}-byte storage binding",
+                step * row_bytes
+            ),
+        });
+    }
+    let fit = usize::try_from(fit).unwrap_or(usize::MAX);
+    Ok((0..batch)
+        .step_by(fit)
+        .map(|start| start..batch.min(start.saturating_add(fit)))
+        .collect())
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+impl GpuEngine {
+    /// Records a device-resident request into `encoder`.
+    pub fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        req: &DeviceRequest,
+    ) -> Result<DeviceOutput> {
+        self.ctx.scoped("a device-resident loss", || {
+            self.record_passes(encoder, req)
+        })
+    }
+
+    fn record_passes(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        req: &DeviceRequest,
+    ) -> Result<DeviceOutput> {
+        let device = &self.ctx.device;
+        let limits = &self.ctx.limits;
+        let input = &req.input;
+        let shape = input.shape;
+        let [batch, classes] = shape;
+        let o = req.options;
+        let elements = check_shape(shape)? as u64;
+        if o.strict {
+            return Err(Error::DeviceBuffer {
+                what: "strict",
+                reason: "strict mode checks values on the host, and device-resident values never come there".into(),
+            });
+        }
+        let (weight, pos_weight) =
+            check_options(req.loss, &o, classes, req.weight, req.pos_weight)?;
+        let align = u64::from(limits.min_storage_buffer_offset_alignment);
+        let size = input.dtype.size() as u64;
+        check_buffer(
+            "input",
+            input.buffer,
+            input.offset,
+            round_up(elements * size, 16),
+            align,
+        )?;
+        let targets = match req.target {
+            DeviceTarget::None => Targets::None,
+            DeviceTarget::Host(Target::None) => Targets::None,
+            DeviceTarget::Host(Target::ClassesI32(t)) => {
+                let encoded = encode_classes(shape, o.ignore_index, t.len(), |r| i64::from(t[r]))?;
+                let valid = encoded.iter().filter(|&&y| y != IGNORED).count();
+                Targets::Host(encoded, valid)
+            }
+            DeviceTarget::Host(Target::ClassesI64(t)) => {
+                let encoded = encode_classes(shape, o.ignore_index, t.len(), |r| t[r])?;
+                let valid = encoded.iter().filter(|&&y| y != IGNORED).count();
+                Targets::Host(encoded, valid)
+            }
+            DeviceTarget::Host(Target::Dense(t)) => {
+                if t.len() as u64 != elements {
+                    return Err(Error::LengthMismatch {
+                        what: "target",
+                        shape: format!("[{batch}, {classes}]"),
+                        expected: elements as usize,
+                        actual: t.len(),
+                    });
+                }
+                let mut bytes = bytemuck::cast_slice::<f32, u8>(t).to_vec();
+                bytes.resize(round_up(bytes.len() as u64, 16).max(16) as usize, 0);
+                let buffer = self.storage_init("xent dense target", &bytes);
+                Targets::Dense(Span::of(&buffer, 0, bytes.len() as u64))
+            }
+            DeviceTarget::Classes {
+                buffer,
+                offset,
+                index,
+            } => {
+                let bytes = round_up(batch as u64 * index.size() as u64, 4);
+                check_buffer("target", buffer, offset, bytes, align)?;
+                Targets::Device(Span::of(buffer, offset, bytes), index)
+            }
+            DeviceTarget::Dense { buffer, offset } => {
+                let bytes = round_up(elements * 4, 16);
+                check_buffer("target", buffer, offset, bytes, align)?;
+                Targets::Dense(Span::of(buffer, offset, bytes))
+            }
+        };
+        let kind = match targets {
+            Targets::None => TargetKind::None,
+            Targets::Host(..) | Targets::Device(..) => TargetKind::Classes,
+            Targets::Dense(_) => TargetKind::Dense,
+        };
+        check_target_kind(req.loss, kind, shape)?;
+        let binding = limits.max_storage_buffer_binding_size;
+        if batch as u64 * 4 > binding || batch > u32::MAX as usize {
+            return Err(Error::TooLarge {
+                what: "batch",
+                reason: format!(
+                    "{batch} rows need {} bytes of per-row results, over the {binding}-byte storage binding",
+                    batch * 4
+                ),
+            });
+        }
+
+        // The reduction's scales: from the host, unless a mean needs the weights of targets that
+        // only the device holds.
+        let device_scales =
+            matches!(targets, Targets::Device(..)) && o.reduction == Reduction::Mean;
+        let (alpha, beta) = if device_scales {
+            (0.0, 0.0)
+        } else {
+            let (encoded, valid) = match &targets {
+                Targets::Host(t, valid) => (Some(&t[..]), *valid),
+                _ => (None, batch),
+            };
+            divisors(req.loss, &o, shape, valid, encoded, weight).map_or((0.0, 0.0), |(main, z)| {
+                ((1.0 / main) as f32, (1.0 / z) as f32)
+            })
+        };
+        let scalar = o.reduction != Reduction::None;
+        let elementwise = !scalar && req.loss.elementwise();
+        let grad_packed = o.grad && input.dtype != Dtype::F32;
+        let spec = rows::Spec {
+            loss: req.loss,
+            dtype: input.dtype,
+            batch,
+            classes,
+            target: kind,
+            weight: weight.is_some(),
+            pos_weight: pos_weight.is_some(),
+            options: o,
+            device_scales,
+            grad_packed,
+        };
+
+        let status = self.storage_init(
+            "xent target status",
+            bytemuck::cast_slice(&[u32::MAX, 0, 0, 0]),
+        );
+        let make = |label: &str, bytes: u64| -> Result<wgpu::Buffer> {
+            if bytes > limits.max_buffer_size {
+                return Err(Error::TooLarge {
+                    what: "output",
+                    reason: format!(
+                        "{label} needs {bytes} bytes, over the {}-byte buffer limit",
+                        limits.max_buffer_size
+                    ),
+                });
+            }
+            Ok(device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes.max(16),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }))
+        };
+        let grad_size = if grad_packed { 2 } else { 4 };
+        let grad = if o.grad && !o.grad_in_place {
+            Some(make("xent gradient", round_up(elements * grad_size, 16))?)
+        } else {
+            None
+        };
+        let row_values = make("xent row values", batch as u64 * 4)?;
+        let lse = make("xent row lse", batch as u64 * 4)?;
+        let element_values = if elementwise {
+            Some(make("xent elementwise values", elements * 4)?)
+        } else {
+            None
+        };
+        let mut output = DeviceOutput {
+            values: element_values.clone().unwrap_or_else(|| row_values.clone()),
+            loss: None,
+            lse: o.lse.then(|| lse.clone()),
+            grad: grad.clone(),
+            status: status.clone(),
+            classes,
+            ignore_index: o.ignore_index,
+        };
+        if batch == 0 {
+            output.loss = scalar.then(|| self.storage_init("xent loss", &[0; 4]));
+            return Ok(output);
+        }
+
+        let chunks = device_chunks(shape, binding, align)?;
+        let most_rows = chunks.iter().map(|c| c.len()).max().unwrap_or(0) as u64;
+        let cpu_adapter = self.ctx.info.device_type == wgpu::DeviceType::Cpu;
+        let variant = self.tuner.settled(&spec, cpu_adapter);
+        let kernel = rows::RowKernel::new(&spec, self.ctx.subgroups, variant);
+        let segments = kernel.segments();
+        let mut arena = ParamArena {
+            bytes: Vec::new(),
+            align: limits.min_uniform_buffer_offset_alignment as usize,
+        };
+        let chunk_offsets: Vec<u32> = chunks
+            .iter()
+            .map(|c| arena.push(&rows::Params::chunk(&spec, c, segments, (alpha, beta))))
+            .collect();
+        let passes: Vec<(u32, u32)> = if scalar {
+            reduce::passes(batch as u32)
+                .into_iter()
+                .map(|(groups, p)| (groups, arena.push(&p)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let ignore = o.ignore_index as u64;
+        let target_offset = arena.push(&TargetParams {
+            rows: batch as u32,
+            classes: classes as u32,
+            ignore_lo: ignore as u32,
+            ignore_hi: (ignore >> 32) as u32,
+            ln_base: o.base.ln() as f32,
+            _pad: [0; 3],
+        });
+        let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("xent params"),
+            contents: &arena.bytes,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+
+        let empty = make("xent unused binding", 16)?;
+        let empty_writable = make("xent unused writable binding", 16)?;
+        let upload = |label: &str, values: Option<&[f32]>| match values {
+            Some(v) => self.storage_init(label, bytemuck::cast_slice(v)),
+            None => empty.clone(),
+        };
+        let weight_buf = upload("xent weight", weight);
+        let pos_weight_buf = upload("xent pos_weight", pos_weight);
+        let scales = make("xent scales", 16)?;
+        let class_targets = match &targets {
+            Targets::Host(encoded, _) => {
+                self.storage_init("xent class targets", bytemuck::cast_slice(encoded))
+            }
+            Targets::Device(raw, index) => {
+                let encoded = make("xent class targets", batch as u64 * 4)?;
+                self.encode_targets(
+                    encoder,
+                    (&params, target_offset),
+                    &TargetBuffers {
+                        raw,
+                        index: *index,
+                        weight: (&weight_buf, weight.is_some()),
+                        encoded: &encoded,
+                        status: &status,
+                        scales: &scales,
+                    },
+                    batch,
+                )?;
+                encoded
+            }
+            _ => empty.clone(),
+        };
+        let partials = match kernel.split {
+            // Mirrors `Stats` in `rows.wgsl`: six f32.
+            Some(_) => make(
+                "xent segment statistics",
+                most_rows * u64::from(segments) * 24,
+            )?,
+            None => empty_writable.clone(),
+        };
+        let edges = if grad_packed {
+            make("xent gradient row edges", most_rows * 8)?
+        } else {
+            empty_writable.clone()
+        };
+        let row_pipeline = self.pipeline(&kernel.key);
+        let split = kernel.split.as_ref().map(|split| {
+            let merge = self.pipeline(&split.merge);
+            let grad = split.grad.as_ref().map(|key| self.pipeline(key));
+            (merge, grad)
+        });
+        let element_pipeline = elementwise.then(|| self.pipeline(&rows::elementwise_key(&spec)));
+        let stitch =
+            (grad_packed && classes % 2 == 1).then(|| self.pipeline(&rows::stitch_key(&spec)));
+        let mut timing = Timing::Off;
+        for (rows, &offset) in chunks.iter().zip(&chunk_offsets) {
+            let first = rows.start as u64 * classes as u64;
+            let count = rows.len() as u64 * classes as u64;
+            let dense = match &targets {
+                Targets::Dense(t) => {
+                    Bound::range(&t.buffer, t.offset + first * 4, round_up(count * 4, 16))
+                }
+                _ => Bound::whole(&empty),
+            };
+            let bindings = RowBindings {
+                params: &params,
+                input: Bound::range(
+                    input.buffer,
+                    input.offset + first * size,
+                    round_up(count * size, 16),
+                ),
+                class_targets: &class_targets,
+                dense,
+                weight: &weight_buf,
+                pos_weight: &pos_weight_buf,
+                values: Bound::whole(&row_values),
+                lse: &lse,
+                grad: match &grad {
+                    Some(g) => Bound::range(g, first * grad_size, round_up(count * grad_size, 16)),
+                    None => Bound::whole(&empty_writable),
+                },
+                partials: &partials,
+                scales: if device_scales { &scales } else { &empty },
+                edges: &edges,
+            };
+            let row_bind = bindings.bind(device, &row_pipeline.layout);
+            let groups = kernel.groups(rows.len() as u32);
+            self.dispatch(
+                &mut timing,
+                encoder,
+                &row_pipeline.pipeline,
+                &row_bind,
+                offset,
+                groups,
+            )?;
+            if let Some((merge, grad)) = &split {
+                let merge_groups = rows::Split::merge_groups(rows.len() as u32);
+                self.dispatch(
+                    &mut timing,
+                    encoder,
+                    &merge.pipeline,
+                    &row_bind,
+                    offset,
+                    merge_groups,
+                )?;
+                if let Some(grad) = grad {
+                    self.dispatch(
+                        &mut timing,
+                        encoder,
+                        &grad.pipeline,
+                        &row_bind,
+                        offset,
+                        groups,
+                    )?;
+                }
+            }
+            if let Some(stitch) = &stitch {
+                let stitch_groups = rows::Split::merge_groups(rows.len() as u32);
+                self.dispatch(
+                    &mut timing,
+                    encoder,
+                    &stitch.pipeline,
+                    &row_bind,
+                    offset,
+                    stitch_groups,
+                )?;
+            }
+            if let (Some(pipeline), Some(out)) = (&element_pipeline, &element_values) {
+                let element_bind = RowBindings {
+                    values: Bound::range(out, first * 4, count * 4),
+                    ..bindings
+                }
+                .bind(device, &pipeline.layout);
+                self.dispatch(
+                    &mut timing,
+                    encoder,
+                    &pipeline.pipeline,
+                    &element_bind,
+                    offset,
+                    rows::elementwise_groups(count),
+                )?;
+            }
+        }
+        if scalar {
+            let loss = self.reduce(
+                &mut timing,
+                encoder,
+                &params,
+                &passes,
+                row_values,
+                |_, bytes| {
+                    device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("xent partial sums"),
+                        size: bytes,
+                        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                        mapped_at_creation: false,
+                    })
+                },
+            )?;
+            output.loss = Some(loss);
+        }
+        Ok(output)
+    }
+
+    /// Records `encode_targets` and `device_scales`: the device's class targets checked and
+    /// encoded, the first bad one named in the status, and the mean's scales.
+    fn encode_targets(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        (params, offset): (&wgpu::Buffer, u32),
+        b: &TargetBuffers,
+        batch: usize,
+    ) -> Result<()> {
+        let device = &self.ctx.device;
+        let counts = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("xent target counts"),
+            size: (batch as u64 * 8).max(16),
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let constants = vec![
+            ("TARGET_I64", u32::from(b.index == IndexType::I64)),
+            ("HAS_WEIGHT", u32::from(b.weight.1)),
+        ];
+        let mut timing = Timing::Off;
+        for (entry, groups) in [
+            ("encode_targets", (batch as u32).div_ceil(TARGETS_WORKGROUP)),
+            ("device_scales", 1),
+        ] {
+            let pipeline = self.pipeline(&Key {
+                module: Module::Targets,
+                entry,
+                constants: constants.clone(),
+            });
+            let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("xent targets"),
+                layout: &pipeline.layout,
+                entries: &[
+                    super::uniform_entry(params, size_of::<TargetParams>()),
+                    b.raw.bound().entry(1),
+                    super::whole_entry(2, b.weight.0),
+                    super::whole_entry(3, b.encoded),
+                    super::whole_entry(4, &counts),
+                    super::whole_entry(5, b.status),
+                    super::whole_entry(6, b.scales),
+                ],
+            });
+            self.dispatch(
+                &mut timing,
+                encoder,
+                &pipeline.pipeline,
+                &bind,
+                offset,
+                groups,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Waits for everything submitted, then copies bytes `range` of `buffer` to the host.
+    pub fn read_buffer(&self, buffer: &wgpu::Buffer, range: Range<u64>) -> Result<Vec<u8>> {
+        let fail = |reason: String| {
+            Err(Error::DeviceBuffer {
+                what: "read",
+                reason,
+            })
+        };
+        if !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
+            return fail(format!("usage {:?} lacks COPY_SRC", buffer.usage()));
+        }
+        // Copies move whole 4-byte words: the words around the range are copied, and cut.
+        let words = range.start / 4 * 4..range.end.next_multiple_of(4);
+        if range.start > range.end || words.end > buffer.size() {
+            return fail(format!(
+                "{range:?} is not within the buffer's {} bytes (in whole 4-byte words)",
+                buffer.size()
+            ));
+        }
+        let len = words.end - words.start;
+        self.ctx.scoped("reading a device buffer", || {
+            let device = &self.ctx.device;
+            let staging = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("xent read"),
+                size: len.max(4),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let mut encoder = device.create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(buffer, words.start, &staging, 0, len);
+            self.ctx.queue.submit([encoder.finish()]);
+            self.ctx.map(&staging, wgpu::MapMode::Read)?;
+            let cut = (range.start - words.start) as usize..(range.end - words.start) as usize;
+            let bytes = staging.get_mapped_range(..len.max(4))?[cut].to_vec();
+            staging.unmap();
+            Ok(bytes)
+        })
+    }
+
+    /// A new STORAGE | COPY_SRC buffer holding `bytes`.
+    fn storage_init(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+        self.ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytes,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            })
+    }
+}
