@@ -639,6 +639,9 @@ pub(crate) fn check_shape([batch, classes]: [usize; 2]) -> Result<usize> {
     Ok(elements)
 }
 
+/// A request's `weight` and `pos_weight`.
+pub(crate) type ClassWeights<'w> = (Option<&'w [f32]>, Option<&'w [f32]>);
+
 /// Checks the options against the loss and input kind, and the class weights against C; returns
 /// the weights.
 pub(crate) fn check_options<'w>(
@@ -647,7 +650,7 @@ pub(crate) fn check_options<'w>(
     classes: usize,
     weight: Option<&'w [f32]>,
     pos_weight: Option<&'w [f32]>,
-) -> Result<(Option<&'w [f32]>, Option<&'w [f32]>)> {
+) -> Result<ClassWeights<'w>> {
     let unsupported = |option: &'static str| Error::Unsupported {
         option,
         loss: loss.name(),

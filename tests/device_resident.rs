@@ -9,8 +9,8 @@ use rand::Rng;
 use rand::rngs::StdRng;
 use wgpu::util::DeviceExt;
 use xent::{
-    Base, DeviceInput, DeviceOutput, DeviceRequest, DeviceTarget, Dtype, Engine,
-    IndexType, Input, InputKind, LossKind, Options, Reduction, Request, Target,
+    Base, DeviceInput, DeviceOutput, DeviceRequest, DeviceTarget, Dtype, Engine, Error, IndexType,
+    Input, InputKind, LossKind, Options, Reduction, Request, Target,
 };
 
 /// Bytes the tests put before and after the data in a buffer, so that offsets are exercised and
@@ -23,7 +23,10 @@ fn buffer_with(engine: &Engine, bytes: &[u8]) -> wgpu::Buffer {
     let (device, _) = engine.wgpu().expect("a GPU engine");
     let mut contents = vec![GUARD_BYTE; GUARD as usize];
     contents.extend_from_slice(bytes);
-    contents.resize((contents.len() + GUARD as usize).next_multiple_of(16), GUARD_BYTE);
+    contents.resize(
+        (contents.len() + GUARD as usize).next_multiple_of(16),
+        GUARD_BYTE,
+    );
     device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some("test data"),
         contents: &contents,
@@ -149,7 +152,9 @@ fn cases() -> Vec<Case> {
     let ce = LossKind::CrossEntropy;
     vec![
         case("ce 1x1", ce, [1, 1]),
-        with(case("ce mean, ignored rows, odd C", ce, [9, 37]), &|c| c.ignored = 0.3),
+        with(case("ce mean, ignored rows, odd C", ce, [9, 37]), &|c| {
+            c.ignored = 0.3
+        }),
         with(case("ce weighted mean, smoothing", ce, [6, 1001]), &|c| {
             c.weight = true;
             c.ignored = 0.2;
@@ -165,26 +170,39 @@ fn cases() -> Vec<Case> {
             c.options.lse = true;
             c.options.base = Base::Two;
         }),
-        with(case("ce all rows ignored", ce, [4, 33]), &|c| c.ignored = 1.0),
+        with(case("ce all rows ignored", ce, [4, 33]), &|c| {
+            c.ignored = 1.0
+        }),
         with(case("ce on log-probs", ce, [7, 29]), &|c| {
             c.options.input_kind = InputKind::LogProbs;
         }),
-        with(case("ce mean, one split row", ce, [1, 70_001]), &|c| c.weight = true),
+        with(case("ce mean, one split row", ce, [1, 70_001]), &|c| {
+            c.weight = true
+        }),
         case("soft ce", ce, [5, 77]),
-        with(case("bce pos_weight", LossKind::BinaryCrossEntropy, [6, 45]), &|c| {
-            c.pos_weight = true;
-            c.weight = true;
-        }),
-        with(case("bce none", LossKind::BinaryCrossEntropy, [3, 19]), &|c| {
-            c.options.reduction = Reduction::None;
-        }),
+        with(
+            case("bce pos_weight", LossKind::BinaryCrossEntropy, [6, 45]),
+            &|c| {
+                c.pos_weight = true;
+                c.weight = true;
+            },
+        ),
+        with(
+            case("bce none", LossKind::BinaryCrossEntropy, [3, 19]),
+            &|c| {
+                c.options.reduction = Reduction::None;
+            },
+        ),
         with(case("kl batchmean", LossKind::KlDiv, [4, 99]), &|c| {
             c.options.reduction = Reduction::BatchMean;
             c.options.input_kind = InputKind::LogProbs;
         }),
-        with(case("entropy of probabilities", LossKind::Entropy, [6, 31]), &|c| {
-            c.options.input_kind = InputKind::Probs;
-        }),
+        with(
+            case("entropy of probabilities", LossKind::Entropy, [6, 31]),
+            &|c| {
+                c.options.input_kind = InputKind::Probs;
+            },
+        ),
         case("entropy of logits", LossKind::Entropy, [3, 4099]),
     ]
 }
@@ -339,7 +357,12 @@ fn check(engine: &Engine, rng: &mut StdRng, c: &Case, dtype: Dtype, at: Where) {
         }
     }
     if let Some(lse) = &host.lse {
-        same(&format!("{what}: lse"), got.lse.as_ref().unwrap(), lse, None);
+        same(
+            &format!("{what}: lse"),
+            got.lse.as_ref().unwrap(),
+            lse,
+            None,
+        );
     }
     let expected_grad = x.round(host.grad.as_ref().unwrap());
     let grad = got.grad.as_ref().unwrap();
@@ -357,7 +380,10 @@ fn check(engine: &Engine, rng: &mut StdRng, c: &Case, dtype: Dtype, at: Where) {
     // In place: the gradient lands over the input, and nothing outside it changes.
     device_request.options.grad_in_place = true;
     let out = engine.submit(&device_request).unwrap();
-    assert!(out.grad.is_none(), "{what}: in place returns no gradient buffer");
+    assert!(
+        out.grad.is_none(),
+        "{what}: in place returns no gradient buffer"
+    );
     engine.check_targets(&out).unwrap();
     let data = grad_bytes as u64;
     let after = engine.read_buffer(&input, 0..input.size()).unwrap();
@@ -387,8 +413,361 @@ fn device_results_match_host_results_bit_for_bit() {
                 }
             }
             if c.loss == LossKind::CrossEntropy {
-                check(engine, &mut rng, &c, Dtype::F32, Where::Device(IndexType::I32));
+                check(
+                    engine,
+                    &mut rng,
+                    &c,
+                    Dtype::F32,
+                    Where::Device(IndexType::I32),
+                );
             }
         }
+    }
+}
+
+/// A request on `input` (f32 [B, C] at `GUARD`) against i64 class targets in `labels`.
+fn class_request<'a>(
+    input: &'a wgpu::Buffer,
+    labels: &'a wgpu::Buffer,
+    shape: [usize; 2],
+    index: IndexType,
+) -> DeviceRequest<'a> {
+    DeviceRequest::new(
+        LossKind::CrossEntropy,
+        DeviceInput {
+            buffer: input,
+            offset: GUARD,
+            shape,
+            dtype: Dtype::F32,
+        },
+        DeviceTarget::Classes {
+            buffer: labels,
+            offset: GUARD,
+            index,
+        },
+    )
+}
+
+#[test]
+fn an_out_of_range_device_target_is_named_and_its_row_is_nan() {
+    let mut rng = common::rng("device targets out of range");
+    let [batch, classes] = [6, 10];
+    let x = common::logits(&mut rng, batch * classes, 2.0);
+    for engine in common::gpus() {
+        for (index, bad) in [
+            (IndexType::I64, 99_i64),
+            (IndexType::I32, -5),
+            (IndexType::I64, 1 << 40),
+        ] {
+            let t: Vec<i64> = vec![3, 0, -100, bad, 9, bad];
+            let raw: Vec<u8> = match index {
+                IndexType::I64 => bytemuck::cast_slice(&t).to_vec(),
+                IndexType::I32 => t.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect(),
+            };
+            let input = buffer_with(engine, bytemuck::cast_slice(&x));
+            let labels = buffer_with(engine, &raw);
+            let mut request = class_request(&input, &labels, [batch, classes], index);
+            request.options.reduction = Reduction::None;
+            request.options.grad = true;
+            let out = engine.submit(&request).unwrap();
+            let err = engine.check_targets(&out).unwrap_err();
+            let expected = if index == IndexType::I32 {
+                bad as i32 as i64
+            } else {
+                bad
+            };
+            assert!(
+                matches!(err, Error::TargetOutOfRange { row: 3, target, classes: 10, ignore_index: -100 } if target == expected),
+                "{} {index:?}: {err:?}",
+                engine.device()
+            );
+            let values = floats(
+                &engine
+                    .read_buffer(&out.values, 0..batch as u64 * 4)
+                    .unwrap(),
+            );
+            for (row, v) in values.iter().enumerate() {
+                assert_eq!(v.is_nan(), row == 3 || row == 5, "row {row}: {v}");
+            }
+            assert_eq!(values[2], 0.0, "the ignored row");
+            let grad = floats(
+                &engine
+                    .read_buffer(out.grad.as_ref().unwrap(), 0..(batch * classes) as u64 * 4)
+                    .unwrap(),
+            );
+            for (i, g) in grad.iter().enumerate() {
+                let row = i / classes;
+                assert_eq!(g.is_nan(), row == 3 || row == 5, "grad[{i}] = {g}");
+            }
+            request.options.reduction = Reduction::Mean;
+            let out = engine.submit(&request).unwrap();
+            assert!(matches!(
+                engine.read_loss(&out),
+                Err(Error::TargetOutOfRange { row: 3, .. })
+            ));
+        }
+    }
+}
+
+#[test]
+fn calls_recorded_before_one_submission_keep_their_own_results() {
+    let mut rng = common::rng("device resident, one encoder");
+    let [batch, classes] = [40, 300];
+    for engine in common::gpus() {
+        let (device, queue) = engine.wgpu().unwrap();
+        let xs: Vec<Vec<f32>> = (0..3)
+            .map(|_| common::logits(&mut rng, batch * classes, 3.0))
+            .collect();
+        let ts: Vec<Vec<i64>> = (0..3)
+            .map(|_| common::targets(&mut rng, batch, classes, 0.1))
+            .collect();
+        let inputs: Vec<wgpu::Buffer> = xs
+            .iter()
+            .map(|x| buffer_with(engine, bytemuck::cast_slice(x)))
+            .collect();
+        let labels: Vec<wgpu::Buffer> = ts
+            .iter()
+            .map(|t| buffer_with(engine, bytemuck::cast_slice(t)))
+            .collect();
+        let mut encoder = device.create_command_encoder(&Default::default());
+        let outs: Vec<DeviceOutput> = (0..3)
+            .map(|k| {
+                let mut request =
+                    class_request(&inputs[k], &labels[k], [batch, classes], IndexType::I64);
+                request.options.label_smoothing = 0.05 * k as f32;
+                engine.record(&mut encoder, &request).unwrap()
+            })
+            .collect();
+        queue.submit([encoder.finish()]);
+        for k in 0..3 {
+            let expected = engine
+                .compute(
+                    &Request::cross_entropy(&xs[k][..], [batch, classes], &ts[k][..])
+                        .label_smoothing(0.05 * k as f32),
+                )
+                .unwrap()
+                .loss
+                .scalar()
+                .unwrap();
+            let got = engine.read_loss(&outs[k]).unwrap();
+            assert_eq!(
+                got.to_bits(),
+                expected.to_bits(),
+                "{} call {k}",
+                engine.device()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_million_classes_in_four_rows_on_the_device() {
+    let mut rng = common::rng("device resident, 4 x 1048576");
+    let [batch, classes] = [4, 1 << 20];
+    let x = common::logits(&mut rng, batch * classes, 3.0);
+    let t = common::targets(&mut rng, batch, classes, 0.0);
+    let request = Request::cross_entropy(&x[..], [batch, classes], &t[..]).with_grad(true);
+    let expected = Engine::reference().compute(&request).unwrap();
+    for engine in common::gpus() {
+        for dtype in [Dtype::F32, Dtype::Bf16] {
+            let bytes: Vec<u8> = match dtype {
+                Dtype::Bf16 => x
+                    .iter()
+                    .flat_map(|&v| bf16::from_f32(v).to_le_bytes())
+                    .collect(),
+                _ => bytemuck::cast_slice(&x).to_vec(),
+            };
+            let input = buffer_with(engine, &bytes);
+            let labels = buffer_with(engine, bytemuck::cast_slice(&t));
+            let mut device_request =
+                class_request(&input, &labels, [batch, classes], IndexType::I64);
+            device_request.input.dtype = dtype;
+            device_request.options.grad_in_place = true;
+            device_request.options.grad = true;
+            let out = engine.submit(&device_request).unwrap();
+            let loss = engine.read_loss(&out).unwrap();
+            let after = engine
+                .read_buffer(&input, GUARD..GUARD + bytes.len() as u64)
+                .unwrap();
+            let grad: Vec<f32> = match dtype {
+                Dtype::Bf16 => after
+                    .chunks_exact(2)
+                    .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                _ => floats(&after),
+            };
+            let what = format!("{} {dtype:?}", engine.device());
+            if dtype == Dtype::F32 {
+                common::assert_scalar(&what, loss, expected.loss.scalar().unwrap(), 1e-5);
+                let error = common::relative_norm_error(&grad, expected.grad.as_ref().unwrap());
+                assert!(error <= 1e-5, "{what}: gradient error {error:e}");
+            } else {
+                // The loss of the rounded logits, against the reference on those same values.
+                let rounded: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
+                let on_rounded = Engine::reference()
+                    .compute(
+                        &Request::cross_entropy(&rounded[..], [batch, classes], &t[..])
+                            .with_grad(true),
+                    )
+                    .unwrap();
+                common::assert_scalar(&what, loss, on_rounded.loss.scalar().unwrap(), 1e-5);
+                let error = common::relative_norm_error(&grad, on_rounded.grad.as_ref().unwrap());
+                // One rounding to bf16 (2^-9 relative at most) of each gradient value.
+                assert!(error <= 2e-3, "{what}: gradient error {error:e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn unusable_buffers_and_options_are_typed_errors() {
+    let engine = common::gpus().first();
+    let Some(engine) = engine else {
+        eprintln!("no GPU adapter");
+        return;
+    };
+    let (device, _) = engine.wgpu().unwrap();
+    let x = vec![0.5_f32; 3 * 7];
+    let good = buffer_with(engine, bytemuck::cast_slice(&x));
+    let labels = buffer_with(engine, bytemuck::cast_slice(&[1_i64, 2, 3]));
+    let uniform = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("not storage"),
+        size: 1024,
+        usage: wgpu::BufferUsages::UNIFORM,
+        mapped_at_creation: false,
+    });
+    let base = class_request(&good, &labels, [3, 7], IndexType::I64);
+    let variants: Vec<(&str, DeviceRequest, &str)> = vec![
+        (
+            "usage",
+            DeviceRequest {
+                input: DeviceInput {
+                    buffer: &uniform,
+                    ..base.input
+                },
+                ..base
+            },
+            "input: usage",
+        ),
+        (
+            "offset",
+            DeviceRequest {
+                input: DeviceInput {
+                    offset: 4,
+                    ..base.input
+                },
+                ..base
+            },
+            "input: offset 4 is not a multiple",
+        ),
+        (
+            "size",
+            DeviceRequest {
+                input: DeviceInput {
+                    shape: [300, 7],
+                    ..base.input
+                },
+                ..base
+            },
+            "input: needs 8400 bytes from offset 256",
+        ),
+        (
+            "target size",
+            DeviceRequest {
+                input: DeviceInput {
+                    shape: [60, 1],
+                    ..base.input
+                },
+                ..base
+            },
+            "target: needs 480 bytes from offset 256",
+        ),
+        (
+            "strict",
+            DeviceRequest {
+                options: Options {
+                    strict: true,
+                    ..base.options
+                },
+                ..base
+            },
+            "strict: strict mode checks values on the host",
+        ),
+        (
+            "option",
+            DeviceRequest {
+                options: Options {
+                    label_smoothing: 2.0,
+                    ..base.options
+                },
+                ..base
+            },
+            "label_smoothing: 2 is outside [0, 1]",
+        ),
+        (
+            "target kind",
+            DeviceRequest {
+                loss: LossKind::KlDiv,
+                ..base
+            },
+            "kl-div: needs a float target of shape [3, 7], not class indices",
+        ),
+    ];
+    for (name, request, message) in variants {
+        let err = engine.submit(&request).unwrap_err();
+        assert!(
+            err.to_string().starts_with(message),
+            "{name}: {err} (expected {message}...)"
+        );
+    }
+    let err = Engine::cpu().submit(&base).unwrap_err();
+    assert!(
+        matches!(err, Error::DeviceBuffer { what: "engine", .. }),
+        "{err:?}"
+    );
+    let err = engine.read_buffer(&good, 0..good.size() + 4).unwrap_err();
+    assert!(
+        matches!(err, Error::DeviceBuffer { what: "read", .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_callers_device_and_encoder() {
+    let mut rng = common::rng("device resident, caller's device");
+    let [batch, classes] = [33, 517];
+    let x = common::logits(&mut rng, batch * classes, 3.0);
+    let t = common::targets(&mut rng, batch, classes, 0.1);
+    for (_, device, queue) in common::caller_devices() {
+        let engine = Engine::from_wgpu(device.clone(), queue.clone());
+        let input = buffer_with(&engine, bytemuck::cast_slice(&x));
+        let labels = buffer_with(&engine, bytemuck::cast_slice(&t));
+        let mut request = class_request(&input, &labels, [batch, classes], IndexType::I64);
+        request.options.grad = true;
+        let mut encoder = device.create_command_encoder(&Default::default());
+        let out = engine.record(&mut encoder, &request).unwrap();
+        // The caller's own work after xent's, in the same encoder: a copy of the gradient.
+        let copy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("caller's copy"),
+            size: (batch * classes * 4) as u64,
+            usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        encoder.copy_buffer_to_buffer(out.grad.as_ref().unwrap(), 0, &copy, 0, copy.size());
+        queue.submit([encoder.finish()]);
+        let host = engine
+            .compute(&Request::cross_entropy(&x[..], [batch, classes], &t[..]).with_grad(true))
+            .unwrap();
+        assert_eq!(
+            engine.read_loss(&out).unwrap().to_bits(),
+            host.loss.scalar().unwrap().to_bits()
+        );
+        let grad = floats(&engine.read_buffer(&copy, 0..copy.size()).unwrap());
+        same(
+            "caller's copy of the gradient",
+            &grad,
+            host.grad.as_ref().unwrap(),
+            None,
+        );
     }
 }

@@ -5,25 +5,6 @@ mod common;
 
 use xent::{Engine, Error, Reduction, Request};
 
-/// Every adapter, with a device the test opens itself, as a wgpu user would.
-fn caller_devices() -> Vec<(wgpu::Adapter, wgpu::Device, wgpu::Queue)> {
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
-        .into_iter()
-        .map(|adapter| {
-            let (device, queue) =
-                pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-                    label: Some("caller"),
-                    required_limits: adapter.limits(),
-                    ..Default::default()
-                }))
-                .unwrap();
-            (adapter, device, queue)
-        })
-        .collect()
-}
-
 #[test]
 fn a_shared_device_matches_an_owned_one() {
     let mut rng = common::rng("shared device");
@@ -32,7 +13,7 @@ fn a_shared_device_matches_an_owned_one() {
     let t = common::targets(&mut rng, batch, classes, 0.1);
     let request =
         Request::cross_entropy(&x[..], [batch, classes], &t[..]).reduction(Reduction::Sum);
-    for (adapter, device, queue) in caller_devices() {
+    for (adapter, device, queue) in common::caller_devices() {
         let shared = Engine::from_wgpu(device, queue);
         let owned = common::gpus()
             .iter()
@@ -52,7 +33,7 @@ fn a_destroyed_device_is_an_error_not_a_panic() {
     let mut rng = common::rng("destroyed device");
     let x = common::logits(&mut rng, 8 * 100, 1.0);
     let t = common::targets(&mut rng, 8, 100, 0.0);
-    for (_, device, queue) in caller_devices() {
+    for (_, device, queue) in common::caller_devices() {
         let engine = Engine::from_wgpu(device.clone(), queue);
         device.destroy();
         let err = engine

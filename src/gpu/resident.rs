@@ -92,7 +92,7 @@ fn check_buffer(
             buffer.usage()
         ));
     }
-    if offset % align != 0 {
+    if !offset.is_multiple_of(align) {
         return fail(format!(
             "offset {offset} is not a multiple of the device's storage offset alignment {align}"
         ));

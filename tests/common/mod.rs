@@ -202,3 +202,22 @@ pub fn check_expected_backends(engines: &[Engine]) {
         );
     }
 }
+
+/// Every adapter, with a device the test opens itself, as a wgpu user would.
+pub fn caller_devices() -> Vec<(wgpu::Adapter, wgpu::Device, wgpu::Queue)> {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        .into_iter()
+        .map(|adapter| {
+            let (device, queue) =
+                pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+                    label: Some("caller"),
+                    required_limits: adapter.limits(),
+                    ..Default::default()
+                }))
+                .unwrap();
+            (adapter, device, queue)
+        })
+        .collect()
+}
