@@ -771,3 +771,40 @@ fn a_callers_device_and_encoder() {
         );
     }
 }
+
+#[test]
+fn inputs_over_one_binding_go_in_aligned_row_chunks() {
+    let mut rng = common::rng("device resident, small bindings");
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    for adapter in pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all())) {
+        // A device that binds at most 1 MiB at once: every case below takes several chunks.
+        let limits = wgpu::Limits {
+            max_storage_buffer_binding_size: 1 << 20,
+            ..adapter.limits()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("caller, 1 MiB bindings"),
+            required_limits: limits,
+            ..Default::default()
+        }))
+        .unwrap();
+        let engine = Engine::from_wgpu(device, queue);
+        let ce = case("ce, chunks", LossKind::CrossEntropy, [700, 1001]);
+        let weighted = Case {
+            weight: true,
+            ignored: 0.2,
+            ..case("weighted ce, chunks", LossKind::CrossEntropy, [300, 3001])
+        };
+        let mut bce = case("bce none, chunks", LossKind::BinaryCrossEntropy, [500, 999]);
+        bce.options.reduction = Reduction::None;
+        for (c, dtype) in [
+            (&ce, Dtype::Bf16),
+            (&ce, Dtype::F32),
+            (&weighted, Dtype::F16),
+            (&bce, Dtype::F32),
+        ] {
+            check(&engine, &mut rng, c, dtype, Where::Device(IndexType::I64));
+        }
+    }
+}

@@ -27,6 +27,15 @@ pub(crate) fn row_chunks(
     let max_bytes = max_bytes / 16 * 16;
     let row_bytes = classes as u64 * 4;
     let rows_per_chunk = max_bytes / row_bytes;
+    // Chunks of a whole number of quads keep every row's first element at the same place in its
+    // quad as in one unchunked pass, so the kernels sum each row in the same order, and the bits
+    // do not depend on the chunk size (a device's binding limit).
+    let whole_quads = 4 / gcd(classes as u64, 4);
+    let rows_per_chunk = if rows_per_chunk >= whole_quads {
+        rows_per_chunk / whole_quads * whole_quads
+    } else {
+        rows_per_chunk
+    };
     if rows_per_chunk == 0 {
         return Err(Error::TooLarge {
             what: "logits",
@@ -40,6 +49,11 @@ pub(crate) fn row_chunks(
         .step_by(step)
         .map(|start| start..batch.min(start.saturating_add(step)))
         .collect())
+}
+
+/// The greatest common divisor.
+pub(crate) fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// `n` rounded up to a multiple of `to`.
@@ -57,6 +71,7 @@ mod tests {
             (1, 1, 16),
             (70_000, 10, 1 << 20),
             (1100, 32_000, 128 << 20),
+            (1000, 1001, 1 << 20),
             (7, 3, 40),
             (0, 5, 64),
         ] {
@@ -68,6 +83,10 @@ mod tests {
             }
             for c in &chunks {
                 assert!(round_up(c.len() as u64 * classes as u64 * 4, 16) <= max);
+            }
+            // Where four rows fit, every chunk starts on a whole quad of the batch.
+            if max / 16 * 16 >= 4 * classes as u64 * 4 {
+                assert!(chunks.iter().all(|c| c.start * classes % 4 == 0));
             }
         }
     }

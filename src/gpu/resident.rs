@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use wgpu::util::DeviceExt;
 
-use super::chunk::round_up;
+use super::chunk::{gcd, round_up};
 use super::pipelines::Key;
 use super::shaders::Module;
 use super::timing::Timing;
@@ -135,10 +135,6 @@ fn device_chunks(
         .step_by(fit)
         .map(|start| start..batch.min(start.saturating_add(fit)))
         .collect())
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 impl GpuEngine {
