@@ -83,10 +83,10 @@ fn a_row_over_a_small_devices_limits_is_an_error_and_the_engine_goes_on() {
             matches!(err, Error::TooLarge { what: "logits", .. }),
             "{err:?}"
         );
-        // Many rows still go through, in chunks of at most 1 MiB; and a gradient that fits the
-        // readback limit, which holds all of a call's results at once.
+        // Many rows still go through, in chunks of at most 1 MiB, and so do results far larger
+        // than one buffer: a gradient, and BCE's elementwise values, come back chunk by chunk.
         let name = engine.device().to_string();
-        for (batch, classes, grad) in [(2000, 1000, false), (200, 1000, true)] {
+        for (batch, classes, grad) in [(2000, 1000, false), (2000, 1000, true)] {
             let x = common::logits(&mut rng, batch * classes, 2.0);
             let t = common::targets(&mut rng, batch, classes, 0.1);
             let request = Request::cross_entropy(&x[..], [batch, classes], &t[..]).with_grad(grad);
@@ -98,6 +98,23 @@ fn a_row_over_a_small_devices_limits_is_an_error_and_the_engine_goes_on() {
                 assert!(common::relative_norm_error(&g, &w) <= 1e-5, "{name}");
             }
         }
+        let (batch, classes) = (700, 1001);
+        let x = common::logits(&mut rng, batch * classes, 2.0);
+        let y: Vec<f32> = x.iter().map(|v| f32::from(*v > 0.5)).collect();
+        let request = Request::binary_cross_entropy(&x[..], [batch, classes], &y[..])
+            .reduction(Reduction::None)
+            .with_grad(true);
+        let got = engine.compute(&request).unwrap();
+        let want = Engine::reference().compute(&request).unwrap();
+        common::assert_close(
+            &name,
+            got.loss.values().unwrap(),
+            want.loss.values().unwrap(),
+            1e-6,
+            1e-5,
+        );
+        let error = common::relative_norm_error(&got.grad.unwrap(), &want.grad.unwrap());
+        assert!(error <= 1e-5, "{name}: {error:e}");
         let rebuilt = engine.rebuild().unwrap_err();
         assert!(matches!(rebuilt, Error::DeviceLost(_)), "{rebuilt:?}");
     }

@@ -54,6 +54,7 @@ struct Workspace {
     sums: [Slot; 2],
     params: Slot,
     readback: Slot,
+    chunk_readback: [Slot; 2],
 }
 
 impl Workspace {
@@ -92,6 +93,10 @@ impl Workspace {
             ],
             params: Slot::new("xent params", U::UNIFORM.union(U::COPY_DST)),
             readback: Slot::new("xent readback", U::MAP_READ.union(U::COPY_DST)),
+            chunk_readback: [
+                Slot::new("xent chunk readback 0", U::MAP_READ.union(U::COPY_DST)),
+                Slot::new("xent chunk readback 1", U::MAP_READ.union(U::COPY_DST)),
+            ],
         }
     }
 }
@@ -118,8 +123,18 @@ impl Workspace {
             .chain(&self.inputs)
             .chain(&self.dense)
             .chain(&self.sums)
+            .chain(&self.chunk_readback)
             .chain(single)
     }
+}
+
+/// A chunk's results copied to a readback buffer by submission `after`, not yet read: its
+/// gradient (when `grad`) and then its elementwise values, of `elements` of the batch.
+struct Pending {
+    buffer: wgpu::Buffer,
+    after: wgpu::SubmissionIndex,
+    elements: std::ops::Range<usize>,
+    grad: bool,
 }
 
 /// Uniform params of every dispatch of one call, each at its own aligned dynamic offset.
@@ -248,35 +263,26 @@ impl GpuEngine {
             return Ok((empty, None));
         }
         let elementwise = !scalar && req.loss.elementwise();
-        let loss_bytes = if scalar {
-            4
-        } else if elementwise {
-            row_bytes * req.classes as u64
-        } else {
-            row_bytes
+        // The per-row results come back in one buffer; a chunk's gradient and elementwise values
+        // come back chunk by chunk (see `drain_chunk`), so device memory stays bounded.
+        let loss_bytes = match (scalar, elementwise) {
+            (true, _) => 4,
+            (false, true) => 0,
+            (false, false) => row_bytes,
         };
-        let grad_at = loss_bytes + if req.options.lse { row_bytes } else { 0 };
-        let readback_len = grad_at
-            + if grad.is_some() {
-                row_bytes * req.classes as u64
-            } else {
-                0
-            };
-        if readback_len > limits.max_buffer_size {
-            return Err(Error::TooLarge {
-                what: "output",
-                reason: format!(
-                    "{readback_len} bytes of results exceed the {}-byte buffer limit",
-                    limits.max_buffer_size
-                ),
-            });
-        }
+        let readback_len = loss_bytes + if req.options.lse { row_bytes } else { 0 };
+        let mut element_values = vec![0.0_f32; if elementwise { req.elements() } else { 0 }];
         let divisors = req.divisors();
         let (alpha, beta) = divisors.map_or((0.0, 0.0), |(main, z)| {
             ((1.0 / main) as f32, (1.0 / z) as f32)
         });
-        let chunk_cap = chunk_cap(limits);
-        let chunks = row_chunks(req.batch, req.classes, chunk_cap)?;
+        // A chunk's dense targets share its staging buffer with its input.
+        let dense_share = if matches!(req.target, CheckedTarget::Dense(_)) {
+            2
+        } else {
+            1
+        };
+        let chunks = row_chunks(req.batch, req.classes, chunk_cap(limits) / dense_share)?;
         let cpu_adapter = self.ctx.info.device_type == wgpu::DeviceType::Cpu;
         let spec = req.spec();
         let (variant, trial) = self.tuner.pick(&spec, cpu_adapter);
@@ -361,8 +367,15 @@ impl GpuEngine {
             timed || trial.is_some(),
             chunks.len() * (1 + usize::from(elementwise) + split_passes) + passes.len(),
         );
+        let mut grad = grad;
+        let mut pending: std::collections::VecDeque<Pending> = Default::default();
         for (k, (rows, &offset)) in chunks.iter().zip(&chunk_offsets).enumerate() {
             let elements = rows.start * req.classes..rows.end * req.classes;
+            // Chunk k's results go where chunk k - 2's are still waiting to be read.
+            if pending.len() == 2 {
+                let done = pending.pop_front().expect("two pending");
+                self.drain_chunk(&done, grad.as_deref_mut(), &mut element_values)?;
+            }
             let input = req.input.bytes(elements.clone());
             let input_bound = round_up(input.len() as u64, 16);
             let dense_bytes: &[u8] =
@@ -431,10 +444,15 @@ impl GpuEngine {
                     )?;
                 }
             }
-            if grad.is_some() {
+            let chunk_readback = if grad.is_some() || elementwise {
+                let bytes = grad_bytes * (u64::from(grad.is_some()) + u64::from(elementwise));
+                Some(ws.chunk_readback[k % 2].get(device, bytes).0.clone())
+            } else {
+                None
+            };
+            if let (true, Some(to)) = (grad.is_some(), &chunk_readback) {
                 let source = if separate_grad { &grad_buf } else { input_buf };
-                let at = grad_at + elements.start as u64 * 4;
-                encoder.copy_buffer_to_buffer(source, 0, &readback, at, grad_bytes);
+                encoder.copy_buffer_to_buffer(source, 0, to, 0, grad_bytes);
             }
             if let Some(pipeline) = &element_pipeline {
                 let count = elements.len() as u64;
@@ -453,15 +471,21 @@ impl GpuEngine {
                     offset,
                     groups,
                 )?;
-                encoder.copy_buffer_to_buffer(
-                    out,
-                    0,
-                    &readback,
-                    elements.start as u64 * 4,
-                    count * 4,
-                );
+                let at = if grad.is_some() { grad_bytes } else { 0 };
+                let to = chunk_readback
+                    .as_ref()
+                    .expect("elementwise values come back");
+                encoder.copy_buffer_to_buffer(out, 0, to, at, count * 4);
             }
-            queue.submit([encoder.finish()]);
+            let submitted = queue.submit([encoder.finish()]);
+            if let Some(buffer) = chunk_readback {
+                pending.push_back(Pending {
+                    buffer,
+                    after: submitted,
+                    elements,
+                    grad: grad.is_some(),
+                });
+            }
         }
 
         let mut encoder = device.create_command_encoder(&Default::default());
@@ -499,17 +523,18 @@ impl GpuEngine {
             out
         };
         let (head, lse) = {
-            let view = readback.get_mapped_range(..readback_len)?;
-            if let Some(grad) = grad {
-                bytemuck::cast_slice_mut(grad).copy_from_slice(&view[grad_at as usize..]);
-            }
+            let view = readback.get_mapped_range(..readback_len.max(4))?;
             (
                 floats(&view[..loss_bytes as usize]),
-                floats(&view[loss_bytes as usize..grad_at as usize]),
+                floats(&view[loss_bytes as usize..readback_len as usize]),
             )
         };
         readback.unmap();
+        for done in pending {
+            self.drain_chunk(&done, grad.as_deref_mut(), &mut element_values)?;
+        }
         let loss = match divisors {
+            _ if elementwise => unreduced(element_values),
             _ if !scalar => unreduced(head),
             None => Loss::Scalar(0.0),
             Some(_) => Loss::Scalar(head[0]),
@@ -526,6 +551,34 @@ impl GpuEngine {
                 .record(trial, t.seconds / req.elements().max(1) as f64);
         }
         Ok((output, time.filter(|_| timed)))
+    }
+
+    /// Reads one chunk's results back, once the submission that copied them is done: its
+    /// gradient into `grad`, then its elementwise values into `values`, at its elements.
+    fn drain_chunk(
+        &self,
+        done: &Pending,
+        grad: Option<&mut [f32]>,
+        values: &mut [f32],
+    ) -> Result<()> {
+        let count = done.elements.len();
+        self.ctx
+            .map_after(&done.buffer, wgpu::MapMode::Read, Some(done.after.clone()))?;
+        {
+            let view = done.buffer.get_mapped_range(..)?;
+            let mut at = 0;
+            if let (true, Some(grad)) = (done.grad, grad) {
+                bytemuck::cast_slice_mut(&mut grad[done.elements.clone()])
+                    .copy_from_slice(&view[..count * 4]);
+                at = count * 4;
+            }
+            if !values.is_empty() {
+                bytemuck::cast_slice_mut(&mut values[done.elements.clone()])
+                    .copy_from_slice(&view[at..at + count * 4]);
+            }
+        }
+        done.buffer.unmap();
+        Ok(())
     }
 
     /// Bytes of device memory the engine keeps between calls, in its reused buffers.
