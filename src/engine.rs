@@ -316,9 +316,10 @@ impl Engine {
     /// CPU paths, which keep none). Each buffer is replaced only by a larger one (rounded up to a
     /// power of two), so this stays at what the largest call so far needed: per row chunk (at
     /// most 32 MiB of input) two staging buffers, two input and two dense-target chunks, a
-    /// gradient chunk and an elementwise-values chunk, plus one readback buffer that holds the
-    /// whole call's results, its gradient included. A 512 × 32000 f32 call with a gradient leaves
-    /// 384 MiB.
+    /// gradient chunk, an elementwise-values chunk and two readback buffers that bring a chunk's
+    /// gradient and elementwise values back while later chunks compute; and 8 bytes per row for
+    /// the per-row results. It does not grow with B·C past one chunk: a 4800 × 32000 f32 call
+    /// with a gradient (586 MiB of it) leaves 224 MiB.
     pub fn pooled_bytes(&self) -> u64 {
         match &self.backend {
             Backend::Gpu(gpu) => gpu.pooled_bytes(),
