@@ -34,8 +34,10 @@ struct Params {
     beta: f32,
     // Quads per segment: the last segment of a row may be shorter, or empty.
     segment_quads: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // C of the whole row, which label smoothing spreads ε over: `classes` except in a vocabulary
+    // shard (SHARD in softmax_xent.wgsl).
+    total_classes: u32,
+    _pad: u32,
 }
 
 // Input kinds, as INPUT_KIND.

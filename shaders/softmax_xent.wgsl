@@ -5,6 +5,15 @@
 // a = Σ w p' x and b = Σ w p' give the loss -(a - lse·b) in one pass. For cls targets the target
 // term is read directly, and a and b carry only the smoothing part, Σ w x and Σ w.
 
+// Vocabulary shards (SHARD): the input holds classes [c0, c0 + C_s) of rows of `total_classes`,
+// and a class target outside them is ELSEWHERE. The statistics pass writes each row's partial
+// statistics into `values`, 8 per row: m, s, the target's logit (0 when elsewhere), 1 when the
+// target is here (else 0), a = Σ w x and b = Σ w over the shard (with smoothing; else 0), and two
+// zeros. The gradient pass (`segment_grad`) reads each row's merged statistics from `partials`:
+// m = the row's lse over every shard, s = 1, and b = (1 - ε) w_y + ε/C Σ w over every class.
+override SHARD: bool = false;
+const ELSEWHERE: u32 = 0xfffffffdu;
+
 fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) {
     if INPUT_KIND == LOGITS {
         add_exp(st, x, inside, false);
@@ -18,7 +27,7 @@ fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, insi
         }
     } else {
         let eps = params.label_smoothing;
-        let wp = select(vec4<f32>(0.0), w * ((1.0 - eps) * dense[q] + eps / f32(params.classes)), inside);
+        let wp = select(vec4<f32>(0.0), w * ((1.0 - eps) * dense[q] + eps / f32(params.total_classes)), inside);
         // 0·log 0 = 0: a cls with no target mass adds nothing, even at log q = -inf.
         (*st).a += sum4(select(vec4<f32>(0.0), wp * lq, wp != vec4<f32>(0.0)));
         (*st).b += sum4(wp);
@@ -28,6 +37,24 @@ fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, insi
 fn finish_row(row: u32, st: Stats) {
     let lse = row_lse_of(st);
     let g = params.row_base + row;
+    if SHARD {
+        let y = class_targets[g];
+        let here = y < params.classes;
+        var x_y = 0.0;
+        if here {
+            x_y = load_element(row * params.classes + y);
+        }
+        let at = 8u * g;
+        values[at] = st.m;
+        values[at + 1u] = st.s;
+        values[at + 2u] = x_y;
+        values[at + 3u] = select(0.0, 1.0, here);
+        values[at + 4u] = st.a;
+        values[at + 5u] = st.b;
+        values[at + 6u] = 0.0;
+        values[at + 7u] = 0.0;
+        return;
+    }
     let eps = params.label_smoothing;
     var main = 0.0;
     var counted = true;
@@ -43,7 +70,7 @@ fn finish_row(row: u32, st: Stats) {
             let log_q_y = log_q_of(st, vec4<f32>(load_element(row * params.classes + y))).x;
             main = -(1.0 - eps) * class_weight(y) * log_q_y;
             if eps > 0.0 {
-                main -= eps / f32(params.classes) * (st.a - lse * st.b);
+                main -= eps / f32(params.total_classes) * (st.a - lse * st.b);
             }
         }
     } else {
@@ -73,10 +100,14 @@ fn grad_quad(row: u32, st: Stats, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: 
         if y == BAD {
             return vec4<f32>(bitcast<f32>(NAN_BITS));
         }
-        wp = w * (eps / f32(params.classes)) + select(vec4<f32>(0.0), (1.0 - eps) * w, cls == vec4<u32>(y));
-        b = (1.0 - eps) * class_weight(y) + eps / f32(params.classes) * st.b;
+        wp = w * (eps / f32(params.total_classes)) + select(vec4<f32>(0.0), (1.0 - eps) * w, cls == vec4<u32>(y));
+        if SHARD {
+            b = st.b;
+        } else {
+            b = (1.0 - eps) * class_weight(y) + eps / f32(params.total_classes) * st.b;
+        }
     } else {
-        wp = select(vec4<f32>(0.0), w * ((1.0 - eps) * dense[q] + eps / f32(params.classes)), inside);
+        wp = select(vec4<f32>(0.0), w * ((1.0 - eps) * dense[q] + eps / f32(params.total_classes)), inside);
     }
     if INPUT_KIND == LOGITS {
         let lse = row_lse_of(st);

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cpu::{fast, reference};
+use crate::cpu::{self, fast, reference};
 use crate::device::{DeviceOutput, DeviceRequest};
 use crate::error::{Error, Result};
 use crate::gpu::{self, GpuEngine};
-use crate::loss::{Checked, Request};
+use crate::loss::{Checked, Request, ShardPass};
 use crate::output::{Clock, KernelTime, Output};
+use crate::shard::{Shard, ShardStats, ShardedLoss};
 
 /// Where an engine computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -325,6 +326,57 @@ impl Engine {
             Backend::Gpu(gpu) => gpu.pooled_bytes(),
             _ => 0,
         }
+    }
+
+    /// One vocabulary shard's statistics: `request` is cross-entropy on logits on the shard's
+    /// columns ([B, C_s], with the weights of those classes) against the batch's class indices
+    /// over all `shard.total_classes`; its reduction, lse and gradient options are set aside.
+    /// The result goes to [`merge_shards`](crate::merge_shards) with the other shards'.
+    pub fn shard_stats(&self, request: &Request, shard: Shard) -> Result<ShardStats> {
+        let checked = request.check_shard(shard, ShardPass::Stats)?;
+        let rows = match &self.backend {
+            Backend::Gpu(gpu) => match gpu.compute(&checked, None, false)?.0.loss {
+                crate::Loss::Unreduced { values, .. } => values,
+                crate::Loss::Scalar(_) => Vec::new(),
+            },
+            _ => cpu::shard::stats(&checked),
+        };
+        Ok(ShardStats::from_rows(shard, checked.classes, &rows))
+    }
+
+    /// One vocabulary shard's slice of the gradient ([B, C_s], row-major) of the merged loss:
+    /// `request` and `shard` as for [`Engine::shard_stats`], with the reduction of the request
+    /// the shards were cut from, and `merged` what [`merge_shards`](crate::merge_shards) gave.
+    pub fn shard_grad(
+        &self,
+        request: &Request,
+        shard: Shard,
+        merged: &ShardedLoss,
+        grad: &mut [f32],
+    ) -> Result<()> {
+        let pass = ShardPass::Grad {
+            rows: merged.rows.clone(),
+            scales: merged.scales,
+        };
+        let checked = request.check_shard(shard, pass)?;
+        if merged.rows.len() != checked.batch {
+            return Err(Error::InvalidOption {
+                option: "shard",
+                reason: format!(
+                    "the merged loss has {} rows, the shard's request {}",
+                    merged.rows.len(),
+                    checked.batch
+                ),
+            });
+        }
+        check_grad_len(&checked, grad)?;
+        match &self.backend {
+            Backend::Gpu(gpu) => {
+                gpu.compute(&checked, Some(grad), false)?;
+            }
+            _ => cpu::shard::grad(&checked, grad),
+        }
+        Ok(())
     }
 
     /// Records a request on device buffers into the caller's `encoder`: every pass, on buffers of

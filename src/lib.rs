@@ -9,6 +9,7 @@ pub mod gpu;
 mod loss;
 pub mod npy;
 mod output;
+mod shard;
 
 pub use device::{DeviceInput, DeviceOutput, DeviceRequest, DeviceTarget, IndexType};
 pub use engine::{DeviceInfo, DeviceKind, Engine};
@@ -18,3 +19,4 @@ pub use loss::{
     Target,
 };
 pub use output::{Clock, KernelTime, Loss, Output};
+pub use shard::{Shard, ShardStats, ShardedLoss, merge_shards};

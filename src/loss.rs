@@ -7,6 +7,7 @@
 use half::{bf16, f16};
 
 use crate::error::{Error, Result};
+use crate::shard::Shard;
 
 /// The losses xent computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -497,6 +498,53 @@ impl<'a> Request<'a> {
 
     /// Checks shapes, targets and options, and encodes class targets for the kernels.
     pub(crate) fn check(&self) -> Result<Checked<'a>> {
+        self.check_in(None)
+    }
+
+    /// Checks a request on one vocabulary shard: cross-entropy on logits against the batch's
+    /// class indices over all `shard.total_classes`, the input holding `shard`'s classes (and
+    /// `weight`, if any, their weights). For the statistics pass the reduction, lse and gradient
+    /// options are set aside; the gradient pass computes the gradient.
+    pub(crate) fn check_shard(&self, shard: Shard, pass: ShardPass) -> Result<Checked<'a>> {
+        let classes = self.shape[1];
+        let invalid = |reason: String| Error::InvalidOption {
+            option: "shard",
+            reason,
+        };
+        let class_targets = matches!(self.target, Target::ClassesI32(_) | Target::ClassesI64(_));
+        if self.loss != LossKind::CrossEntropy
+            || self.options.input_kind != InputKind::Logits
+            || !class_targets
+        {
+            return Err(invalid(
+                "vocabulary shards compute cross-entropy on logits against class indices".into(),
+            ));
+        }
+        if shard
+            .first_class
+            .checked_add(classes)
+            .is_none_or(|end| end > shard.total_classes)
+        {
+            return Err(invalid(format!(
+                "classes [{}, {}) of the shard's input run past the {} classes of a row",
+                shard.first_class,
+                shard.first_class.saturating_add(classes),
+                shard.total_classes
+            )));
+        }
+        check_shape([self.shape[0], shard.total_classes])?;
+        let mut request = *self;
+        let grad = matches!(pass, ShardPass::Grad { .. });
+        request.options.grad = grad;
+        request.options.grad_in_place = false;
+        request.options.lse = false;
+        if !grad {
+            request.options.reduction = Reduction::None;
+        }
+        request.check_in(Some(ShardInfo { shard, pass }))
+    }
+
+    fn check_in(&self, shard: Option<ShardInfo>) -> Result<Checked<'a>> {
         let [batch, classes] = self.shape;
         let o = &self.options;
         let loss = self.loss;
@@ -533,8 +581,8 @@ impl<'a> Request<'a> {
         check_target_kind(loss, kind, self.shape)?;
         let target = match self.target {
             Target::None => CheckedTarget::None,
-            Target::ClassesI32(t) => self.classes(t.len(), |r| i64::from(t[r]))?,
-            Target::ClassesI64(t) => self.classes(t.len(), |r| t[r])?,
+            Target::ClassesI32(t) => self.classes(t.len(), shard.as_ref(), |r| i64::from(t[r]))?,
+            Target::ClassesI64(t) => self.classes(t.len(), shard.as_ref(), |r| t[r])?,
             Target::Dense(t) => {
                 length("target", format!("[{batch}, {classes}]"), elements, t.len())?;
                 CheckedTarget::Dense(t)
@@ -554,11 +602,19 @@ impl<'a> Request<'a> {
             pos_weight,
             valid_rows,
             options: self.options,
+            shard,
         })
     }
 
-    fn classes(&self, len: usize, get: impl Fn(usize) -> i64) -> Result<CheckedTarget<'a>> {
-        encode_classes(self.shape, self.options.ignore_index, len, get).map(CheckedTarget::Classes)
+    fn classes(
+        &self,
+        len: usize,
+        shard: Option<&ShardInfo>,
+        get: impl Fn(usize) -> i64,
+    ) -> Result<CheckedTarget<'a>> {
+        let ignore_index = self.options.ignore_index;
+        let shard = shard.map(|s| s.shard);
+        encode_classes(self.shape, ignore_index, shard, len, get).map(CheckedTarget::Classes)
     }
 }
 
@@ -593,26 +649,32 @@ pub(crate) fn check_target_kind(
 }
 
 /// Checks B class indices (`len` of them, index r given by `get`) against C and the ignore index,
-/// and encodes them for the kernels: the class, or [`IGNORED`].
+/// and encodes them for the kernels: the class, or [`IGNORED`]. In a vocabulary shard they are
+/// checked against the row's total classes, and one outside the shard's is [`ELSEWHERE`].
 pub(crate) fn encode_classes(
     [batch, classes]: [usize; 2],
     ignore_index: i64,
+    shard: Option<Shard>,
     len: usize,
     get: impl Fn(usize) -> i64,
 ) -> Result<Vec<u32>> {
     length("target", format!("[{batch}]"), batch, len)?;
+    let (first, total) = shard.map_or((0, classes), |s| (s.first_class, s.total_classes));
+    let here = first as i64..(first + classes) as i64;
     let mut encoded = Vec::with_capacity(batch);
     for row in 0..batch {
         let target = get(row);
         if target == ignore_index {
             encoded.push(IGNORED);
-        } else if (0..classes as i64).contains(&target) {
-            encoded.push(target as u32);
+        } else if here.contains(&target) {
+            encoded.push((target - here.start) as u32);
+        } else if (0..total as i64).contains(&target) {
+            encoded.push(ELSEWHERE);
         } else {
             return Err(Error::TargetOutOfRange {
                 row,
                 target,
-                classes,
+                classes: total,
                 ignore_index,
             });
         }
@@ -630,7 +692,7 @@ pub(crate) fn check_shape([batch, classes]: [usize; 2]) -> Result<usize> {
         what: "input",
         reason: format!("shape [{batch}, {classes}] overflows usize"),
     })?;
-    if classes >= BAD as usize {
+    if classes >= ELSEWHERE as usize {
         return Err(Error::TooLarge {
             what: "input",
             reason: format!("{classes} classes do not fit a 32-bit class index"),
@@ -781,8 +843,9 @@ fn check_probabilities(input: &Input, classes: usize) -> Result<()> {
 
 /// The encoded target of an ignored row, as the kernels see it.
 pub(crate) const IGNORED: u32 = u32::MAX;
-/// The encoded target of an out-of-range row found on the device (`BAD` in the kernels).
-pub(crate) const BAD: u32 = u32::MAX - 1;
+/// The encoded target of a row of a vocabulary shard whose class is in another shard (below the
+/// kernels' `BAD`, u32::MAX − 1, which marks a device target out of range).
+pub(crate) const ELSEWHERE: u32 = u32::MAX - 2;
 
 /// A checked target.
 #[derive(Debug)]
@@ -805,6 +868,27 @@ pub(crate) struct Checked<'a> {
     pub pos_weight: Option<&'a [f32]>,
     pub valid_rows: usize,
     pub options: Options,
+    /// A vocabulary shard's pass, when the request is one.
+    pub shard: Option<ShardInfo>,
+}
+
+/// A vocabulary shard's request: the shard, and the pass.
+#[derive(Debug)]
+pub(crate) struct ShardInfo {
+    pub shard: Shard,
+    pub pass: ShardPass,
+}
+
+/// What a vocabulary shard's call computes.
+#[derive(Debug)]
+pub(crate) enum ShardPass {
+    /// Each row's partial statistics.
+    Stats,
+    /// The gradient, from each row's merged (lse, b) and the reduction's (main, z-loss) scales.
+    Grad {
+        rows: Vec<(f32, f32)>,
+        scales: (f32, f32),
+    },
 }
 
 impl Checked<'_> {

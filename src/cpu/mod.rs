@@ -2,3 +2,4 @@
 
 pub(crate) mod fast;
 pub(crate) mod reference;
+pub(crate) mod shard;

@@ -47,9 +47,10 @@ struct Row {
     lse: f64,
 }
 
-fn row(req: &Checked, r: usize) -> Row {
+/// Row r's input in float64, after the soft cap.
+pub(crate) fn capped_row(req: &Checked, r: usize) -> Vec<f64> {
     let c = req.classes;
-    let x: Vec<f64> = (r * c..(r + 1) * c)
+    (r * c..(r + 1) * c)
         .map(|i| {
             let v = f64::from(req.input.get(i));
             match req.options.softcap {
@@ -57,7 +58,11 @@ fn row(req: &Checked, r: usize) -> Row {
                 None => v,
             }
         })
-        .collect();
+        .collect()
+}
+
+fn row(req: &Checked, r: usize) -> Row {
+    let x = capped_row(req, r);
     let (log_q, lse) = match req.options.input_kind {
         InputKind::Logits => log_softmax(&x),
         InputKind::Probs => (x.iter().map(|v| v.ln()).collect(), 0.0),

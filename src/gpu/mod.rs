@@ -19,8 +19,9 @@ pub use adapter::{ADAPTER_NAME_VAR, AdapterSummary, adapters};
 pub use shaders::{ShaderModule, shader_modules};
 
 use crate::error::{Error, Result};
-use crate::loss::{Checked, CheckedTarget, Reduction};
+use crate::loss::{Checked, CheckedTarget, Reduction, ShardInfo, ShardPass};
 use crate::output::{KernelTime, Loss, Output};
+use crate::shard::ROW_STATS;
 use chunk::{chunk_cap, round_up, row_chunks};
 use context::Context;
 use pipelines::{Key, Pipelines};
@@ -86,7 +87,7 @@ impl Workspace {
             empty_writable: Slot::new("xent unused writable binding", storage),
             row_values: Slot::new("xent row values", output),
             row_lse: Slot::new("xent row lse", output),
-            partials: Slot::new("xent segment statistics", U::STORAGE),
+            partials: Slot::new("xent segment statistics", storage),
             sums: [
                 Slot::new("xent partial sums 0", output),
                 Slot::new("xent partial sums 1", output),
@@ -243,8 +244,24 @@ impl GpuEngine {
                 ),
             });
         }
+        // A vocabulary shard's gradient pass, from each row's merged statistics: no loss.
+        let given = match &req.shard {
+            Some(ShardInfo {
+                pass: ShardPass::Grad { rows, scales },
+                ..
+            }) => Some((rows, *scales)),
+            _ => None,
+        };
+        // A shard's statistics pass writes `ROW_STATS` values per row.
+        let row_stride = match &req.shard {
+            Some(ShardInfo {
+                pass: ShardPass::Stats,
+                ..
+            }) => ROW_STATS as u64,
+            _ => 1,
+        };
         let reduction = req.options.reduction;
-        let scalar = reduction != Reduction::None;
+        let scalar = reduction != Reduction::None && given.is_none();
         let unreduced = |values: Vec<f32>| Loss::Unreduced {
             values,
             shape: req.unreduced_shape(),
@@ -265,17 +282,26 @@ impl GpuEngine {
         let elementwise = !scalar && req.loss.elementwise();
         // The per-row results come back in one buffer; a chunk's gradient and elementwise values
         // come back chunk by chunk (see `drain_chunk`), so device memory stays bounded.
-        let loss_bytes = match (scalar, elementwise) {
+        let loss_bytes = match (scalar, elementwise || given.is_some()) {
             (true, _) => 4,
             (false, true) => 0,
-            (false, false) => row_bytes,
+            (false, false) => row_bytes * row_stride,
         };
         let readback_len = loss_bytes + if req.options.lse { row_bytes } else { 0 };
         let mut element_values = vec![0.0_f32; if elementwise { req.elements() } else { 0 }];
-        let divisors = req.divisors();
-        let (alpha, beta) = divisors.map_or((0.0, 0.0), |(main, z)| {
-            ((1.0 / main) as f32, (1.0 / z) as f32)
-        });
+        let divisors = if given.is_some() {
+            None
+        } else {
+            req.divisors()
+        };
+        let (alpha, beta) = given.map_or_else(
+            || {
+                divisors.map_or((0.0, 0.0), |(main, z)| {
+                    ((1.0 / main) as f32, (1.0 / z) as f32)
+                })
+            },
+            |(_, scales)| scales,
+        );
         // A chunk's dense targets share its staging buffer with its input.
         let dense_share = if matches!(req.target, CheckedTarget::Dense(_)) {
             2
@@ -285,7 +311,10 @@ impl GpuEngine {
         let chunks = row_chunks(req.batch, req.classes, chunk_cap(limits) / dense_share)?;
         let cpu_adapter = self.ctx.info.device_type == wgpu::DeviceType::Cpu;
         let spec = req.spec();
-        let (variant, trial) = self.tuner.pick(&spec, cpu_adapter);
+        let (variant, trial) = match given {
+            Some(_) => (rows::Variant::given_stats(&spec, cpu_adapter), None),
+            None => self.tuner.pick(&spec, cpu_adapter),
+        };
         let kernel = rows::RowKernel::new(&spec, self.ctx.subgroups, variant);
         let segments = kernel.segments();
         let mut arena = ParamArena {
@@ -330,7 +359,7 @@ impl GpuEngine {
         }
         ws.empty.get(device, 16);
         ws.empty_writable.get(device, 16);
-        ws.row_values.get(device, row_bytes);
+        ws.row_values.get(device, row_bytes * row_stride);
         ws.row_lse.get(device, row_bytes);
         let (readback, _) = ws.readback.get(device, readback_len);
         let readback = readback.clone();
@@ -413,17 +442,40 @@ impl GpuEngine {
             };
             let row_bind = bindings.bind(device, &row_pipeline.layout);
             let groups = kernel.groups(rows.len() as u32);
-            self.dispatch(
-                &mut timing,
-                &mut encoder,
-                &row_pipeline.pipeline,
-                &row_bind,
-                offset,
-                groups,
-            )?;
+            if let Some((merged, _)) = given {
+                // Each row's merged statistics where `segment_grad` reads them.
+                let stats: Vec<[f32; 6]> = merged[rows.clone()]
+                    .iter()
+                    .flat_map(|&(lse, b)| {
+                        let mut row = vec![[0.0; 6]; segments as usize];
+                        row[0] = [lse, 1.0, 0.0, 0.0, b, 0.0];
+                        row
+                    })
+                    .collect();
+                queue.write_buffer(&partials, 0, bytemuck::cast_slice(&stats));
+                if let Some((_, Some(grad))) = &split {
+                    self.dispatch(
+                        &mut timing,
+                        &mut encoder,
+                        &grad.pipeline,
+                        &row_bind,
+                        offset,
+                        groups,
+                    )?;
+                }
+            } else {
+                self.dispatch(
+                    &mut timing,
+                    &mut encoder,
+                    &row_pipeline.pipeline,
+                    &row_bind,
+                    offset,
+                    groups,
+                )?;
+            }
             // The split passes bind the same buffers: their layouts have the same entries as the
             // first pass's, which makes them group-equivalent.
-            if let Some((merge, grad)) = &split {
+            if let (Some((merge, grad)), None) = (&split, given) {
                 let merge_groups = rows::Split::merge_groups(rows.len() as u32);
                 self.dispatch(
                     &mut timing,
@@ -500,7 +552,7 @@ impl GpuEngine {
             )?;
             encoder.copy_buffer_to_buffer(&source, 0, &readback, 0, 4);
         } else if !elementwise {
-            encoder.copy_buffer_to_buffer(current(&ws.row_values), 0, &readback, 0, row_bytes);
+            encoder.copy_buffer_to_buffer(current(&ws.row_values), 0, &readback, 0, loss_bytes);
         }
         if req.options.lse {
             encoder.copy_buffer_to_buffer(

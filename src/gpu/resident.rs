@@ -182,12 +182,13 @@ impl GpuEngine {
             DeviceTarget::None => Targets::None,
             DeviceTarget::Host(Target::None) => Targets::None,
             DeviceTarget::Host(Target::ClassesI32(t)) => {
-                let encoded = encode_classes(shape, o.ignore_index, t.len(), |r| i64::from(t[r]))?;
+                let encoded =
+                    encode_classes(shape, o.ignore_index, None, t.len(), |r| i64::from(t[r]))?;
                 let valid = encoded.iter().filter(|&&y| y != IGNORED).count();
                 Targets::Host(encoded, valid)
             }
             DeviceTarget::Host(Target::ClassesI64(t)) => {
-                let encoded = encode_classes(shape, o.ignore_index, t.len(), |r| t[r])?;
+                let encoded = encode_classes(shape, o.ignore_index, None, t.len(), |r| t[r])?;
                 let valid = encoded.iter().filter(|&&y| y != IGNORED).count();
                 Targets::Host(encoded, valid)
             }
@@ -266,6 +267,7 @@ impl GpuEngine {
             options: o,
             device_scales,
             grad_packed,
+            shard_classes: None,
         };
 
         let status = self.storage_init(

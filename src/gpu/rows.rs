@@ -19,7 +19,8 @@ pub(crate) struct Params {
     pub alpha: f32,
     pub beta: f32,
     pub segment_quads: u32,
-    pub _pad: [u32; 2],
+    pub total_classes: u32,
+    pub _pad: u32,
 }
 
 impl Params {
@@ -43,6 +44,7 @@ impl Params {
             softcap: o.softcap.unwrap_or(1.0),
             alpha,
             beta,
+            total_classes: req.shard_classes.unwrap_or(req.classes) as u32,
             ..Default::default()
         }
     }
@@ -98,6 +100,8 @@ pub(crate) struct Spec {
     pub device_scales: bool,
     /// The gradient of 16-bit input is written in the input's dtype, packed, rather than as f32.
     pub grad_packed: bool,
+    /// A vocabulary shard's pass: its rows' total classes.
+    pub shard_classes: Option<usize>,
 }
 
 impl Checked<'_> {
@@ -118,6 +122,7 @@ impl Checked<'_> {
             options: self.options,
             device_scales: false,
             grad_packed: false,
+            shard_classes: self.shard.as_ref().map(|s| s.shard.total_classes),
         }
     }
 }
@@ -151,6 +156,7 @@ fn request_constants(req: &Spec) -> Vec<(&'static str, u32)> {
         ("GRAD_IN_PLACE", u32::from(req.options.grad_in_place)),
         ("DEVICE_SCALES", u32::from(req.device_scales)),
         ("GRAD_PACKED", u32::from(req.grad_packed)),
+        ("SHARD", u32::from(req.shard_classes.is_some())),
     ]
 }
 
@@ -265,6 +271,18 @@ impl Variant {
             }
         } else {
             Variant::RowPerWorkgroup(workgroup)
+        }
+    }
+
+    /// For a gradient pass from given row statistics (`segment_grad` alone): the rule's split,
+    /// or rows whole, a workgroup each, as one segment.
+    pub fn given_stats(req: &Spec, cpu_adapter: bool) -> Self {
+        match Self::rule(req, cpu_adapter) {
+            split @ Variant::SplitRow { .. } => split,
+            _ => Variant::SplitRow {
+                workgroup: row_workgroup(req.classes, 1, cpu_adapter),
+                segments: 1,
+            },
         }
     }
 

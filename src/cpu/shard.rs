@@ -1,0 +1,82 @@
+//! Vocabulary shards on the CPU, in float64, for both CPU engines: each row's partial statistics,
+//! and a shard's gradient from the merged ones.
+
+use super::reference::capped_row;
+use crate::loss::{Checked, CheckedTarget, IGNORED, ShardInfo, ShardPass};
+use crate::shard::ROW_STATS;
+
+fn class_targets<'c>(req: &'c Checked) -> &'c [u32] {
+    match &req.target {
+        CheckedTarget::Classes(t) => t,
+        _ => &[],
+    }
+}
+
+/// Each row's statistics over the shard, `ROW_STATS` values per row as the kernels write them:
+/// max (at least the lowest finite f32), Σ exp(x − max), the target's logit, 1 when the target
+/// is here, and with smoothing Σ w x and Σ w.
+pub(crate) fn stats(req: &Checked) -> Vec<f32> {
+    let targets = class_targets(req);
+    let smoothing = req.options.label_smoothing > 0.0;
+    let mut out = vec![0.0_f32; req.batch * ROW_STATS];
+    for (r, stats) in out.chunks_exact_mut(ROW_STATS).enumerate() {
+        let x = capped_row(req, r);
+        let m = x.iter().copied().fold(f64::from(f32::MIN), f64::max);
+        let s: f64 = x.iter().map(|&v| (v - m).exp()).sum();
+        let y = targets.get(r).map_or(IGNORED, |&y| y) as usize;
+        let here = y < req.classes;
+        stats[0] = m as f32;
+        stats[1] = s as f32;
+        stats[2] = if here { x[y] as f32 } else { 0.0 };
+        stats[3] = if here { 1.0 } else { 0.0 };
+        if smoothing {
+            stats[4] = (0..req.classes)
+                .map(|c| req.class_weight(c) * x[c])
+                .sum::<f64>() as f32;
+            stats[5] = (0..req.classes).map(|c| req.class_weight(c)).sum::<f64>() as f32;
+        }
+    }
+    out
+}
+
+/// The shard's slice of the gradient: for each row, from its merged (lse, b), α(b·softmax −
+/// w p′) + 2βs·lse·softmax, through the soft cap's chain rule; 0 on ignored rows.
+pub(crate) fn grad(req: &Checked, grad: &mut [f32]) {
+    let Some(ShardInfo {
+        shard,
+        pass: ShardPass::Grad {
+            rows,
+            scales: (alpha, beta),
+        },
+    }) = &req.shard
+    else {
+        return;
+    };
+    let total_classes = shard.total_classes;
+    let targets = class_targets(req);
+    let o = &req.options;
+    let eps = f64::from(o.label_smoothing);
+    let (alpha, beta) = (f64::from(*alpha), f64::from(*beta));
+    for (r, out) in grad.chunks_exact_mut(req.classes).enumerate() {
+        let y = targets.get(r).map_or(IGNORED, |&y| y);
+        if y == IGNORED {
+            out.fill(0.0);
+            continue;
+        }
+        let (lse, b) = (f64::from(rows[r].0), f64::from(rows[r].1));
+        let x = capped_row(req, r);
+        for (c, g) in out.iter_mut().enumerate() {
+            let w = req.class_weight(c);
+            let target = if c as u32 == y { 1.0 - eps } else { 0.0 };
+            let wp = w * (eps / total_classes as f64 + target);
+            let softmax = (x[c] - lse).exp();
+            let mut d =
+                alpha * (b * softmax - wp) + 2.0 * beta * f64::from(o.z_loss) * lse * softmax;
+            if let Some(cap) = o.softcap {
+                let t = x[c] / f64::from(cap);
+                d *= 1.0 - t * t;
+            }
+            *g = d as f32;
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Vocabulary-parallel cross-entropy: C split into shards computed on different engines, merged,
+//! and each shard's gradient, against the unsharded float64 reference.
+
+mod common;
+
+use rand::Rng;
+use xent::{Engine, Error, Loss, Options, Reduction, Request, Shard, merge_shards};
+
+/// Columns [c0, c1) of a row-major [B, C] array.
+fn columns(x: &[f32], classes: usize, range: std::ops::Range<usize>) -> Vec<f32> {
+    x.chunks_exact(classes)
+        .flat_map(|row| row[range.clone()].to_vec())
+        .collect()
+}
+
+fn request<'a>(
+    x: &'a [f32],
+    shape: [usize; 2],
+    t: &'a [i64],
+    weight: Option<&'a [f32]>,
+    o: &Options,
+) -> Request<'a> {
+    let r = Request::cross_entropy(x, shape, t)
+        .reduction(o.reduction)
+        .ignore_index(o.ignore_index)
+        .label_smoothing(o.label_smoothing)
+        .z_loss(o.z_loss);
+    let r = match weight {
+        Some(w) => r.weight(w),
+        None => r,
+    };
+    match o.softcap {
+        Some(c) => r.softcap(c),
+        None => r,
+    }
+}
+
+/// Shards `[B, C]` at `cuts` over `engines` (round robin), merges, writes each shard's gradient,
+/// and checks the loss, lse and gradient against the reference on the whole rows.
+fn check(engines: &[Engine], shape: [usize; 2], cuts: &[usize], o: Options, weighted: bool) {
+    let mut rng = common::rng("shards");
+    let [batch, classes] = shape;
+    let x = common::logits(&mut rng, batch * classes, 4.0);
+    let t = common::targets(&mut rng, batch, classes, 0.2);
+    let weight: Vec<f32> = (0..classes).map(|_| rng.random_range(0.2..2.0)).collect();
+    let weight = weighted.then_some(&weight[..]);
+    let whole = request(&x, shape, &t, weight, &o)
+        .with_lse(true)
+        .with_grad(true);
+    let want = Engine::reference().compute(&whole).unwrap();
+    let bounds: Vec<usize> = [0].iter().chain(cuts).chain([&classes]).copied().collect();
+    let pieces: Vec<(Shard, Vec<f32>, Option<Vec<f32>>)> = bounds
+        .windows(2)
+        .map(|w| {
+            let shard = Shard {
+                first_class: w[0],
+                total_classes: classes,
+            };
+            (
+                shard,
+                columns(&x, classes, w[0]..w[1]),
+                weight.map(|v| v[w[0]..w[1]].to_vec()),
+            )
+        })
+        .collect();
+    let engine = |k: usize| &engines[k % engines.len()];
+    let stats: Vec<_> = pieces
+        .iter()
+        .enumerate()
+        .map(|(k, (shard, xs, ws))| {
+            let cs = xs.len() / batch;
+            let r = request(xs, [batch, cs], &t, ws.as_deref(), &o);
+            engine(k).shard_stats(&r, *shard).unwrap()
+        })
+        .collect();
+    let merged = merge_shards(&stats, &t, weight, &o).unwrap();
+    let what = format!(
+        "{:?} over {} on {}",
+        o,
+        bounds.len() - 1,
+        engines
+            .iter()
+            .map(|e| e.device().to_string())
+            .collect::<Vec<_>>()
+            .join(" + ")
+    );
+    assert_eq!(merged.valid_rows, want.valid_rows);
+    match (&merged.loss, &want.loss) {
+        (Loss::Scalar(a), Loss::Scalar(b)) => common::assert_scalar(&what, *a, *b, 1e-5),
+        (Loss::Unreduced { values: a, .. }, Loss::Unreduced { values: b, .. }) => {
+            common::assert_close(&what, a, b, 1e-5, 1e-5);
+        }
+        other => panic!("{what}: {other:?}"),
+    }
+    common::assert_close(&what, &merged.lse, want.lse.as_ref().unwrap(), 1e-5, 1e-6);
+    let mut grad = vec![0.0_f32; batch * classes];
+    for (k, (shard, xs, ws)) in pieces.iter().enumerate() {
+        let cs = xs.len() / batch;
+        let r = request(xs, [batch, cs], &t, ws.as_deref(), &o);
+        let mut g = vec![f32::NAN; batch * cs];
+        engine(k).shard_grad(&r, *shard, &merged, &mut g).unwrap();
+        for (row, piece) in g.chunks_exact(cs).enumerate() {
+            let start = row * classes + shard.first_class;
+            grad[start..start + cs].copy_from_slice(piece);
+        }
+    }
+    let error = common::relative_norm_error(&grad, want.grad.as_ref().unwrap());
+    assert!(error <= 1e-5, "{what}: gradient error {error:e}");
+}
+
+fn option_sets() -> Vec<(Options, bool)> {
+    let base = Options::default();
+    vec![
+        (base, false),
+        (
+            Options {
+                label_smoothing: 0.1,
+                z_loss: 1e-3,
+                ..base
+            },
+            true,
+        ),
+        (
+            Options {
+                reduction: Reduction::Sum,
+                softcap: Some(15.0),
+                ..base
+            },
+            false,
+        ),
+        (
+            Options {
+                reduction: Reduction::None,
+                label_smoothing: 0.2,
+                ..base
+            },
+            true,
+        ),
+    ]
+}
+
+#[test]
+fn shards_on_two_adapters_match_the_unsharded_loss_and_gradient() {
+    let gpus = common::gpus();
+    common::check_expected_backends(gpus);
+    if gpus.is_empty() {
+        eprintln!("no GPU adapter: the CPU engines only");
+    }
+    let pair: Vec<Engine> = if gpus.len() >= 2 {
+        gpus[..2].to_vec()
+    } else {
+        gpus.iter().cloned().chain([Engine::cpu()]).collect()
+    };
+    for (o, weighted) in option_sets() {
+        check(&pair, [37, 5003], &[2500], o, weighted);
+    }
+    // A GPU and the fast CPU path, uneven shards, a huge shard that the kernels split.
+    for gpu in gpus {
+        let mixed = [gpu.clone(), Engine::cpu()];
+        check(
+            &mixed,
+            [3, 100_003],
+            &[70_001, 70_002],
+            Options::default(),
+            true,
+        );
+        check(&mixed, [9, 1001], &[1, 500], option_sets()[1].0, true);
+        // One row: the kernels split each shard's row into segments for the statistics and the
+        // gradient passes.
+        check(&mixed, [1, 140_000], &[70_000], option_sets()[1].0, true);
+    }
+}
+
+#[test]
+fn shards_on_the_cpu_engines_and_one_shard() {
+    let cpus = [Engine::cpu(), Engine::reference()];
+    for (o, weighted) in option_sets() {
+        check(&cpus, [16, 777], &[100, 101, 600], o, weighted);
+        check(&cpus[..1], [4, 50], &[], o, weighted);
+    }
+}
+
+#[test]
+fn shards_that_do_not_tile_the_row_are_refused() {
+    let x = [0.5_f32; 2 * 3];
+    let t = [0_i64, 4];
+    let stats = |first: usize| {
+        Engine::cpu()
+            .shard_stats(
+                &Request::cross_entropy(&x[..], [2, 3], &t[..]),
+                Shard {
+                    first_class: first,
+                    total_classes: 6,
+                },
+            )
+            .unwrap()
+    };
+    let o = Options::default();
+    for shards in [
+        vec![stats(0)],
+        vec![stats(0), stats(2)],
+        vec![stats(3), stats(3)],
+    ] {
+        let err = merge_shards(&shards, &t, None, &o).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidOption {
+                    option: "shard",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+    assert!(merge_shards(&[stats(3), stats(0)], &t, None, &o).is_ok());
+    // A target past the row, and a shard past the row.
+    let err = Engine::cpu()
+        .shard_stats(
+            &Request::cross_entropy(&x[..], [2, 3], &[0_i64, 6][..]),
+            Shard {
+                first_class: 0,
+                total_classes: 6,
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TargetOutOfRange {
+                row: 1,
+                target: 6,
+                classes: 6,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = Engine::cpu()
+        .shard_stats(
+            &Request::cross_entropy(&x[..], [2, 3], &t[..]),
+            Shard {
+                first_class: 4,
+                total_classes: 6,
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidOption {
+                option: "shard",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
