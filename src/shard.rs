@@ -132,10 +132,15 @@ pub fn merge_shards(
                 s.shard.first_class, s.shard.total_classes
             )));
         }
-        if s.max.len() != batch {
+        let lengths = [
+            s.max.len(),
+            s.sum_exp.len(),
+            s.target_logit.len(),
+            s.smoothing_sum.len(),
+        ];
+        if lengths.iter().any(|&n| n != batch) {
             return Err(invalid(format!(
-                "a shard has {} rows, the targets {batch}",
-                s.max.len()
+                "a shard's statistics have {lengths:?} rows, the targets {batch}"
             )));
         }
         next += s.classes;
