@@ -63,6 +63,8 @@ override GRAD_IN_PLACE: bool = false;
 // The reduction's scales come from `scales`, written on the device, instead of the params.
 override DEVICE_SCALES: bool = false;
 override GRAD_PACKED: bool = false;
+// A vocabulary shard's pass (cross-entropy only; see softmax_xent.wgsl).
+override SHARD: bool = false;
 // Rows handled by one invocation each in `row_per_thread`.
 override ROWS_PER_GROUP: u32 = 64u;
 // Quads handled by one workgroup of a family's `elementwise` entry point.

@@ -11,7 +11,6 @@
 // target is here (else 0), a = Σ w x and b = Σ w over the shard (with smoothing; else 0), and two
 // zeros. The gradient pass (`segment_grad`) reads each row's merged statistics from `partials`:
 // m = the row's lse over every shard, s = 1, and b = (1 - ε) w_y + ε/C Σ w over every class.
-override SHARD: bool = false;
 const ELSEWHERE: u32 = 0xfffffffdu;
 
 fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) {

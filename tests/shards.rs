@@ -217,7 +217,16 @@ fn shards_that_do_not_tile_the_row_are_refused() {
     let mut short = stats(3);
     short.sum_exp.pop();
     let err = merge_shards(&[stats(0), short], &t, None, &o).unwrap_err();
-    assert!(matches!(err, Error::InvalidOption { option: "shard", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::InvalidOption {
+                option: "shard",
+                ..
+            }
+        ),
+        "{err}"
+    );
     // A target past the row, and a shard past the row.
     let err = Engine::cpu()
         .shard_stats(

@@ -1,9 +1,15 @@
 //! `xent verify`: every adapter and the fast CPU path against the float64 reference, on fresh
-//! random batches of every loss and the main options, losses and gradients.
+//! random batches of every loss and the main options, losses and gradients; then a
+//! device-resident call on each adapter, and the vocabulary sharded over every engine.
 
 use clap::Args;
+use half::bf16;
 use rand::{Rng, SeedableRng};
-use xent::{Base, Engine, InputKind, LossKind, Reduction, Request, Result, Target};
+use wgpu::util::DeviceExt;
+use xent::{
+    Base, DeviceInput, DeviceRequest, DeviceTarget, Dtype, Engine, IndexType, InputKind, LossKind,
+    Options as RequestOptions, Reduction, Request, Result, Shard, Target, merge_shards,
+};
 
 use super::bench::normal;
 
@@ -114,6 +120,10 @@ const CASES: &[Case] = &[
 /// gradient's relative norm error.
 const TOLERANCE: f64 = 1e-5;
 
+/// The bound on a bf16 gradient's relative norm error against the reference's rounded to bf16:
+/// where f32 and float64 round to different bf16 neighbours, one bf16 unit (2^-8 relative).
+const BF16_GRADIENT_TOLERANCE: f64 = 1.0 / 256.0;
+
 /// The inputs of one case, drawn once and shared by every engine.
 struct Data {
     logits: Vec<f32>,
@@ -221,6 +231,143 @@ fn grad_error(got: &[f32], want: &[f32]) -> f64 {
     (diff / norm.max(f64::MIN_POSITIVE)).sqrt()
 }
 
+/// The shape of the device-resident and sharded checks: a GPT-2 vocabulary, odd, so that bf16 rows
+/// straddle u32 words.
+const VOCAB_SHAPE: [usize; 2] = [16, 50_257];
+
+/// A device-resident call on `engine`: bf16 logits and i64 class targets in buffers of its device,
+/// label smoothing, the gradient in place. Its loss and gradient must be the host request's bit
+/// for bit (the gradient rounded to bf16); the errors against the reference on the same bf16
+/// values are returned, or NaN for a mismatch.
+fn device_resident(engine: &Engine, data: &Data) -> Result<(f64, f64)> {
+    let Some((device, queue)) = engine.wgpu() else {
+        return Ok((f64::NAN, f64::NAN));
+    };
+    let logits: Vec<bf16> = data.logits.iter().map(|&v| bf16::from_f32(v)).collect();
+    let request = Request::cross_entropy(&logits[..], VOCAB_SHAPE, &data.classes[..])
+        .label_smoothing(0.1)
+        .with_grad(true);
+    let host = engine.compute(&request)?;
+    let want = Engine::reference().compute(&request)?;
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let mut bytes = bytemuck::cast_slice::<bf16, u8>(&logits).to_vec();
+    bytes.resize(bytes.len().next_multiple_of(16), 0);
+    let buffer = |label, contents: &[u8]| {
+        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents,
+            usage,
+        })
+    };
+    let input = buffer("verify logits", &bytes);
+    let labels = buffer("verify labels", bytemuck::cast_slice(&data.classes));
+    let mut device_request = DeviceRequest::new(
+        LossKind::CrossEntropy,
+        DeviceInput {
+            buffer: &input,
+            offset: 0,
+            shape: VOCAB_SHAPE,
+            dtype: Dtype::Bf16,
+        },
+        DeviceTarget::Classes {
+            buffer: &labels,
+            offset: 0,
+            index: IndexType::I64,
+        },
+    );
+    device_request.options = request.options();
+    device_request.options.grad_in_place = true;
+    let mut encoder = device.create_command_encoder(&Default::default());
+    let out = engine.record(&mut encoder, &device_request)?;
+    queue.submit([encoder.finish()]);
+    let loss = engine.read_loss(&out)?;
+    let grad: Vec<f32> = engine
+        .read_buffer(&input, 0..(logits.len() * 2) as u64)?
+        .chunks_exact(2)
+        .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+        .collect();
+    let host_grad = host.grad.as_deref().unwrap_or_default();
+    let same = Some(loss) == host.loss.scalar()
+        && grad
+            .iter()
+            .zip(host_grad)
+            .all(|(&g, &h)| g == bf16::from_f32(h).to_f32());
+    if !same {
+        return Ok((f64::NAN, f64::NAN));
+    }
+    // The gradient is stored in bf16: against the reference, its rounding is the error.
+    let rounded: Vec<f32> = want
+        .grad
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|&g| bf16::from_f32(g).to_f32())
+        .collect();
+    Ok((
+        loss_error(&xent::Loss::Scalar(loss), &want.loss),
+        grad_error(&grad, &rounded),
+    ))
+}
+
+/// The vocabulary split between `engines`, a shard each: merged loss and gathered gradient
+/// against the reference's on the whole rows.
+fn sharded(engines: &[Engine], data: &Data) -> Result<(f64, f64)> {
+    let [batch, classes] = VOCAB_SHAPE;
+    let options = RequestOptions {
+        label_smoothing: 0.1,
+        z_loss: 1e-4,
+        ..Default::default()
+    };
+    let whole = Request::cross_entropy(&data.logits[..], VOCAB_SHAPE, &data.classes[..])
+        .label_smoothing(options.label_smoothing)
+        .z_loss(options.z_loss)
+        .with_grad(true);
+    let want = Engine::reference().compute(&whole)?;
+    let step = classes.div_ceil(engines.len().max(1));
+    let shards: Vec<(Shard, Vec<f32>)> = (0..classes)
+        .step_by(step)
+        .map(|first| {
+            let end = (first + step).min(classes);
+            let columns = data
+                .logits
+                .chunks_exact(classes)
+                .flat_map(|row| row[first..end].to_vec())
+                .collect();
+            let shard = Shard {
+                first_class: first,
+                total_classes: classes,
+            };
+            (shard, columns)
+        })
+        .collect();
+    let requests = shards;
+    let mut stats = Vec::new();
+    for ((shard, x), engine) in requests.iter().zip(engines) {
+        let r = Request::cross_entropy(&x[..], [batch, x.len() / batch], &data.classes[..])
+            .label_smoothing(options.label_smoothing)
+            .z_loss(options.z_loss);
+        stats.push(engine.shard_stats(&r, *shard)?);
+    }
+    let merged = merge_shards(&stats, &data.classes, None, &options)?;
+    let mut grad = vec![0.0_f32; batch * classes];
+    for ((shard, x), engine) in requests.iter().zip(engines) {
+        let width = x.len() / batch;
+        let r = Request::cross_entropy(&x[..], [batch, width], &data.classes[..])
+            .label_smoothing(options.label_smoothing)
+            .z_loss(options.z_loss);
+        let mut piece = vec![0.0_f32; x.len()];
+        engine.shard_grad(&r, *shard, &merged, &mut piece)?;
+        for (row, values) in piece.chunks_exact(width).enumerate() {
+            let at = row * classes + shard.first_class;
+            grad[at..at + width].copy_from_slice(values);
+        }
+    }
+    Ok((
+        loss_error(&merged.loss, &want.loss),
+        grad_error(&grad, want.grad.as_deref().unwrap_or_default()),
+    ))
+}
+
 /// Runs every case on every engine; returns how many checks failed, of how many.
 pub fn run(args: &VerifyArgs) -> Result<(usize, usize)> {
     let seed = args.seed.unwrap_or_else(|| {
@@ -269,8 +416,41 @@ pub fn run(args: &VerifyArgs) -> Result<(usize, usize)> {
             );
         }
     }
+    let vocab = Case {
+        name: "device-resident bf16, in place",
+        loss: LossKind::CrossEntropy,
+        options: Options::Plain,
+        shape: VOCAB_SHAPE,
+    };
+    let data = Data::draw(&vocab, seed.wrapping_add(CASES.len() as u64));
+    let mut report = |name: &str, engine: String, (loss, grad): (f64, f64), grad_tolerance| {
+        let ok = loss <= TOLERANCE && grad <= grad_tolerance;
+        checks += 1;
+        failed += usize::from(!ok);
+        println!(
+            "{name:<58} {:>10} {engine:<44} {loss:>9.1e} {grad:>9.1e} {:>7}",
+            format!("{}x{}", VOCAB_SHAPE[0], VOCAB_SHAPE[1]),
+            if ok { "ok" } else { "FAILED" }
+        );
+    };
+    for engine in engines.iter().filter(|e| e.wgpu().is_some()) {
+        let errors = device_resident(engine, &data)?;
+        report(
+            vocab.name,
+            engine.device().to_string(),
+            errors,
+            BF16_GRADIENT_TOLERANCE,
+        );
+    }
+    let errors = sharded(&engines, &data)?;
+    report(
+        "vocabulary shards, smoothing, z-loss, merged",
+        format!("{} engines, a shard each", engines.len()),
+        errors,
+        TOLERANCE,
+    );
     println!(
-        "\n{} of {checks} checks passed (loss: largest |a − e| / max(1, |e|); gradient: ‖a − e‖ / ‖e‖; both within {TOLERANCE:e})",
+        "\n{} of {checks} checks passed (loss: largest |a − e| / max(1, |e|); gradient: ‖a − e‖ / ‖e‖; both within {TOLERANCE:e}, a bf16 gradient within {BF16_GRADIENT_TOLERANCE:e} of the reference's rounded to bf16)",
         checks - failed
     );
     Ok((failed, checks))
