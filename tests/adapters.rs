@@ -105,15 +105,24 @@ fn verify_checks_every_engine_on_every_case_and_passes() {
         .map(|e| e.device().to_string())
         .collect();
     let rows: Vec<&str> = out.lines().filter(|l| l.ends_with(" ok")).collect();
-    // Eleven cases, each on every adapter and the fast CPU path.
-    assert_eq!(rows.len(), 11 * engines.len(), "{out}");
+    // Eleven cases, each on every adapter and the fast CPU path; a device-resident call on each
+    // adapter; and one sharded over every engine.
+    let adapters = common::gpus().len();
+    assert_eq!(rows.len(), 11 * engines.len() + adapters + 1, "{out}");
     for engine in &engines {
+        let device_resident = usize::from(!engine.contains("cpu"));
         assert_eq!(
             rows.iter().filter(|r| r.contains(engine.as_str())).count(),
-            11,
+            11 + device_resident,
             "{out}"
         );
     }
+    let shards = format!("{} engines, a shard each", engines.len());
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("vocabulary shards") && r.contains(&shards)),
+        "{out}"
+    );
     assert!(!out.contains("FAILED"), "{out}");
     let summary = format!("{n} of {n} checks passed", n = rows.len());
     assert!(out.contains(&summary), "{out}");
