@@ -8,6 +8,7 @@ pub mod gpu;
 mod loss;
 pub mod npy;
 mod output;
+pub mod tensors;
 
 pub use engine::{DeviceInfo, DeviceKind, Engine};
 pub use error::{Error, Result};

@@ -116,13 +116,11 @@ impl Case {
     /// f32 inputs of magnitude M carry an absolute error of about M·2^-24 into a loss, so the
     /// absolute tolerance grows with the largest finite input.
     fn atol(&self) -> f64 {
-        let values: Vec<f64> = match &self.input {
-            Floats::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
-            Floats::F16(v) => v.iter().map(|x| f64::from(x.to_f32())).collect(),
-        };
-        let largest = values
+        let largest = self
+            .input
+            .to_f32()
             .iter()
-            .map(|v| v.abs())
+            .map(|v| f64::from(v.abs()))
             .filter(|v| v.is_finite())
             .fold(1.0_f64, f64::max);
         TOL * largest
