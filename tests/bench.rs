@@ -198,7 +198,7 @@ fn the_autotune_runs_before_the_timed_calls_and_is_reported() {
     assert!(!stdout.contains("trying"), "{stdout}");
     assert_eq!(
         stdout
-            .matches("cross-entropy, B ≤ 2^4, C ≤ 2^9: a ")
+            .matches("cross-entropy f32, B ≤ 2^4, C ≤ 2^9: a ")
             .count(),
         gpus().len(),
         "{stdout}"
