@@ -48,9 +48,9 @@ relative difference < 1e-9 or an absolute one < 1e-12.
 Gradients: torch autograd in float64 through the same forward (``torch_forward``),
 every element finite; each is compared with a float64 central difference of that
 forward on up to 12 random elements per case and reduction (relative error <= 1e-5 or
-absolute <= 1e-7; see ``fd_step`` and ``fd_eligible``), and on read-back every gradient file is re-derived
-by hand in numpy (``numpy_grads``, within 1e-9 relative or 1e-12 of the file's largest
-magnitude).
+absolute <= 1e-7; see ``fd_step`` and ``fd_eligible``), and on read-back every gradient
+file is re-derived by hand in numpy (``numpy_grads``, within 1e-9 relative or 1e-12 of the
+file's largest magnitude).
 
 How to rerun
 ------------
@@ -550,8 +550,9 @@ def round16(x: np.ndarray, dt: str) -> np.ndarray:
 
 def sixteen_bit_cases(dt: str) -> None:
     """The same cases in bfloat16 and in float16 (``dt``): odd class counts (37, 61, 1001),
-    so that rows straddle the 32-bit words the kernels read two values from; every loss and
-    input kind; 1x1; and each dtype's extreme magnitudes."""
+    so that rows straddle the 32-bit words the kernels read two values from; every loss, on
+    logits and on log-probabilities or probabilities; 1x1; and each dtype's extreme
+    magnitudes."""
 
     def make(loss, kind, x, target=None, **kw) -> Case:
         x16 = round16(x, dt)
@@ -1007,10 +1008,10 @@ G = d(loss)/d(logq):
 Every gradient element is finite. The script compares each gradient file with a float64
 central difference of the torch forward on 12 random elements per case and reduction
 (step 1e-6 max(1, |x|), and for probabilities at most 1e-3 min(x, 1-x); skipping +-inf
-inputs, probabilities within 1e-5 of 0 or 1, and the rows of the `*_extreme_*` 16-bit cases
+inputs, probabilities within 1e-5 of 0 or 1, and the rows of the 16-bit `*_extreme_*` cases
 that hold a value beyond 5e4, where no such step resolves the loss): relative error <= 1e-5
-or absolute <= 1e-7. Compare small gradient elements with an absolute tolerance scaled by the file's
-largest magnitude: e.g. `ce_softcap_9x53` has elements of 1e-16 next to 0.1.
+or absolute <= 1e-7. Compare small gradient elements with an absolute tolerance scaled by the
+file's largest magnitude: e.g. `ce_softcap_9x53` has elements of 1e-16 next to 0.1.
 
 ## Notes
 
@@ -1023,12 +1024,12 @@ largest magnitude: e.g. `ce_softcap_9x53` has elements of 1e-16 next to 0.1.
   the backward does not).
 - `entropy_onehot_8x11` rows 0, 3 and 6 are near-one-hot: 1.0 and float32(1e-30) elsewhere
   (entropy 6.9e-28), not exact zeros, whose entropy gradient -(ln q + 1) would be infinite.
-- The `*_bf16_*` and `*_f16_*` cases (after `bce_large_pos_weight_40x300`) are the same 14
-  cases in each dtype, with odd class counts (37, 61, 1001) so that rows straddle the 32-bit
-  words that hold two 16-bit values, and 1x1. `ce_bf16_extreme_8x37` / `ce_f16_extreme_8x37`
-  put the dtype's extreme magnitude M (bfloat16 3.0041e38, float16 65504) among N(0, 4)
-  logits: row 0 has +M at the target (loss 0), row 1 also -M beside it (x - max = -2M,
-  beyond float32), row 2 +M elsewhere (loss about M, the only such row: the sum stays within
+- The 14 `*_bf16_*` cases have 14 float16 twins (`ce_bf16_1x1` and `ce_f16_1x1`, ...), with
+  odd class counts (37, 61, 1001) so that rows straddle the 32-bit words that hold two 16-bit
+  values, and 1x1. `ce_bf16_extreme_8x37` and `ce_f16_extreme_8x37` put the dtype's extreme
+  magnitude M (bfloat16 3.0041e38, float16 65504) among N(0, 4) logits: row 0 has +M at the
+  target (loss 0), row 1 also -M beside it (x - max = -2M, past float32's range for
+  bfloat16), row 2 +M elsewhere (loss about M, the only such row: the sum stays within
   float32), row 3 -M and -inf as masks, row 4 -M everywhere but 6 -inf (loss ln 31), row 5
   half -inf.
 - The `seed_*` inputs are float32, so their expected values are those of the float32
