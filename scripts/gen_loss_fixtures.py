@@ -9,6 +9,8 @@ It deletes and rewrites ``tests/fixtures/losses/``: one folder per case plus a
 * ``input.npy``      -- shape ``[B, C]``, C order, little-endian; float32 (``<f4``),
                         or float16 / float64 for the ``*_f16_*`` / ``*_f64_*`` cases.
                         Logits, probabilities or log-probabilities (see ``input_kind``).
+* ``input.safetensors`` -- instead of ``input.npy`` in the ``*_bf16_*`` cases (``.npy``
+                        has no bfloat16): one BF16 tensor named ``input``, ``[B, C]``.
 * ``target.npy``     -- absent for ``entropy``.  Either int64 ``[B]`` class indices
                         (may contain ``ignore_index``) or float32 ``[B, C]``: soft-target
                         distributions (cross-entropy), probabilities or, with
@@ -35,7 +37,7 @@ It deletes and rewrites ``tests/fixtures/losses/``: one folder per case plus a
        it is not: it is 0, as xent's)
 
 Every expected number is computed in float64 by PyTorch on the stored input
-upcast to float64 (float16/float32 inputs: exactly the stored values).  The
+upcast to float64 (bfloat16/float16/float32 inputs: exactly the stored values).  The
 formulas are written out in ``tests/fixtures/losses/README.md`` (see ``README``
 below).  For logits inputs the cross-entropy values are checked against
 ``F.cross_entropy`` itself (agreement < 1e-10).  At the end every file is read
@@ -46,15 +48,15 @@ relative difference < 1e-9 or an absolute one < 1e-12.
 Gradients: torch autograd in float64 through the same forward (``torch_forward``),
 every element finite; each is compared with a float64 central difference of that
 forward on up to 12 random elements per case and reduction (relative error <= 1e-5 or
-absolute <= 1e-7; see ``fd_step``), and on read-back every gradient file is re-derived
-by hand in numpy (``numpy_grads``, within 1e-9 relative or 1e-12 of the file's largest
-magnitude).
+absolute <= 1e-7; see ``fd_step`` and ``fd_eligible``), and on read-back every gradient
+file is re-derived by hand in numpy (``numpy_grads``, within 1e-9 relative or 1e-12 of the
+file's largest magnitude).
 
 How to rerun
 ------------
 From the repository root::
 
-    pip install -r scripts/requirements-fixtures.txt   # numpy + torch
+    pip install -r scripts/requirements-fixtures.txt   # numpy, torch, safetensors
     python3 scripts/gen_loss_fixtures.py
 
 Output is deterministic: each case draws from its own ``numpy.random.Generator``
@@ -77,12 +79,13 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
 BASE_SEED = 20240917
 DEFAULT_IGNORE = -100
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "tests" / "fixtures" / "losses"
-MAX_TOTAL_BYTES = 4_000_000  # all gradients fit as float64 (2.1 MB in all)
+MAX_TOTAL_BYTES = 4_000_000  # all gradients fit as float64 (3.1 MB in all)
 
 CE, BCE, KL, ENT = "cross-entropy", "binary-cross-entropy", "kl-div", "entropy"
 LOGITS, PROBS, LOGPROBS = "logits", "probs", "log-probs"
@@ -106,6 +109,8 @@ class Case:
     softcap: Optional[float] = None
     log_target: bool = False
     base: str = "e"
+    # x holds bfloat16 values (as float32), stored as input.safetensors.
+    bf16: bool = False
     name: str = field(default="")
 
 
@@ -530,6 +535,115 @@ def _(rng):
                 pos_weight=pos_weight(rng, 300))
 
 
+# --- 16-bit inputs: bfloat16 (input.safetensors) and float16 -----------------------------------
+
+
+def round16(x: np.ndarray, dt: str) -> np.ndarray:
+    """x rounded to nearest (ties to even): a float16 array for "f16"; for "bf16" a float32
+    array of bfloat16 values (numpy has no bfloat16; torch rounds)."""
+    if dt == "f16":
+        return x.astype(np.float16)
+    assert dt == "bf16", dt
+    x32 = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return x32.to(torch.bfloat16).to(torch.float32).numpy()
+
+
+def sixteen_bit_cases(dt: str) -> None:
+    """The same cases in bfloat16 and in float16 (``dt``): odd class counts (37, 61, 1001),
+    so that rows straddle the 32-bit words the kernels read two values from; every loss, on
+    logits and on log-probabilities or probabilities; 1x1; and each dtype's extreme
+    magnitudes."""
+
+    def make(loss, kind, x, target=None, **kw) -> Case:
+        x16 = round16(x, dt)
+        assert np.all(x16 != 0), "no zeros"
+        return Case(loss, kind, x16, target, bf16=dt == "bf16", **kw)
+
+    @case(f"ce_{dt}_smooth_weight_ignore_13x37")
+    def _(rng):
+        return make(CE, LOGITS, logits(rng, 13, 37), class_targets(rng, 13, 37, 0.15),
+                    weight=weight(rng, 37), label_smoothing=0.1)
+
+    @case(f"ce_{dt}_ignore_5x1001")
+    def _(rng):
+        return make(CE, LOGITS, logits(rng, 5, 1001), class_targets(rng, 5, 1001, 0.2))
+
+    @case(f"ce_{dt}_softcap_zloss_7x61")
+    def _(rng):
+        return make(CE, LOGITS, logits(rng, 7, 61, scale=20.0), class_targets(rng, 7, 61),
+                    softcap=30.0, z_loss=1e-3)
+
+    @case(f"ce_{dt}_logprobs_11x37")
+    def _(rng):
+        return make(CE, LOGPROBS, log_probs(rng, 11, 37), class_targets(rng, 11, 37))
+
+    @case(f"ce_{dt}_1x1")
+    def _(rng):
+        return make(CE, LOGITS, logits(rng, 1, 1), np.array([0], dtype=np.int64))
+
+    @case(f"ce_{dt}_extreme_8x37")
+    def _(rng):
+        b, c = 8, 37
+        big = float(round16(np.array([3e38 if dt == "bf16" else 65504.0]), dt)[0])
+        x = logits(rng, b, c)
+        t = class_targets(rng, b, c)
+
+        def others(r, k):
+            return rng.choice([j for j in range(c) if j != t[r]], size=k, replace=False)
+
+        x[0, t[0]] = big  # the largest logit is the target's: loss 0
+        x[1, t[1]] = big
+        x[1, others(1, 5)] = -big  # and -big beside it: x - max is -2 big
+        x[2, others(2, 1)] = big  # the one row with a loss of about big
+        o = others(3, 20)
+        x[3, o[:10]] = -big  # -big and -inf as masks
+        x[3, o[10:]] = -np.inf
+        x[4] = -big  # every logit -big but a few -inf: loss ln(count of -big)
+        x[4, others(4, 6)] = -np.inf
+        x[5, others(5, c // 2)] = -np.inf
+        return make(CE, LOGITS, x, t)
+
+    @case(f"ce_soft_{dt}_weight_9x37")
+    def _(rng):
+        return make(CE, LOGITS, logits(rng, 9, 37), probs(rng, 9, 37, 1.5),
+                    weight=weight(rng, 37))
+
+    @case(f"bce_logits_{dt}_weight_pos_weight_9x37")
+    def _(rng):
+        return make(BCE, LOGITS, logits(rng, 9, 37), soft_labels(rng, 9, 37),
+                    weight=weight(rng, 37), pos_weight=pos_weight(rng, 37))
+
+    @case(f"bce_probs_{dt}_8x23")
+    def _(rng):
+        c = make(BCE, PROBS, sigmoid_probs(rng, 8, 23, scale=1.0), hard_labels(rng, 8, 23))
+        assert np.all((c.x > 0) & (c.x < 1))  # sigmoid(N(0, 1)) stays inside once rounded
+        return c
+
+    @case(f"bce_logits_{dt}_1x1")
+    def _(rng):
+        return make(BCE, LOGITS, logits(rng, 1, 1), np.array([[1.0]], dtype=np.float32))
+
+    @case(f"kl_logits_{dt}_11x37")
+    def _(rng):
+        return make(KL, LOGITS, logits(rng, 11, 37), probs(rng, 11, 37, 1.5))
+
+    @case(f"kl_logprobs_{dt}_3x1001")
+    def _(rng):
+        return make(KL, LOGPROBS, log_probs(rng, 3, 1001), probs(rng, 3, 1001, 1.5))
+
+    @case(f"entropy_{dt}_9x37")
+    def _(rng):
+        return make(ENT, LOGITS, logits(rng, 9, 37))
+
+    @case(f"entropy_logprobs_{dt}_6x37")
+    def _(rng):
+        return make(ENT, LOGPROBS, log_probs(rng, 6, 37))
+
+
+sixteen_bit_cases("bf16")
+sixteen_bit_cases("f16")
+
+
 # --- reference values (torch, float64) ------------------------------------------------------
 
 
@@ -716,13 +830,23 @@ def torch_grads(c: Case) -> tuple[dict, bool]:
     return grads, grad_nan
 
 
+FD_MAX_MAGNITUDE = 5e4
+
+
 def fd_eligible(c: Case) -> np.ndarray:
-    """Flat indices of the input elements the finite-difference check may perturb."""
-    x = c.x.astype(np.float64).reshape(-1)
-    ok = np.isfinite(x)
+    """Flat indices of the input elements the finite-difference check may perturb: finite,
+    in rows whose finite values are all within +-FD_MAX_MAGNITUDE, and for probabilities not
+    within 1e-5 of 0 or 1.  The rows of ``*_extreme_*`` that hold float16's largest value
+    65504 or bfloat16's 3e38 are left out: the step 1e-6 |x| = 0.066 is too coarse for a
+    softmax over logits tied at -65504, and float64 cannot resolve any step next to a loss
+    of 3e38.  Their other rows are checked, and every row by ``numpy_grads``."""
+    x = c.x.astype(np.float64)
+    finite = np.isfinite(x)
+    moderate = np.where(finite, np.abs(x), 0.0).max(axis=1, keepdims=True) <= FD_MAX_MAGNITUDE
+    ok = finite & moderate
     if c.input_kind == PROBS:
         ok &= (x > 1e-5) & (x < 1 - 1e-5)
-    return np.flatnonzero(ok)
+    return np.flatnonzero(ok.reshape(-1))
 
 
 def fd_step(c: Case, x: float) -> float:
@@ -792,8 +916,10 @@ re-checked against the hand-derived formulas below in numpy.
 
 - `input.npy`: `[B, C]`, C order, little-endian, float32 (float16 in `*_f16_*`, float64 in
   `*_f64_*`). Logits, probabilities or log-probabilities, per `input_kind`. Probability and
-  log-probability inputs are float32 roundings of exact distributions, not renormalized: the
-  expected values use them as stored.
+  log-probability inputs are float32 (or float16, bfloat16) roundings of exact distributions,
+  not renormalized: the expected values use them as stored.
+- `input.safetensors`: instead of `input.npy` in `*_bf16_*` (`.npy` has no bfloat16): one BF16
+  tensor named `input`, `[B, C]`, the float32 values rounded to nearest (ties to even) by torch.
 - `target.npy` (absent for `entropy`): int64 `[B]` class indices (may hold `ignore_index`),
   or float32 `[B, C]`: soft-target distributions (cross-entropy), probabilities or, with
   `log_target`, log-probabilities (kl-div), 0/1 or soft labels (binary-cross-entropy).
@@ -882,9 +1008,10 @@ G = d(loss)/d(logq):
 Every gradient element is finite. The script compares each gradient file with a float64
 central difference of the torch forward on 12 random elements per case and reduction
 (step 1e-6 max(1, |x|), and for probabilities at most 1e-3 min(x, 1-x); skipping +-inf
-inputs and probabilities within 1e-5 of 0 or 1): relative error <= 1e-5 or absolute
-<= 1e-7. Compare small gradient elements with an absolute tolerance scaled by the file's
-largest magnitude: e.g. `ce_softcap_9x53` has elements of 1e-16 next to 0.1.
+inputs, probabilities within 1e-5 of 0 or 1, and the rows of the 16-bit `*_extreme_*` cases
+that hold a value beyond 5e4, where no such step resolves the loss): relative error <= 1e-5
+or absolute <= 1e-7. Compare small gradient elements with an absolute tolerance scaled by the
+file's largest magnitude: e.g. `ce_softcap_9x53` has elements of 1e-16 next to 0.1.
 
 ## Notes
 
@@ -897,6 +1024,14 @@ largest magnitude: e.g. `ce_softcap_9x53` has elements of 1e-16 next to 0.1.
   the backward does not).
 - `entropy_onehot_8x11` rows 0, 3 and 6 are near-one-hot: 1.0 and float32(1e-30) elsewhere
   (entropy 6.9e-28), not exact zeros, whose entropy gradient -(ln q + 1) would be infinite.
+- The 14 `*_bf16_*` cases have 14 float16 twins (`ce_bf16_1x1` and `ce_f16_1x1`, ...), with
+  odd class counts (37, 61, 1001) so that rows straddle the 32-bit words that hold two 16-bit
+  values, and 1x1. `ce_bf16_extreme_8x37` and `ce_f16_extreme_8x37` put the dtype's extreme
+  magnitude M (bfloat16 3.0041e38, float16 65504) among N(0, 4) logits: row 0 has +M at the
+  target (loss 0), row 1 also -M beside it (x - max = -2M, past float32's range for
+  bfloat16), row 2 +M elsewhere (loss about M, the only such row: the sum stays within
+  float32), row 3 -M and -inf as masks, row 4 -M everywhere but 6 -inf (loss ln 31), row 5
+  half -inf.
 - The `seed_*` inputs are float32, so their expected values are those of the float32
   roundings: `seed_ce` 0.35667496096863105 (not -ln 0.7 = 0.35667494393873245), `seed_bce`
   sum 0.43386459587533943 (not 0.43386458262986227).
@@ -914,6 +1049,9 @@ def dtype_code(a: np.ndarray) -> str:
 def write_case(c: Case, fd_stats: dict) -> dict:
     b, n = c.x.shape
     assert c.x.dtype in (np.float16, np.float32, np.float64)
+    assert c.bf16 == ("_bf16_" in c.name), c.name
+    if c.bf16:
+        assert c.x.dtype == np.float32 and np.array_equal(round16(c.x, "bf16"), c.x), c.name
     if c.target is not None:
         if c.target.dtype == np.int64:
             assert c.loss == CE and c.target.shape == (b,)
@@ -959,7 +1097,10 @@ def write_case(c: Case, fd_stats: dict) -> dict:
         doc["torch_grad_mean_is_nan"] = True
     d = OUT_DIR / c.name
     d.mkdir(parents=True)
-    save_npy(d / "input.npy", c.x, dtype_code(c.x))
+    if c.bf16:
+        save_file({"input": torch.from_numpy(c.x).to(torch.bfloat16)}, d / "input.safetensors")
+    else:
+        save_npy(d / "input.npy", c.x, dtype_code(c.x))
     if c.target is not None:
         save_npy(d / "target.npy", c.target, dtype_code(c.target))
     if c.weight is not None:
@@ -997,6 +1138,21 @@ def load_npy(path: Path, want_dtype: tuple[str, ...], want_shape: tuple[int, ...
     return a
 
 
+def load_bf16(path: Path, want_shape: tuple[int, int]) -> np.ndarray:
+    """The one BF16 tensor "input" of a .safetensors file, read by hand (no torch, no
+    safetensors package): the 8-byte little-endian header length, the JSON header, the data
+    covering the rest of the file exactly; each value is the high 16 bits of a float32."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n].decode("utf-8"), parse_constant=reject_constant)
+    size = 2 * want_shape[0] * want_shape[1]
+    want = {"input": {"dtype": "BF16", "shape": list(want_shape), "data_offsets": [0, size]}}
+    assert header == want, f"{path}: header {header}, want {want}"
+    assert len(raw) == 8 + n + size, f"{path}: {len(raw)} bytes"
+    bits = np.frombuffer(raw[8 + n:], dtype="<u2").astype(np.uint32) << 16
+    return bits.view(np.float32).reshape(want_shape)
+
+
 def softplus(z: np.ndarray) -> np.ndarray:
     return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
 
@@ -1023,8 +1179,10 @@ def numpy_expected(doc: dict, x: np.ndarray, t, w, pw) -> dict:
     if kind == LOGITS:
         xp = doc["softcap"] * np.tanh(x / doc["softcap"]) if doc["softcap"] is not None else x
         m = xp.max(axis=1, keepdims=True)
-        lse = m[:, 0] + np.log(np.exp(xp - m).sum(axis=1))
-        logq = xp - lse[:, None]
+        log_s = np.log(np.exp(xp - m).sum(axis=1, keepdims=True))
+        lse = (m + log_s)[:, 0]
+        # (x - max) - log s, not x - lse: at x = max = -3e38, lse rounds to x and log s is lost.
+        logq = (xp - m) - log_s
     elif kind == LOGPROBS:
         logq, lse = x, None
     else:
@@ -1109,8 +1267,9 @@ def numpy_grads(doc: dict, x: np.ndarray, t, w, pw) -> dict:
         m = xp.max(axis=1, keepdims=True)
         e = np.exp(xp - m)
         q = e / e.sum(axis=1, keepdims=True)
-        lse = m[:, 0] + np.log(e.sum(axis=1))
-        logq = xp - lse[:, None]
+        log_s = np.log(e.sum(axis=1, keepdims=True))
+        lse = (m + log_s)[:, 0]
+        logq = (xp - m) - log_s
     elif kind == LOGPROBS:
         logq = x
     else:
@@ -1241,7 +1400,13 @@ def verify_all(names: list[str]) -> list[tuple]:
                          parse_constant=reject_constant)
         b, n = doc["batch"], doc["classes"]
         loss, kind = doc["loss"], doc["input_kind"]
-        x_raw = load_npy(d / "input.npy", ("<f2", "<f4", "<f8"), (b, n))
+        bf16 = "_bf16_" in name
+        assert (d / "input.safetensors").exists() == bf16, name
+        assert (d / "input.npy").exists() != bf16, name
+        if bf16:
+            x_raw = load_bf16(d / "input.safetensors", (b, n))
+        else:
+            x_raw = load_npy(d / "input.npy", ("<f2", "<f4", "<f8"), (b, n))
         if "_f16_" in name:
             assert x_raw.dtype.str == "<f2"
         elif "_f64_" in name:
@@ -1328,8 +1493,8 @@ def verify_all(names: list[str]) -> list[tuple]:
             opts.append(f"base={doc['base']}")
         if not np.all(np.isfinite(x)):
             opts.append("-inf")
-        rows.append((name, loss, kind, x_raw.dtype.name, f"{b}x{n}", " ".join(opts),
-                     exp["mean"]))
+        dtype = "bfloat16" if bf16 else x_raw.dtype.name
+        rows.append((name, loss, kind, dtype, f"{b}x{n}", " ".join(opts), exp["mean"]))
     print(f"numpy re-check: all values agree (largest differences: relative {worst:.2e} (where it applies), "
           f"absolute {worst_abs:.2e}; each value within 1e-9 relative or 1e-12 absolute)")
     if abs_only:

@@ -153,6 +153,15 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A `.safetensors` file could not be read, is malformed, or its tensor has the wrong dtype
+    /// or shape.
+    #[error("{path}: {reason}")]
+    Safetensors {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A file could not be written, or a helper program could not be run.
     #[error("{path}: {reason}")]
     Io {

@@ -10,6 +10,7 @@ mod loss;
 pub mod npy;
 mod output;
 mod shard;
+pub mod tensors;
 
 pub use device::{DeviceInput, DeviceOutput, DeviceRequest, DeviceTarget, IndexType};
 pub use engine::{DeviceInfo, DeviceKind, Engine};

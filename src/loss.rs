@@ -103,8 +103,8 @@ impl Base {
     }
 }
 
-/// The element type of an input.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// The element type of an input. Its `clap::ValueEnum` names are those of [`Dtype::name`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Dtype {
     /// IEEE 32-bit floats.
     #[default]
@@ -1257,5 +1257,17 @@ mod tests {
             .check()
             .unwrap();
         assert_eq!(none.divisors(), None);
+    }
+
+    #[test]
+    fn dtype_names_are_the_cli_values() {
+        use clap::ValueEnum;
+        for dtype in Dtype::value_variants() {
+            let value = dtype.to_possible_value().unwrap();
+            assert_eq!(value.get_name(), dtype.name());
+            assert_eq!(Dtype::from_str(dtype.name(), false), Ok(*dtype));
+        }
+        assert_eq!(Dtype::value_variants().len(), 3);
+        assert_eq!(Dtype::Bf16.size(), 2);
     }
 }

@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use half::f16;
+use half::{bf16, f16};
 use npyz::{DType, NpyFile, NpyHeader, Order, TypeChar};
 
 use crate::error::{Error, Result};
@@ -25,6 +25,9 @@ pub enum Floats {
     F32(Vec<f32>),
     /// float16.
     F16(Vec<f16>),
+    /// bfloat16, which `.npy` has no dtype for: from a `.safetensors` file
+    /// ([`crate::tensors`]).
+    Bf16(Vec<bf16>),
 }
 
 impl Floats {
@@ -33,6 +36,16 @@ impl Floats {
         match self {
             Floats::F32(v) => Input::F32(v),
             Floats::F16(v) => Input::F16(v),
+            Floats::Bf16(v) => Input::Bf16(v),
+        }
+    }
+
+    /// The values converted to float32 (exactly: every float16 and bfloat16 is a float32).
+    pub fn to_f32(&self) -> Vec<f32> {
+        match self {
+            Floats::F32(v) => v.clone(),
+            Floats::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            Floats::Bf16(v) => v.iter().map(|x| x.to_f32()).collect(),
         }
     }
 
@@ -41,6 +54,7 @@ impl Floats {
         match self {
             Floats::F32(_) => "float32",
             Floats::F16(_) => "float16",
+            Floats::Bf16(_) => "bfloat16",
         }
     }
 }
@@ -241,8 +255,8 @@ fn int_literal(token: &[u8]) -> u128 {
 }
 
 /// One line of at most [`MAX_QUOTED`] characters, control characters escaped: npyz's parse errors
-/// span lines and quote the header, which may hold anything.
-fn quote(message: &str) -> String {
+/// span lines and quote the header, which may hold anything (as may a `.safetensors` header).
+pub(crate) fn quote(message: &str) -> String {
     let line = message
         .lines()
         .filter(|l| !l.chars().all(|c| " |^-=".contains(c)))
@@ -356,7 +370,7 @@ impl Npy<'_> {
 fn to_f32(floats: Floats) -> Vec<f32> {
     match floats {
         Floats::F32(v) => v,
-        Floats::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
+        other => other.to_f32(),
     }
 }
 

@@ -49,7 +49,7 @@ fn every_candidate_is_right_and_the_winner_is_kept() {
         assert!(calls >= 4, "{name}: chose after {calls} calls");
         let report = engine.autotuned();
         assert!(
-            report[0].starts_with("cross-entropy with gradient, B ≤ 2^6, C ≤ 2^12: a "),
+            report[0].starts_with("cross-entropy f32 with gradient, B ≤ 2^6, C ≤ 2^12: a "),
             "{name}: {report:?}"
         );
         let first = engine.compute(&request).unwrap();

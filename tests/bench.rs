@@ -198,43 +198,50 @@ fn the_autotune_runs_before_the_timed_calls_and_is_reported() {
     assert!(!stdout.contains("trying"), "{stdout}");
     assert_eq!(
         stdout
-            .matches("cross-entropy, B ≤ 2^4, C ≤ 2^9: a ")
+            .matches("cross-entropy f32, B ≤ 2^4, C ≤ 2^9: a ")
             .count(),
         gpus().len(),
         "{stdout}"
     );
 }
 
-/// Other losses and f16 input: the bytes a call reads are the input's (2 per f16 value) plus a
-/// dense target's (4 per value).
+/// Other losses and 16-bit input: the bytes a call reads are the input's (2 per f16 or bf16
+/// value) plus a dense target's (4 per value).
 #[test]
-fn other_losses_and_f16_count_the_bytes_they_read() {
-    for (loss, per_element) in [("kl-div", 6), ("binary-cross-entropy", 6), ("entropy", 2)] {
-        let json = temp(&format!("{loss}.json"));
-        let (code, _, stderr) = run_cli(
-            &[
-                "bench",
-                "--shape",
-                "8x100",
-                "--loss",
-                loss,
-                "--dtype",
-                "f16",
-                "--runs",
-                "1",
-                "--device",
-                "cpu",
-                "--json",
-                json.to_str().unwrap(),
-            ],
-            &[],
-        );
-        assert_eq!(code, 0, "{loss}: {stderr}");
-        let rows: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-        let rows = rows.as_array().unwrap();
-        assert_eq!(rows.len(), 3, "{loss}: probe and two calls");
-        for row in rows {
-            assert_eq!(row["bytes"], 8 * 100 * per_element, "{loss}: {row}");
+fn other_losses_and_16_bit_dtypes_count_the_bytes_they_read() {
+    for dtype in ["f16", "bf16"] {
+        for (loss, per_element) in [("kl-div", 6), ("binary-cross-entropy", 6), ("entropy", 2)] {
+            let json = temp(&format!("{loss}-{dtype}.json"));
+            let (code, stdout, stderr) = run_cli(
+                &[
+                    "bench",
+                    "--shape",
+                    "8x100",
+                    "--loss",
+                    loss,
+                    "--dtype",
+                    dtype,
+                    "--runs",
+                    "1",
+                    "--device",
+                    "cpu",
+                    "--json",
+                    json.to_str().unwrap(),
+                ],
+                &[],
+            );
+            assert_eq!(code, 0, "{loss} {dtype}: {stderr}");
+            assert!(
+                stdout.starts_with(&format!("xent bench: {loss} loss, {dtype} input,")),
+                "{stdout}"
+            );
+            let rows: Value =
+                serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+            let rows = rows.as_array().unwrap();
+            assert_eq!(rows.len(), 3, "{loss} {dtype}: probe and two calls");
+            for row in rows {
+                assert_eq!(row["bytes"], 8 * 100 * per_element, "{loss} {dtype}: {row}");
+            }
         }
     }
 }

@@ -170,11 +170,14 @@ fn compute_into_writes_the_callers_slice_and_checks_its_length() {
 }
 
 #[test]
-fn an_in_place_gradient_of_f16_input_is_refused() {
-    let x = [half::f16::from_f32(0.5); 6];
-    let request = Request::cross_entropy(&x[..], [2, 3], &[0_i64, 1][..]).grad_in_place(true);
-    let err = Engine::reference().compute(&request).unwrap_err();
-    assert!(matches!(err, xent::Error::Unsupported { .. }), "{err}");
+fn an_in_place_gradient_of_16_bit_input_is_refused() {
+    for dtype in [xent::Dtype::F16, xent::Dtype::Bf16] {
+        let x = common::round_to(dtype, &[0.5; 6]);
+        let request =
+            Request::cross_entropy(x.as_input(), [2, 3], &[0_i64, 1][..]).grad_in_place(true);
+        let err = Engine::reference().compute(&request).unwrap_err();
+        assert!(matches!(err, xent::Error::Unsupported { .. }), "{err}");
+    }
 }
 
 /// Long rows, where one invocation per row would run past llvmpipe's limit of 65 535 loop

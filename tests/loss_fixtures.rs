@@ -1,5 +1,13 @@
 //! Every loss and option against PyTorch's float64 values (`scripts/gen_loss_fixtures.py`), on the
-//! float64 reference and on every GPU adapter, through the library and through `xent loss --json`.
+//! float64 reference, the fast CPU path and every GPU adapter, through the library and through
+//! `xent loss --json`: float32, float64 and float16 inputs from `.npy` files, and bfloat16 inputs
+//! from `.safetensors` files.
+//!
+//! Tolerance: 1e-5 relative (absolute below 1) for every value, gradients 1e-5 in relative norm,
+//! whatever the dtype and magnitude. The inputs are exactly the values PyTorch computed on (16-bit
+//! values are exact in f32), so only xent's f32 arithmetic separates the two, and it works on
+//! x − max: the bfloat16 rows of logits at ±3e38 match to the same 1e-5, among them a row of
+//! logits all −3e38 whose loss is ln 31.
 
 mod common;
 
@@ -8,6 +16,7 @@ use std::path::{Path, PathBuf};
 use common::{assert_close, assert_scalar, cli_devices, run_cli};
 use serde_json::Value;
 use xent::npy::{Floats, TargetData, read_input, read_target, read_vector};
+use xent::tensors;
 use xent::{Base, Engine, InputKind, LossKind, Reduction, Request, Target};
 
 const TOL: f64 = 1e-5;
@@ -22,6 +31,8 @@ struct Case {
     name: String,
     dir: PathBuf,
     spec: Value,
+    /// input.npy, or input.safetensors for bfloat16.
+    input_file: PathBuf,
     input: Floats,
     shape: [usize; 2],
     target: Option<TargetData>,
@@ -38,11 +49,12 @@ fn cases() -> Vec<Case> {
         .collect();
     dirs.sort();
     assert!(
-        dirs.len() >= 50,
+        dirs.len() >= 80,
         "fixtures missing under {}",
         root.display()
     );
-    dirs.into_iter()
+    let cases: Vec<Case> = dirs
+        .into_iter()
         .map(|dir| {
             let optional = |file: &str| {
                 let path = dir.join(file);
@@ -51,19 +63,30 @@ fn cases() -> Vec<Case> {
             let spec: Value =
                 serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap())
                     .unwrap();
-            let (input, shape) = read_input(&dir.join("input.npy")).unwrap();
+            let (input_file, (input, shape)) = match optional("input.safetensors") {
+                Some(path) => (path.clone(), tensors::read_input(&path, None).unwrap()),
+                None => {
+                    let path = dir.join("input.npy");
+                    (path.clone(), read_input(&path).unwrap())
+                }
+            };
             Case {
                 name: dir.file_name().unwrap().to_string_lossy().into_owned(),
                 target: optional("target.npy").map(|p| read_target(&p).unwrap()),
                 weight: optional("weight.npy").map(|p| read_vector(&p).unwrap()),
                 pos_weight: optional("pos_weight.npy").map(|p| read_vector(&p).unwrap()),
                 spec,
+                input_file,
                 input,
                 shape,
                 dir,
             }
         })
-        .collect()
+        .collect();
+    let count = |dtype: &str| cases.iter().filter(|c| c.input.dtype() == dtype).count();
+    assert!(count("bfloat16") >= 14, "bfloat16 fixtures missing");
+    assert!(count("float16") >= 16, "float16 fixtures missing");
+    cases
 }
 
 impl Case {
@@ -111,21 +134,6 @@ impl Case {
             r = r.pos_weight(w);
         }
         r
-    }
-
-    /// f32 inputs of magnitude M carry an absolute error of about M·2^-24 into a loss, so the
-    /// absolute tolerance grows with the largest finite input.
-    fn atol(&self) -> f64 {
-        let values: Vec<f64> = match &self.input {
-            Floats::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
-            Floats::F16(v) => v.iter().map(|x| f64::from(x.to_f32())).collect(),
-        };
-        let largest = values
-            .iter()
-            .map(|v| v.abs())
-            .filter(|v| v.is_finite())
-            .fold(1.0_f64, f64::max);
-        TOL * largest
     }
 
     fn expected_scalar(&self, key: &str) -> f32 {
@@ -185,13 +193,13 @@ fn check(engine: &Engine, case: &Case) {
                     panic!("{what}: a scalar for none");
                 };
                 assert_eq!(got_shape, &shape, "{what}");
-                assert_close(&what, values, &want, case.atol(), TOL);
+                assert_close(&what, values, &want, TOL, TOL);
             }
             _ => assert_scalar(
                 &what,
                 out.loss.scalar().unwrap(),
                 case.expected_scalar(name),
-                case.atol(),
+                TOL,
             ),
         }
     }
@@ -220,7 +228,7 @@ fn cli_args(case: &Case, reduction: &str, device: &str, grad_out: &Path) -> Vec<
     let mut args: Vec<String> = [
         "loss",
         "--input",
-        &path("input.npy"),
+        &case.input_file.to_string_lossy(),
         "--loss",
         case.str("loss"),
         "--input-kind",
@@ -302,10 +310,10 @@ fn cli_json_matches_pytorch() {
                     .map(|v| v.as_f64().unwrap() as f32)
                     .collect();
                 assert_eq!(doc["shape"], serde_json::json!(shape), "{what}");
-                assert_close(&what, &got, &want, case.atol(), TOL);
+                assert_close(&what, &got, &want, TOL, TOL);
             } else {
                 let got = doc["loss"].as_f64().unwrap() as f32;
-                assert_scalar(&what, got, case.expected_scalar(reduction), case.atol());
+                assert_scalar(&what, got, case.expected_scalar(reduction), TOL);
             }
         }
     }

@@ -1,15 +1,19 @@
-//! Malformed `.npy` files through the CLI: each is exit code 1, one line on stderr that names the
-//! file, and nothing on stdout. Through the library: parsing a file allocates in proportion to its
-//! bytes, never to what its header claims. And the inputs that fuzzing (`fuzz/`) found.
+//! Malformed `.npy` and `.safetensors` files through the CLI: each is exit code 1, one line on
+//! stderr that names the file, and nothing on stdout. Through the library: parsing a file
+//! allocates in proportion to its bytes, never to what its header claims. `--tensor` picks a
+//! tensor of a `.safetensors` input. And the inputs that fuzzing (`fuzz/`) found.
+
+mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::{round_to, safetensors_file, safetensors_raw};
 use rand::Rng;
 use xent::npy::{self, Floats, TargetData};
-use xent::{Engine, LossKind, Reduction, Request, Target};
+use xent::{Dtype, Engine, LossKind, Reduction, Request, Target};
 
 /// Counts the bytes each thread has live, and their peak, so that a test can measure what one
 /// parse allocates while the other tests run on their own threads.
@@ -277,6 +281,136 @@ fn a_malformed_target_or_weight_is_one_line_naming_it() {
     std::fs::remove_file(target).unwrap();
 }
 
+/// Malformed `.safetensors` inputs, each with words its error must contain.
+fn malformed_safetensors() -> Vec<(&'static str, Vec<u8>, &'static [&'static str])> {
+    let x = round_to(Dtype::Bf16, &random_logits(BATCH * CLASSES));
+    let good = safetensors_file(&[("x", &x, &[BATCH, CLASSES])]);
+    let data = &good[good.len() - 2 * BATCH * CLASSES..];
+    let one = |dtype: &str, shape: &str, end: usize| {
+        format!(r#"{{"x":{{"dtype":"{dtype}","shape":{shape},"data_offsets":[0,{end}]}}}}"#)
+    };
+    let mut lying_length = good.clone();
+    lying_length[..8].copy_from_slice(&(1_u64 << 40).to_le_bytes());
+    vec![
+        ("empty", Vec::new(), &["truncated", "it has 0 bytes"][..]),
+        (
+            "data-cut",
+            good[..good.len() - 1].to_vec(),
+            &["truncated", "do not cover the 23 bytes of data"],
+        ),
+        (
+            "lying-length",
+            lying_length,
+            &["header length field says 1099511627776 bytes"],
+        ),
+        (
+            "10gb",
+            safetensors_raw(&one("BF16", "[100000,50000]", 10_000_000_000), data),
+            &["do not cover the 24 bytes of data"],
+        ),
+        (
+            "overflow",
+            safetensors_raw(&one("F32", "[4294967296,4294967296]", 24), data),
+            &["shape is too large"],
+        ),
+        (
+            "wrong-offsets",
+            safetensors_raw(&one("F32", "[3,4]", 24), data),
+            &["data offsets do not match its dtype and shape"],
+        ),
+        (
+            "int32",
+            safetensors_raw(&one("I32", "[3,2]", 24), data),
+            &[r#"tensor "x" has dtype I32, expected BF16, F16 or F32"#],
+        ),
+        (
+            "unknown-dtype",
+            safetensors_raw(&one("Q4", "[3,4]", 24), data),
+            &["not a valid .safetensors file", "unknown variant `Q4`"],
+        ),
+        (
+            "rank-1",
+            safetensors_raw(&one("BF16", "[12]", 24), data),
+            &["has shape [12], expected [batch, classes]"],
+        ),
+        (
+            "rank-3",
+            safetensors_raw(&one("BF16", "[3,2,2]", 24), data),
+            &["has shape [3, 2, 2], expected [batch, classes]"],
+        ),
+        (
+            "not-json",
+            safetensors_raw("{\"x\": oops}", data),
+            &["not a valid .safetensors file"],
+        ),
+        (
+            "two-tensors",
+            safetensors_file(&[("b", &x, &[BATCH, CLASSES]), ("a", &x, &[BATCH, CLASSES])]),
+            &[r#"holds 2 tensors ("a", "b"); name one with --tensor"#],
+        ),
+    ]
+}
+
+#[test]
+fn a_malformed_safetensors_input_is_one_line_naming_it() {
+    let (_, target) = valid_files("for-bad-safetensors");
+    for (name, bytes, words) in malformed_safetensors() {
+        let bad = write(&format!("input-{name}.safetensors"), &bytes);
+        refuses(&bad, &target, &[], &bad, words);
+        std::fs::remove_file(bad).unwrap();
+    }
+    std::fs::remove_file(target).unwrap();
+}
+
+/// `--tensor` reads the tensor it names (the same loss as a file holding that tensor alone);
+/// a name the file lacks, or `--tensor` with a `.npy` input, is refused in one line.
+#[test]
+fn tensor_picks_a_tensor_of_a_safetensors_input() {
+    let (npy_input, target) = valid_files("tensor-flag");
+    let x = round_to(Dtype::Bf16, &random_logits(BATCH * CLASSES));
+    let other = round_to(Dtype::F16, &random_logits(2 * CLASSES));
+    let two = write(
+        "two.safetensors",
+        &safetensors_file(&[
+            ("logits", &x, &[BATCH, CLASSES]),
+            ("other", &other, &[2, CLASSES]),
+        ]),
+    );
+    let alone = write(
+        "alone.safetensors",
+        &safetensors_file(&[("logits", &x, &[BATCH, CLASSES])]),
+    );
+    let (code, picked, stderr) = xent_loss(&two, &target, &["--tensor", "logits"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, only, stderr) = xent_loss(&alone, &target, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(picked, only);
+    // The other tensor has 2 rows for the 3 targets.
+    let (code, _, stderr) = xent_loss(&two, &target, &["--tensor", "other"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        "xent: error: --target: target has 3 values, but its shape [2] needs 2\n"
+    );
+    refuses(
+        &two,
+        &target,
+        &["--tensor", "logit"],
+        &two,
+        &[r#"no tensor named "logit"; the file holds "logits", "other""#],
+    );
+    refuses(
+        &npy_input,
+        &target,
+        &["--tensor", "logits"],
+        &npy_input,
+        &["xent: error: --tensor: names a tensor of a .safetensors input"],
+    );
+    for path in [npy_input, target, two, alone] {
+        std::fs::remove_file(path).unwrap();
+    }
+}
+
 #[test]
 fn big_endian_files_give_the_same_loss_as_little_endian() {
     let x = random_logits(BATCH * CLASSES);
@@ -346,6 +480,41 @@ fn parsing_allocates_in_proportion_to_the_bytes_not_the_header() {
     assert!(matches!(result.unwrap(), TargetData::Dense(v, _) if v.len() == 1 << 18));
     assert!(
         peak <= 4 * bytes.len() + (64 << 10),
+        "{peak} bytes for {}",
+        bytes.len()
+    );
+}
+
+#[test]
+fn parsing_a_safetensors_file_allocates_in_proportion_to_its_bytes() {
+    let name = Path::new("claims.safetensors");
+    let tiny = [0_u8; 8];
+    let one = |shape: &str, end: u64| {
+        format!(r#"{{"x":{{"dtype":"BF16","shape":{shape},"data_offsets":[0,{end}]}}}}"#)
+    };
+    let mut lying_length = safetensors_raw(&one("[2,2]", 8), &tiny);
+    lying_length[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    for bytes in [
+        safetensors_raw(&one("[100000,50000]", 10_000_000_000), &tiny),
+        safetensors_raw(&one("[4294967296,4294967296]", 8), &tiny),
+        safetensors_raw(&one("[2000000000]", 4_000_000_000), &tiny),
+        lying_length,
+    ] {
+        let (result, peak) = peak_during(|| xent::tensors::parse_input(name, &bytes, None));
+        assert!(
+            matches!(result, Err(xent::Error::Safetensors { .. })),
+            "{result:?}"
+        );
+        assert!(peak < 64 << 10, "{peak} bytes allocated");
+    }
+    // A real file of 512 KiB of bfloat16: about its own size.
+    let x = round_to(Dtype::Bf16, &random_logits(1 << 18));
+    let bytes = safetensors_file(&[("x", &x, &[512, 512])]);
+    let (result, peak) = peak_during(|| xent::tensors::parse_input(name, &bytes, None));
+    assert_eq!(result.unwrap(), (x, [512, 512]));
+    assert!(peak >= 2 << 18, "the counting sees the values: {peak}");
+    assert!(
+        peak <= bytes.len() + (64 << 10),
         "{peak} bytes for {}",
         bytes.len()
     );

@@ -18,13 +18,14 @@ use std::process::Command;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
-use half::f16;
+use half::{bf16, f16};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 use serde_json::{Value, json};
-use xent::{DeviceKind, Engine, Error, LossKind, Request, Result, Target};
+use xent::npy::Floats;
+use xent::{DeviceKind, Dtype, Engine, Error, LossKind, Request, Result, Target};
 
 use super::loss::LossArg;
 use super::plot;
@@ -124,21 +125,6 @@ fn parse_shape(s: &str) -> std::result::Result<Shape, String> {
             )),
         },
         None => Err(format!("'{s}' is not BxC (for example 4096x32000)")),
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Dtype {
-    F32,
-    F16,
-}
-
-impl Dtype {
-    fn bytes(self) -> usize {
-        match self {
-            Dtype::F32 => 4,
-            Dtype::F16 => 2,
-        }
     }
 }
 
@@ -257,7 +243,8 @@ struct Device {
 struct Inputs {
     shape: Shape,
     f32_logits: Vec<Vec<f32>>,
-    f16_logits: Vec<Vec<f16>>,
+    /// float16 or bfloat16 logits, when the dtype is one of those.
+    half_logits: Vec<Floats>,
     classes: Vec<Vec<i64>>,
     dense: Vec<Vec<f32>>,
     /// What a probe reads: as many bytes as a call reads.
@@ -273,7 +260,7 @@ impl Inputs {
         let mut inputs = Inputs {
             shape,
             f32_logits: Vec::new(),
-            f16_logits: Vec::new(),
+            half_logits: Vec::new(),
             classes: Vec::new(),
             dense: Vec::new(),
             probe: Vec::new(),
@@ -301,9 +288,12 @@ impl Inputs {
             }
             match dtype {
                 Dtype::F32 => inputs.f32_logits.push(logits),
-                Dtype::F16 => inputs
-                    .f16_logits
-                    .push(logits.iter().map(|&v| f16::from_f32(v)).collect()),
+                Dtype::F16 => inputs.half_logits.push(Floats::F16(
+                    logits.iter().map(|&v| f16::from_f32(v)).collect(),
+                )),
+                Dtype::Bf16 => inputs.half_logits.push(Floats::Bf16(
+                    logits.iter().map(|&v| bf16::from_f32(v)).collect(),
+                )),
             }
         }
         inputs
@@ -323,7 +313,7 @@ impl Inputs {
         };
         match self.f32_logits.get(k) {
             Some(x) => Request::new(loss, &x[..], [b, c], target),
-            None => Request::new(loss, &self.f16_logits[k][..], [b, c], target),
+            None => Request::new(loss, self.half_logits[k].as_input(), [b, c], target),
         }
     }
 
@@ -348,7 +338,7 @@ pub(super) fn normal(n: usize, sigma: f32, seed: u64) -> Vec<f32> {
 /// The bytes one call reads: the input, and a dense target where the loss has one.
 fn read_bytes(shape: Shape, loss: LossKind, dtype: Dtype) -> u64 {
     let dense = matches!(loss, LossKind::BinaryCrossEntropy | LossKind::KlDiv);
-    (shape.elements() * (dtype.bytes() + if dense { 4 } else { 0 })) as u64
+    (shape.elements() * (dtype.size() + if dense { 4 } else { 0 })) as u64
 }
 
 fn open_devices(choice: &[BenchDevice], autotune: bool) -> Vec<Device> {
@@ -596,10 +586,7 @@ fn print_table(rows: &[Row], args: &BenchArgs) {
     println!(
         "xent bench: {} loss, {} input, median of {} runs after {} warm-up, inputs rotated",
         args.loss.kind().name(),
-        match args.dtype {
-            Dtype::F32 => "f32",
-            Dtype::F16 => "f16",
-        },
+        args.dtype.name(),
         args.runs,
         args.warmup
     );

@@ -1,10 +1,10 @@
-//! `xent loss`: a loss of `.npy` inputs.
+//! `xent loss`: a loss of `.npy` inputs (the input may be a `.safetensors` tensor).
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
-use xent::npy::{self, TargetData};
+use xent::npy::{self, Floats, TargetData};
 use xent::{
     Base, DEFAULT_IGNORE_INDEX, DeviceKind, Error, InputKind, Loss, LossKind, Reduction, Request,
     Result, Target,
@@ -14,9 +14,13 @@ use super::{DeviceChoice, Failure};
 
 #[derive(Args, Debug)]
 pub struct LossArgs {
-    /// The input: a [batch, classes] float16, float32 or float64 .npy file (computed in f32).
+    /// The input: a [batch, classes] float16, float32 or float64 .npy file, or a BF16, F16 or
+    /// F32 tensor in a .safetensors file (computed in f32).
     #[arg(long)]
     input: PathBuf,
+    /// The tensor of a .safetensors input to read, when it holds more than one.
+    #[arg(long)]
+    tensor: Option<String>,
     /// What the input values are.
     #[arg(long, value_enum, default_value_t = InputKindArg::Logits)]
     input_kind: InputKindArg,
@@ -54,8 +58,9 @@ pub struct LossArgs {
     /// Log base of cross-entropy, KL and entropy.
     #[arg(long, value_enum, default_value_t = BaseArg::E)]
     base: BaseArg,
-    /// Write the gradient of the loss with respect to the input (float32, the input's shape) to
-    /// this .npy file. For `none` it is the gradient of the sum of the values.
+    /// Write the gradient of the loss with respect to the input (float32, the input's shape,
+    /// whatever the input's dtype) to this .npy file. For `none` it is the gradient of the sum of
+    /// the values.
     #[arg(long)]
     grad_out: Option<PathBuf>,
     /// Strict mode: a NaN or +inf in the input or a float target is an error naming its row,
@@ -181,9 +186,34 @@ fn target(path: Option<&Path>, loss: LossKind, shape: [usize; 2]) -> Result<Opti
     Ok(Some(data))
 }
 
+/// The input, from a `.safetensors` file (by its extension) or else a `.npy` one.
+fn input(args: &LossArgs) -> std::result::Result<(Floats, [usize; 2]), Failure> {
+    let path = &args.input;
+    let safetensors = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+    let read = match (safetensors, &args.tensor) {
+        (true, tensor) => xent::tensors::read_input(path, tensor.as_deref()),
+        (false, None) => npy::read_input(path),
+        (false, Some(_)) => {
+            return Err(Failure::about(
+                "--tensor",
+                Error::InvalidOption {
+                    option: "tensor",
+                    reason: format!(
+                        "names a tensor of a .safetensors input, and {} is read as .npy",
+                        path.display()
+                    ),
+                },
+            ));
+        }
+    };
+    read.map_err(|e| Failure::about("--input", e))
+}
+
 pub fn run(args: &LossArgs) -> std::result::Result<(), Failure> {
     let loss = args.loss.kind();
-    let (input, shape) = npy::read_input(&args.input).map_err(|e| Failure::about("--input", e))?;
+    let (input, shape) = input(args)?;
     let target =
         target(args.target.as_deref(), loss, shape).map_err(|e| Failure::about("--target", e))?;
     let weight = weights("--weight", &args.weight)?;

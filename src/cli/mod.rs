@@ -25,7 +25,8 @@ enum Command {
     Demo,
     /// List every adapter wgpu finds, best first, with its backend, type, limits and features.
     Adapters,
-    /// Compute the loss of logits and targets stored as .npy files.
+    /// Compute the loss of logits and targets stored as .npy files (the logits may be a
+    /// .safetensors tensor).
     Loss(loss::LossArgs),
     /// Check every adapter and the fast CPU path against the float64 reference on fresh random
     /// batches of every loss, losses and gradients; exits with 1 when any check fails.
@@ -109,7 +110,7 @@ impl std::fmt::Display for Failure {
             // A file's error starts with its path: `--input x.npy: ...`.
             Failure::Input {
                 argument: Some(flag),
-                error: error @ (Error::Npy { .. } | Error::Io { .. }),
+                error: error @ (Error::Npy { .. } | Error::Safetensors { .. } | Error::Io { .. }),
             } => write!(f, "{flag} {error}"),
             Failure::Input {
                 argument: Some(flag),

@@ -6,9 +6,11 @@
 
 use std::sync::OnceLock;
 
+use half::{bf16, f16};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use rand_distr::{Distribution, Normal};
-use xent::Engine;
+use xent::npy::Floats;
+use xent::{Dtype, Engine};
 
 /// One engine per adapter wgpu finds, opened once per test binary. With `XENT_REQUIRE_GPU=1`, no
 /// adapter at all (or one that fails to open) fails the test instead of skipping it.
@@ -100,6 +102,59 @@ pub fn targets(rng: &mut StdRng, batch: usize, classes: usize, ignored: f64) -> 
             }
         })
         .collect()
+}
+
+/// `x` rounded to `dtype` (to nearest, ties to even), with every value that would round to 0
+/// made 0.5 instead: a kernel that reads the wrong half of a 32-bit word, or a zeroed one, cannot
+/// match by chance.
+pub fn round_to(dtype: Dtype, x: &[f32]) -> Floats {
+    let x = x.iter().map(|&v| {
+        let nonzero = match dtype {
+            Dtype::F32 => v != 0.0,
+            Dtype::F16 => f16::from_f32(v).to_f32() != 0.0,
+            Dtype::Bf16 => bf16::from_f32(v).to_f32() != 0.0,
+        };
+        if nonzero { v } else { 0.5 }
+    });
+    match dtype {
+        Dtype::F32 => Floats::F32(x.collect()),
+        Dtype::F16 => Floats::F16(x.map(f16::from_f32).collect()),
+        Dtype::Bf16 => Floats::Bf16(x.map(bf16::from_f32).collect()),
+    }
+}
+
+/// The bytes of a `.safetensors` file holding `tensors` (name, values, shape), written by the
+/// `safetensors` crate.
+pub fn safetensors_file(tensors: &[(&str, &Floats, &[usize])]) -> Vec<u8> {
+    let data: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|&(name, values, shape)| {
+            let (dtype, bytes) = match values {
+                Floats::F32(v) => (safetensors::Dtype::F32, le_bytes(v, |x| x.to_le_bytes())),
+                Floats::F16(v) => (safetensors::Dtype::F16, le_bytes(v, |x| x.to_le_bytes())),
+                Floats::Bf16(v) => (safetensors::Dtype::BF16, le_bytes(v, |x| x.to_le_bytes())),
+            };
+            (name.to_string(), dtype, shape.to_vec(), bytes)
+        })
+        .collect();
+    let views = data.iter().map(|(name, dtype, shape, bytes)| {
+        let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes);
+        (name, view.expect("the shape fits the values"))
+    });
+    safetensors::serialize(views, None).expect("a serializable file")
+}
+
+/// A `.safetensors` file built by hand: the header's length (8 bytes, little-endian), the header
+/// as given, then `data`; for malformed files.
+pub fn safetensors_raw(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend(header.as_bytes());
+    out.extend(data);
+    out
+}
+
+fn le_bytes<T: Copy, const N: usize>(values: &[T], bytes: impl Fn(T) -> [u8; N]) -> Vec<u8> {
+    values.iter().flat_map(|&v| bytes(v)).collect()
 }
 
 /// Asserts |actual - expected| <= atol + rtol·|expected| elementwise, with NaN matching NaN and an
