@@ -307,3 +307,228 @@ proptest! {
         }
     }
 }
+
+/// A device-resident request with arbitrary geometry: buffer size, offset, usage, shape, dtype,
+/// target placement and values, options.
+#[derive(Clone, Debug)]
+struct DeviceCase {
+    loss: LossKind,
+    shape: [usize; 2],
+    dtype: u8,
+    /// Bytes of the input buffer past what the request needs (negative: too few).
+    slack: i64,
+    offset: u64,
+    storage: bool,
+    /// The kind of target, when `faulty`; else the loss's own kind.
+    target: u8,
+    faulty: bool,
+    target_values: Vec<i64>,
+    target_offset: u64,
+    reduction: Reduction,
+    smoothing: f32,
+    grad: bool,
+    in_place: bool,
+    values: Vec<f32>,
+}
+
+fn device_case() -> impl Strategy<Value = DeviceCase> {
+    (
+        (
+            prop_oneof![
+                Just(LossKind::CrossEntropy),
+                Just(LossKind::BinaryCrossEntropy),
+                Just(LossKind::KlDiv),
+                Just(LossKind::Entropy),
+            ],
+            (0usize..5, 0usize..40),
+            0u8..3,
+            prop_oneof![Just(-16_i64), Just(0), Just(0), Just(64), Just(300)],
+            prop_oneof![Just(0_u64), Just(256), Just(256), Just(4)],
+            proptest::bool::weighted(0.9),
+        ),
+        (
+            (0u8..5, proptest::bool::weighted(0.15)),
+            proptest::collection::vec(
+                prop_oneof![8 => 0i64..40, 1 => Just(-100), 1 => Just(-3), 1 => Just(1 << 40)],
+                0..6,
+            ),
+            prop_oneof![Just(0_u64), Just(256), Just(256), Just(8)],
+            prop_oneof![
+                Just(Reduction::Mean),
+                Just(Reduction::Sum),
+                Just(Reduction::None),
+                Just(Reduction::BatchMean)
+            ],
+            prop_oneof![6 => Just(0.0_f32), 2 => Just(0.1), 1 => Just(1.5)],
+            any::<bool>(),
+            any::<bool>(),
+            proptest::collection::vec(prop_oneof![-5.0f32..5.0, special()], 0..64),
+        ),
+    )
+        .prop_map(
+            |(
+                (loss, (batch, classes), dtype, slack, offset, storage),
+                (
+                    (target, faulty),
+                    target_values,
+                    target_offset,
+                    reduction,
+                    smoothing,
+                    grad,
+                    in_place,
+                    values,
+                ),
+            )| DeviceCase {
+                loss,
+                shape: [batch, classes],
+                dtype,
+                slack,
+                offset,
+                storage,
+                target,
+                faulty,
+                target_values,
+                target_offset,
+                reduction,
+                smoothing,
+                grad,
+                in_place,
+                values,
+            },
+        )
+}
+
+/// Records, submits and reads back one device case: `Err` holds the one-line message of the
+/// typed error it met (a multi-line one fails the test).
+fn device_answer(engine: &Engine, c: &DeviceCase) -> Result<(), String> {
+    use wgpu::util::DeviceExt;
+    let (device, _) = engine.wgpu().expect("a GPU engine");
+    let usage = if c.storage {
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC
+    } else {
+        wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_SRC
+    };
+    let dtype = [xent::Dtype::F32, xent::Dtype::F16, xent::Dtype::Bf16][c.dtype as usize];
+    let needed = c.offset + (c.shape[0] * c.shape[1] * dtype.size()).next_multiple_of(16) as u64;
+    let size = (needed as i64 + c.slack).max(4) as usize;
+    let mut bytes: Vec<u8> = vec![0x3f; c.offset as usize];
+    bytes.extend(c.values.iter().flat_map(|v| v.to_le_bytes()));
+    bytes.resize(size.next_multiple_of(4), 0x3f);
+    let input = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("proptest input"),
+        contents: &bytes,
+        usage,
+    });
+    let mut raw: Vec<u8> = vec![0; c.target_offset as usize];
+    raw.extend(c.target_values.iter().flat_map(|v| v.to_le_bytes()));
+    // Room for a dense [B, C] target too, unless the case is faulty.
+    let dense = c.target_offset as usize + (c.shape[0] * c.shape[1] * 4).next_multiple_of(16);
+    let room = if c.faulty {
+        raw.len()
+    } else {
+        raw.len().max(dense)
+    };
+    raw.resize(room.next_multiple_of(16).max(16), 0x3e);
+    let targets = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("proptest targets"),
+        contents: &raw,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+    });
+    // Unless the case is faulty: one class index per row, and the loss's own kind of target.
+    let mut host_targets: Vec<i64> = c.target_values.clone();
+    if !c.faulty {
+        host_targets.resize(c.shape[0], 0);
+    }
+    let kind = match (c.faulty, c.loss) {
+        (true, _) => c.target,
+        (false, LossKind::Entropy) => 0,
+        (false, LossKind::CrossEntropy) => 1 + c.target % 3,
+        (false, _) => 4,
+    };
+    let smoothing = if c.faulty || c.loss == LossKind::CrossEntropy {
+        c.smoothing
+    } else {
+        0.0
+    };
+    let target = match kind {
+        0 => xent::DeviceTarget::None,
+        1 => xent::DeviceTarget::Host(Target::ClassesI64(&host_targets)),
+        2 => xent::DeviceTarget::Classes {
+            buffer: &targets,
+            offset: c.target_offset,
+            index: xent::IndexType::I64,
+        },
+        3 => xent::DeviceTarget::Classes {
+            buffer: &targets,
+            offset: c.target_offset,
+            index: xent::IndexType::I32,
+        },
+        _ => xent::DeviceTarget::Dense {
+            buffer: &targets,
+            offset: c.target_offset,
+        },
+    };
+    let mut request = xent::DeviceRequest::new(
+        c.loss,
+        xent::DeviceInput {
+            buffer: &input,
+            offset: c.offset,
+            shape: c.shape,
+            dtype,
+        },
+        target,
+    );
+    request.options.reduction = c.reduction;
+    request.options.label_smoothing = smoothing;
+    request.options.grad = c.grad;
+    request.options.grad_in_place = c.in_place;
+    let one_line = |e: xent::Error| {
+        let message = e.to_string();
+        assert_eq!(message.lines().count(), 1, "{message}");
+        message
+    };
+    let out = engine.submit(&request).map_err(one_line)?;
+    engine.check_targets(&out).map_err(one_line)?;
+    if out.loss.is_some() {
+        engine.read_loss(&out).map_err(one_line)?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn device_resident_requests_answer_ok_or_a_typed_error(c in device_case()) {
+        // The property: every call returns (no panic, no wgpu abort), and every error is one
+        // typed line (asserted inside).
+        for engine in common::gpus() {
+            let _ = device_answer(engine, &c);
+        }
+    }
+
+    #[test]
+    fn merging_arbitrary_shard_statistics_answers_ok_or_a_typed_error(
+        cuts in proptest::collection::vec((0usize..12, 1usize..6, 0usize..7), 0..4),
+        total in 1usize..12,
+        targets in proptest::collection::vec(prop_oneof![-1i64..13, Just(-100)], 0..6),
+        values in proptest::collection::vec(prop_oneof![-5.0f32..5.0, special()], 6),
+        smoothing in prop_oneof![Just(0.0_f32), Just(0.2), Just(-1.0)],
+    ) {
+        let shards: Vec<xent::ShardStats> = cuts
+            .iter()
+            .map(|&(first, classes, rows)| xent::ShardStats {
+                shard: xent::Shard { first_class: first, total_classes: total },
+                classes,
+                max: values[..rows.min(6)].to_vec(),
+                sum_exp: values[..rows.min(6)].iter().map(|v| v.abs()).collect(),
+                target_logit: (0..rows).map(|r| (r % 2 == 0).then_some(values[r % 6])).collect(),
+                smoothing_sum: vec![values[0]; rows],
+            })
+            .collect();
+        let options = xent::Options { label_smoothing: smoothing, ..Default::default() };
+        if let Err(e) = xent::merge_shards(&shards, &targets, None, &options) {
+            prop_assert_eq!(e.to_string().lines().count(), 1);
+        }
+    }
+}
