@@ -127,7 +127,7 @@ impl<'a> DeviceRequest<'a> {
 /// usage and is the caller's to keep, read or drop.
 #[derive(Debug)]
 pub struct DeviceOutput {
-    /// f32 values: for `Reduction::None`, the unreduced loss ([B], or [B, C] for BCE and KL);
+    /// f32 values: for `Reduction::None`, the unreduced loss (`[B]`, or `[B, C]` for BCE and KL);
     /// for the scalar reductions, each row's term of the scalar (its loss already divided by
     /// the reduction's divisor), whose sum is `loss`.
     pub values: wgpu::Buffer,

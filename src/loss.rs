@@ -35,7 +35,7 @@ impl LossKind {
         }
     }
 
-    /// Whether `none` gives one value per element ([B, C]) rather than one per row ([B]).
+    /// Whether `none` gives one value per element (`[B, C]`) rather than one per row (`[B]`).
     pub fn elementwise(self) -> bool {
         matches!(self, LossKind::BinaryCrossEntropy | LossKind::KlDiv)
     }
@@ -67,7 +67,7 @@ impl InputKind {
 /// How per-row (or per-element) losses are combined into the result.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Reduction {
-    /// Unreduced: [B] for cross-entropy and entropy, [B, C] for BCE and KL.
+    /// Unreduced: `[B]` for cross-entropy and entropy, `[B, C]` for BCE and KL.
     None,
     /// The sum.
     Sum,

@@ -5,7 +5,7 @@
 pub enum Loss {
     /// The `mean`, `sum` or `batchmean`.
     Scalar(f32),
-    /// `none`: one value per row ([B]) for cross-entropy and entropy, one per element ([B, C])
+    /// `none`: one value per row (`[B]`) for cross-entropy and entropy, one per element (`[B, C]`)
     /// for BCE and KL, row-major. Ignored rows are 0.
     Unreduced {
         /// The values, row-major.
