@@ -226,16 +226,17 @@ fn read(engine: &Engine, out: &DeviceOutput, values: usize, grad_bytes: usize) -
 }
 
 /// Device values against host values: the same bits, or with `ulps`, within that many units in
-/// the last place of the dtype (relative `ulps`·2^-mantissa bits).
+/// the last place of the dtype (relative `ulps`·2^-mantissa bits, and among f16's subnormals
+/// `ulps`·2^-24 absolute).
 fn same(what: &str, a: &[f32], b: &[f32], ulps: Option<(f64, Dtype)>) {
     if let Some((ulps, dtype)) = ulps {
-        let bits = match dtype {
-            Dtype::F32 => 23,
-            Dtype::F16 => 10,
-            Dtype::Bf16 => 7,
+        let (bits, smallest) = match dtype {
+            Dtype::F32 => (23, f64::from(f32::from_bits(1))),
+            Dtype::F16 => (10, 2_f64.powi(-24)),
+            Dtype::Bf16 => (7, f64::from(f32::from_bits(1))),
         };
         let rtol = ulps * 2_f64.powi(-bits);
-        return common::assert_close(what, a, b, 1e-30, rtol);
+        return common::assert_close(what, a, b, ulps * smallest, rtol);
     }
     assert_eq!(a.len(), b.len(), "{what}: lengths");
     for (i, (x, y)) in a.iter().zip(b).enumerate() {

@@ -92,10 +92,21 @@ fn in_place_and_separate_gradients_are_identical() {
         let t = targets(&mut rng, batch, classes, 0.1);
         let request =
             Request::cross_entropy(&x[..], [batch, classes], &t[..]).label_smoothing(0.05);
+        let labels: Vec<f32> = x.iter().map(|v| f32::from(*v > 0.0)).collect();
+        let p = common::distribution(&mut rng, batch, classes);
+        // BCE and KL `none` also run the elementwise pass, which reads the input too.
+        let others = [
+            Request::binary_cross_entropy(&x[..], [batch, classes], &labels[..])
+                .reduction(Reduction::None),
+            Request::kl_div(&x[..], [batch, classes], &p[..]).reduction(Reduction::None),
+        ];
         for engine in gpus() {
-            let separate = engine.compute(&request.with_grad(true)).unwrap();
-            let in_place = engine.compute(&request.grad_in_place(true)).unwrap();
-            assert_eq!(separate, in_place, "{} {batch}x{classes}", engine.device());
+            for request in [request].iter().chain(&others) {
+                let separate = engine.compute(&request.with_grad(true)).unwrap();
+                let in_place = engine.compute(&request.grad_in_place(true)).unwrap();
+                let what = format!("{} {:?} {batch}x{classes}", engine.device(), request.loss());
+                assert_eq!(separate, in_place, "{what}");
+            }
         }
     }
 }

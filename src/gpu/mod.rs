@@ -372,13 +372,16 @@ impl GpuEngine {
         let weight = or_empty(&ws.weight, req.weight.is_some());
         let pos_weight = or_empty(&ws.pos_weight, req.pos_weight.is_some());
 
-        let row_pipeline = self.pipeline(&kernel.key);
-        let split = kernel.split.as_ref().map(|split| {
-            let merge = self.pipeline(&split.merge);
-            let grad = split.grad.as_ref().map(|key| self.pipeline(key));
-            (merge, grad)
+        let row_layout = &self.pipeline(&kernel.key).layout;
+        // With BCE's or KL's elementwise values and an in-place gradient, the statistics first
+        // (KL's values need the lse), then the values, then the gradient over the input.
+        let pre_kernel = (elementwise && req.options.grad_in_place).then(|| {
+            let mut stats_only = spec;
+            stats_only.options.grad = false;
+            stats_only.options.grad_in_place = false;
+            rows::RowKernel::new(&stats_only, self.ctx.subgroups, variant)
         });
-        let partials = match &split {
+        let partials = match &kernel.split {
             // Mirrors `Stats` in `rows.wgsl`: six f32.
             Some(_) => {
                 let most_rows = chunks.iter().map(|c| c.len()).max().unwrap_or(0) as u64;
@@ -387,9 +390,10 @@ impl GpuEngine {
             }
             None => current(&ws.empty_writable).clone(),
         };
-        let split_passes = split
+        let split_passes = kernel
+            .split
             .as_ref()
-            .map_or(0, |(_, grad)| 1 + usize::from(grad.is_some()));
+            .map_or(0, |split| 1 + usize::from(split.grad.is_some()));
         let element_pipeline = elementwise.then(|| self.pipeline(&rows::elementwise_key(&spec)));
         let mut timing = Timing::new(
             &self.ctx,
@@ -440,8 +444,8 @@ impl GpuEngine {
                 scales: current(&ws.empty),
                 edges: current(&ws.empty_writable),
             };
-            let row_bind = bindings.bind(device, &row_pipeline.layout);
-            let groups = kernel.groups(rows.len() as u32);
+            let row_bind = bindings.bind(device, row_layout);
+            let chunk_rows = rows.len() as u32;
             if let Some((merged, _)) = given {
                 // Each row's merged statistics where `segment_grad` reads them.
                 let stats: Vec<[f32; 6]> = merged[rows.clone()]
@@ -453,48 +457,37 @@ impl GpuEngine {
                     })
                     .collect();
                 queue.write_buffer(&partials, 0, bytemuck::cast_slice(&stats));
-                if let Some((_, Some(grad))) = &split {
-                    self.dispatch(
-                        &mut timing,
-                        &mut encoder,
-                        &grad.pipeline,
-                        &row_bind,
-                        offset,
-                        groups,
-                    )?;
-                }
-            } else {
-                self.dispatch(
-                    &mut timing,
-                    &mut encoder,
-                    &row_pipeline.pipeline,
-                    &row_bind,
-                    offset,
-                    groups,
-                )?;
             }
-            // The split passes bind the same buffers: their layouts have the same entries as the
-            // first pass's, which makes them group-equivalent.
-            if let (Some((merge, grad)), None) = (&split, given) {
-                let merge_groups = rows::Split::merge_groups(rows.len() as u32);
-                self.dispatch(
-                    &mut timing,
-                    &mut encoder,
-                    &merge.pipeline,
-                    &row_bind,
-                    offset,
-                    merge_groups,
-                )?;
-                if let Some(grad) = grad {
-                    self.dispatch(
-                        &mut timing,
-                        &mut encoder,
-                        &grad.pipeline,
-                        &row_bind,
-                        offset,
-                        groups,
-                    )?;
+            if let Some(pre) = &pre_kernel {
+                let passes = (&mut timing, &mut encoder, &row_bind, offset, chunk_rows);
+                self.row_passes(passes, pre, false)?;
+            }
+            let element_out = match element_pipeline {
+                Some(_) => {
+                    let count = elements.len() as u64;
+                    Some(ws.elements.get(device, count * 4).0.clone())
                 }
+                None => None,
+            };
+            let elementwise_pass = |timing: &mut Timing, encoder: &mut wgpu::CommandEncoder| match (
+                &element_pipeline,
+                &element_out,
+            ) {
+                (Some(pipeline), Some(out)) => {
+                    let count = elements.len() as u64;
+                    let values = Bound::range(out, 0, count * 4);
+                    let chunk = (offset, count);
+                    self.elementwise_pass(timing, encoder, pipeline, &bindings, values, chunk)
+                }
+                _ => Ok(()),
+            };
+            if pre_kernel.is_some() {
+                elementwise_pass(&mut timing, &mut encoder)?;
+            }
+            let passes = (&mut timing, &mut encoder, &row_bind, offset, chunk_rows);
+            self.row_passes(passes, &kernel, given.is_some())?;
+            if pre_kernel.is_none() {
+                elementwise_pass(&mut timing, &mut encoder)?;
             }
             let chunk_readback = if grad.is_some() || elementwise {
                 let bytes = grad_bytes * (u64::from(grad.is_some()) + u64::from(elementwise));
@@ -506,28 +499,12 @@ impl GpuEngine {
                 let source = if separate_grad { &grad_buf } else { input_buf };
                 encoder.copy_buffer_to_buffer(source, 0, to, 0, grad_bytes);
             }
-            if let Some(pipeline) = &element_pipeline {
-                let count = elements.len() as u64;
-                let (out, _) = ws.elements.get(device, count * 4);
-                let element_bind = RowBindings {
-                    values: Bound::range(out, 0, count * 4),
-                    ..bindings
-                }
-                .bind(device, &pipeline.layout);
-                let groups = rows::elementwise_groups(count);
-                self.dispatch(
-                    &mut timing,
-                    &mut encoder,
-                    &pipeline.pipeline,
-                    &element_bind,
-                    offset,
-                    groups,
-                )?;
+            if let Some(out) = &element_out {
                 let at = if grad.is_some() { grad_bytes } else { 0 };
                 let to = chunk_readback
                     .as_ref()
                     .expect("elementwise values come back");
-                encoder.copy_buffer_to_buffer(out, 0, to, at, count * 4);
+                encoder.copy_buffer_to_buffer(out, 0, to, at, elements.len() as u64 * 4);
             }
             let submitted = queue.submit([encoder.finish()]);
             if let Some(buffer) = chunk_readback {
@@ -786,6 +763,61 @@ impl GpuEngine {
             source = sums;
         }
         Ok(source)
+    }
+
+    /// A row kernel's passes over one chunk of `rows` rows, all with one bind group (every row
+    /// pipeline's layout has the same entries, which makes them group-equivalent): the first
+    /// pass, and for split rows the merge and the gradient pass; with `given` statistics, the
+    /// gradient pass alone.
+    fn row_passes(
+        &self,
+        (timing, encoder, bind, offset, rows): (
+            &mut Timing,
+            &mut wgpu::CommandEncoder,
+            &wgpu::BindGroup,
+            u32,
+            u32,
+        ),
+        kernel: &rows::RowKernel,
+        given: bool,
+    ) -> Result<()> {
+        let groups = kernel.groups(rows);
+        if !given {
+            let first = self.pipeline(&kernel.key);
+            self.dispatch(timing, encoder, &first.pipeline, bind, offset, groups)?;
+        }
+        if let Some(split) = &kernel.split {
+            if !given {
+                let merge = self.pipeline(&split.merge);
+                let merge_groups = rows::Split::merge_groups(rows);
+                self.dispatch(timing, encoder, &merge.pipeline, bind, offset, merge_groups)?;
+            }
+            if let Some(key) = &split.grad {
+                let grad = self.pipeline(key);
+                self.dispatch(timing, encoder, &grad.pipeline, bind, offset, groups)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// BCE's or KL's `elementwise` pass over a chunk of `count` elements at params `offset`,
+    /// writing into `values`.
+    fn elementwise_pass(
+        &self,
+        timing: &mut Timing,
+        encoder: &mut wgpu::CommandEncoder,
+        pipeline: &pipelines::Pipeline,
+        bindings: &RowBindings,
+        values: Bound,
+        (offset, count): (u32, u64),
+    ) -> Result<()> {
+        let bind = RowBindings {
+            values,
+            ..*bindings
+        }
+        .bind(&self.ctx.device, &pipeline.layout);
+        let groups = rows::elementwise_groups(count);
+        self.dispatch(timing, encoder, &pipeline.pipeline, &bind, offset, groups)
     }
 
     /// One compute pass of `groups` workgroups, timed as `timing` says.

@@ -400,11 +400,15 @@ impl GpuEngine {
         } else {
             empty_writable.clone()
         };
-        let row_pipeline = self.pipeline(&kernel.key);
-        let split = kernel.split.as_ref().map(|split| {
-            let merge = self.pipeline(&split.merge);
-            let grad = split.grad.as_ref().map(|key| self.pipeline(key));
-            (merge, grad)
+        let row_layout = &self.pipeline(&kernel.key).layout;
+        // As on the host: with elementwise values and an in-place gradient, the statistics, the
+        // values, then the gradient.
+        let pre_kernel = (elementwise && o.grad_in_place).then(|| {
+            let mut stats_only = spec;
+            stats_only.options.grad = false;
+            stats_only.options.grad_in_place = false;
+            stats_only.grad_packed = false;
+            rows::RowKernel::new(&stats_only, self.ctx.subgroups, variant)
         });
         let element_pipeline = elementwise.then(|| self.pipeline(&rows::elementwise_key(&spec)));
         let stitch =
@@ -440,36 +444,42 @@ impl GpuEngine {
                 scales: if device_scales { &scales } else { &empty },
                 edges: &edges,
             };
-            let row_bind = bindings.bind(device, &row_pipeline.layout);
-            let groups = kernel.groups(rows.len() as u32);
-            self.dispatch(
-                &mut timing,
-                encoder,
-                &row_pipeline.pipeline,
-                &row_bind,
-                offset,
-                groups,
-            )?;
-            if let Some((merge, grad)) = &split {
-                let merge_groups = rows::Split::merge_groups(rows.len() as u32);
-                self.dispatch(
-                    &mut timing,
-                    encoder,
-                    &merge.pipeline,
-                    &row_bind,
-                    offset,
-                    merge_groups,
+            let row_bind = bindings.bind(device, row_layout);
+            let chunk_rows = rows.len() as u32;
+            let values = element_values
+                .as_ref()
+                .map(|out| Bound::range(out, first * 4, count * 4));
+            if let Some(pre) = &pre_kernel {
+                self.row_passes(
+                    (&mut timing, encoder, &row_bind, offset, chunk_rows),
+                    pre,
+                    false,
                 )?;
-                if let Some(grad) = grad {
-                    self.dispatch(
-                        &mut timing,
-                        encoder,
-                        &grad.pipeline,
-                        &row_bind,
-                        offset,
-                        groups,
-                    )?;
-                }
+            }
+            let elementwise_pass = |timing: &mut Timing, encoder: &mut wgpu::CommandEncoder| match (
+                &element_pipeline,
+                values,
+            ) {
+                (Some(pipeline), Some(values)) => self.elementwise_pass(
+                    timing,
+                    encoder,
+                    pipeline,
+                    &bindings,
+                    values,
+                    (offset, count),
+                ),
+                _ => Ok(()),
+            };
+            if pre_kernel.is_some() {
+                elementwise_pass(&mut timing, encoder)?;
+            }
+            self.row_passes(
+                (&mut timing, encoder, &row_bind, offset, chunk_rows),
+                &kernel,
+                false,
+            )?;
+            if pre_kernel.is_none() {
+                elementwise_pass(&mut timing, encoder)?;
             }
             if let Some(stitch) = &stitch {
                 let stitch_groups = rows::Split::merge_groups(rows.len() as u32);
@@ -480,21 +490,6 @@ impl GpuEngine {
                     &row_bind,
                     offset,
                     stitch_groups,
-                )?;
-            }
-            if let (Some(pipeline), Some(out)) = (&element_pipeline, &element_values) {
-                let element_bind = RowBindings {
-                    values: Bound::range(out, first * 4, count * 4),
-                    ..bindings
-                }
-                .bind(device, &pipeline.layout);
-                self.dispatch(
-                    &mut timing,
-                    encoder,
-                    &pipeline.pipeline,
-                    &element_bind,
-                    offset,
-                    rows::elementwise_groups(count),
                 )?;
             }
         }
