@@ -1,6 +1,8 @@
 // KL divergence: elementwise k = p (log p - log q), with 0 where p = 0. Rows sum it from
-// c = Σ p log p, a = Σ p·log q_unshifted and b = Σ p, as c - (a - lse·b). `elementwise` writes k
-// itself, for the `none` reduction, after the row pass has written each row's lse.
+// c = Σ p log p, a = Σ p·(log q_unshifted - max) and b = Σ p (see `add_relative`), as
+// c - (a - log(s)·b). `elementwise` writes k itself, for the `none` reduction, from the row
+// statistics that the row pass kept (KEEP_STATS). `elementwise` writes k
+
 
 // The target probability of four elements and p log p, both 0 where p = 0.
 fn target_quad(q: u32) -> array<vec4<f32>, 2> {
@@ -13,6 +15,7 @@ fn target_quad(q: u32) -> array<vec4<f32>, 2> {
 }
 
 fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) {
+    let m0 = (*st).m;
     if INPUT_KIND == LOGITS {
         add_exp(st, x, inside, false);
     }
@@ -20,14 +23,13 @@ fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, insi
     let p = target_terms[0];
     let live = inside & (p > vec4<f32>(0.0));
     (*st).c += sum4(select(vec4<f32>(0.0), target_terms[1], live));
-    (*st).a += sum4(select(vec4<f32>(0.0), p * log_q_unshifted(x), live));
-    (*st).b += sum4(select(vec4<f32>(0.0), p, live));
+    add_relative(st, m0, p, log_q_unshifted(x), live);
 }
 
 fn finish_row(row: u32, st: Stats) {
     let lse = row_lse_of(st);
     let g = params.row_base + row;
-    values[g] = (st.c - (st.a - lse * st.b)) * alpha();
+    values[g] = (st.c - (st.a - lse_over_base(st) * st.b)) * alpha();
     row_lse[g] = lse;
 }
 
@@ -58,14 +60,15 @@ fn elementwise(
     let total = params.rows * params.classes;
     let target_terms = target_quad(q);
     let p = target_terms[0];
-    let lq = log_q_unshifted(transform(load_quad(q)));
+    let x = transform(load_quad(q));
     for (var k = 0u; k < 4u; k++) {
         let i = q * 4u + k;
         if i < total {
             var v = 0.0;
             if p[k] > 0.0 {
-                let lse = row_lse[params.row_base + i / params.classes];
-                v = target_terms[1][k] - p[k] * (lq[k] - lse);
+                // The row's statistics, kept by the row pass (KEEP_STATS).
+                let st = partials[(i / params.classes) * params.segments];
+                v = target_terms[1][k] - p[k] * log_q_of(st, vec4<f32>(x[k])).x;
             }
             values[i] = v * alpha();
         }

@@ -65,6 +65,9 @@ override DEVICE_SCALES: bool = false;
 override GRAD_PACKED: bool = false;
 // A vocabulary shard's pass (cross-entropy only; see softmax_xent.wgsl).
 override SHARD: bool = false;
+// Each row's statistics are kept in `partials` (at row · segments) for a later pass: KL's
+// `elementwise`, which needs log q = (x - m) - log s to the last bit, not x - an f32 lse.
+override KEEP_STATS: bool = false;
 // Rows handled by one invocation each in `row_per_thread`.
 override ROWS_PER_GROUP: u32 = 64u;
 // Quads handled by one workgroup of a family's `elementwise` entry point.
@@ -223,10 +226,45 @@ fn shift_t(st: Stats, m: f32) -> f32 {
     return exp(st.m - m) * (st.t + (st.m - m) * st.s);
 }
 
+// The cross-entropy and KL families keep a = Σ v·(log q_unshifted - base) with weight b = Σ v,
+// where the base is the running max for logits (0 otherwise): relative to the max, a - log(s)·b
+// loses nothing where the logits and the lse are large (summed as Σ v·x, an f32 near 1e6 steps by
+// 0.06, and a - lse·b cancels to noise). a moves to a new base m as t does: a + (m0 - m)·b.
+fn shift_a(a: f32, b: f32, m0: f32, m: f32) -> f32 {
+    if b == 0.0 || INPUT_KIND != LOGITS {
+        return a;
+    }
+    return a + (m0 - m) * b;
+}
+
+// The base of `a`, and the lse over it (log s for logits, where the lse is m + log s).
+fn a_base(st: Stats) -> f32 {
+    if INPUT_KIND == LOGITS {
+        return st.m;
+    }
+    return 0.0;
+}
+
+fn lse_over_base(st: Stats) -> f32 {
+    if INPUT_KIND == LOGITS {
+        return log(st.s);
+    }
+    return 0.0;
+}
+
+// Folds Σ v·(lq - base) and Σ v over the `live` lanes into a and b, after add_exp moved the max
+// from m0.
+fn add_relative(st: ptr<function, Stats>, m0: f32, v: vec4<f32>, lq: vec4<f32>, live: vec4<bool>) {
+    (*st).a = shift_a((*st).a, (*st).b, m0, (*st).m);
+    (*st).a += sum4(select(vec4<f32>(0.0), v * (lq - vec4<f32>(a_base(*st))), live));
+    (*st).b += sum4(select(vec4<f32>(0.0), v, live));
+}
+
 fn merge(x: Stats, y: Stats) -> Stats {
     let m = max(x.m, y.m);
     let s = x.s * exp(x.m - m) + y.s * exp(y.m - m);
-    return Stats(m, s, shift_t(x, m) + shift_t(y, m), x.a + y.a, x.b + y.b, x.c + y.c);
+    let a = shift_a(x.a, x.b, x.m, m) + shift_a(y.a, y.b, y.m, m);
+    return Stats(m, s, shift_t(x, m) + shift_t(y, m), a, x.b + y.b, x.c + y.c);
 }
 
 fn sum4(v: vec4<f32>) -> f32 {
@@ -435,6 +473,14 @@ fn group_index(wg: vec3<u32>, groups: vec3<u32>) -> u32 {
     return wg.y * groups.x + wg.x;
 }
 
+// Finishes a row, and keeps its statistics where asked (split rows keep theirs in merge_segments).
+fn finish_and_keep(row: u32, st: Stats) {
+    finish_row(row, st);
+    if KEEP_STATS {
+        partials[row] = st;
+    }
+}
+
 // Small classes: each invocation owns one row and scans it alone, with no barriers.
 @compute @workgroup_size(ROWS_PER_GROUP)
 fn row_per_thread(
@@ -447,7 +493,7 @@ fn row_per_thread(
         return;
     }
     let st = scan_quads(row, row_span(row), 0u, 1u);
-    finish_row(row, st);
+    finish_and_keep(row, st);
     if GRAD {
         grad_quads(row, st, row_span(row), 0u, 1u);
     }

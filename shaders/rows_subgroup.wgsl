@@ -13,7 +13,7 @@ fn reduce_stats(mine: Stats, subgroup: u32, subgroups: u32, lane: u32) -> Stats 
         m,
         subgroupAdd(mine.s * scale),
         subgroupAdd(shift_t(mine, m)),
-        subgroupAdd(mine.a),
+        subgroupAdd(shift_a(mine.a, mine.b, mine.m, m)),
         subgroupAdd(mine.b),
         subgroupAdd(mine.c),
     );
@@ -44,7 +44,7 @@ fn row_per_workgroup(
     let mine = scan_quads(row, row_span(row), lid, WORKGROUP);
     let st = reduce_stats(mine, subgroup, subgroups, lane);
     if lid == 0u {
-        finish_row(row, st);
+        finish_and_keep(row, st);
     }
     if GRAD {
         // finish_row reads the target logit, which an in-place gradient overwrites.

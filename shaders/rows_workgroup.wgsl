@@ -29,7 +29,7 @@ fn row_per_workgroup(
     }
     let st = reduce_stats(scan_quads(row, row_span(row), lid, WORKGROUP), lid);
     if lid == 0u {
-        finish_row(row, st);
+        finish_and_keep(row, st);
     }
     if GRAD {
         // finish_row reads the target logit, which an in-place gradient overwrites.

@@ -2,34 +2,34 @@
 // (CLASS_TARGETS) or dense distributions, plus the z-loss s·lse² on logits.
 //
 // With log q = x - lse for logits (x itself for log-probs, log x for probabilities), the sums
-// a = Σ w p' x and b = Σ w p' give the loss -(a - lse·b) in one pass. For cls targets the target
-// term is read directly, and a and b carry only the smoothing part, Σ w x and Σ w.
+// a = Σ w p' (x - max) and b = Σ w p' give the loss -(a - log(s)·b) in one pass (see
+// `add_relative`). For cls targets the target term is read directly, and a and b carry only the
+// smoothing part, Σ w (x - max) and Σ w.
 
 // Vocabulary shards (SHARD): the input holds classes [c0, c0 + C_s) of rows of `total_classes`,
 // and a class target outside them is ELSEWHERE. The statistics pass writes each row's partial
 // statistics into `values`, 8 per row: m, s, the target's logit (0 when elsewhere), 1 when the
-// target is here (else 0), a = Σ w x and b = Σ w over the shard (with smoothing; else 0), and two
-// zeros. The gradient pass (`segment_grad`) reads each row's merged statistics from `partials`:
+// target is here (else 0), a = Σ w (x - m) and b = Σ w over the shard (with smoothing; else 0),
+// and two zeros. The gradient pass (`segment_grad`) reads each row's merged statistics from `partials`:
 // m = the row's lse over every shard, s = 1, and b = (1 - ε) w_y + ε/C Σ w over every class.
 const ELSEWHERE: u32 = 0xfffffffdu;
 
 fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) {
+    let m0 = (*st).m;
     if INPUT_KIND == LOGITS {
         add_exp(st, x, inside, false);
     }
     let w = quad_weights(cls, inside);
     let lq = log_q_unshifted(x);
+    // 0·log 0 = 0: a cls with no target mass adds nothing, even at log q = -inf.
     if CLASS_TARGETS {
         if params.label_smoothing > 0.0 {
-            (*st).a += sum4(select(vec4<f32>(0.0), w * lq, inside));
-            (*st).b += sum4(w);
+            add_relative(st, m0, w, lq, w != vec4<f32>(0.0));
         }
     } else {
         let eps = params.label_smoothing;
         let wp = select(vec4<f32>(0.0), w * ((1.0 - eps) * dense[q] + eps / f32(params.total_classes)), inside);
-        // 0·log 0 = 0: a cls with no target mass adds nothing, even at log q = -inf.
-        (*st).a += sum4(select(vec4<f32>(0.0), wp * lq, wp != vec4<f32>(0.0)));
-        (*st).b += sum4(wp);
+        add_relative(st, m0, wp, lq, wp != vec4<f32>(0.0));
     }
 }
 
@@ -69,11 +69,11 @@ fn finish_row(row: u32, st: Stats) {
             let log_q_y = log_q_of(st, vec4<f32>(load_element(row * params.classes + y))).x;
             main = -(1.0 - eps) * class_weight(y) * log_q_y;
             if eps > 0.0 {
-                main -= eps / f32(params.total_classes) * (st.a - lse * st.b);
+                main -= eps / f32(params.total_classes) * (st.a - lse_over_base(st) * st.b);
             }
         }
     } else {
-        main = -(st.a - lse * st.b);
+        main = -(st.a - lse_over_base(st) * st.b);
     }
     var z = 0.0;
     if counted && params.z_loss > 0.0 {

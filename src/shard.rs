@@ -62,7 +62,9 @@ pub struct ShardStats {
     /// Each row's target logit (after the soft cap) when the target is in this shard; `None`
     /// when it is in another, or the row is ignored.
     pub target_logit: Vec<Option<f32>>,
-    /// With label smoothing, each row's Σ w_c x_c over the shard (w = 1 without weights); else 0.
+    /// With label smoothing, each row's Σ w_c (x_c − max) over the shard (w = 1 without
+    /// weights; relative to the max, so that the merge cancels nothing where logits are large);
+    /// else 0.
     pub smoothing_sum: Vec<f32>,
 }
 
@@ -160,6 +162,15 @@ pub fn merge_shards(
     let spread = eps / total as f64;
     let w = |c: usize| weight.map_or(1.0, |w| f64::from(w[c]));
     let all_weights: f64 = (0..total).map(w).sum();
+    // Σ w over each shard's classes, which its smoothing sum is weighted by.
+    let shard_weights: Vec<f64> = order
+        .iter()
+        .map(|s| {
+            (s.shard.first_class..s.shard.first_class + s.classes)
+                .map(w)
+                .sum()
+        })
+        .collect();
     let mut main = Vec::with_capacity(batch);
     let mut z = Vec::with_capacity(batch);
     let mut lse = Vec::with_capacity(batch);
@@ -189,12 +200,18 @@ pub fn merge_shards(
                 claimed.len()
             )));
         };
-        let smoothing: f64 = order.iter().map(|s| f64::from(s.smoothing_sum[r])).sum();
+        // Σ w (x − lse) over the row, from each shard's Σ w (x − max).
+        let smoothing: f64 = order
+            .iter()
+            .zip(&shard_weights)
+            .filter(|&(_, &weights)| weights != 0.0)
+            .map(|(s, &weights)| {
+                f64::from(s.smoothing_sum[r]) + (f64::from(s.max[r]) - row_lse) * weights
+            })
+            .sum();
         let w_y = w(y as usize);
-        main.push(
-            (1.0 - eps) * w_y * (row_lse - f64::from(x_y))
-                + spread * (row_lse * all_weights - smoothing),
-        );
+        let smoothing_term = if eps > 0.0 { -spread * smoothing } else { 0.0 };
+        main.push((1.0 - eps) * w_y * (row_lse - f64::from(x_y)) + smoothing_term);
         z.push(f64::from(options.z_loss) * row_lse * row_lse);
         rows.push((
             row_lse as f32,

@@ -14,7 +14,7 @@ fn class_targets<'c>(req: &'c Checked) -> &'c [u32] {
 
 /// Each row's statistics over the shard, `ROW_STATS` values per row as the kernels write them:
 /// max (at least the lowest finite f32), Σ exp(x − max), the target's logit, 1 when the target
-/// is here, and with smoothing Σ w x and Σ w.
+/// is here, and with smoothing Σ w (x − max) and Σ w.
 pub(crate) fn stats(req: &Checked) -> Vec<f32> {
     let targets = class_targets(req);
     let smoothing = req.options.label_smoothing > 0.0;
@@ -31,7 +31,8 @@ pub(crate) fn stats(req: &Checked) -> Vec<f32> {
         stats[3] = if here { 1.0 } else { 0.0 };
         if smoothing {
             stats[4] = (0..req.classes)
-                .map(|c| req.class_weight(c) * x[c])
+                .filter(|&c| req.class_weight(c) != 0.0)
+                .map(|c| req.class_weight(c) * (x[c] - m))
                 .sum::<f64>() as f32;
             stats[5] = (0..req.classes).map(|c| req.class_weight(c)).sum::<f64>() as f32;
         }

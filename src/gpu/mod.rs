@@ -129,6 +129,10 @@ impl Workspace {
     }
 }
 
+/// Bytes of a buffer bound where a kernel reads nothing: at least one element of every binding's
+/// type (24 bytes for the row statistics).
+const UNUSED_BYTES: u64 = 32;
+
 /// A chunk's results copied to a readback buffer by submission `after`, not yet read: its
 /// gradient (when `grad`) and then its elementwise values, of `elements` of the batch.
 struct Pending {
@@ -357,8 +361,8 @@ impl GpuEngine {
         if let Some(w) = req.pos_weight {
             upload(&mut ws.pos_weight, bytemuck::cast_slice(w));
         }
-        ws.empty.get(device, 16);
-        ws.empty_writable.get(device, 16);
+        ws.empty.get(device, UNUSED_BYTES);
+        ws.empty_writable.get(device, UNUSED_BYTES);
         ws.row_values.get(device, row_bytes * row_stride);
         ws.row_lse.get(device, row_bytes);
         let (readback, _) = ws.readback.get(device, readback_len);
@@ -381,14 +385,14 @@ impl GpuEngine {
             stats_only.options.grad_in_place = false;
             rows::RowKernel::new(&stats_only, self.ctx.subgroups, variant)
         });
-        let partials = match &kernel.split {
+        let partials = match kernel.split.is_some() || rows::keeps_stats(&spec) {
             // Mirrors `Stats` in `rows.wgsl`: six f32.
-            Some(_) => {
+            true => {
                 let most_rows = chunks.iter().map(|c| c.len()).max().unwrap_or(0) as u64;
                 let bytes = most_rows * u64::from(segments) * 24;
                 ws.partials.get(device, bytes).0.clone()
             }
-            None => current(&ws.empty_writable).clone(),
+            false => current(&ws.empty_writable).clone(),
         };
         let split_passes = kernel
             .split

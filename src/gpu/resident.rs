@@ -11,7 +11,7 @@ use super::chunk::{gcd, round_up};
 use super::pipelines::Key;
 use super::shaders::Module;
 use super::timing::Timing;
-use super::{Bound, GpuEngine, ParamArena, RowBindings, reduce, rows};
+use super::{Bound, GpuEngine, ParamArena, RowBindings, UNUSED_BYTES, reduce, rows};
 use crate::device::{DeviceOutput, DeviceRequest, DeviceTarget, IndexType};
 use crate::error::{Error, Result};
 use crate::loss::{
@@ -355,8 +355,8 @@ impl GpuEngine {
             usage: wgpu::BufferUsages::UNIFORM,
         });
 
-        let empty = make("xent unused binding", 16)?;
-        let empty_writable = make("xent unused writable binding", 16)?;
+        let empty = make("xent unused binding", UNUSED_BYTES)?;
+        let empty_writable = make("xent unused writable binding", UNUSED_BYTES)?;
         let upload = |label: &str, values: Option<&[f32]>| match values {
             Some(v) => self.storage_init(label, bytemuck::cast_slice(v)),
             None => empty.clone(),
@@ -387,13 +387,14 @@ impl GpuEngine {
             }
             _ => empty.clone(),
         };
-        let partials = match kernel.split {
-            // Mirrors `Stats` in `rows.wgsl`: six f32.
-            Some(_) => make(
+        // Mirrors `Stats` in `rows.wgsl`: six f32.
+        let partials = if kernel.split.is_some() || rows::keeps_stats(&spec) {
+            make(
                 "xent segment statistics",
                 most_rows * u64::from(segments) * 24,
-            )?,
-            None => empty_writable.clone(),
+            )?
+        } else {
+            empty_writable.clone()
         };
         let edges = if grad_packed {
             make("xent gradient row edges", most_rows * 8)?

@@ -127,6 +127,11 @@ impl Checked<'_> {
     }
 }
 
+/// Whether the row pass keeps each row's statistics for the `elementwise` pass: KL's `none`.
+pub(crate) fn keeps_stats(req: &Spec) -> bool {
+    req.loss == LossKind::KlDiv && req.options.reduction == crate::loss::Reduction::None
+}
+
 /// The override constants that specialize the kernels to a request.
 fn request_constants(req: &Spec) -> Vec<(&'static str, u32)> {
     let kind = match req.options.input_kind {
@@ -157,6 +162,7 @@ fn request_constants(req: &Spec) -> Vec<(&'static str, u32)> {
         ("DEVICE_SCALES", u32::from(req.device_scales)),
         ("GRAD_PACKED", u32::from(req.grad_packed)),
         ("SHARD", u32::from(req.shard_classes.is_some())),
+        ("KEEP_STATS", u32::from(keeps_stats(req))),
     ]
 }
 
