@@ -5,7 +5,7 @@
 
 mod common;
 
-use half::f16;
+use half::{bf16, f16};
 use proptest::prelude::*;
 use xent::{Base, Engine, Input, InputKind, LossKind, Reduction, Request, Target};
 
@@ -42,8 +42,8 @@ struct Case {
     smoothing: f32,
     z_loss: f32,
     softcap: f32,
-    /// weight, pos_weight, smoothing, z_loss, softcap, lse, grad, in place, f16, i32, log_target,
-    /// strict, dense CE target.
+    /// weight, pos_weight, smoothing, z_loss, softcap, lse, grad, in place, f16 or bf16, i32,
+    /// log_target, strict, dense CE target.
     picks: [bool; 13],
     fault: u8,
     fault_value: f32,
@@ -189,6 +189,7 @@ fn answers(c: &Case, engines: &[Engine]) -> Vec<(String, Result<(), String>)> {
         input[at] = f32::NAN;
     }
     let halves: Vec<f16> = input.iter().map(|&v| f16::from_f32(v)).collect();
+    let brains: Vec<bf16> = input.iter().map(|&v| bf16::from_f32(v)).collect();
     let target_len = |len: usize| len + usize::from(c.fault == LONG_TARGET);
     let mut class_targets = c.class_targets[..target_len(c.batch)].to_vec();
     if c.fault == TARGET_OUT_OF_RANGE {
@@ -207,10 +208,11 @@ fn answers(c: &Case, engines: &[Engine]) -> Vec<(String, Result<(), String>)> {
         LossKind::CrossEntropy if !dense_ce => Target::ClassesI64(&class_targets),
         _ => Target::Dense(&dense),
     };
-    let input = if half && !in_place {
-        Input::F16(&halves)
-    } else {
-        Input::F32(&input)
+    // A 16-bit case is f16 or bf16, by the parity of where its fault would go.
+    let input = match (half && !in_place, c.fault_at % 2) {
+        (true, 0) => Input::F16(&halves),
+        (true, _) => Input::Bf16(&brains),
+        (false, _) => Input::F32(&input),
     };
     let mut weight = c.weight[..classes + usize::from(c.fault == LONG_WEIGHT)].to_vec();
     if c.fault == BAD_WEIGHT_VALUE && !weight.is_empty() {
