@@ -10,8 +10,8 @@
 // and a class target outside them is ELSEWHERE. The statistics pass writes each row's partial
 // statistics into `values`, 8 per row: m, s, the target's logit (0 when elsewhere), 1 when the
 // target is here (else 0), a = Σ w (x - m) and b = Σ w over the shard (with smoothing; else 0),
-// and two zeros. The gradient pass (`segment_grad`) reads each row's merged statistics from `partials`:
-// m = the row's lse over every shard, s = 1, and b = (1 - ε) w_y + ε/C Σ w over every class.
+// and two zeros. The gradient pass (`segment_grad`) reads each row's merged statistics from
+// `partials`: m and s over every shard, and b = (1 - ε) w_y + ε/C Σ w over every class.
 const ELSEWHERE: u32 = 0xfffffffdu;
 
 fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) {

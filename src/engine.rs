@@ -382,9 +382,11 @@ impl Engine {
     /// Records a request on device buffers into the caller's `encoder`: every pass, on buffers of
     /// its own and the caller's, with nothing read back. The results are in the returned
     /// buffers once the caller has submitted the encoder (and the gradient, in place, in the
-    /// input buffer). Shapes, options, buffer usages, offsets and sizes are checked here; device
-    /// class targets are checked on the device (see [`Engine::check_targets`]). Only on a GPU
-    /// engine, and with the caller's buffers on its device ([`Engine::from_wgpu`]).
+    /// input buffer). Shapes, options, buffer usages, offsets, sizes and aliasing are checked
+    /// here, so that the passes recorded are valid; device class targets are checked on the
+    /// device (see [`Engine::check_targets`]). Only on a GPU engine, and with the caller's
+    /// buffers on its device ([`Engine::from_wgpu`]). After an `Err`, some passes may already
+    /// be in `encoder`: drop it rather than submit it.
     pub fn record(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -395,12 +397,7 @@ impl Engine {
 
     /// [`Engine::record`] into an encoder of the engine's own, submitted at once.
     pub fn submit(&self, request: &DeviceRequest) -> Result<DeviceOutput> {
-        let gpu = self.gpu_engine()?;
-        let (device, queue) = gpu.wgpu();
-        let mut encoder = device.create_command_encoder(&Default::default());
-        let out = gpu.record(&mut encoder, request)?;
-        queue.submit([encoder.finish()]);
-        Ok(out)
+        self.gpu_engine()?.submit(request)
     }
 
     /// Blocks until the device is done, then returns a device-resident call's scalar loss; the

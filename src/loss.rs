@@ -259,8 +259,10 @@ pub struct Options {
     /// Also compute the gradient of the reduced loss with respect to the input (for `none`, of
     /// the sum of the unreduced values).
     pub grad: bool,
-    /// On the GPU, write the gradient over the uploaded input instead of a buffer of its own
-    /// (f32 input only). The result is the same; the device needs no memory for it.
+    /// On the GPU, write the gradient over the input instead of a buffer of its own; implies
+    /// `grad`. For a host request, over the uploaded copy (f32 input only): the result is the
+    /// same, and the device needs no memory for it. For a device-resident request, over the
+    /// caller's input buffer, in its dtype.
     pub grad_in_place: bool,
     /// Strict mode: a NaN or +inf in the input or a dense target is an error that names its row
     /// and class, found before anything is computed. Off by default, where a NaN makes its own
@@ -884,9 +886,10 @@ pub(crate) struct ShardInfo {
 pub(crate) enum ShardPass {
     /// Each row's partial statistics.
     Stats,
-    /// The gradient, from each row's merged (lse, b) and the reduction's (main, z-loss) scales.
+    /// The gradient, from each row's merged (max, sum-exp, b) and the reduction's (main, z-loss)
+    /// scales.
     Grad {
-        rows: Vec<(f32, f32)>,
+        rows: Vec<crate::shard::MergedRow>,
         scales: (f32, f32),
     },
 }

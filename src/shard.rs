@@ -99,11 +99,16 @@ pub struct ShardedLoss {
     pub lse: Vec<f32>,
     /// Rows whose target is not the ignore index.
     pub valid_rows: usize,
-    /// Each row's (lse, b = (1 − ε) w_y + ε/C Σ w), for the gradient passes.
-    pub(crate) rows: Vec<(f32, f32)>,
+    /// Each row's merged statistics for the gradient passes: the max m over every shard (a logit,
+    /// exact in f32), s = Σ exp(x − m), and b = (1 − ε) w_y + ε/C Σ w. With (m, s) rather than an
+    /// f32 lse, the passes form log q = (x − m) − log s as an unsharded row does.
+    pub(crate) rows: Vec<MergedRow>,
     /// The reduction's (main, z-loss) scales.
     pub(crate) scales: (f32, f32),
 }
+
+/// One row's merged statistics: max, sum-exp over it, and the gradient's b.
+pub(crate) type MergedRow = (f32, f32, f32);
 
 /// Merges every shard's statistics, in float64, into the loss and lse of the whole rows: the
 /// `targets` (global class indices), class `weight` over all classes, and `options` are those of
@@ -119,6 +124,8 @@ pub fn merge_shards(
         option: "shard",
         reason,
     };
+    // A shard's end, where the shards' class counts do not overflow (checked below).
+    let next_of = |s: &ShardStats| s.shard.first_class.saturating_add(s.classes);
     let mut order: Vec<&ShardStats> = shards.iter().collect();
     order.sort_by_key(|s| s.shard.first_class);
     let Some(first) = order.first() else {
@@ -128,7 +135,7 @@ pub fn merge_shards(
     let batch = targets.len();
     let mut next = 0;
     for s in &order {
-        if s.shard.total_classes != total || s.shard.first_class != next {
+        if s.shard.total_classes != total || s.shard.first_class != next || next_of(s) > total {
             return Err(invalid(format!(
                 "the shards do not tile [0, {total}): one starts at class {} of {} where {next} was next",
                 s.shard.first_class, s.shard.total_classes
@@ -145,7 +152,7 @@ pub fn merge_shards(
                 "a shard's statistics have {lengths:?} rows, the targets {batch}"
             )));
         }
-        next += s.classes;
+        next = next_of(s);
     }
     if next != total {
         return Err(invalid(format!(
@@ -189,10 +196,16 @@ pub fn merge_shards(
         if y == IGNORED {
             main.push(0.0);
             z.push(0.0);
-            rows.push((row_lse as f32, 0.0));
+            rows.push((m as f32, sum as f32, 0.0));
             continue;
         }
-        let claimed: Vec<f32> = order.iter().filter_map(|s| s.target_logit[r]).collect();
+        // The target's logit, from the shard that holds its class.
+        let holds = |s: &&&ShardStats| (s.shard.first_class..next_of(s)).contains(&(y as usize));
+        let claimed: Vec<f32> = order
+            .iter()
+            .filter(holds)
+            .filter_map(|s| s.target_logit[r])
+            .collect();
         let [x_y] = claimed[..] else {
             return Err(invalid(format!(
                 "row {r}'s target {} is claimed by {} shards, not one",
@@ -213,10 +226,8 @@ pub fn merge_shards(
         let smoothing_term = if eps > 0.0 { -spread * smoothing } else { 0.0 };
         main.push((1.0 - eps) * w_y * (row_lse - f64::from(x_y)) + smoothing_term);
         z.push(f64::from(options.z_loss) * row_lse * row_lse);
-        rows.push((
-            row_lse as f32,
-            ((1.0 - eps) * w_y + spread * all_weights) as f32,
-        ));
+        let b = (1.0 - eps) * w_y + spread * all_weights;
+        rows.push((m as f32, sum as f32, b as f32));
     }
     let divisors = divisors(
         LossKind::CrossEntropy,

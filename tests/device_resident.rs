@@ -378,7 +378,9 @@ fn check(engine: &Engine, rng: &mut StdRng, c: &Case, dtype: Dtype, at: Where) {
         "{what}: gradient bytes differ from the host gradient in the input's dtype"
     );
 
-    // In place: the gradient lands over the input, and nothing outside it changes.
+    // In place (which implies a gradient): the gradient lands over the input, and nothing
+    // outside it changes.
+    device_request.options.grad = false;
     device_request.options.grad_in_place = true;
     let out = engine.submit(&device_request).unwrap();
     assert!(
@@ -721,6 +723,30 @@ fn unusable_buffers_and_options_are_typed_errors() {
             "{name}: {err} (expected {message}...)"
         );
     }
+    // The input's own buffer as a dense target: one dispatch would bind it read-write and
+    // read-only.
+    let aliased = DeviceRequest {
+        loss: LossKind::KlDiv,
+        target: DeviceTarget::Dense {
+            buffer: &good,
+            offset: 0,
+        },
+        input: DeviceInput {
+            shape: [1, 7],
+            ..base.input
+        },
+        ..base
+    };
+    let err = engine.submit(&aliased).unwrap_err();
+    assert!(
+        err.to_string().starts_with("target: is the input's buffer"),
+        "{err}"
+    );
+    let err = engine.read_buffer(&good, 0..u64::MAX).unwrap_err();
+    assert!(
+        matches!(err, Error::DeviceBuffer { what: "read", .. }),
+        "{err:?}"
+    );
     let err = Engine::cpu().submit(&base).unwrap_err();
     assert!(
         matches!(err, Error::DeviceBuffer { what: "engine", .. }),
@@ -799,7 +825,10 @@ fn inputs_over_one_binding_go_in_aligned_row_chunks() {
         };
         let mut bce = case("bce none, chunks", LossKind::BinaryCrossEntropy, [500, 999]);
         bce.options.reduction = Reduction::None;
+        // One row of 70 001 classes fits one binding: one chunk, at any offset.
+        let one_row = case("one long row", LossKind::CrossEntropy, [1, 70_001]);
         for (c, dtype) in [
+            (&one_row, Dtype::F32),
             (&ce, Dtype::Bf16),
             (&ce, Dtype::F32),
             (&weighted, Dtype::F16),

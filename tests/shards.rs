@@ -38,9 +38,24 @@ fn request<'a>(
 /// Shards `[B, C]` at `cuts` over `engines` (round robin), merges, writes each shard's gradient,
 /// and checks the loss, lse and gradient against the reference on the whole rows.
 fn check(engines: &[Engine], shape: [usize; 2], cuts: &[usize], o: Options, weighted: bool) {
+    check_at(engines, shape, cuts, o, weighted, 0.0);
+}
+
+/// As `check`, with every logit moved by `offset`.
+fn check_at(
+    engines: &[Engine],
+    shape: [usize; 2],
+    cuts: &[usize],
+    o: Options,
+    weighted: bool,
+    offset: f32,
+) {
     let mut rng = common::rng("shards");
     let [batch, classes] = shape;
-    let x = common::logits(&mut rng, batch * classes, 4.0);
+    let x: Vec<f32> = common::logits(&mut rng, batch * classes, 4.0)
+        .iter()
+        .map(|v| v + offset)
+        .collect();
     let t = common::targets(&mut rng, batch, classes, 0.2);
     let weight: Vec<f32> = (0..classes).map(|_| rng.random_range(0.2..2.0)).collect();
     let weight = weighted.then_some(&weight[..]);
@@ -171,6 +186,20 @@ fn shards_on_two_adapters_match_the_unsharded_loss_and_gradient() {
     }
 }
 
+/// Logits near 1e6: the merged statistics reach the gradient passes as (max, sum-exp), never as
+/// an f32 lse, so the gradient keeps the unsharded precision.
+#[test]
+fn shards_keep_their_precision_at_large_logits() {
+    let engines: Vec<Engine> = common::gpus()
+        .iter()
+        .cloned()
+        .chain([Engine::cpu(), Engine::reference()])
+        .collect();
+    for (o, weighted) in option_sets() {
+        check_at(&engines, [5, 3001], &[1000, 2000], o, weighted, 1.0e6);
+    }
+}
+
 #[test]
 fn shards_on_the_cpu_engines_and_one_shard() {
     let cpus = [Engine::cpu(), Engine::reference()];
@@ -214,6 +243,35 @@ fn shards_that_do_not_tile_the_row_are_refused() {
         );
     }
     assert!(merge_shards(&[stats(3), stats(0)], &t, None, &o).is_ok());
+    // Class counts that overflow a usize, and a shard past the row.
+    let mut huge = stats(0);
+    huge.classes = usize::MAX;
+    let mut wrap = stats(3);
+    wrap.shard.first_class = usize::MAX;
+    let err = merge_shards(&[huge, wrap], &t, None, &o).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidOption {
+                option: "shard",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let mut long = stats(3);
+    long.classes = 4;
+    let err = merge_shards(&[stats(0), long], &t, None, &o).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidOption {
+                option: "shard",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let mut short = stats(3);
     short.sum_exp.pop();
     let err = merge_shards(&[stats(0), short], &t, None, &o).unwrap_err();

@@ -40,7 +40,7 @@ pub(crate) fn stats(req: &Checked) -> Vec<f32> {
     out
 }
 
-/// The shard's slice of the gradient: for each row, from its merged (lse, b), α(b·softmax −
+/// The shard's slice of the gradient: for each row, from its merged (m, s, b), α(b·softmax −
 /// w p′) + 2βs·lse·softmax, through the soft cap's chain rule; 0 on ignored rows.
 pub(crate) fn grad(req: &Checked, grad: &mut [f32]) {
     let Some(ShardInfo {
@@ -64,13 +64,15 @@ pub(crate) fn grad(req: &Checked, grad: &mut [f32]) {
             out.fill(0.0);
             continue;
         }
-        let (lse, b) = (f64::from(rows[r].0), f64::from(rows[r].1));
+        let (m, s, b) = rows[r];
+        let (m, log_s, b) = (f64::from(m), f64::from(s).ln(), f64::from(b));
+        let lse = m + log_s;
         let x = capped_row(req, r);
         for (c, g) in out.iter_mut().enumerate() {
             let w = req.class_weight(c);
             let target = if c as u32 == y { 1.0 - eps } else { 0.0 };
             let wp = w * (eps / total_classes as f64 + target);
-            let softmax = (x[c] - lse).exp();
+            let softmax = ((x[c] - m) - log_s).exp();
             let mut d =
                 alpha * (b * softmax - wp) + 2.0 * beta * f64::from(o.z_loss) * lse * softmax;
             if let Some(cap) = o.softcap {

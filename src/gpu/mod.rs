@@ -218,6 +218,21 @@ impl GpuEngine {
             .scoped(req.loss.name(), || self.run(&mut ws, req, grad, timed))
     }
 
+    /// A buffer that a kernel binds whole, of `bytes` for `rows` rows, must fit one storage
+    /// binding, and the rows a u32 index.
+    fn fits_binding(&self, what: &str, rows: usize, bytes: u64) -> Result<()> {
+        let binding = self.ctx.limits.max_storage_buffer_binding_size;
+        if bytes <= binding && rows <= u32::MAX as usize {
+            return Ok(());
+        }
+        Err(Error::TooLarge {
+            what: "batch",
+            reason: format!(
+                "{rows} rows need {bytes} bytes of {what}, over the {binding}-byte storage binding"
+            ),
+        })
+    }
+
     /// A 2-D grid of `groups` workgroups within the per-dimension limit.
     fn grid(&self, groups: u32) -> (u32, u32) {
         let max = self.ctx.limits.max_compute_workgroups_per_dimension.max(1);
@@ -237,17 +252,8 @@ impl GpuEngine {
         timed: bool,
     ) -> Result<(Output, Option<KernelTime>)> {
         let limits = &self.ctx.limits;
-        let binding = limits.max_storage_buffer_binding_size;
         let row_bytes = req.batch as u64 * 4;
-        if row_bytes > binding || req.batch > u32::MAX as usize {
-            return Err(Error::TooLarge {
-                what: "batch",
-                reason: format!(
-                    "{} rows need {row_bytes} bytes of per-row results, over the {binding}-byte storage binding",
-                    req.batch
-                ),
-            });
-        }
+        self.fits_binding("per-row results", req.batch, row_bytes)?;
         // A vocabulary shard's gradient pass, from each row's merged statistics: no loss.
         let given = match &req.shard {
             Some(ShardInfo {
@@ -363,6 +369,7 @@ impl GpuEngine {
         }
         ws.empty.get(device, UNUSED_BYTES);
         ws.empty_writable.get(device, UNUSED_BYTES);
+        self.fits_binding("per-row results", req.batch, row_bytes * row_stride)?;
         ws.row_values.get(device, row_bytes * row_stride);
         ws.row_lse.get(device, row_bytes);
         let (readback, _) = ws.readback.get(device, readback_len);
@@ -388,8 +395,9 @@ impl GpuEngine {
         let partials = match kernel.split.is_some() || rows::keeps_stats(&spec) {
             // Mirrors `Stats` in `rows.wgsl`: six f32.
             true => {
-                let most_rows = chunks.iter().map(|c| c.len()).max().unwrap_or(0) as u64;
-                let bytes = most_rows * u64::from(segments) * 24;
+                let most_rows = chunks.iter().map(|c| c.len()).max().unwrap_or(0);
+                let bytes = most_rows as u64 * u64::from(segments) * 24;
+                self.fits_binding("row statistics", most_rows, bytes)?;
                 ws.partials.get(device, bytes).0.clone()
             }
             false => current(&ws.empty_writable).clone(),
@@ -399,10 +407,15 @@ impl GpuEngine {
             .as_ref()
             .map_or(0, |split| 1 + usize::from(split.grad.is_some()));
         let element_pipeline = elementwise.then(|| self.pipeline(&rows::elementwise_key(&spec)));
+        // The statistics-only passes before an in-place gradient with elementwise values.
+        let pre_passes = pre_kernel
+            .as_ref()
+            .map_or(0, |pre| 1 + usize::from(pre.split.is_some()));
         let mut timing = Timing::new(
             &self.ctx,
             timed || trial.is_some(),
-            chunks.len() * (1 + usize::from(elementwise) + split_passes) + passes.len(),
+            chunks.len() * (1 + usize::from(elementwise) + split_passes + pre_passes)
+                + passes.len(),
         );
         let mut grad = grad;
         let mut pending: std::collections::VecDeque<Pending> = Default::default();
@@ -454,9 +467,9 @@ impl GpuEngine {
                 // Each row's merged statistics where `segment_grad` reads them.
                 let stats: Vec<[f32; 6]> = merged[rows.clone()]
                     .iter()
-                    .flat_map(|&(lse, b)| {
+                    .flat_map(|&(m, s, b)| {
                         let mut row = vec![[0.0; 6]; segments as usize];
-                        row[0] = [lse, 1.0, 0.0, 0.0, b, 0.0];
+                        row[0] = [m, s, 0.0, 0.0, b, 0.0];
                         row
                     })
                     .collect();

@@ -115,6 +115,10 @@ fn device_chunks(
     align: u64,
 ) -> Result<Vec<Range<usize>>> {
     let row_bytes = classes as u64 * 4;
+    // The whole batch in one binding, wherever it starts.
+    if (batch as u64).saturating_mul(row_bytes) <= max_binding.saturating_sub(16) {
+        return Ok(vec![0..batch]);
+    }
     // The fewest rows whose bytes, in every dtype (2 or 4 per element), are a multiple of align.
     let step = {
         let half_row = classes as u64 * 2;
@@ -138,6 +142,17 @@ fn device_chunks(
 }
 
 impl GpuEngine {
+    /// Records a device-resident request into an encoder of its own and submits it, with the
+    /// encoder's own validation inside the error scope.
+    pub fn submit(&self, req: &DeviceRequest) -> Result<DeviceOutput> {
+        self.ctx.scoped("a device-resident loss", || {
+            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+            let out = self.record_passes(&mut encoder, req)?;
+            self.ctx.queue.submit([encoder.finish()]);
+            Ok(out)
+        })
+    }
+
     /// Records a device-resident request into `encoder`.
     pub fn record(
         &self,
@@ -159,7 +174,9 @@ impl GpuEngine {
         let input = &req.input;
         let shape = input.shape;
         let [batch, classes] = shape;
-        let o = req.options;
+        let mut o = req.options;
+        // As `Request::grad_in_place` does: a gradient in place is a gradient.
+        o.grad |= o.grad_in_place;
         let elements = check_shape(shape)? as u64;
         if o.strict {
             return Err(Error::DeviceBuffer {
@@ -221,6 +238,14 @@ impl GpuEngine {
                 Targets::Dense(Span::of(buffer, offset, bytes))
             }
         };
+        if let Targets::Dense(t) = &targets
+            && t.buffer == *input.buffer
+        {
+            return Err(Error::DeviceBuffer {
+                what: "target",
+                reason: "is the input's buffer: one dispatch may not bind a buffer both read-write (the input) and read-only (the target); put them in two buffers".into(),
+            });
+        }
         let kind = match targets {
             Targets::None => TargetKind::None,
             Targets::Host(..) | Targets::Device(..) => TargetKind::Classes,
@@ -228,14 +253,10 @@ impl GpuEngine {
         };
         check_target_kind(req.loss, kind, shape)?;
         let binding = limits.max_storage_buffer_binding_size;
-        if batch as u64 * 4 > binding || batch > u32::MAX as usize {
-            return Err(Error::TooLarge {
-                what: "batch",
-                reason: format!(
-                    "{batch} rows need {} bytes of per-row results, over the {binding}-byte storage binding",
-                    batch * 4
-                ),
-            });
+        self.fits_binding("per-row results", batch, batch as u64 * 4)?;
+        if matches!(targets, Targets::Device(..)) {
+            // The target passes' weights and counts, 8 bytes a row.
+            self.fits_binding("target counts", batch, batch as u64 * 8)?;
         }
 
         // The reduction's scales: from the host, unless a mean needs the weights of targets that
@@ -389,14 +410,14 @@ impl GpuEngine {
         };
         // Mirrors `Stats` in `rows.wgsl`: six f32.
         let partials = if kernel.split.is_some() || rows::keeps_stats(&spec) {
-            make(
-                "xent segment statistics",
-                most_rows * u64::from(segments) * 24,
-            )?
+            let bytes = most_rows * u64::from(segments) * 24;
+            self.fits_binding("row statistics", most_rows as usize, bytes)?;
+            make("xent segment statistics", bytes)?
         } else {
             empty_writable.clone()
         };
         let edges = if grad_packed {
+            self.fits_binding("gradient row edges", most_rows as usize, most_rows * 8)?;
             make("xent gradient row edges", most_rows * 8)?
         } else {
             empty_writable.clone()
@@ -582,8 +603,9 @@ impl GpuEngine {
             return fail(format!("usage {:?} lacks COPY_SRC", buffer.usage()));
         }
         // Copies move whole 4-byte words: the words around the range are copied, and cut.
-        let words = range.start / 4 * 4..range.end.next_multiple_of(4);
-        if range.start > range.end || words.end > buffer.size() {
+        let end = range.end.checked_next_multiple_of(4).unwrap_or(u64::MAX);
+        let words = range.start / 4 * 4..end;
+        if range.start > range.end || range.end > buffer.size() || words.end > buffer.size() {
             return fail(format!(
                 "{range:?} is not within the buffer's {} bytes (in whole 4-byte words)",
                 buffer.size()
