@@ -117,7 +117,7 @@ fn device_chunks(
     let row_bytes = classes as u64 * 4;
     // The whole batch in one binding, wherever it starts.
     if (batch as u64).saturating_mul(row_bytes) <= max_binding.saturating_sub(16) {
-        return Ok(vec![0..batch]);
+        return Ok(std::iter::once(0..batch).collect());
     }
     // The fewest rows whose bytes, in every dtype (2 or 4 per element), are a multiple of align.
     let step = {
