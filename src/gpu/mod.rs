@@ -148,7 +148,43 @@ struct ParamArena {
     align: usize,
 }
 
+/// Where a call's params sit in its arena: each chunk's row-kernel params, then each reduction
+/// pass's (workgroups, params).
+struct CallParams {
+    chunks: Vec<u32>,
+    passes: Vec<(u32, u32)>,
+}
+
 impl ParamArena {
+    /// The arena of one call on `chunks` of `spec`, with `segments` per row and the reduction's
+    /// (main, z-loss) `scales`; with `scalar`, the passes that sum the batch's rows too.
+    fn for_call(
+        limits: &wgpu::Limits,
+        spec: &rows::Spec,
+        chunks: &[std::ops::Range<usize>],
+        segments: u32,
+        scales: (f32, f32),
+        scalar: bool,
+    ) -> (Self, CallParams) {
+        let mut arena = ParamArena {
+            bytes: Vec::new(),
+            align: limits.min_uniform_buffer_offset_alignment as usize,
+        };
+        let chunks = chunks
+            .iter()
+            .map(|c| arena.push(&rows::Params::chunk(spec, c, segments, scales)))
+            .collect();
+        let passes = if scalar {
+            reduce::passes(spec.batch as u32)
+                .into_iter()
+                .map(|(groups, p)| (groups, arena.push(&p)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        (arena, CallParams { chunks, passes })
+    }
+
     fn push<T: bytemuck::Pod>(&mut self, params: &T) -> u32 {
         let offset = self.bytes.len();
         self.bytes.extend_from_slice(bytemuck::bytes_of(params));
@@ -327,22 +363,13 @@ impl GpuEngine {
         };
         let kernel = rows::RowKernel::new(&spec, self.ctx.subgroups, variant);
         let segments = kernel.segments();
-        let mut arena = ParamArena {
-            bytes: Vec::new(),
-            align: limits.min_uniform_buffer_offset_alignment as usize,
-        };
-        let chunk_offsets: Vec<u32> = chunks
-            .iter()
-            .map(|c| arena.push(&rows::Params::chunk(&spec, c, segments, (alpha, beta))))
-            .collect();
-        let passes: Vec<(u32, u32)> = if scalar {
-            reduce::passes(req.batch as u32)
-                .into_iter()
-                .map(|(groups, p)| (groups, arena.push(&p)))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let (
+            arena,
+            CallParams {
+                chunks: chunk_offsets,
+                passes,
+            },
+        ) = ParamArena::for_call(limits, &spec, &chunks, segments, (alpha, beta), scalar);
 
         let device = &self.ctx.device;
         let queue = &self.ctx.queue;

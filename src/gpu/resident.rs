@@ -11,7 +11,7 @@ use super::chunk::{gcd, round_up};
 use super::pipelines::Key;
 use super::shaders::Module;
 use super::timing::Timing;
-use super::{Bound, GpuEngine, ParamArena, RowBindings, UNUSED_BYTES, reduce, rows};
+use super::{Bound, CallParams, GpuEngine, ParamArena, RowBindings, UNUSED_BYTES, rows};
 use crate::device::{DeviceOutput, DeviceRequest, DeviceTarget, IndexType};
 use crate::error::{Error, Result};
 use crate::loss::{
@@ -59,8 +59,8 @@ impl Span {
 /// A request's target, checked, as the kernels will read it.
 enum Targets {
     None,
-    /// Encoded on the host, with the count of rows that are not ignored.
-    Host(Vec<u32>, usize),
+    /// Encoded on the host.
+    Host(Vec<u32>),
     /// On the device, to be encoded there.
     Device(Span, IndexType),
     Dense(Span),
@@ -199,15 +199,14 @@ impl GpuEngine {
             DeviceTarget::None => Targets::None,
             DeviceTarget::Host(Target::None) => Targets::None,
             DeviceTarget::Host(Target::ClassesI32(t)) => {
-                let encoded =
-                    encode_classes(shape, o.ignore_index, None, t.len(), |r| i64::from(t[r]))?;
-                let valid = encoded.iter().filter(|&&y| y != IGNORED).count();
-                Targets::Host(encoded, valid)
+                Targets::Host(encode_classes(shape, o.ignore_index, None, t.len(), |r| {
+                    i64::from(t[r])
+                })?)
             }
             DeviceTarget::Host(Target::ClassesI64(t)) => {
-                let encoded = encode_classes(shape, o.ignore_index, None, t.len(), |r| t[r])?;
-                let valid = encoded.iter().filter(|&&y| y != IGNORED).count();
-                Targets::Host(encoded, valid)
+                Targets::Host(encode_classes(shape, o.ignore_index, None, t.len(), |r| {
+                    t[r]
+                })?)
             }
             DeviceTarget::Host(Target::Dense(t)) => {
                 if t.len() as u64 != elements {
@@ -267,7 +266,7 @@ impl GpuEngine {
             (0.0, 0.0)
         } else {
             let (encoded, valid) = match &targets {
-                Targets::Host(t, valid) => (Some(&t[..]), *valid),
+                Targets::Host(t) => (Some(&t[..]), t.iter().filter(|&&y| y != IGNORED).count()),
                 _ => (None, batch),
             };
             divisors(req.loss, &o, shape, valid, encoded, weight).map_or((0.0, 0.0), |(main, z)| {
@@ -345,22 +344,13 @@ impl GpuEngine {
         let variant = self.tuner.settled(&spec, cpu_adapter);
         let kernel = rows::RowKernel::new(&spec, self.ctx.subgroups, variant);
         let segments = kernel.segments();
-        let mut arena = ParamArena {
-            bytes: Vec::new(),
-            align: limits.min_uniform_buffer_offset_alignment as usize,
-        };
-        let chunk_offsets: Vec<u32> = chunks
-            .iter()
-            .map(|c| arena.push(&rows::Params::chunk(&spec, c, segments, (alpha, beta))))
-            .collect();
-        let passes: Vec<(u32, u32)> = if scalar {
-            reduce::passes(batch as u32)
-                .into_iter()
-                .map(|(groups, p)| (groups, arena.push(&p)))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let (
+            mut arena,
+            CallParams {
+                chunks: chunk_offsets,
+                passes,
+            },
+        ) = ParamArena::for_call(limits, &spec, &chunks, segments, (alpha, beta), scalar);
         let ignore = o.ignore_index as u64;
         let target_offset = arena.push(&TargetParams {
             rows: batch as u32,
@@ -386,7 +376,7 @@ impl GpuEngine {
         let pos_weight_buf = upload("xent pos_weight", pos_weight);
         let scales = make("xent scales", 16)?;
         let class_targets = match &targets {
-            Targets::Host(encoded, _) => {
+            Targets::Host(encoded) => {
                 self.storage_init("xent class targets", bytemuck::cast_slice(encoded))
             }
             Targets::Device(raw, index) => {
