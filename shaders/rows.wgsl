@@ -481,6 +481,19 @@ fn finish_and_keep(row: u32, st: Stats) {
     }
 }
 
+// A workgroup's row, once its statistics are reduced: the first invocation finishes it, and with
+// GRAD every invocation writes its share of the gradient. Call it from uniform control flow.
+fn finish_workgroup_row(row: u32, st: Stats, lid: u32) {
+    if lid == 0u {
+        finish_and_keep(row, st);
+    }
+    if GRAD {
+        // finish_row reads the target logit, which an in-place gradient overwrites.
+        workgroupBarrier();
+        grad_quads(row, st, row_span(row), lid, WORKGROUP);
+    }
+}
+
 // Small classes: each invocation owns one row and scans it alone, with no barriers.
 @compute @workgroup_size(ROWS_PER_GROUP)
 fn row_per_thread(

@@ -28,14 +28,7 @@ fn row_per_workgroup(
         return;
     }
     let st = reduce_stats(scan_quads(row, row_span(row), lid, WORKGROUP), lid);
-    if lid == 0u {
-        finish_and_keep(row, st);
-    }
-    if GRAD {
-        // finish_row reads the target logit, which an in-place gradient overwrites.
-        workgroupBarrier();
-        grad_quads(row, st, row_span(row), lid, WORKGROUP);
-    }
+    finish_workgroup_row(row, st, lid);
 }
 
 // Split rows: the statistics of one segment of a row.

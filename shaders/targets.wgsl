@@ -77,26 +77,20 @@ fn encode_targets(
     counts[params.rows + row] = counted;
 }
 
-var<workgroup> partial: array<vec2<f32>, WORKGROUP>;
-
-// One workgroup, after `encode_targets`: Σ w_y and the counted rows in a fixed order, then the
-// scales. With no row counted both are 0 (the mean of nothing is 0); with Σ w_y = 0 over counted
-// rows the main scale is inf, and the mean NaN, as in PyTorch. It also copies the first
-// out-of-range target into `status`, sign-extended from i32.
+// One workgroup, after `encode_targets`: Σ w_y and the counted rows in a fixed order
+// (`workgroup_sum`, tree_sum.wgsl), then the scales. With no row counted both are 0 (the mean of
+// nothing is 0); with Σ w_y = 0 over counted rows the main scale is inf, and the mean NaN, as in
+// PyTorch. It also copies the first out-of-range target into `status`, sign-extended from i32.
 @compute @workgroup_size(WORKGROUP)
 fn device_scales(@builtin(local_invocation_index) lid: u32) {
     var mine = vec2<f32>(0.0);
     for (var r = lid; r < params.rows; r += WORKGROUP) {
         mine += vec2<f32>(counts[r], counts[params.rows + r]);
     }
-    partial[lid] = mine;
+    let weights = workgroup_sum(lid, WORKGROUP, mine.x);
+    // Every invocation has read the first sum before the second overwrites it.
     workgroupBarrier();
-    for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    let counted = workgroup_sum(lid, WORKGROUP, mine.y);
     if lid == 0u {
         let bad = atomicLoad(&status[0]);
         if bad != 0xffffffffu {
@@ -104,9 +98,8 @@ fn device_scales(@builtin(local_invocation_index) lid: u32) {
             atomicStore(&status[1], value.x);
             atomicStore(&status[2], value.y);
         }
-        let total = partial[0];
-        let any = total.y > 0.0;
-        scales[0] = select(0.0, 1.0 / (params.ln_base * total.x), any);
-        scales[1] = select(0.0, 1.0 / total.y, any);
+        let any = counted > 0.0;
+        scales[0] = select(0.0, 1.0 / (params.ln_base * weights), any);
+        scales[1] = select(0.0, 1.0 / counted, any);
     }
 }

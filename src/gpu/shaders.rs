@@ -80,7 +80,7 @@ impl Module {
             ],
             Module::Reduce => vec![("tree_sum.wgsl", TREE_SUM), ("reduce.wgsl", REDUCE)],
             Module::Probe => vec![("tree_sum.wgsl", TREE_SUM), ("probe.wgsl", PROBE)],
-            Module::Targets => vec![("targets.wgsl", TARGETS)],
+            Module::Targets => vec![("tree_sum.wgsl", TREE_SUM), ("targets.wgsl", TARGETS)],
         };
         let files: Vec<&'static str> = parts.iter().map(|(f, _)| *f).collect();
         ShaderModule {
