@@ -24,6 +24,16 @@ fn special() -> impl Strategy<Value = f32> {
     ]
 }
 
+/// Any of the losses.
+fn any_loss() -> impl Strategy<Value = LossKind> {
+    prop_oneof![
+        Just(LossKind::CrossEntropy),
+        Just(LossKind::BinaryCrossEntropy),
+        Just(LossKind::KlDiv),
+        Just(LossKind::Entropy),
+    ]
+}
+
 #[derive(Clone, Debug)]
 struct Case {
     loss: LossKind,
@@ -56,12 +66,7 @@ fn case() -> impl Strategy<Value = Case> {
             let n = batch * classes + 1;
             (
                 (
-                    prop_oneof![
-                        Just(LossKind::CrossEntropy),
-                        Just(LossKind::BinaryCrossEntropy),
-                        Just(LossKind::KlDiv),
-                        Just(LossKind::Entropy)
-                    ],
+                    any_loss(),
                     Just((batch, classes)),
                     proptest::collection::vec(-30.0_f32..30.0, n),
                     proptest::collection::vec(0.0_f32..1.0, n),
@@ -336,12 +341,7 @@ struct DeviceCase {
 fn device_case() -> impl Strategy<Value = DeviceCase> {
     (
         (
-            prop_oneof![
-                Just(LossKind::CrossEntropy),
-                Just(LossKind::BinaryCrossEntropy),
-                Just(LossKind::KlDiv),
-                Just(LossKind::Entropy),
-            ],
+            any_loss(),
             (0usize..5, 0usize..40),
             0u8..3,
             prop_oneof![Just(-16_i64), Just(0), Just(0), Just(64), Just(300)],

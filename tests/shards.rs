@@ -209,6 +209,20 @@ fn shards_on_the_cpu_engines_and_one_shard() {
     }
 }
 
+/// A refusal of the shards themselves: `Error::InvalidOption` naming `shard`.
+fn assert_refused(err: &Error) {
+    assert!(
+        matches!(
+            err,
+            Error::InvalidOption {
+                option: "shard",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
 #[test]
 fn shards_that_do_not_tile_the_row_are_refused() {
     let x = [0.5_f32; 2 * 3];
@@ -231,16 +245,7 @@ fn shards_that_do_not_tile_the_row_are_refused() {
         vec![stats(3), stats(3)],
     ] {
         let err = merge_shards(&shards, &t, None, &o).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::InvalidOption {
-                    option: "shard",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_refused(&err);
     }
     assert!(merge_shards(&[stats(3), stats(0)], &t, None, &o).is_ok());
     // Class counts that overflow a usize, and a shard past the row.
@@ -249,42 +254,15 @@ fn shards_that_do_not_tile_the_row_are_refused() {
     let mut wrap = stats(3);
     wrap.shard.first_class = usize::MAX;
     let err = merge_shards(&[huge, wrap], &t, None, &o).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidOption {
-                option: "shard",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_refused(&err);
     let mut long = stats(3);
     long.classes = 4;
     let err = merge_shards(&[stats(0), long], &t, None, &o).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidOption {
-                option: "shard",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_refused(&err);
     let mut short = stats(3);
     short.sum_exp.pop();
     let err = merge_shards(&[stats(0), short], &t, None, &o).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidOption {
-                option: "shard",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_refused(&err);
     // A target past the row, and a shard past the row.
     let err = Engine::cpu()
         .shard_stats(
@@ -316,14 +294,5 @@ fn shards_that_do_not_tile_the_row_are_refused() {
             },
         )
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidOption {
-                option: "shard",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_refused(&err);
 }
