@@ -802,20 +802,12 @@ fn a_callers_device_and_encoder() {
 #[test]
 fn inputs_over_one_binding_go_in_aligned_row_chunks() {
     let mut rng = common::rng("device resident, small bindings");
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    for adapter in pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all())) {
-        // A device that binds at most 1 MiB at once: every case below takes several chunks.
-        let limits = wgpu::Limits {
-            max_storage_buffer_binding_size: 1 << 20,
-            ..adapter.limits()
-        };
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("caller, 1 MiB bindings"),
-            required_limits: limits,
-            ..Default::default()
-        }))
-        .unwrap();
+    // Devices that bind at most 1 MiB at once: every case below but one takes several chunks.
+    let devices = common::caller_devices_with(|limits| wgpu::Limits {
+        max_storage_buffer_binding_size: 1 << 20,
+        ..limits
+    });
+    for (_, device, queue) in devices {
         let engine = Engine::from_wgpu(device, queue);
         let ce = case("ce, chunks", LossKind::CrossEntropy, [700, 1001]);
         let weighted = Case {

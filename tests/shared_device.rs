@@ -54,21 +54,13 @@ fn a_destroyed_device_is_an_error_not_a_panic() {
 #[test]
 fn a_row_over_a_small_devices_limits_is_an_error_and_the_engine_goes_on() {
     let mut rng = common::rng("small limits");
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    for adapter in pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all())) {
-        // A device that may bind at most 1 MiB: a row of 300 000 f32 classes does not fit.
-        let limits = wgpu::Limits {
-            max_storage_buffer_binding_size: 1 << 20,
-            max_buffer_size: 1 << 20,
-            ..adapter.limits()
-        };
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("caller, small limits"),
-            required_limits: limits,
-            ..Default::default()
-        }))
-        .unwrap();
+    // Devices that may bind at most 1 MiB: a row of 300 000 f32 classes does not fit.
+    let devices = common::caller_devices_with(|limits| wgpu::Limits {
+        max_storage_buffer_binding_size: 1 << 20,
+        max_buffer_size: 1 << 20,
+        ..limits
+    });
+    for (_, device, queue) in devices {
         let engine = Engine::from_wgpu(device, queue);
         let wide = common::logits(&mut rng, 2 * 300_000, 1.0);
         let err = engine

@@ -260,6 +260,13 @@ pub fn check_expected_backends(engines: &[Engine]) {
 
 /// Every adapter, with a device the test opens itself, as a wgpu user would.
 pub fn caller_devices() -> Vec<(wgpu::Adapter, wgpu::Device, wgpu::Queue)> {
+    caller_devices_with(|limits| limits)
+}
+
+/// As `caller_devices`, each device opened with the limits `limits` makes of its adapter's.
+pub fn caller_devices_with(
+    limits: impl Fn(wgpu::Limits) -> wgpu::Limits,
+) -> Vec<(wgpu::Adapter, wgpu::Device, wgpu::Queue)> {
     let instance =
         wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
@@ -268,7 +275,7 @@ pub fn caller_devices() -> Vec<(wgpu::Adapter, wgpu::Device, wgpu::Queue)> {
             let (device, queue) =
                 pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
                     label: Some("caller"),
-                    required_limits: adapter.limits(),
+                    required_limits: limits(adapter.limits()),
                     ..Default::default()
                 }))
                 .unwrap();
