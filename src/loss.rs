@@ -786,7 +786,12 @@ pub(crate) fn check_options<'w>(
     Ok((weight, pos_weight))
 }
 
-fn length(what: &'static str, shape: String, expected: usize, actual: usize) -> Result<()> {
+pub(crate) fn length(
+    what: &'static str,
+    shape: String,
+    expected: usize,
+    actual: usize,
+) -> Result<()> {
     if expected == actual {
         Ok(())
     } else {
@@ -931,6 +936,14 @@ impl Checked<'_> {
             self.weight,
         )
     }
+}
+
+/// The kernels' (main, z-loss) scales from a request's divisors: their reciprocals in f32, or 0
+/// where the mean has nothing to average.
+pub(crate) fn scales(divisors: Option<(f64, f64)>) -> (f32, f32) {
+    divisors.map_or((0.0, 0.0), |(main, z)| {
+        ((1.0 / main) as f32, (1.0 / z) as f32)
+    })
 }
 
 /// The divisors of the scalar reductions, in float64 (see [`Checked::divisors`]), for `valid_rows`

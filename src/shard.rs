@@ -34,6 +34,7 @@
 use crate::error::{Error, Result};
 use crate::loss::{
     IGNORED, LossKind, Options, Reduction, check_options, check_shape, divisors, encode_classes,
+    scales,
 };
 use crate::output::Loss;
 
@@ -260,6 +261,6 @@ pub fn merge_shards(
         lse,
         valid_rows,
         rows,
-        scales: ((1.0 / main_div) as f32, (1.0 / z_div) as f32),
+        scales: scales(divisors),
     })
 }

@@ -19,7 +19,7 @@ pub use adapter::{ADAPTER_NAME_VAR, AdapterSummary, adapters};
 pub use shaders::{ShaderModule, shader_modules};
 
 use crate::error::{Error, Result};
-use crate::loss::{Checked, CheckedTarget, Reduction, ShardInfo, ShardPass};
+use crate::loss::{Checked, CheckedTarget, Reduction, ShardInfo, ShardPass, scales};
 use crate::output::{KernelTime, Loss, Output};
 use crate::shard::ROW_STATS;
 use chunk::{chunk_cap, round_up, row_chunks};
@@ -340,14 +340,7 @@ impl GpuEngine {
         } else {
             req.divisors()
         };
-        let (alpha, beta) = given.map_or_else(
-            || {
-                divisors.map_or((0.0, 0.0), |(main, z)| {
-                    ((1.0 / main) as f32, (1.0 / z) as f32)
-                })
-            },
-            |(_, scales)| scales,
-        );
+        let (alpha, beta) = given.map_or_else(|| scales(divisors), |(_, given)| given);
         // A chunk's dense targets share its staging buffer with its input.
         let dense_share = if matches!(req.target, CheckedTarget::Dense(_)) {
             2

@@ -16,7 +16,7 @@ use crate::device::{DeviceOutput, DeviceRequest, DeviceTarget, IndexType};
 use crate::error::{Error, Result};
 use crate::loss::{
     Dtype, IGNORED, Reduction, Target, TargetKind, check_options, check_shape, check_target_kind,
-    divisors, encode_classes,
+    divisors, encode_classes, length, scales,
 };
 
 /// Mirrors `Params` in `targets.wgsl`.
@@ -209,14 +209,8 @@ impl GpuEngine {
                 })?)
             }
             DeviceTarget::Host(Target::Dense(t)) => {
-                if t.len() as u64 != elements {
-                    return Err(Error::LengthMismatch {
-                        what: "target",
-                        shape: format!("[{batch}, {classes}]"),
-                        expected: elements as usize,
-                        actual: t.len(),
-                    });
-                }
+                let shape = format!("[{batch}, {classes}]");
+                length("target", shape, elements as usize, t.len())?;
                 let mut bytes = bytemuck::cast_slice::<f32, u8>(t).to_vec();
                 bytes.resize(round_up(bytes.len() as u64, 16).max(16) as usize, 0);
                 let buffer = self.storage_init("xent dense target", &bytes);
@@ -269,9 +263,7 @@ impl GpuEngine {
                 Targets::Host(t) => (Some(&t[..]), t.iter().filter(|&&y| y != IGNORED).count()),
                 _ => (None, batch),
             };
-            divisors(req.loss, &o, shape, valid, encoded, weight).map_or((0.0, 0.0), |(main, z)| {
-                ((1.0 / main) as f32, (1.0 / z) as f32)
-            })
+            scales(divisors(req.loss, &o, shape, valid, encoded, weight))
         };
         let scalar = o.reduction != Reduction::None;
         let elementwise = !scalar && req.loss.elementwise();
