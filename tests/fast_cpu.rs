@@ -144,3 +144,53 @@ fn short_rows_match_the_reference_with_masks_and_gradients() {
         }
     }
 }
+
+/// Each row's first block has its max read while the row before it is summed: rows of very
+/// different scales (a carried max from the wrong row would overflow or flush their exps), row
+/// lengths under, at, and over a multiple of the 2048-class block, batches that split into tasks
+/// unevenly, with and without the gradient, and requests that do not read ahead (entropy, a soft
+/// cap).
+#[test]
+fn rows_read_ahead_keep_their_own_max() {
+    let mut rng = rng("fast read ahead");
+    for classes in [33, 1000, 2047, 2048, 2049, 4096, 5000] {
+        let batch = 37;
+        let mut x = logits(&mut rng, batch * classes, 2.0);
+        for (r, row) in x.chunks_mut(classes).enumerate() {
+            let offset = [70.0, -70.0, 0.0, 35.0][r % 4];
+            row.iter_mut().for_each(|v| *v += offset);
+        }
+        let t = targets(&mut rng, batch, classes, 0.0);
+        let shape = [batch, classes];
+        let requests = [
+            Request::cross_entropy(&x[..], shape, &t[..]).reduction(Reduction::None),
+            Request::cross_entropy(&x[..], shape, &t[..])
+                .reduction(Reduction::None)
+                .with_grad(true),
+            Request::cross_entropy(&x[..], shape, &t[..])
+                .reduction(Reduction::None)
+                .softcap(30.0),
+            Request::entropy(&x[..], shape).reduction(Reduction::None),
+        ];
+        for (i, request) in requests.iter().enumerate() {
+            let request = request.with_lse(i != 3);
+            let what = format!("{batch}x{classes} request {i}");
+            let got = in_pool(2, || Engine::cpu().compute(&request).unwrap());
+            let want = Engine::reference().compute(&request).unwrap();
+            common::assert_close(
+                &what,
+                got.loss.values().unwrap(),
+                want.loss.values().unwrap(),
+                1e-5,
+                1e-5,
+            );
+            if let (Some(got), Some(want)) = (&got.lse, &want.lse) {
+                common::assert_close(&what, got, want, 1e-5, 1e-6);
+            }
+            if let (Some(g), Some(w)) = (&got.grad, &want.grad) {
+                let error = common::relative_norm_error(g, w);
+                assert!(error <= 1e-5, "{what}: gradient off by {error}");
+            }
+        }
+    }
+}

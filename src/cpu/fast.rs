@@ -14,7 +14,7 @@ use multiversion::target::target_cfg;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::loss::{Checked, CheckedTarget, IGNORED, Input, InputKind, LossKind, Reduction};
+use crate::loss::{self, Checked, CheckedTarget, IGNORED, Input, InputKind, LossKind, Reduction};
 use crate::output::{Loss, Output};
 
 /// Elements per block of the online softmax: 8 KiB of f32, well inside L1.
@@ -46,8 +46,8 @@ fn mul_add(a: f32, b: f32, c: f32, fma: bool) -> f32 {
 /// x = n·ln 2 + r with |r| ≤ ln 2 / 2, e^r by a degree-6 polynomial fitted on that range
 /// (relative error 1.8e-8) and evaluated in Estrin's order (depth 4 instead of 6), and n added to
 /// its exponent bits. Below −86.6 it gives 0 (e^−86.6 is twice the smallest normal f32, which
-/// keeps the exponent add exact); NaN stays NaN. Positive x is exact up to 88; above that it
-/// saturates at e^88.
+/// keeps the exponent add exact); NaN stays NaN. Positive x is exact up to 88 and out of its
+/// domain above (its callers' x − max never is).
 #[inline(always)]
 fn exp(x: f32, fma: bool) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -67,7 +67,8 @@ fn exp(x: f32, fma: bool) -> f32 {
         0.008_374_771,
         0.001_382_942_1,
     ];
-    let clamped = x.clamp(LOW, 88.0);
+    // A compare and select that keeps NaN (`f32::max` would drop it).
+    let clamped = if x < LOW { LOW } else { x };
     let shifted = mul_add(clamped, LOG2E, ROUND, fma);
     let n = shifted - ROUND;
     let r = mul_add(-n, LN2_LO, mul_add(-n, LN2_HI, clamped, fma), fma);
@@ -84,6 +85,39 @@ fn exp(x: f32, fma: bool) -> f32 {
     let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
     let y = f32::from_bits(p.to_bits().wrapping_add(n_bits << 23));
     if x < LOW { 0.0 } else { y }
+}
+
+/// ln x, branch-free so that loops over it vectorize (musl's `logf`, within 1 ulp): x = 2^k·(1 + f)
+/// with 1 + f in [√½, √2), and ln(1 + f) from s = f / (2 + f) by a degree-4 polynomial in s².
+/// ln 0 = −inf, ln +inf = +inf, NaN stays NaN; x must not be negative or subnormal (the softmax
+/// sums it takes are 0 or at least 1).
+#[inline(always)]
+fn ln(x: f32, fma: bool) -> f32 {
+    const LN2_HI: f32 = 0.693_138_1;
+    const LN2_LO: f32 = 9.058_001e-6;
+    const LG: [f32; 4] = [0.666_666_6, 0.400_009_72, 0.284_987_87, 0.242_790_79];
+    // The bits of √½: subtracting them puts the exponent of x / √½ in the top bits.
+    const SQRT_HALF: u32 = 0x3f35_04f3;
+    let bits = x.to_bits();
+    let k = (bits.wrapping_sub(SQRT_HALF) as i32) >> 23;
+    let f = f32::from_bits(bits.wrapping_sub((k as u32) << 23)) - 1.0;
+    let dk = k as f32;
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let w = z * z;
+    let t1 = w * mul_add(w, LG[3], LG[1], fma);
+    let t2 = z * mul_add(w, LG[2], LG[0], fma);
+    let r = t2 + t1;
+    let hfsq = 0.5 * f * f;
+    let y = mul_add(
+        dk,
+        LN2_HI,
+        mul_add(s, hfsq + r, dk * LN2_LO, fma) - hfsq + f,
+        fma,
+    );
+    // +inf and NaN fail x <= MAX and stay as they are.
+    let y = if x <= f32::MAX { y } else { x };
+    if x == 0.0 { f32::NEG_INFINITY } else { y }
 }
 
 /// The largest value of a slice, with no dispatch of its own (it is inlined into the callers'
@@ -216,16 +250,16 @@ fn sum_exp_t(xs: &[f32], m: f32) -> (f32, f32) {
     (s, t)
 }
 
-/// The max and Σ e^(x − max) of each of `ROW_LANES` rows of `c` classes (rows[j·c + k]), a row
-/// per lane; with `out`, each e^(x − max) is kept there for the gradient. The max is at least
-/// `f32::MIN`, as in [`Softmax::of`].
+/// The max, Σ e^(x − max) and its log of each of `ROW_LANES` rows of `c` classes (rows[j·c + k]),
+/// a row per lane; with `out`, each e^(x − max) is kept there for the gradient. The max is at
+/// least `f32::MIN`, as in [`Softmax::of`].
 #[inline(always)]
 fn short_rows_step(
     rows: &[f32],
     c: usize,
     out: Option<&mut [f32]>,
     fma: bool,
-) -> ([f32; ROW_LANES], [f32; ROW_LANES]) {
+) -> [[f32; ROW_LANES]; 3] {
     // Transposed first, so that each class of the eight rows is one contiguous vector.
     let mut t = [[0.0_f32; ROW_LANES]; SHORT_ROW];
     for (j, row) in rows.chunks_exact(c).enumerate() {
@@ -253,14 +287,19 @@ fn short_rows_step(
             }
         }
     }
-    (m, s)
+    // A loop, not `map`: a closure would not be compiled for this function's CPU features.
+    let mut log_s = [0.0_f32; ROW_LANES];
+    for j in 0..ROW_LANES {
+        log_s[j] = ln(s[j], fma);
+    }
+    [m, s, log_s]
 }
 
-/// The softmax statistics of every row of `x` ([rows, c], c ≤ `SHORT_ROW`), eight rows at a time,
-/// keeping the exps in `out` when it is given. Rows left over take the same step, padded with
-/// rows of −inf.
+/// The softmax statistics (max, sum, log of the sum) of every row of `x` ([rows, c],
+/// c ≤ `SHORT_ROW`), eight rows at a time, keeping the exps in `out` when it is given. Rows left
+/// over take the same step, padded with rows of −inf.
 #[multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
-fn short_rows(x: &[f32], c: usize, mut out: Option<&mut [f32]>, stats: &mut Vec<(f32, f32)>) {
+fn short_rows(x: &[f32], c: usize, mut out: Option<&mut [f32]>, stats: &mut Vec<[f32; 3]>) {
     #[target_cfg(any(target_feature = "fma", target_arch = "aarch64"))]
     const FMA: bool = true;
     #[target_cfg(not(any(target_feature = "fma", target_arch = "aarch64")))]
@@ -268,7 +307,7 @@ fn short_rows(x: &[f32], c: usize, mut out: Option<&mut [f32]>, stats: &mut Vec<
     let step = ROW_LANES * c;
     for (i, rows) in x.chunks(step).enumerate() {
         let span = i * step..i * step + rows.len();
-        let (m, s) = if rows.len() == step {
+        let [m, s, log_s] = if rows.len() == step {
             short_rows_step(rows, c, out.as_deref_mut().map(|o| &mut o[span]), FMA)
         } else {
             let mut padded = [f32::NEG_INFINITY; ROW_LANES * SHORT_ROW];
@@ -280,29 +319,47 @@ fn short_rows(x: &[f32], c: usize, mut out: Option<&mut [f32]>, stats: &mut Vec<
             }
             result
         };
-        stats.extend(m.into_iter().zip(s).take(rows.len() / c));
+        stats.extend(
+            (0..ROW_LANES)
+                .map(|j| [m[j], s[j], log_s[j]])
+                .take(rows.len() / c),
+        );
     }
 }
 
-/// A row's running statistics, as in the kernels: max, Σ e^(x−m), Σ e^(x−m)(x−m).
+/// A row's statistics, as in the kernels: max, Σ e^(x−m), Σ e^(x−m)(x−m), and log Σ e^(x−m),
+/// taken once per row.
 struct Softmax {
     m: f32,
     s: f64,
     t: f64,
+    log_s: f64,
 }
 
 impl Softmax {
-    /// The statistics of a row. With `store`, each element's e^(x − m) goes into it, m being
-    /// the running max when its block was read, and each block's m into `maxes`: the gradient
-    /// then needs one multiply per element instead of a second exp.
-    fn of(x: &[f32], with_t: bool, mut store: Option<(&mut [f32], &mut Vec<f32>)>) -> Self {
-        let mut st = Softmax {
-            m: f32::NEG_INFINITY,
-            s: 0.0,
-            t: 0.0,
-        };
-        // Each block's max comes from the loop over the block before it.
-        let mut block_max = max_of(&x[..x.len().min(BLOCK)]);
+    fn new(m: f32, s: f64, t: f64) -> Self {
+        Softmax {
+            m,
+            s,
+            t,
+            log_s: s.ln(),
+        }
+    }
+
+    /// The statistics of a row, and the max of `after` (the next row's first block, read in the
+    /// loop over this row's last block, as each block reads the next). `first_max` is the max
+    /// of the row's first block when it was read that way. With `store`, each element's
+    /// e^(x − m) goes into it, m being the running max when its block was read, and each block's
+    /// m into `maxes`: the gradient then needs one multiply per element instead of a second exp.
+    fn of(
+        x: &[f32],
+        with_t: bool,
+        mut store: Option<(&mut [f32], &mut Vec<f32>)>,
+        first_max: Option<f32>,
+        after: &[f32],
+    ) -> (Self, f32) {
+        let mut st = Softmax::new(f32::NEG_INFINITY, 0.0, 0.0);
+        let mut block_max = first_max.unwrap_or_else(|| max_of(&x[..x.len().min(BLOCK)]));
         for (b, block) in x.chunks(BLOCK).enumerate() {
             let block_max_now = block_max.max(f32::MIN);
             if block_max_now > st.m {
@@ -315,9 +372,10 @@ impl Softmax {
                 }
                 st.m = block_max_now;
             }
-            let next = x
-                .get((b + 1) * BLOCK..)
-                .map_or(&[][..], |n| &n[..n.len().min(BLOCK)]);
+            let next = match x.get((b + 1) * BLOCK..) {
+                Some(n) if !n.is_empty() => &n[..n.len().min(BLOCK)],
+                _ => after,
+            };
             let (s, t) = match (&mut store, with_t) {
                 (Some((out, maxes)), _) => {
                     maxes.push(st.m);
@@ -340,32 +398,35 @@ impl Softmax {
             st.s += f64::from(s);
             st.t += f64::from(t);
         }
-        st
+        st.log_s = st.s.ln();
+        (st, block_max)
     }
 
     /// Turns what `of` stored into the softmax times `coef`: each block's e^(x − m_b) times
-    /// e^((m_b − m) − log s)·coef.
+    /// e^((m_b − m) − log s)·coef, which is coef / s for the blocks read at the row's max (every
+    /// block of most rows).
     fn stored_softmax(&self, g: &mut [f32], maxes: &[f32], coef: f32) {
-        let log_s = self.s.ln();
         for (block, &m) in g.chunks_mut(BLOCK).zip(maxes) {
-            scale(
-                block,
-                ((f64::from(m) - f64::from(self.m) - log_s).exp() * f64::from(coef)) as f32,
-            );
+            let factor = if m == self.m {
+                f64::from(coef) / self.s
+            } else {
+                (f64::from(m) - f64::from(self.m) - self.log_s).exp() * f64::from(coef)
+            };
+            scale(block, factor as f32);
         }
     }
 
     /// The log-sum-exp in float64: the sums it multiplies are float64, and with a rounded lse,
     /// lse·Σ w p′ − Σ w p′ x would cancel to nothing near logits of 1e8.
     fn lse(&self) -> f64 {
-        f64::from(self.m) + self.s.ln()
+        f64::from(self.m) + self.log_s
     }
 
     /// log q of logit `x`: (x − m) − log s, the max taken off first. x − lse would lose log s
     /// wherever m + log s rounds to m (an f32 near 1e8 steps by 8): three equal maxima there
     /// would each get log q = 0 instead of −log 3.
     fn log_q(&self, x: f32) -> f64 {
-        (f64::from(x) - f64::from(self.m)) - self.s.ln()
+        (f64::from(x) - f64::from(self.m)) - self.log_s
     }
 }
 
@@ -434,6 +495,8 @@ fn row(
         input,
         maxes,
         short,
+        end,
+        ahead,
     } = scratch;
     let x = row_input(req, r, input);
     let weight = |k: usize| req.weight.map_or(1.0, |w| w[k]);
@@ -442,12 +505,13 @@ fn row(
     maxes.clear();
     let st = match short.get(r) {
         // Computed with the rest of the task's rows, exps already in the gradient.
-        Some(&(m, s)) => {
+        Some(&[m, s, log_s]) => {
             maxes.push(m);
             Some(Softmax {
                 m,
                 s: f64::from(s),
                 t: 0.0,
+                log_s: f64::from(log_s),
             })
         }
         None => {
@@ -455,7 +519,18 @@ fn row(
                 .then_some(grad.as_deref_mut())
                 .flatten()
                 .map(|g| (g, &mut *maxes));
-            needs_softmax.then(|| Softmax::of(x, entropy, store))
+            // The next row's first block, read in this row's last loop, when it is the input
+            // itself.
+            let after = match (req.input, req.options.softcap) {
+                (Input::F32(v), None) if r + 1 < *end => &v[(r + 1) * c..][..c.min(BLOCK)],
+                _ => &[],
+            };
+            let first_max = ahead.take().filter(|&(row, _)| row == r).map(|(_, m)| m);
+            needs_softmax.then(|| {
+                let (st, after_max) = Softmax::of(x, entropy, store, first_max, after);
+                *ahead = (!after.is_empty()).then_some((r + 1, after_max));
+                st
+            })
         }
     };
     let maxes = &*maxes;
@@ -586,7 +661,7 @@ fn row(
         }
         LossKind::Entropy => {
             let h = match (&st, kind) {
-                (Some(st), _) => st.s.ln() - st.t / st.s,
+                (Some(st), _) => st.log_s - st.t / st.s,
                 (None, InputKind::Probs) => x
                     .iter()
                     .map(|&q| {
@@ -670,11 +745,14 @@ fn row(
     out
 }
 
-/// A block of rows and its slices of the gradient and of the elementwise values.
+/// A block of rows and its slices of the outputs: the gradient, the elementwise values, each
+/// row's value (a `none` reduction of a per-row loss) and each row's lse.
 struct Task<'a> {
     rows: std::ops::Range<usize>,
     grad: Option<&'a mut [f32]>,
     values: Option<&'a mut [f32]>,
+    row_values: Option<&'a mut [f32]>,
+    lse: Option<&'a mut [f32]>,
 }
 
 /// What a task's rows reuse: the soft-capped or converted input of one row, its block maxes, and
@@ -685,25 +763,34 @@ struct RowScratch {
     input: Vec<f32>,
     maxes: Vec<f32>,
     short: ShortStats,
+    /// The end of the task's rows.
+    end: usize,
+    /// A row and the max of its first block, read with the row before it.
+    ahead: Option<(usize, f32)>,
 }
 
 /// Softmax statistics of rows `first..first + stats.len()`.
 #[derive(Default)]
 struct ShortStats {
     first: usize,
-    stats: Vec<(f32, f32)>,
+    stats: Vec<[f32; 3]>,
 }
 
 impl ShortStats {
-    fn get(&self, r: usize) -> Option<&(f32, f32)> {
+    fn get(&self, r: usize) -> Option<&[f32; 3]> {
         self.stats.get(r.checked_sub(self.first)?)
     }
 }
 
 impl Task<'_> {
-    fn run(mut self, req: &Checked, scale: (f32, f32)) -> Vec<RowResult> {
+    /// Computes the task's rows, writes their outputs, and returns the sums of their main and z
+    /// values, taken in row order.
+    fn run(mut self, req: &Checked, scale: (f32, f32)) -> (f64, f64) {
         let c = req.classes;
-        let mut scratch = RowScratch::default();
+        let mut scratch = RowScratch {
+            end: self.rows.end,
+            ..RowScratch::default()
+        };
         let plain_logits = req.options.input_kind == InputKind::Logits
             && req.options.softcap.is_none()
             && matches!(req.loss, LossKind::CrossEntropy | LossKind::KlDiv);
@@ -718,13 +805,22 @@ impl Task<'_> {
         }
         let mut grad = self.grad.map(|g| g.chunks_mut(c));
         let mut values = self.values.map(|v| v.chunks_mut(c));
-        self.rows
-            .map(|r| {
-                let g = grad.as_mut().and_then(Iterator::next);
-                let v = values.as_mut().and_then(Iterator::next);
-                row(req, r, scale, &mut scratch, g, v)
-            })
-            .collect()
+        let ln = req.options.base.ln();
+        let (mut main, mut z) = (0.0, 0.0);
+        for (i, r) in self.rows.enumerate() {
+            let g = grad.as_mut().and_then(Iterator::next);
+            let v = values.as_mut().and_then(Iterator::next);
+            let result = row(req, r, scale, &mut scratch, g, v);
+            main += result.main;
+            z += result.z;
+            if let Some(row_values) = self.row_values.as_deref_mut() {
+                row_values[i] = (result.main / ln + result.z) as f32;
+            }
+            if let Some(lse) = self.lse.as_deref_mut() {
+                lse[i] = result.lse;
+            }
+        }
+        (main, z)
     }
 }
 
@@ -801,50 +897,49 @@ fn lock<S>(slot: &Mutex<S>) -> std::sync::MutexGuard<'_, S> {
 pub(crate) fn compute(req: &Checked, grad: Option<&mut [f32]>) -> Output {
     let c = req.classes;
     let divisors = req.divisors();
-    let scale = divisors.map_or((0.0, 0.0), |(main, z)| {
-        ((1.0 / main) as f32, (1.0 / z) as f32)
-    });
-    let elementwise = req.options.reduction == Reduction::None && req.loss.elementwise();
+    let scale = loss::scales(divisors);
+    let reduced = req.options.reduction != Reduction::None;
+    let elementwise = !reduced && req.loss.elementwise();
     let mut values = vec![0.0_f32; if elementwise { req.elements() } else { 0 }];
+    let mut row_values = vec![0.0_f32; if reduced || elementwise { 0 } else { req.batch }];
+    let mut lse = req.options.lse.then(|| vec![0.0_f32; req.batch]);
     let rows_per_task = ROWS_PER_TASK.max(TASK_MIN_ELEMENTS / c.max(1));
     let block = rows_per_task * c;
     let mut grad_blocks = grad.map(|g| g.chunks_mut(block));
     let mut value_blocks = elementwise.then(|| values.chunks_mut(block));
+    let mut row_blocks = (!row_values.is_empty()).then(|| row_values.chunks_mut(rows_per_task));
+    let mut lse_blocks = lse.as_mut().map(|l| l.chunks_mut(rows_per_task));
     let tasks: Vec<Task> = (0..req.batch)
         .step_by(rows_per_task)
         .map(|start| Task {
             rows: start..req.batch.min(start + rows_per_task),
             grad: grad_blocks.as_mut().and_then(Iterator::next),
             values: value_blocks.as_mut().and_then(Iterator::next),
+            row_values: row_blocks.as_mut().and_then(Iterator::next),
+            lse: lse_blocks.as_mut().and_then(Iterator::next),
         })
         .collect();
-    let rows: Vec<RowResult> = run_tasks(tasks, req.elements(), |t| t.run(req, scale))
-        .into_iter()
-        .flatten()
-        .collect();
-    let ln = req.options.base.ln();
+    let sums = run_tasks(tasks, req.elements(), |t| t.run(req, scale));
     let loss = match (req.options.reduction, divisors) {
         (Reduction::None, _) if elementwise => Loss::Unreduced {
             values,
             shape: req.unreduced_shape(),
         },
         (Reduction::None, _) => Loss::Unreduced {
-            values: rows.iter().map(|r| (r.main / ln + r.z) as f32).collect(),
+            values: row_values,
             shape: req.unreduced_shape(),
         },
         (_, None) => Loss::Scalar(0.0),
         (_, Some((main_divisor, z_divisor))) => {
-            let main: f64 = rows.iter().map(|r| r.main).sum();
-            let z: f64 = rows.iter().map(|r| r.z).sum();
+            let (main, z) = sums
+                .into_iter()
+                .fold((0.0, 0.0), |(m, z), (tm, tz)| (m + tm, z + tz));
             Loss::Scalar((main / main_divisor + z / z_divisor) as f32)
         }
     };
     Output {
         loss,
-        lse: req
-            .options
-            .lse
-            .then(|| rows.iter().map(|r| r.lse).collect()),
+        lse,
         grad: None,
         valid_rows: req.valid_rows,
     }
@@ -852,7 +947,31 @@ pub(crate) fn compute(req: &Checked, grad: Option<&mut [f32]>) -> Output {
 
 #[cfg(test)]
 mod tests {
-    use super::exp;
+    use super::{exp, ln};
+
+    /// Within 1 unit in the last place of ln x from the smallest normal f32 to the largest, with
+    /// and without FMA; ln 0 = −inf, ln inf = inf, NaN kept.
+    #[test]
+    fn ln_is_within_an_ulp() {
+        for fma in [false, true] {
+            let mut worst = 0.0_f64;
+            let mut x = f32::MIN_POSITIVE;
+            while x < f32::MAX {
+                for v in [x, x * 1.000_1, x * 1.414, x * 1.7, 1.0 + x.min(1.0)] {
+                    let got = f64::from(ln(v, fma));
+                    let want = f64::from(v).ln();
+                    let ulp = f64::from(f32::EPSILON) * 2.0_f64.powf(want.abs().log2().floor());
+                    worst = worst.max((got - want).abs() / ulp.max(f64::from(f32::MIN_POSITIVE)));
+                }
+                x *= 1.37;
+            }
+            assert!(worst <= 1.0, "fma {fma}: {worst} ulp");
+            assert_eq!(ln(1.0, fma), 0.0);
+            assert_eq!(ln(0.0, fma), f32::NEG_INFINITY);
+            assert_eq!(ln(f32::INFINITY, fma), f32::INFINITY);
+            assert!(ln(f32::NAN, fma).is_nan());
+        }
+    }
 
     /// Within 2 units in the last place of e^x over the whole non-positive range that it does not
     /// flush, with and without FMA; 0 below the flush point, and NaN kept.
