@@ -8,6 +8,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 fn main() -> ExitCode {
+    quiet_vulkan_device_select();
     let args = match cli::Cli::try_parse() {
         Ok(args) => args,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
@@ -39,4 +40,20 @@ fn usage_error_line(message: &str) -> String {
         .map(|l| l.strip_prefix("error: ").unwrap_or(l))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Mesa's `device_select` Vulkan layer looks for a Wayland compositor when a Vulkan instance is
+/// made, and without a desktop session (no `XDG_RUNTIME_DIR`) libwayland prints
+/// "error: XDG_RUNTIME_DIR is invalid or not set in the environment." to stderr, which would break
+/// the one-line errors that scripts read. The layer only reorders devices, and xent ranks every
+/// adapter itself, so without a session it is turned off (`NODEVICE_SELECT=1`), unless the user
+/// set that variable.
+fn quiet_vulkan_device_select() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none()
+        && std::env::var_os("NODEVICE_SELECT").is_none()
+    {
+        // SAFETY: this runs first in `main`, before any other thread exists, so nothing reads the
+        // environment while it changes.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
 }

@@ -45,8 +45,10 @@ fn adapters_are_ranked_best_first() {
     }
 }
 
+/// Runs a `xent` command that must keep stderr clean (nothing from the drivers either).
 fn xent(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
-    let (code, stdout, _) = common::run_cli(args, env);
+    let (code, stdout, stderr) = common::run_cli(args, env);
+    assert!(stderr.is_empty(), "xent {args:?} wrote to stderr: {stderr}");
     (code == 0, stdout)
 }
 

@@ -357,14 +357,19 @@ fn arg(path: &Path) -> String {
     path.to_str().unwrap().to_owned()
 }
 
-/// Runs `xent loss` with `args` on the fast CPU path and on `auto`; expects exit `code`, nothing
-/// on stdout, and exactly `line` on stderr.
+/// Runs `xent loss` with `args` on every device (each GPU backend here, the fast CPU path, the
+/// reference and `auto`); expects exit `code`, nothing on stdout, and exactly `line` on stderr.
 fn cli_refuses(args: &[String], code: i32, line: &str) {
-    for device in ["cpu", "reference", "auto"] {
+    let devices = common::cli_devices().into_iter().chain([("auto", None)]);
+    for (device, backend) in devices {
         let mut full: Vec<String> = vec!["loss".into()];
         full.extend_from_slice(args);
         full.extend(["--device".into(), device.into()]);
-        let (got, stdout, stderr) = run_cli(&full, &[]);
+        let env: Vec<(&str, &str)> = backend
+            .iter()
+            .map(|b| ("WGPU_BACKEND", b.as_str()))
+            .collect();
+        let (got, stdout, stderr) = run_cli(&full, &env);
         assert_eq!(got, code, "{full:?}: {stderr}");
         assert!(stdout.is_empty(), "{full:?}: {stdout}");
         assert_eq!(stderr, format!("xent: error: {line}\n"), "{full:?}");

@@ -192,8 +192,12 @@ pub fn run_cli<S: AsRef<std::ffi::OsStr>>(
     args: &[S],
     env: &[(&str, &str)],
 ) -> (i32, String, String) {
+    // As on a machine with no desktop session, where Mesa's Vulkan device-select layer would
+    // print to stderr if xent let it.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_xent"))
         .args(args)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("NODEVICE_SELECT")
         .envs(env.iter().copied())
         .output()
         .expect("the xent binary runs");
