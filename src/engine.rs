@@ -403,33 +403,27 @@ impl Engine {
     /// Blocks until the device is done, then returns a device-resident call's scalar loss; the
     /// first out-of-range device class target is an error, as [`Engine::check_targets`] says.
     pub fn read_loss(&self, out: &DeviceOutput) -> Result<f32> {
-        self.check_targets(out)?;
         let Some(loss) = &out.loss else {
+            self.check_targets(out)?;
             return Err(Error::DeviceBuffer {
                 what: "loss",
                 reason: "reduction none has no scalar; read the values buffer".into(),
             });
         };
-        let bytes = self.read_buffer(loss, 0..4)?;
-        Ok(f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+        // The status and the loss in one read, so one wait.
+        let bytes = self
+            .gpu_engine()?
+            .read_buffers(&[(&out.status, 0..12), (loss, 0..4)])?;
+        target_status(out, &bytes[0])?;
+        let loss = &bytes[1];
+        Ok(f32::from_le_bytes([loss[0], loss[1], loss[2], loss[3]]))
     }
 
     /// Blocks until the device is done, then gives [`Error::TargetOutOfRange`] for the first row
     /// whose device class target was neither in [0, C) nor the ignore index (that row's loss and
     /// gradient are NaN).
     pub fn check_targets(&self, out: &DeviceOutput) -> Result<()> {
-        let bytes = self.read_buffer(&out.status, 0..12)?;
-        let word =
-            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-        match word(0) {
-            u32::MAX => Ok(()),
-            row => Err(Error::TargetOutOfRange {
-                row: row as usize,
-                target: (u64::from(word(8)) << 32 | u64::from(word(4))) as i64,
-                classes: out.classes,
-                ignore_index: out.ignore_index,
-            }),
-        }
+        target_status(out, &self.read_buffer(&out.status, 0..12)?)
     }
 
     /// Blocks until the device is done, then copies bytes `range` of `buffer` (with `COPY_SRC`
@@ -484,4 +478,19 @@ fn check_grad_len(checked: &Checked, grad: &[f32]) -> Result<()> {
         expected: checked.elements(),
         actual: grad.len(),
     })
+}
+
+/// What a device-resident call's status words say: `Ok` when every device class target was
+/// valid, else the first bad row and its target.
+fn target_status(out: &DeviceOutput, bytes: &[u8]) -> Result<()> {
+    let word = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    match word(0) {
+        u32::MAX => Ok(()),
+        row => Err(Error::TargetOutOfRange {
+            row: row as usize,
+            target: (u64::from(word(8)) << 32 | u64::from(word(4))) as i64,
+            classes: out.classes,
+            ignore_index: out.ignore_index,
+        }),
+    }
 }

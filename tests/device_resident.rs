@@ -512,6 +512,22 @@ fn an_out_of_range_device_target_is_named_and_its_row_is_nan() {
     }
 }
 
+/// Reads cut byte ranges that do not start or end on 4-byte words out of the words around them
+/// (the data sit after `GUARD` bytes).
+#[test]
+fn read_buffer_returns_exactly_the_bytes_asked_for() {
+    let mut rng = common::rng("device resident, read_buffer");
+    let bytes: Vec<u8> = (0..64).map(|_| rng.random()).collect();
+    for engine in common::gpus() {
+        let buffer = buffer_with(engine, &bytes);
+        for range in [0..64, 0..1, 3..10, 13..13, 5..8, 61..64, 63..64] {
+            let at = GUARD + range.start as u64..GUARD + range.end as u64;
+            let got = engine.read_buffer(&buffer, at);
+            assert_eq!(got.unwrap(), &bytes[range.clone()], "{range:?}");
+        }
+    }
+}
+
 #[test]
 fn calls_recorded_before_one_submission_keep_their_own_results() {
     let mut rng = common::rng("device resident, one encoder");
