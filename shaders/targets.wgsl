@@ -4,15 +4,17 @@
 
 struct Params {
     rows: u32,
+    // C of a whole row: the targets' range.
     classes: u32,
     // ignore_index as an i64, in two's-complement halves.
     ignore_lo: u32,
     ignore_hi: u32,
     // ln of the log base, which the main term is divided by.
     ln_base: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // The classes the input holds, [first, first + held): all of them, or a vocabulary shard's.
+    first: u32,
+    held: u32,
+    _pad: u32,
 }
 
 // The targets are i64 (two u32 words each, low first), else i32.
@@ -22,11 +24,13 @@ override HAS_WEIGHT: bool = false;
 const WORKGROUP: u32 = 256u;
 const IGNORED: u32 = 0xffffffffu;
 const BAD: u32 = 0xfffffffeu;
+// A vocabulary shard's row whose class another shard holds.
+const ELSEWHERE: u32 = 0xfffffffdu;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> raw: array<u32>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
-// The encoded targets: the class, IGNORED or BAD.
+// The encoded targets: the class (from `first`), IGNORED, ELSEWHERE or BAD.
 @group(0) @binding(3) var<storage, read_write> encoded: array<u32>;
 // Per row: w_y (0 for an ignored or bad row) at r, and 1 for a counted row (else 0) at rows + r.
 @group(0) @binding(4) var<storage, read_write> counts: array<f32>;
@@ -63,9 +67,15 @@ fn encode_targets(
     if lo == params.ignore_lo && hi == params.ignore_hi {
         code = IGNORED;
     } else if hi == 0u && lo < params.classes {
-        w = 1.0;
-        if HAS_WEIGHT {
-            w = weight[lo];
+        // Wraps past `held` below `first`.
+        code = lo - params.first;
+        if code < params.held {
+            w = 1.0;
+            if HAS_WEIGHT {
+                w = weight[code];
+            }
+        } else {
+            code = ELSEWHERE;
         }
         counted = 1.0;
     } else {

@@ -21,6 +21,7 @@
 //! ```
 
 use crate::loss::{Dtype, LossKind, Options, Target};
+use crate::shard::Shard;
 
 /// A row-major [B, C] input in a buffer of the caller's.
 ///
@@ -125,6 +126,10 @@ impl<'a> DeviceRequest<'a> {
 
 /// What a device-resident request leaves on the device. Every buffer has `STORAGE | COPY_SRC`
 /// usage and is the caller's to keep, read or drop.
+///
+/// For a vocabulary shard's statistics pass ([`crate::Engine::record_shard_stats`]) `values` holds
+/// the statistics, which [`crate::Engine::read_shard_stats`] reads; a shard's gradient pass
+/// ([`crate::Engine::record_shard_grad`]) writes only the gradient and the status.
 #[derive(Debug)]
 pub struct DeviceOutput {
     /// f32 values: for `Reduction::None`, the unreduced loss (`[B]`, or `[B, C]` for BCE and KL);
@@ -141,6 +146,11 @@ pub struct DeviceOutput {
     /// Three u32: the first row whose device class target was out of range (`u32::MAX` for
     /// none), then that target as an i64 (low word first).
     pub status: wgpu::Buffer,
+    pub(crate) batch: usize,
+    /// The targets' range: C, or a vocabulary shard's total classes.
     pub(crate) classes: usize,
     pub(crate) ignore_index: i64,
+    /// For a vocabulary shard's statistics pass (whose `values` hold the statistics), the shard
+    /// and the classes it holds.
+    pub(crate) shard: Option<(Shard, usize)>,
 }

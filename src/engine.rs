@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{self, GpuEngine};
 use crate::loss::{Checked, Request, ShardPass};
 use crate::output::{Clock, KernelTime, Output};
-use crate::shard::{Shard, ShardStats, ShardedLoss};
+use crate::shard::{ROW_STATS, Shard, ShardStats, ShardedLoss};
 
 /// Where an engine computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -392,12 +392,71 @@ impl Engine {
         encoder: &mut wgpu::CommandEncoder,
         request: &DeviceRequest,
     ) -> Result<DeviceOutput> {
-        self.gpu_engine()?.record(encoder, request)
+        self.gpu_engine()?.record(encoder, request, None)
     }
 
     /// [`Engine::record`] into an encoder of the engine's own, submitted at once.
     pub fn submit(&self, request: &DeviceRequest) -> Result<DeviceOutput> {
         self.gpu_engine()?.submit(request)
+    }
+
+    /// [`Engine::shard_stats`] on device buffers, recorded into `encoder` as [`Engine::record`]
+    /// records a request: `request` is cross-entropy on logits on the shard's columns
+    /// ([B, C_s], with the weights of those classes) against the batch's class indices over all
+    /// `shard.total_classes`, on the host or the device; its reduction, lse and gradient options
+    /// are set aside. Once the encoder is submitted, [`Engine::read_shard_stats`] reads the
+    /// statistics for [`merge_shards`](crate::merge_shards), a few numbers per row: the logits
+    /// never leave the device.
+    pub fn record_shard_stats(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        request: &DeviceRequest,
+        shard: Shard,
+    ) -> Result<DeviceOutput> {
+        self.gpu_engine()?
+            .record(encoder, request, Some((shard, &ShardPass::Stats)))
+    }
+
+    /// Blocks until the device is done, then reads what [`Engine::record_shard_stats`] left on
+    /// it; a device class target out of range is [`Error::TargetOutOfRange`], as
+    /// [`Engine::check_targets`] says.
+    pub fn read_shard_stats(&self, out: &DeviceOutput) -> Result<ShardStats> {
+        let Some((shard, classes)) = out.shard else {
+            return Err(Error::DeviceBuffer {
+                what: "values",
+                reason: "are not a vocabulary shard's statistics (from record_shard_stats)".into(),
+            });
+        };
+        let bytes = (out.batch * ROW_STATS * 4) as u64;
+        let read = self
+            .gpu_engine()?
+            .read_buffers(&[(&out.status, 0..12), (&out.values, 0..bytes)])?;
+        target_status(out, &read[0])?;
+        let rows: Vec<f32> = read[1]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        Ok(ShardStats::from_rows(shard, classes, &rows))
+    }
+
+    /// [`Engine::shard_grad`] on device buffers, recorded into `encoder`: `request` and `shard` as
+    /// for [`Engine::record_shard_stats`], with the reduction of the request the shards were cut
+    /// from, and `merged` what [`merge_shards`](crate::merge_shards) gave. The shard's slice of
+    /// the gradient goes to [`DeviceOutput::grad`], or over the input in its dtype with
+    /// `grad_in_place`.
+    pub fn record_shard_grad(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        request: &DeviceRequest,
+        shard: Shard,
+        merged: &ShardedLoss,
+    ) -> Result<DeviceOutput> {
+        let pass = ShardPass::Grad {
+            rows: merged.rows.clone(),
+            scales: merged.scales,
+        };
+        self.gpu_engine()?
+            .record(encoder, request, Some((shard, &pass)))
     }
 
     /// Blocks until the device is done, then returns a device-resident call's scalar loss; the

@@ -503,46 +503,21 @@ impl<'a> Request<'a> {
         self.check_in(None)
     }
 
-    /// Checks a request on one vocabulary shard: cross-entropy on logits against the batch's
-    /// class indices over all `shard.total_classes`, the input holding `shard`'s classes (and
-    /// `weight`, if any, their weights). For the statistics pass the reduction, lse and gradient
-    /// options are set aside; the gradient pass computes the gradient.
+    /// Checks a request on one vocabulary shard (see [`shard_options`]); the gradient pass writes
+    /// its gradient to the caller's slice.
     pub(crate) fn check_shard(&self, shard: Shard, pass: ShardPass) -> Result<Checked<'a>> {
-        let classes = self.shape[1];
-        let invalid = |reason: String| Error::InvalidOption {
-            option: "shard",
-            reason,
-        };
         let class_targets = matches!(self.target, Target::ClassesI32(_) | Target::ClassesI64(_));
-        if self.loss != LossKind::CrossEntropy
-            || self.options.input_kind != InputKind::Logits
-            || !class_targets
-        {
-            return Err(invalid(
-                "vocabulary shards compute cross-entropy on logits against class indices".into(),
-            ));
-        }
-        if shard
-            .first_class
-            .checked_add(classes)
-            .is_none_or(|end| end > shard.total_classes)
-        {
-            return Err(invalid(format!(
-                "classes [{}, {}) of the shard's input run past the {} classes of a row",
-                shard.first_class,
-                shard.first_class.saturating_add(classes),
-                shard.total_classes
-            )));
-        }
-        check_shape([self.shape[0], shard.total_classes])?;
-        let mut request = *self;
         let grad = matches!(pass, ShardPass::Grad { .. });
-        request.options.grad = grad;
+        let mut request = *self;
+        request.options = shard_options(
+            self.loss,
+            &self.options,
+            class_targets,
+            self.shape,
+            shard,
+            grad,
+        )?;
         request.options.grad_in_place = false;
-        request.options.lse = false;
-        if !grad {
-            request.options.reduction = Reduction::None;
-        }
         request.check_in(Some(ShardInfo { shard, pass }))
     }
 
@@ -648,6 +623,50 @@ pub(crate) fn check_target_kind(
         loss: loss.name(),
         reason,
     })
+}
+
+/// Checks a request on one vocabulary shard: cross-entropy on logits against the batch's class
+/// indices over all `shard.total_classes`, the input holding `shard`'s classes (and the weights,
+/// if any, their weights). Returns its options for the pass: for the statistics pass the
+/// reduction, lse and gradient options set aside; for the gradient pass, the gradient on.
+pub(crate) fn shard_options(
+    loss: LossKind,
+    options: &Options,
+    class_targets: bool,
+    [batch, classes]: [usize; 2],
+    shard: Shard,
+    grad: bool,
+) -> Result<Options> {
+    let invalid = |reason: String| Error::InvalidOption {
+        option: "shard",
+        reason,
+    };
+    if loss != LossKind::CrossEntropy || options.input_kind != InputKind::Logits || !class_targets {
+        return Err(invalid(
+            "vocabulary shards compute cross-entropy on logits against class indices".into(),
+        ));
+    }
+    if shard
+        .first_class
+        .checked_add(classes)
+        .is_none_or(|end| end > shard.total_classes)
+    {
+        return Err(invalid(format!(
+            "classes [{}, {}) of the shard's input run past the {} classes of a row",
+            shard.first_class,
+            shard.first_class.saturating_add(classes),
+            shard.total_classes
+        )));
+    }
+    check_shape([batch, shard.total_classes])?;
+    let mut o = *options;
+    o.grad = grad;
+    o.lse = false;
+    if !grad {
+        o.reduction = Reduction::None;
+        o.grad_in_place = false;
+    }
+    Ok(o)
 }
 
 /// Checks B class indices (`len` of them, index r given by `get`) against C and the ignore index,

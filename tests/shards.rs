@@ -14,7 +14,7 @@ fn columns(x: &[f32], classes: usize, range: std::ops::Range<usize>) -> Vec<f32>
 }
 
 fn request<'a>(
-    x: &'a [f32],
+    x: impl Into<xent::Input<'a>>,
     shape: [usize; 2],
     t: &'a [i64],
     weight: Option<&'a [f32]>,
@@ -59,7 +59,7 @@ fn check_at(
     let t = common::targets(&mut rng, batch, classes, 0.2);
     let weight: Vec<f32> = (0..classes).map(|_| rng.random_range(0.2..2.0)).collect();
     let weight = weighted.then_some(&weight[..]);
-    let whole = request(&x, shape, &t, weight, &o)
+    let whole = request(&x[..], shape, &t, weight, &o)
         .with_lse(true)
         .with_grad(true);
     let want = Engine::reference().compute(&whole).unwrap();
@@ -84,7 +84,7 @@ fn check_at(
         .enumerate()
         .map(|(k, (shard, xs, ws))| {
             let cs = xs.len() / batch;
-            let r = request(xs, [batch, cs], &t, ws.as_deref(), &o);
+            let r = request(&xs[..], [batch, cs], &t, ws.as_deref(), &o);
             engine(k).shard_stats(&r, *shard).unwrap()
         })
         .collect();
@@ -111,7 +111,7 @@ fn check_at(
     let mut grad = vec![0.0_f32; batch * classes];
     for (k, (shard, xs, ws)) in pieces.iter().enumerate() {
         let cs = xs.len() / batch;
-        let r = request(xs, [batch, cs], &t, ws.as_deref(), &o);
+        let r = request(&xs[..], [batch, cs], &t, ws.as_deref(), &o);
         let mut g = vec![f32::NAN; batch * cs];
         engine(k).shard_grad(&r, *shard, &merged, &mut g).unwrap();
         for (row, piece) in g.chunks_exact(cs).enumerate() {
@@ -295,4 +295,301 @@ fn shards_that_do_not_tile_the_row_are_refused() {
         )
         .unwrap_err();
     assert_refused(&err);
+}
+
+/// A STORAGE | COPY_SRC | COPY_DST buffer on `engine`'s device holding `bytes`, padded to whole
+/// 16-byte words.
+fn device_buffer(engine: &Engine, bytes: &[u8]) -> wgpu::Buffer {
+    use wgpu::util::DeviceExt;
+    let (device, _) = engine.wgpu().expect("a GPU engine");
+    let mut contents = bytes.to_vec();
+    contents.resize(contents.len().next_multiple_of(16).max(16), 0);
+    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("test data"),
+        contents: &contents,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST,
+    })
+}
+
+fn floats(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// The device-resident shard passes against the host ones on the same engine, bit for bit: the
+/// statistics (f32 and bf16 logits; targets on the host, or on the device as i64 or i32), the
+/// merge of them, and each shard's gradient, separate and in place; and through the merge,
+/// against the unsharded reference.
+#[test]
+fn device_resident_shards_match_host_shards_bit_for_bit() {
+    for engine in common::gpus() {
+        check_device_shards(engine, [37, 1003], &[400, 401]);
+    }
+    // Devices that bind at most 1 MiB at once: the second shard takes two row chunks.
+    for (_, device, queue) in common::caller_devices_with(|limits| wgpu::Limits {
+        max_storage_buffer_binding_size: 1 << 20,
+        ..limits
+    }) {
+        check_device_shards(&Engine::from_wgpu(device, queue), [300, 2003], &[1000]);
+    }
+}
+
+fn check_device_shards(engine: &Engine, [batch, classes]: [usize; 2], cuts: &[usize]) {
+    use half::bf16;
+    use xent::{DeviceInput, DeviceRequest, DeviceTarget, Dtype, IndexType, LossKind, Target};
+    let mut rng = common::rng("device shards");
+    let bounds: Vec<usize> = [0].iter().chain(cuts).chain([&classes]).copied().collect();
+    let x = common::logits(&mut rng, batch * classes, 4.0);
+    let t = common::targets(&mut rng, batch, classes, 0.2);
+    let t32: Vec<i32> = t.iter().map(|&y| y as i32).collect();
+    let weight: Vec<f32> = (0..classes).map(|_| rng.random_range(0.2..2.0)).collect();
+    let (device, queue) = engine.wgpu().unwrap();
+    let labels64 = device_buffer(engine, bytemuck::cast_slice(&t));
+    let labels32 = device_buffer(engine, bytemuck::cast_slice(&t32));
+    for (o, weighted) in option_sets() {
+        let weight = weighted.then_some(&weight[..]);
+        for dtype in [Dtype::F32, Dtype::Bf16] {
+            let rounded: Vec<f32> = match dtype {
+                Dtype::Bf16 => x.iter().map(|&v| bf16::from_f32(v).to_f32()).collect(),
+                _ => x.clone(),
+            };
+            let targets = [
+                ("host i64", DeviceTarget::Host(Target::ClassesI64(&t))),
+                (
+                    "device i64",
+                    DeviceTarget::Classes {
+                        buffer: &labels64,
+                        offset: 0,
+                        index: IndexType::I64,
+                    },
+                ),
+                (
+                    "device i32",
+                    DeviceTarget::Classes {
+                        buffer: &labels32,
+                        offset: 0,
+                        index: IndexType::I32,
+                    },
+                ),
+            ];
+            for (label, target) in targets {
+                let what = format!("{} {o:?} {dtype:?}, targets {label}", engine.device());
+                let mut host_stats = Vec::new();
+                let mut device_outs = Vec::new();
+                let mut inputs = Vec::new();
+                for w in bounds.windows(2) {
+                    let shard = Shard {
+                        first_class: w[0],
+                        total_classes: classes,
+                    };
+                    let cs = w[1] - w[0];
+                    let xs = columns(&rounded, classes, w[0]..w[1]);
+                    let ws = weight.map(|v| v[w[0]..w[1]].to_vec());
+                    let halves: Vec<bf16> = xs.iter().map(|&v| bf16::from_f32(v)).collect();
+                    let host = match dtype {
+                        Dtype::Bf16 => request(&halves[..], [batch, cs], &t, ws.as_deref(), &o),
+                        _ => request(&xs[..], [batch, cs], &t, ws.as_deref(), &o),
+                    };
+                    host_stats.push(engine.shard_stats(&host, shard).unwrap());
+                    let bytes: Vec<u8> = match dtype {
+                        Dtype::Bf16 => bytemuck::cast_slice(&halves).to_vec(),
+                        _ => bytemuck::cast_slice(&xs).to_vec(),
+                    };
+                    inputs.push((shard, cs, xs, ws, device_buffer(engine, &bytes)));
+                }
+                let mut encoder = device.create_command_encoder(&Default::default());
+                for (shard, cs, _, ws, buffer) in &inputs {
+                    let mut r = DeviceRequest::new(
+                        LossKind::CrossEntropy,
+                        DeviceInput {
+                            buffer,
+                            offset: 0,
+                            shape: [batch, *cs],
+                            dtype,
+                        },
+                        target,
+                    );
+                    r.options = o;
+                    r.weight = ws.as_deref();
+                    device_outs.push(engine.record_shard_stats(&mut encoder, &r, *shard).unwrap());
+                }
+                queue.submit([encoder.finish()]);
+                let device_stats: Vec<_> = device_outs
+                    .iter()
+                    .map(|out| engine.read_shard_stats(out).unwrap())
+                    .collect();
+                assert_eq!(device_stats, host_stats, "{what}: statistics");
+                let merged = merge_shards(&device_stats, &t, weight, &o).unwrap();
+                let mut grad = vec![0.0_f32; batch * classes];
+                for (shard, cs, xs, ws, buffer) in &inputs {
+                    let host = request(&xs[..], [batch, *cs], &t, ws.as_deref(), &o);
+                    let mut want = vec![0.0_f32; batch * cs];
+                    if dtype == Dtype::F32 {
+                        engine
+                            .shard_grad(&host, *shard, &merged, &mut want)
+                            .unwrap();
+                    }
+                    let mut r = DeviceRequest::new(
+                        LossKind::CrossEntropy,
+                        DeviceInput {
+                            buffer,
+                            offset: 0,
+                            shape: [batch, *cs],
+                            dtype,
+                        },
+                        target,
+                    );
+                    r.options = o;
+                    r.weight = ws.as_deref();
+                    let mut encoder = device.create_command_encoder(&Default::default());
+                    let separate = engine
+                        .record_shard_grad(&mut encoder, &r, *shard, &merged)
+                        .unwrap();
+                    r.options.grad_in_place = true;
+                    let in_place = engine
+                        .record_shard_grad(&mut encoder, &r, *shard, &merged)
+                        .unwrap();
+                    assert!(in_place.grad.is_none());
+                    queue.submit([encoder.finish()]);
+                    engine.check_targets(&separate).unwrap();
+                    let size = batch * cs * dtype.size();
+                    let sep = engine
+                        .read_buffer(separate.grad.as_ref().unwrap(), 0..size as u64)
+                        .unwrap();
+                    let over = engine.read_buffer(buffer, 0..size as u64).unwrap();
+                    assert_eq!(sep, over, "{what}: separate and in-place gradients");
+                    let g: Vec<f32> = match dtype {
+                        Dtype::Bf16 => sep
+                            .chunks_exact(2)
+                            .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                            .collect(),
+                        _ => floats(&sep),
+                    };
+                    if dtype == Dtype::F32 {
+                        assert_eq!(g, want, "{what}: gradient of {shard:?}");
+                    }
+                    for (row, piece) in g.chunks_exact(*cs).enumerate() {
+                        let start = row * classes + shard.first_class;
+                        grad[start..start + cs].copy_from_slice(piece);
+                    }
+                }
+                let whole = request(&rounded[..], [batch, classes], &t, weight, &o).with_grad(true);
+                let reference = Engine::reference().compute(&whole).unwrap();
+                let bound = if dtype == Dtype::Bf16 { 1e-2 } else { 1e-5 };
+                let error = common::relative_norm_error(&grad, reference.grad.as_ref().unwrap());
+                assert!(error <= bound, "{what}: gradient error {error:e}");
+            }
+        }
+    }
+}
+
+/// Device-resident shard requests that cannot be one, or read as one, are typed errors: a target
+/// past the row's total classes on the device (named, with the total), soft targets, a shard
+/// past the row, statistics read from a plain call, and a merged loss of another batch.
+#[test]
+fn device_resident_shard_refusals() {
+    use xent::{DeviceInput, DeviceRequest, DeviceTarget, Dtype, IndexType, LossKind, Target};
+    let x = [0.5_f32, -1.0, 2.0, 0.25, 1.5, -0.5];
+    let t = [4_i64, 9];
+    for engine in common::gpus() {
+        let (device, queue) = engine.wgpu().unwrap();
+        let logits = device_buffer(engine, bytemuck::cast_slice(&x));
+        let labels = device_buffer(engine, bytemuck::cast_slice(&t));
+        let shard = Shard {
+            first_class: 3,
+            total_classes: 6,
+        };
+        let base = DeviceRequest::new(
+            LossKind::CrossEntropy,
+            DeviceInput {
+                buffer: &logits,
+                offset: 0,
+                shape: [2, 3],
+                dtype: Dtype::F32,
+            },
+            DeviceTarget::Classes {
+                buffer: &labels,
+                offset: 0,
+                index: IndexType::I64,
+            },
+        );
+        let mut encoder = device.create_command_encoder(&Default::default());
+        let stats = engine
+            .record_shard_stats(&mut encoder, &base, shard)
+            .unwrap();
+        let plain = engine.record(&mut encoder, &base).unwrap();
+        queue.submit([encoder.finish()]);
+        let err = engine.read_shard_stats(&stats).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::TargetOutOfRange {
+                    row: 1,
+                    target: 9,
+                    classes: 6,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = engine.read_shard_stats(&plain).unwrap_err();
+        assert!(
+            matches!(err, Error::DeviceBuffer { what: "values", .. }),
+            "{err:?}"
+        );
+
+        let dense = [0.5_f32; 6];
+        let soft = DeviceRequest {
+            target: DeviceTarget::Host(Target::Dense(&dense)),
+            ..base
+        };
+        let mut encoder = device.create_command_encoder(&Default::default());
+        assert_refused(
+            &engine
+                .record_shard_stats(&mut encoder, &soft, shard)
+                .unwrap_err(),
+        );
+        let past = Shard {
+            first_class: 4,
+            total_classes: 6,
+        };
+        assert_refused(
+            &engine
+                .record_shard_stats(&mut encoder, &base, past)
+                .unwrap_err(),
+        );
+
+        let t_ok = [4_i64, 1];
+        let host = DeviceRequest {
+            target: DeviceTarget::Host(Target::ClassesI64(&t_ok)),
+            ..base
+        };
+        let stats = engine
+            .record_shard_stats(&mut encoder, &host, shard)
+            .unwrap();
+        queue.submit([encoder.finish()]);
+        let other = Request::cross_entropy(&x[..3], [1, 3], &[1_i64][..]);
+        let other_stats = Engine::cpu()
+            .shard_stats(
+                &other,
+                Shard {
+                    first_class: 0,
+                    total_classes: 3,
+                },
+            )
+            .unwrap();
+        let one_row = merge_shards(&[other_stats], &[1], None, &Options::default()).unwrap();
+        let mut encoder = device.create_command_encoder(&Default::default());
+        assert_refused(
+            &engine
+                .record_shard_grad(&mut encoder, &host, shard, &one_row)
+                .unwrap_err(),
+        );
+        let read = engine.read_shard_stats(&stats).unwrap();
+        assert_eq!(read.target_logit, vec![Some(x[1]), None]);
+    }
 }

@@ -15,9 +15,10 @@ use super::{Bound, CallParams, GpuEngine, ParamArena, RowBindings, UNUSED_BYTES,
 use crate::device::{DeviceOutput, DeviceRequest, DeviceTarget, IndexType};
 use crate::error::{Error, Result};
 use crate::loss::{
-    Dtype, IGNORED, Reduction, Target, TargetKind, check_options, check_shape, check_target_kind,
-    divisors, encode_classes, length, scales,
+    Dtype, IGNORED, Reduction, ShardPass, Target, TargetKind, check_options, check_shape,
+    check_target_kind, divisors, encode_classes, length, scales, shard_options,
 };
+use crate::shard::{ROW_STATS, Shard};
 
 /// Mirrors `Params` in `targets.wgsl`.
 #[repr(C)]
@@ -28,7 +29,9 @@ struct TargetParams {
     ignore_lo: u32,
     ignore_hi: u32,
     ln_base: f32,
-    _pad: [u32; 3],
+    first: u32,
+    held: u32,
+    _pad: u32,
 }
 
 /// Invocations of `encode_targets` per workgroup: `WORKGROUP` in `targets.wgsl`.
@@ -147,20 +150,22 @@ impl GpuEngine {
     pub fn submit(&self, req: &DeviceRequest) -> Result<DeviceOutput> {
         self.ctx.scoped("a device-resident loss", || {
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-            let out = self.record_passes(&mut encoder, req)?;
+            let out = self.record_passes(&mut encoder, req, None)?;
             self.ctx.queue.submit([encoder.finish()]);
             Ok(out)
         })
     }
 
-    /// Records a device-resident request into `encoder`.
+    /// Records a device-resident request into `encoder`: the whole rows, or one vocabulary
+    /// shard's pass.
     pub fn record(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         req: &DeviceRequest,
+        shard: Option<(Shard, &ShardPass)>,
     ) -> Result<DeviceOutput> {
         self.ctx.scoped("a device-resident loss", || {
-            self.record_passes(encoder, req)
+            self.record_passes(encoder, req, shard)
         })
     }
 
@@ -168,6 +173,7 @@ impl GpuEngine {
         &self,
         encoder: &mut wgpu::CommandEncoder,
         req: &DeviceRequest,
+        shard: Option<(Shard, &ShardPass)>,
     ) -> Result<DeviceOutput> {
         let device = &self.ctx.device;
         let limits = &self.ctx.limits;
@@ -177,6 +183,31 @@ impl GpuEngine {
         let mut o = req.options;
         // As `Request::grad_in_place` does: a gradient in place is a gradient.
         o.grad |= o.grad_in_place;
+        // A shard's gradient pass reads each row's merged statistics and the merged scales.
+        let given = match shard {
+            Some((_, ShardPass::Grad { rows, scales })) => {
+                if rows.len() != batch {
+                    return Err(Error::InvalidOption {
+                        option: "shard",
+                        reason: format!(
+                            "the merged loss has {} rows, the shard's request {batch}",
+                            rows.len()
+                        ),
+                    });
+                }
+                Some((rows, *scales))
+            }
+            _ => None,
+        };
+        if let Some((s, _)) = shard {
+            let class_targets = matches!(
+                req.target,
+                DeviceTarget::Classes { .. }
+                    | DeviceTarget::Host(Target::ClassesI32(_) | Target::ClassesI64(_))
+            );
+            o = shard_options(req.loss, &o, class_targets, shape, s, given.is_some())?;
+        }
+        let shard = shard.map(|(s, _)| s);
         let elements = check_shape(shape)? as u64;
         if o.strict {
             return Err(Error::DeviceBuffer {
@@ -198,16 +229,20 @@ impl GpuEngine {
         let targets = match req.target {
             DeviceTarget::None => Targets::None,
             DeviceTarget::Host(Target::None) => Targets::None,
-            DeviceTarget::Host(Target::ClassesI32(t)) => {
-                Targets::Host(encode_classes(shape, o.ignore_index, None, t.len(), |r| {
-                    i64::from(t[r])
-                })?)
-            }
-            DeviceTarget::Host(Target::ClassesI64(t)) => {
-                Targets::Host(encode_classes(shape, o.ignore_index, None, t.len(), |r| {
-                    t[r]
-                })?)
-            }
+            DeviceTarget::Host(Target::ClassesI32(t)) => Targets::Host(encode_classes(
+                shape,
+                o.ignore_index,
+                shard,
+                t.len(),
+                |r| i64::from(t[r]),
+            )?),
+            DeviceTarget::Host(Target::ClassesI64(t)) => Targets::Host(encode_classes(
+                shape,
+                o.ignore_index,
+                shard,
+                t.len(),
+                |r| t[r],
+            )?),
             DeviceTarget::Host(Target::Dense(t)) => {
                 let shape = format!("[{batch}, {classes}]");
                 length("target", shape, elements as usize, t.len())?;
@@ -254,9 +289,12 @@ impl GpuEngine {
 
         // The reduction's scales: from the host, unless a mean needs the weights of targets that
         // only the device holds.
-        let device_scales =
-            matches!(targets, Targets::Device(..)) && o.reduction == Reduction::Mean;
-        let (alpha, beta) = if device_scales {
+        let device_scales = matches!(targets, Targets::Device(..))
+            && o.reduction == Reduction::Mean
+            && shard.is_none();
+        let (alpha, beta) = if let Some((_, given)) = given {
+            given
+        } else if device_scales {
             (0.0, 0.0)
         } else {
             let (encoded, valid) = match &targets {
@@ -265,7 +303,7 @@ impl GpuEngine {
             };
             scales(divisors(req.loss, &o, shape, valid, encoded, weight))
         };
-        let scalar = o.reduction != Reduction::None;
+        let scalar = o.reduction != Reduction::None && given.is_none();
         let elementwise = !scalar && req.loss.elementwise();
         let grad_packed = o.grad && input.dtype != Dtype::F32;
         let spec = rows::Spec {
@@ -279,7 +317,7 @@ impl GpuEngine {
             options: o,
             device_scales,
             grad_packed,
-            shard_classes: None,
+            shard_classes: shard.map(|s| s.total_classes),
         };
 
         let status = self.storage_init(
@@ -309,7 +347,14 @@ impl GpuEngine {
         } else {
             None
         };
-        let row_values = make("xent row values", batch as u64 * 4)?;
+        // A shard's statistics pass writes `ROW_STATS` values per row.
+        let row_stride = if shard.is_some() && given.is_none() {
+            ROW_STATS as u64
+        } else {
+            1
+        };
+        self.fits_binding("per-row results", batch, batch as u64 * 4 * row_stride)?;
+        let row_values = make("xent row values", batch as u64 * 4 * row_stride)?;
         let lse = make("xent row lse", batch as u64 * 4)?;
         let element_values = if elementwise {
             Some(make("xent elementwise values", elements * 4)?)
@@ -322,8 +367,10 @@ impl GpuEngine {
             lse: o.lse.then(|| lse.clone()),
             grad: grad.clone(),
             status: status.clone(),
-            classes,
+            batch,
+            classes: shard.map_or(classes, |s| s.total_classes),
             ignore_index: o.ignore_index,
+            shard: shard.filter(|_| given.is_none()).map(|s| (s, classes)),
         };
         if batch == 0 {
             output.loss = scalar.then(|| self.storage_init("xent loss", &[0; 4]));
@@ -333,7 +380,10 @@ impl GpuEngine {
         let chunks = device_chunks(shape, binding, align)?;
         let most_rows = chunks.iter().map(|c| c.len()).max().unwrap_or(0) as u64;
         let cpu_adapter = self.ctx.info.device_type == wgpu::DeviceType::Cpu;
-        let variant = self.tuner.settled(&spec, cpu_adapter);
+        let variant = match given {
+            Some(_) => rows::Variant::given_stats(&spec, cpu_adapter),
+            None => self.tuner.settled(&spec, cpu_adapter),
+        };
         let kernel = rows::RowKernel::new(&spec, self.ctx.subgroups, variant);
         let segments = kernel.segments();
         let (
@@ -344,13 +394,16 @@ impl GpuEngine {
             },
         ) = ParamArena::for_call(limits, &spec, &chunks, segments, (alpha, beta), scalar);
         let ignore = o.ignore_index as u64;
+        let (first, total) = shard.map_or((0, classes), |s| (s.first_class, s.total_classes));
         let target_offset = arena.push(&TargetParams {
             rows: batch as u32,
-            classes: classes as u32,
+            classes: total as u32,
             ignore_lo: ignore as u32,
             ignore_hi: (ignore >> 32) as u32,
             ln_base: o.base.ln() as f32,
-            _pad: [0; 3],
+            first: first as u32,
+            held: classes as u32,
+            _pad: 0,
         });
         let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("xent params"),
@@ -448,6 +501,24 @@ impl GpuEngine {
                 scales: if device_scales { &scales } else { &empty },
                 edges: &edges,
             };
+            // A shard's gradient pass: each row's merged statistics where `segment_grad` reads
+            // them, in a buffer of the chunk's own (the passes of every chunk are recorded before
+            // any runs).
+            let given_partials = given.map(|(merged, _)| {
+                let stats: Vec<[f32; 6]> = merged[rows.clone()]
+                    .iter()
+                    .flat_map(|&(m, s, b)| {
+                        let mut row = vec![[0.0; 6]; segments as usize];
+                        row[0] = [m, s, 0.0, 0.0, b, 0.0];
+                        row
+                    })
+                    .collect();
+                self.storage_init("xent merged statistics", bytemuck::cast_slice(&stats))
+            });
+            let bindings = RowBindings {
+                partials: given_partials.as_ref().unwrap_or(&partials),
+                ..bindings
+            };
             let row_bind = bindings.bind(device, row_layout);
             let chunk_rows = rows.len() as u32;
             let values = element_values
@@ -480,7 +551,7 @@ impl GpuEngine {
             self.row_passes(
                 (&mut timing, encoder, &row_bind, offset, chunk_rows),
                 &kernel,
-                false,
+                given.is_some(),
             )?;
             if pre_kernel.is_none() {
                 elementwise_pass(&mut timing, encoder)?;
