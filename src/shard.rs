@@ -3,7 +3,11 @@
 //! per row ([`Engine::shard_stats`](crate::Engine::shard_stats)); the caller moves them with the
 //! collective of their choice; [`merge_shards`] combines them into the exact loss and lse; and
 //! each shard then writes its own slice of the gradient
-//! ([`Engine::shard_grad`](crate::Engine::shard_grad)).
+//! ([`Engine::shard_grad`](crate::Engine::shard_grad)). On a GPU the two passes also run on the
+//! caller's device buffers ([`Engine::record_shard_stats`](crate::Engine::record_shard_stats),
+//! [`Engine::read_shard_stats`](crate::Engine::read_shard_stats),
+//! [`Engine::record_shard_grad`](crate::Engine::record_shard_grad)), so that the logits never leave
+//! the device.
 //!
 //! ```
 //! use xent::{Engine, Options, Request, Shard, merge_shards};
