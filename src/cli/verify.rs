@@ -1,6 +1,7 @@
 //! `xent verify`: every adapter and the fast CPU path against the float64 reference, on fresh
 //! random batches of every loss and the main options, losses and gradients; then a
-//! device-resident call on each adapter, and the vocabulary sharded over every engine.
+//! device-resident call on each adapter, the vocabulary sharded over every engine, and sharded
+//! on each adapter's device buffers.
 
 use clap::Args;
 use half::bf16;
@@ -8,7 +9,8 @@ use rand::{Rng, SeedableRng};
 use wgpu::util::DeviceExt;
 use xent::{
     Base, DeviceInput, DeviceRequest, DeviceTarget, Dtype, Engine, IndexType, InputKind, LossKind,
-    Options as RequestOptions, Reduction, Request, Result, Shard, Target, merge_shards,
+    Options as RequestOptions, Reduction, Request, Result, Shard, ShardStats, ShardedLoss, Target,
+    merge_shards,
 };
 
 use super::bench::normal;
@@ -309,21 +311,60 @@ fn device_resident(engine: &Engine, data: &Data) -> Result<(f64, f64)> {
     ))
 }
 
-/// The vocabulary split between `engines`, a shard each: merged loss and gathered gradient
-/// against the reference's on the whole rows.
-fn sharded(engines: &[Engine], data: &Data) -> Result<(f64, f64)> {
-    let [batch, classes] = VOCAB_SHAPE;
-    let options = RequestOptions {
+/// The options of the sharded checks.
+fn shard_options() -> RequestOptions {
+    RequestOptions {
         label_smoothing: 0.1,
         z_loss: 1e-4,
         ..Default::default()
-    };
-    let whole = Request::cross_entropy(&data.logits[..], VOCAB_SHAPE, &data.classes[..])
-        .label_smoothing(options.label_smoothing)
-        .z_loss(options.z_loss)
-        .with_grad(true);
-    let want = Engine::reference().compute(&whole)?;
-    let step = classes.div_ceil(engines.len().max(1));
+    }
+}
+
+/// A shard's request on its columns `x` (or on all of them).
+fn shard_request<'a>(x: &'a [f32], data: &'a Data) -> Request<'a> {
+    let batch = VOCAB_SHAPE[0];
+    let o = shard_options();
+    Request::cross_entropy(x, [batch, x.len() / batch], &data.classes[..])
+        .label_smoothing(o.label_smoothing)
+        .z_loss(o.z_loss)
+}
+
+/// A shard's request on its columns in `input`, with the batch's i64 class indices in `labels`.
+fn device_shard_request<'a>(
+    input: &'a wgpu::Buffer,
+    labels: &'a wgpu::Buffer,
+    columns: usize,
+) -> DeviceRequest<'a> {
+    let mut r = DeviceRequest::new(
+        LossKind::CrossEntropy,
+        DeviceInput {
+            buffer: input,
+            offset: 0,
+            shape: [VOCAB_SHAPE[0], columns],
+            dtype: Dtype::F32,
+        },
+        DeviceTarget::Classes {
+            buffer: labels,
+            offset: 0,
+            index: IndexType::I64,
+        },
+    );
+    r.options = shard_options();
+    r
+}
+
+/// The vocabulary split in `count` shards, shard k's statistics from `stats(k, shard, columns)`
+/// and its gradient from `grad(k, shard, columns, merged)`: the merged loss and the gathered
+/// gradient against the reference's on the whole rows.
+fn sharded(
+    data: &Data,
+    count: usize,
+    stats: impl Fn(usize, Shard, &[f32]) -> Result<ShardStats>,
+    grad: impl Fn(usize, Shard, &[f32], &ShardedLoss) -> Result<Vec<f32>>,
+) -> Result<(f64, f64)> {
+    let [batch, classes] = VOCAB_SHAPE;
+    let want = Engine::reference().compute(&shard_request(&data.logits, data).with_grad(true))?;
+    let step = classes.div_ceil(count.max(1));
     let shards: Vec<(Shard, Vec<f32>)> = (0..classes)
         .step_by(step)
         .map(|first| {
@@ -340,32 +381,84 @@ fn sharded(engines: &[Engine], data: &Data) -> Result<(f64, f64)> {
             (shard, columns)
         })
         .collect();
-    let requests = shards;
-    let mut stats = Vec::new();
-    for ((shard, x), engine) in requests.iter().zip(engines) {
-        let r = Request::cross_entropy(&x[..], [batch, x.len() / batch], &data.classes[..])
-            .label_smoothing(options.label_smoothing)
-            .z_loss(options.z_loss);
-        stats.push(engine.shard_stats(&r, *shard)?);
+    let mut all = Vec::new();
+    for (k, (shard, x)) in shards.iter().enumerate() {
+        all.push(stats(k, *shard, x)?);
     }
-    let merged = merge_shards(&stats, &data.classes, None, &options)?;
-    let mut grad = vec![0.0_f32; batch * classes];
-    for ((shard, x), engine) in requests.iter().zip(engines) {
+    let merged = merge_shards(&all, &data.classes, None, &shard_options())?;
+    let mut gathered = vec![0.0_f32; batch * classes];
+    for (k, (shard, x)) in shards.iter().enumerate() {
         let width = x.len() / batch;
-        let r = Request::cross_entropy(&x[..], [batch, width], &data.classes[..])
-            .label_smoothing(options.label_smoothing)
-            .z_loss(options.z_loss);
-        let mut piece = vec![0.0_f32; x.len()];
-        engine.shard_grad(&r, *shard, &merged, &mut piece)?;
+        let piece = grad(k, *shard, x, &merged)?;
         for (row, values) in piece.chunks_exact(width).enumerate() {
             let at = row * classes + shard.first_class;
-            grad[at..at + width].copy_from_slice(values);
+            gathered[at..at + width].copy_from_slice(values);
         }
     }
     Ok((
         loss_error(&merged.loss, &want.loss),
-        grad_error(&grad, want.grad.as_deref().unwrap_or_default()),
+        grad_error(&gathered, want.grad.as_deref().unwrap_or_default()),
     ))
+}
+
+/// The vocabulary split between `engines`, a shard each, on host slices.
+fn sharded_on(engines: &[Engine], data: &Data) -> Result<(f64, f64)> {
+    sharded(
+        data,
+        engines.len(),
+        |k, shard, x| engines[k].shard_stats(&shard_request(x, data), shard),
+        |k, shard, x, merged| {
+            let mut piece = vec![0.0_f32; x.len()];
+            engines[k].shard_grad(&shard_request(x, data), shard, merged, &mut piece)?;
+            Ok(piece)
+        },
+    )
+}
+
+/// The vocabulary in three shards on `engine`'s device: f32 logits and i64 class targets in its
+/// buffers, each shard's statistics read back and merged, and its gradient written in place.
+fn device_sharded(engine: &Engine, data: &Data) -> Result<(f64, f64)> {
+    let Some((device, queue)) = engine.wgpu() else {
+        return Ok((f64::NAN, f64::NAN));
+    };
+    let usage =
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+    let buffer = |label, values: &[u8]| {
+        let mut contents = values.to_vec();
+        contents.resize(contents.len().next_multiple_of(16), 0);
+        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: &contents,
+            usage,
+        })
+    };
+    let labels = buffer("verify labels", bytemuck::cast_slice(&data.classes));
+    sharded(
+        data,
+        3,
+        |_, shard, x| {
+            let input = buffer("verify shard logits", bytemuck::cast_slice(x));
+            let r = device_shard_request(&input, &labels, x.len() / VOCAB_SHAPE[0]);
+            let mut encoder = device.create_command_encoder(&Default::default());
+            let out = engine.record_shard_stats(&mut encoder, &r, shard)?;
+            queue.submit([encoder.finish()]);
+            engine.read_shard_stats(&out)
+        },
+        |_, shard, x, merged| {
+            let input = buffer("verify shard logits", bytemuck::cast_slice(x));
+            let mut r = device_shard_request(&input, &labels, x.len() / VOCAB_SHAPE[0]);
+            r.options.grad_in_place = true;
+            let mut encoder = device.create_command_encoder(&Default::default());
+            let out = engine.record_shard_grad(&mut encoder, &r, shard, merged)?;
+            queue.submit([encoder.finish()]);
+            engine.check_targets(&out)?;
+            let bytes = engine.read_buffer(&input, 0..(x.len() * 4) as u64)?;
+            Ok(bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect())
+        },
+    )
 }
 
 /// Runs every case on every engine; returns how many checks failed, of how many.
@@ -442,13 +535,22 @@ pub fn run(args: &VerifyArgs) -> Result<(usize, usize)> {
             BF16_GRADIENT_TOLERANCE,
         );
     }
-    let errors = sharded(&engines, &data)?;
+    let errors = sharded_on(&engines, &data)?;
     report(
         "vocabulary shards, smoothing, z-loss, merged",
         format!("{} engines, a shard each", engines.len()),
         errors,
         TOLERANCE,
     );
+    for engine in engines.iter().filter(|e| e.wgpu().is_some()) {
+        let errors = device_sharded(engine, &data)?;
+        report(
+            "vocabulary shards on device buffers, grad in place",
+            engine.device().to_string(),
+            errors,
+            TOLERANCE,
+        );
+    }
     println!(
         "\n{} of {checks} checks passed (loss: largest |a − e| / max(1, |e|); gradient: ‖a − e‖ / ‖e‖; both within {TOLERANCE:e}, a bf16 gradient within {BF16_GRADIENT_TOLERANCE:e} of the reference's rounded to bf16)",
         checks - failed
