@@ -336,6 +336,8 @@ struct DeviceCase {
     grad: bool,
     in_place: bool,
     values: Vec<f32>,
+    /// A vocabulary shard: its first class, and classes of the row past the shard's.
+    shard: Option<(usize, usize)>,
 }
 
 fn device_case() -> impl Strategy<Value = DeviceCase> {
@@ -365,6 +367,13 @@ fn device_case() -> impl Strategy<Value = DeviceCase> {
             any::<bool>(),
             any::<bool>(),
             proptest::collection::vec(prop_oneof![-5.0f32..5.0, special()], 0..64),
+            proptest::option::weighted(
+                0.25,
+                (
+                    prop_oneof![2 => Just(0_usize), 1 => 0usize..50],
+                    prop_oneof![2 => Just(0_usize), 1 => 0usize..50],
+                ),
+            ),
         ),
     )
         .prop_map(
@@ -379,9 +388,15 @@ fn device_case() -> impl Strategy<Value = DeviceCase> {
                     grad,
                     in_place,
                     values,
+                    shard,
                 ),
             )| DeviceCase {
-                loss,
+                // Shards take cross-entropy; other losses there are refusals, left to faulty cases.
+                loss: if shard.is_some() && !faulty {
+                    LossKind::CrossEntropy
+                } else {
+                    loss
+                },
                 shape: [batch, classes],
                 dtype,
                 slack,
@@ -396,6 +411,7 @@ fn device_case() -> impl Strategy<Value = DeviceCase> {
                 grad,
                 in_place,
                 values,
+                shard,
             },
         )
 }
@@ -489,6 +505,29 @@ fn device_answer(engine: &Engine, c: &DeviceCase) -> Result<(), String> {
         assert_eq!(message.lines().count(), 1, "{message}");
         message
     };
+    if let Some((first, past)) = c.shard {
+        // A shard's statistics, their merge alone, and its gradient pass from that merge.
+        let (_, queue) = engine.wgpu().expect("a GPU engine");
+        let shard = xent::Shard {
+            first_class: first,
+            total_classes: first + c.shape[1] + past,
+        };
+        let mut encoder = device.create_command_encoder(&Default::default());
+        let out = engine
+            .record_shard_stats(&mut encoder, &request, shard)
+            .map_err(one_line)?;
+        queue.submit([encoder.finish()]);
+        let stats = engine.read_shard_stats(&out).map_err(one_line)?;
+        let options = request.options;
+        let merged =
+            xent::merge_shards(&[stats], &host_targets, None, &options).map_err(one_line)?;
+        let mut encoder = device.create_command_encoder(&Default::default());
+        let out = engine
+            .record_shard_grad(&mut encoder, &request, shard, &merged)
+            .map_err(one_line)?;
+        queue.submit([encoder.finish()]);
+        return engine.check_targets(&out).map_err(one_line);
+    }
     let out = engine.submit(&request).map_err(one_line)?;
     engine.check_targets(&out).map_err(one_line)?;
     if out.loss.is_some() {
