@@ -484,15 +484,7 @@ impl GpuEngine {
             let row_bind = bindings.bind(device, row_layout);
             let chunk_rows = rows.len() as u32;
             if let Some((merged, _)) = given {
-                // Each row's merged statistics where `segment_grad` reads them.
-                let stats: Vec<[f32; 6]> = merged[rows.clone()]
-                    .iter()
-                    .flat_map(|&(m, s, b)| {
-                        let mut row = vec![[0.0; 6]; segments as usize];
-                        row[0] = [m, s, 0.0, 0.0, b, 0.0];
-                        row
-                    })
-                    .collect();
+                let stats = merged_partials(&merged[rows.clone()], segments);
                 queue.write_buffer(&partials, 0, bytemuck::cast_slice(&stats));
             }
             if let Some(pre) = &pre_kernel {
@@ -974,6 +966,19 @@ fn whole_entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> 
         binding,
         resource: buffer.as_entire_binding(),
     }
+}
+
+/// Rows' merged statistics (a vocabulary shard's gradient pass) as `segment_grad` reads them:
+/// `Stats` in `rows.wgsl`, in each row's first of its `segments` slots.
+fn merged_partials(merged: &[crate::shard::MergedRow], segments: u32) -> Vec<[f32; 6]> {
+    merged
+        .iter()
+        .flat_map(|&(m, s, b)| {
+            let mut row = vec![[0.0; 6]; segments as usize];
+            row[0] = [m, s, 0.0, 0.0, b, 0.0];
+            row
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -281,7 +281,6 @@ impl GpuEngine {
         };
         check_target_kind(req.loss, kind, shape)?;
         let binding = limits.max_storage_buffer_binding_size;
-        self.fits_binding("per-row results", batch, batch as u64 * 4)?;
         if matches!(targets, Targets::Device(..)) {
             // The target passes' weights and counts, 8 bytes a row.
             self.fits_binding("target counts", batch, batch as u64 * 8)?;
@@ -505,14 +504,7 @@ impl GpuEngine {
             // them, in a buffer of the chunk's own (the passes of every chunk are recorded before
             // any runs).
             let given_partials = given.map(|(merged, _)| {
-                let stats: Vec<[f32; 6]> = merged[rows.clone()]
-                    .iter()
-                    .flat_map(|&(m, s, b)| {
-                        let mut row = vec![[0.0; 6]; segments as usize];
-                        row[0] = [m, s, 0.0, 0.0, b, 0.0];
-                        row
-                    })
-                    .collect();
+                let stats = super::merged_partials(&merged[rows.clone()], segments);
                 self.storage_init("xent merged statistics", bytemuck::cast_slice(&stats))
             });
             let bindings = RowBindings {
