@@ -25,9 +25,12 @@ const LANES: usize = 16;
 /// Below this many elements a call stays on the calling thread: spawning work on the pool costs
 /// more than it saves (50–80 µs at 64 × 1000 here).
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
-/// Rows per task, the unit that threads claim: 16, or more when rows are short, so that a task
-/// holds at least `TASK_MIN_ELEMENTS`.
+/// Rows per task, the unit that threads claim: 16, fewer when rows are long, so that a task holds
+/// at most `TASK_MAX_ELEMENTS` (a thread that starts late, as a woken pool thread can by
+/// milliseconds, still finds work left), and more when rows are short, so that it holds at least
+/// `TASK_MIN_ELEMENTS`.
 const ROWS_PER_TASK: usize = 16;
+const TASK_MAX_ELEMENTS: usize = 1 << 18;
 const TASK_MIN_ELEMENTS: usize = 4096;
 /// Rows of at most this many classes get their softmax statistics eight rows at a time, a row
 /// per vector lane, instead of a row at a time.
@@ -903,7 +906,10 @@ pub(crate) fn compute(req: &Checked, grad: Option<&mut [f32]>) -> Output {
     let mut values = vec![0.0_f32; if elementwise { req.elements() } else { 0 }];
     let mut row_values = vec![0.0_f32; if reduced || elementwise { 0 } else { req.batch }];
     let mut lse = req.options.lse.then(|| vec![0.0_f32; req.batch]);
-    let rows_per_task = ROWS_PER_TASK.max(TASK_MIN_ELEMENTS / c.max(1));
+    let c_or_1 = c.max(1);
+    let rows_per_task = ROWS_PER_TASK
+        .min((TASK_MAX_ELEMENTS / c_or_1).max(1))
+        .max(TASK_MIN_ELEMENTS / c_or_1);
     let block = rows_per_task * c;
     let mut grad_blocks = grad.map(|g| g.chunks_mut(block));
     let mut value_blocks = elementwise.then(|| values.chunks_mut(block));
