@@ -7,7 +7,6 @@ mod common;
 use half::{bf16, f16};
 use rand::Rng;
 use rand::rngs::StdRng;
-use wgpu::util::DeviceExt;
 use xent::{
     Base, DeviceInput, DeviceOutput, DeviceRequest, DeviceTarget, Dtype, Engine, Error, IndexType,
     Input, InputKind, LossKind, Options, Reduction, Request, Target,
@@ -20,27 +19,13 @@ const GUARD_BYTE: u8 = 0xa5;
 
 /// A STORAGE | COPY_SRC | COPY_DST buffer holding `bytes` at offset `GUARD`, between guard bytes.
 fn buffer_with(engine: &Engine, bytes: &[u8]) -> wgpu::Buffer {
-    let (device, _) = engine.wgpu().expect("a GPU engine");
     let mut contents = vec![GUARD_BYTE; GUARD as usize];
     contents.extend_from_slice(bytes);
     contents.resize(
         (contents.len() + GUARD as usize).next_multiple_of(16),
         GUARD_BYTE,
     );
-    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some("test data"),
-        contents: &contents,
-        usage: wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_SRC
-            | wgpu::BufferUsages::COPY_DST,
-    })
-}
-
-fn floats(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
+    common::storage_buffer(engine, &contents)
 }
 
 /// The input values of a case, in its dtype.
@@ -83,7 +68,7 @@ impl Values {
     /// Little-endian values of this dtype, as f32.
     fn decode(&self, bytes: &[u8]) -> Vec<f32> {
         match self {
-            Values::F32(_) => floats(bytes),
+            Values::F32(_) => common::floats(bytes),
             Values::F16(_) => bytes
                 .chunks_exact(2)
                 .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
@@ -219,8 +204,11 @@ fn read(engine: &Engine, out: &DeviceOutput, values: usize, grad_bytes: usize) -
     let whole = |b: &wgpu::Buffer, n: usize| engine.read_buffer(b, 0..n as u64).unwrap();
     DeviceResult {
         loss: out.loss.as_ref().map(|_| engine.read_loss(out).unwrap()),
-        values: floats(&whole(&out.values, values * 4)),
-        lse: out.lse.as_ref().map(|b| floats(&whole(b, values * 4))),
+        values: common::floats(&whole(&out.values, values * 4)),
+        lse: out
+            .lse
+            .as_ref()
+            .map(|b| common::floats(&whole(b, values * 4))),
         grad: out.grad.as_ref().map(|b| whole(b, grad_bytes)),
     }
 }
@@ -484,7 +472,7 @@ fn an_out_of_range_device_target_is_named_and_its_row_is_nan() {
                 "{} {index:?}: {err:?}",
                 engine.device()
             );
-            let values = floats(
+            let values = common::floats(
                 &engine
                     .read_buffer(&out.values, 0..batch as u64 * 4)
                     .unwrap(),
@@ -493,7 +481,7 @@ fn an_out_of_range_device_target_is_named_and_its_row_is_nan() {
                 assert_eq!(v.is_nan(), row == 3 || row == 5, "row {row}: {v}");
             }
             assert_eq!(values[2], 0.0, "the ignored row");
-            let grad = floats(
+            let grad = common::floats(
                 &engine
                     .read_buffer(out.grad.as_ref().unwrap(), 0..(batch * classes) as u64 * 4)
                     .unwrap(),
@@ -613,7 +601,7 @@ fn a_million_classes_in_four_rows_on_the_device() {
                     .chunks_exact(2)
                     .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
                     .collect(),
-                _ => floats(&after),
+                _ => common::floats(&after),
             };
             let what = format!("{} {dtype:?}", engine.device());
             if dtype == Dtype::F32 {
@@ -805,7 +793,7 @@ fn a_callers_device_and_encoder() {
             engine.read_loss(&out).unwrap().to_bits(),
             host.loss.scalar().unwrap().to_bits()
         );
-        let grad = floats(&engine.read_buffer(&copy, 0..copy.size()).unwrap());
+        let grad = common::floats(&engine.read_buffer(&copy, 0..copy.size()).unwrap());
         same(
             "caller's copy of the gradient",
             &grad,

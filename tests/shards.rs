@@ -297,27 +297,28 @@ fn shards_that_do_not_tile_the_row_are_refused() {
     assert_refused(&err);
 }
 
-/// A STORAGE | COPY_SRC | COPY_DST buffer on `engine`'s device holding `bytes`, padded to whole
-/// 16-byte words.
-fn device_buffer(engine: &Engine, bytes: &[u8]) -> wgpu::Buffer {
-    use wgpu::util::DeviceExt;
-    let (device, _) = engine.wgpu().expect("a GPU engine");
-    let mut contents = bytes.to_vec();
-    contents.resize(contents.len().next_multiple_of(16).max(16), 0);
-    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some("test data"),
-        contents: &contents,
-        usage: wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_SRC
-            | wgpu::BufferUsages::COPY_DST,
-    })
-}
-
-fn floats(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
+/// A shard's device-resident request on its columns in `buffer`.
+fn device_request<'a>(
+    buffer: &'a wgpu::Buffer,
+    shape: [usize; 2],
+    dtype: xent::Dtype,
+    target: xent::DeviceTarget<'a>,
+    options: Options,
+    weight: Option<&'a [f32]>,
+) -> xent::DeviceRequest<'a> {
+    let mut r = xent::DeviceRequest::new(
+        xent::LossKind::CrossEntropy,
+        xent::DeviceInput {
+            buffer,
+            offset: 0,
+            shape,
+            dtype,
+        },
+        target,
+    );
+    r.options = options;
+    r.weight = weight;
+    r
 }
 
 /// The device-resident shard passes against the host ones on the same engine, bit for bit: the
@@ -340,7 +341,7 @@ fn device_resident_shards_match_host_shards_bit_for_bit() {
 
 fn check_device_shards(engine: &Engine, [batch, classes]: [usize; 2], cuts: &[usize]) {
     use half::bf16;
-    use xent::{DeviceInput, DeviceRequest, DeviceTarget, Dtype, IndexType, LossKind, Target};
+    use xent::{DeviceTarget, Dtype, IndexType, Target};
     let mut rng = common::rng("device shards");
     let bounds: Vec<usize> = [0].iter().chain(cuts).chain([&classes]).copied().collect();
     let x = common::logits(&mut rng, batch * classes, 4.0);
@@ -348,8 +349,8 @@ fn check_device_shards(engine: &Engine, [batch, classes]: [usize; 2], cuts: &[us
     let t32: Vec<i32> = t.iter().map(|&y| y as i32).collect();
     let weight: Vec<f32> = (0..classes).map(|_| rng.random_range(0.2..2.0)).collect();
     let (device, queue) = engine.wgpu().unwrap();
-    let labels64 = device_buffer(engine, bytemuck::cast_slice(&t));
-    let labels32 = device_buffer(engine, bytemuck::cast_slice(&t32));
+    let labels64 = common::storage_buffer(engine, bytemuck::cast_slice(&t));
+    let labels32 = common::storage_buffer(engine, bytemuck::cast_slice(&t32));
     for (o, weighted) in option_sets() {
         let weight = weighted.then_some(&weight[..]);
         for dtype in [Dtype::F32, Dtype::Bf16] {
@@ -399,22 +400,11 @@ fn check_device_shards(engine: &Engine, [batch, classes]: [usize; 2], cuts: &[us
                         Dtype::Bf16 => bytemuck::cast_slice(&halves).to_vec(),
                         _ => bytemuck::cast_slice(&xs).to_vec(),
                     };
-                    inputs.push((shard, cs, xs, ws, device_buffer(engine, &bytes)));
+                    inputs.push((shard, cs, xs, ws, common::storage_buffer(engine, &bytes)));
                 }
                 let mut encoder = device.create_command_encoder(&Default::default());
                 for (shard, cs, _, ws, buffer) in &inputs {
-                    let mut r = DeviceRequest::new(
-                        LossKind::CrossEntropy,
-                        DeviceInput {
-                            buffer,
-                            offset: 0,
-                            shape: [batch, *cs],
-                            dtype,
-                        },
-                        target,
-                    );
-                    r.options = o;
-                    r.weight = ws.as_deref();
+                    let r = device_request(buffer, [batch, *cs], dtype, target, o, ws.as_deref());
                     device_outs.push(engine.record_shard_stats(&mut encoder, &r, *shard).unwrap());
                 }
                 queue.submit([encoder.finish()]);
@@ -433,18 +423,8 @@ fn check_device_shards(engine: &Engine, [batch, classes]: [usize; 2], cuts: &[us
                             .shard_grad(&host, *shard, &merged, &mut want)
                             .unwrap();
                     }
-                    let mut r = DeviceRequest::new(
-                        LossKind::CrossEntropy,
-                        DeviceInput {
-                            buffer,
-                            offset: 0,
-                            shape: [batch, *cs],
-                            dtype,
-                        },
-                        target,
-                    );
-                    r.options = o;
-                    r.weight = ws.as_deref();
+                    let mut r =
+                        device_request(buffer, [batch, *cs], dtype, target, o, ws.as_deref());
                     let mut encoder = device.create_command_encoder(&Default::default());
                     let separate = engine
                         .record_shard_grad(&mut encoder, &r, *shard, &merged)
@@ -467,7 +447,7 @@ fn check_device_shards(engine: &Engine, [batch, classes]: [usize; 2], cuts: &[us
                             .chunks_exact(2)
                             .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
                             .collect(),
-                        _ => floats(&sep),
+                        _ => common::floats(&sep),
                     };
                     if dtype == Dtype::F32 {
                         assert_eq!(g, want, "{what}: gradient of {shard:?}");
@@ -497,8 +477,8 @@ fn device_resident_shard_refusals() {
     let t = [4_i64, 9];
     for engine in common::gpus() {
         let (device, queue) = engine.wgpu().unwrap();
-        let logits = device_buffer(engine, bytemuck::cast_slice(&x));
-        let labels = device_buffer(engine, bytemuck::cast_slice(&t));
+        let logits = common::storage_buffer(engine, bytemuck::cast_slice(&x));
+        let labels = common::storage_buffer(engine, bytemuck::cast_slice(&t));
         let shard = Shard {
             first_class: 3,
             total_classes: 6,
