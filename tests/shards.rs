@@ -323,8 +323,9 @@ fn device_request<'a>(
 
 /// The device-resident shard passes against the host ones on the same engine, bit for bit: the
 /// statistics (f32 and bf16 logits; targets on the host, or on the device as i64 or i32), the
-/// merge of them, and each shard's gradient, separate and in place; and through the merge,
-/// against the unsharded reference.
+/// merge of them, and each shard's gradient, separate and in place (bf16: the host's f32
+/// gradient rounded once; a shard of one class makes rows share 16-bit words); and through the
+/// merge, against the unsharded reference.
 #[test]
 fn device_resident_shards_match_host_shards_bit_for_bit() {
     for engine in common::gpus() {
@@ -416,12 +417,20 @@ fn check_device_shards(engine: &Engine, [batch, classes]: [usize; 2], cuts: &[us
                 let merged = merge_shards(&device_stats, &t, weight, &o).unwrap();
                 let mut grad = vec![0.0_f32; batch * classes];
                 for (shard, cs, xs, ws, buffer) in &inputs {
-                    let host = request(&xs[..], [batch, *cs], &t, ws.as_deref(), &o);
+                    // The host pass on the same values in the same dtype; its f32 gradient,
+                    // rounded to bf16 once, is what the device writes for bf16 logits.
+                    let halves: Vec<bf16> = xs.iter().map(|&v| bf16::from_f32(v)).collect();
+                    let host = match dtype {
+                        Dtype::Bf16 => request(&halves[..], [batch, *cs], &t, ws.as_deref(), &o),
+                        _ => request(&xs[..], [batch, *cs], &t, ws.as_deref(), &o),
+                    };
                     let mut want = vec![0.0_f32; batch * cs];
-                    if dtype == Dtype::F32 {
-                        engine
-                            .shard_grad(&host, *shard, &merged, &mut want)
-                            .unwrap();
+                    engine
+                        .shard_grad(&host, *shard, &merged, &mut want)
+                        .unwrap();
+                    if dtype == Dtype::Bf16 {
+                        want.iter_mut()
+                            .for_each(|w| *w = bf16::from_f32(*w).to_f32());
                     }
                     let mut r =
                         device_request(buffer, [batch, *cs], dtype, target, o, ws.as_deref());
@@ -449,9 +458,7 @@ fn check_device_shards(engine: &Engine, [batch, classes]: [usize; 2], cuts: &[us
                             .collect(),
                         _ => common::floats(&sep),
                     };
-                    if dtype == Dtype::F32 {
-                        assert_eq!(g, want, "{what}: gradient of {shard:?}");
-                    }
+                    assert_eq!(g, want, "{what}: gradient of {shard:?}");
                     for (row, piece) in g.chunks_exact(*cs).enumerate() {
                         let start = row * classes + shard.first_class;
                         grad[start..start + cs].copy_from_slice(piece);
