@@ -4,10 +4,11 @@
 //!
 //! Per row, the logits are taken in blocks that fit in L1: the block's max, a rescale of the
 //! running sum when the max rises, then the block's exps, with a polynomial exp that vectorizes;
-//! the loop over a block's exps also reads the next block's max, so that its trip from memory
-//! overlaps the arithmetic. Rows of at most 32 classes are done eight at a time, a row per lane.
-//! Block sums are f32 over 16 lanes; the running sums are f64. Rows are reduced in a fixed order,
-//! so the result does not depend on the thread count.
+//! the loop over a block's exps also reads the next block's max (for a row's last block, the next
+//! row's first), so that its trip from memory overlaps the arithmetic. Rows of at most 32 classes
+//! are done eight at a time, a row per lane. Block sums are f32 over 16 lanes; the running sums
+//! are f64. Each task sums its rows in order and the tasks are summed in order, so the result
+//! does not depend on the thread count.
 
 use multiversion::multiversion;
 use multiversion::target::target_cfg;
