@@ -345,8 +345,9 @@ impl Engine {
     }
 
     /// One vocabulary shard's slice of the gradient ([B, C_s], row-major) of the merged loss:
-    /// `request` and `shard` as for [`Engine::shard_stats`], with the reduction of the request
-    /// the shards were cut from, and `merged` what [`merge_shards`](crate::merge_shards) gave.
+    /// `request` and `shard` as for [`Engine::shard_stats`], and `merged` what
+    /// [`merge_shards`](crate::merge_shards) gave, whose scales carry the reduction (the
+    /// request's own is set aside).
     pub fn shard_grad(
         &self,
         request: &Request,
@@ -440,10 +441,9 @@ impl Engine {
     }
 
     /// [`Engine::shard_grad`] on device buffers, recorded into `encoder`: `request` and `shard` as
-    /// for [`Engine::record_shard_stats`], with the reduction of the request the shards were cut
-    /// from, and `merged` what [`merge_shards`](crate::merge_shards) gave. The shard's slice of
-    /// the gradient goes to [`DeviceOutput::grad`], or over the input in its dtype with
-    /// `grad_in_place`.
+    /// for [`Engine::record_shard_stats`], and `merged` what [`merge_shards`](crate::merge_shards)
+    /// gave, whose scales carry the reduction. The shard's slice of the gradient goes to
+    /// [`DeviceOutput::grad`], or over the input in its dtype with `grad_in_place`.
     pub fn record_shard_grad(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -466,7 +466,7 @@ impl Engine {
             self.check_targets(out)?;
             return Err(Error::DeviceBuffer {
                 what: "loss",
-                reason: "reduction none has no scalar; read the values buffer".into(),
+                reason: "there is no scalar (reduction none, or a vocabulary shard's pass, whose loss the merge gives); read the values buffer".into(),
             });
         };
         // The status and the loss in one read, so one wait.

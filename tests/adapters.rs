@@ -66,6 +66,16 @@ fn cli_adapters_lists_each_with_backend_limits_and_features() {
     }
 }
 
+/// Without a desktop session (no `XDG_RUNTIME_DIR`, or an empty or relative one) the drivers
+/// print nothing through the CLI (checked inside `xent`).
+#[test]
+fn cli_stderr_stays_clean_without_a_session() {
+    for dir in ["", "relative/dir"] {
+        let (ok, _) = xent(&["adapters"], &[("XDG_RUNTIME_DIR", dir)]);
+        assert!(ok);
+    }
+}
+
 #[test]
 fn adapter_name_filter_is_honoured() {
     let (ok, out) = xent(

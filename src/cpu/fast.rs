@@ -27,7 +27,7 @@ const LANES: usize = 16;
 /// more than it saves (50–80 µs at 64 × 1000 here).
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
 /// Rows per task, the unit that threads claim: 16, fewer when rows are long, so that a task holds
-/// at most `TASK_MAX_ELEMENTS` (a thread that starts late, as a woken pool thread can by
+/// at most `TASK_MAX_ELEMENTS` or one row (a thread that starts late, as a woken pool thread can by
 /// milliseconds, still finds work left), and more when rows are short, so that it holds at least
 /// `TASK_MIN_ELEMENTS`.
 const ROWS_PER_TASK: usize = 16;
@@ -48,20 +48,21 @@ fn mul_add(a: f32, b: f32, c: f32, fma: bool) -> f32 {
 
 /// e^x for x ≤ 0 (the softmax's x − max), branch-free so that loops over it vectorize:
 /// x = n·ln 2 + r with |r| ≤ ln 2 / 2, e^r by a degree-6 polynomial fitted on that range
-/// (relative error 1.8e-8) and evaluated in Estrin's order (depth 4 instead of 6), and n added to
-/// its exponent bits. Below −86.6 it gives 0 (e^−86.6 is twice the smallest normal f32, which
-/// keeps the exponent add exact); NaN stays NaN. Positive x is exact up to 88 and out of its
-/// domain above (its callers' x − max never is).
+/// (relative error 1.8e-8) and evaluated in Estrin's order (depth 4 instead of 6), times 2^n made
+/// from its exponent bits. Below −86.6 it gives 0 (e^−86.6 is twice the smallest normal f32,
+/// which keeps 2^n normal); NaN of any payload stays NaN. Positive x is exact up to 88 and out of
+/// its domain above (its callers' x − max never is).
 #[inline(always)]
 fn exp(x: f32, fma: bool) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     const LOW: f32 = -86.6;
-    // Adding 1.5·2^23 rounds to the nearest integer n, which then sits in the low mantissa bits:
-    // both n as a float and n as bits come out without a float-to-int conversion, which would
-    // not vectorize (Rust's `as` saturates).
+    // Adding 1.5·2^23 + 127 rounds to the nearest integer n, and n + 127 then sits in the low
+    // mantissa bits: n as a float and 2^n's exponent bits come out without a float-to-int
+    // conversion, which would not vectorize (Rust's `as` saturates).
     const ROUND: f32 = 12_582_912.0;
+    const BIASED: f32 = ROUND + 127.0;
     const C: [f32; 7] = [
         1.0,
         1.0,
@@ -73,8 +74,8 @@ fn exp(x: f32, fma: bool) -> f32 {
     ];
     // A compare and select that keeps NaN (`f32::max` would drop it).
     let clamped = if x < LOW { LOW } else { x };
-    let shifted = mul_add(clamped, LOG2E, ROUND, fma);
-    let n = shifted - ROUND;
+    let shifted = mul_add(clamped, LOG2E, BIASED, fma);
+    let n = shifted - BIASED;
     let r = mul_add(-n, LN2_LO, mul_add(-n, LN2_HI, clamped, fma), fma);
     let r2 = r * r;
     let low = mul_add(
@@ -85,9 +86,10 @@ fn exp(x: f32, fma: bool) -> f32 {
     );
     let high = mul_add(C[6], r2, mul_add(C[5], r, C[4], fma), fma);
     let p = mul_add(r2 * r2, high, low, fma);
-    // p is in [0.7, 1.5] and n in [−125, 127], so the sum of exponents stays a normal f32.
-    let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
-    let y = f32::from_bits(p.to_bits().wrapping_add(n_bits << 23));
+    // n is in [−125, 127], so 2^n is a normal f32, and p in [0.7, 1.5]: p·2^n is exact. A
+    // multiply, not an add into p's exponent bits, so that a NaN of any payload stays NaN.
+    let scale = f32::from_bits(shifted.to_bits().wrapping_sub(ROUND.to_bits()) << 23);
+    let y = p * scale;
     if x < LOW { 0.0 } else { y }
 }
 
@@ -999,6 +1001,10 @@ mod tests {
             assert_eq!(exp(f32::NEG_INFINITY, fma), 0.0);
             assert_eq!(exp(0.0, fma), 1.0);
             assert!(exp(f32::NAN, fma).is_nan());
+            // NaNs with payload bits that would land in the exponent.
+            for bits in [0x7fc0_0001_u32, 0x7fc0_01ff, 0xffc0_0100, 0x7f80_0001] {
+                assert!(exp(f32::from_bits(bits), fma).is_nan(), "{bits:#x}");
+            }
         }
     }
 }

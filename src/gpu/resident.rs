@@ -185,18 +185,7 @@ impl GpuEngine {
         o.grad |= o.grad_in_place;
         // A shard's gradient pass reads each row's merged statistics and the merged scales.
         let given = match shard {
-            Some((_, ShardPass::Grad { rows, scales })) => {
-                if rows.len() != batch {
-                    return Err(Error::InvalidOption {
-                        option: "shard",
-                        reason: format!(
-                            "the merged loss has {} rows, the shard's request {batch}",
-                            rows.len()
-                        ),
-                    });
-                }
-                Some((rows, *scales))
-            }
+            Some((_, ShardPass::Grad { rows, scales })) => Some((rows, *scales)),
             _ => None,
         };
         if let Some((s, _)) = shard {
@@ -280,6 +269,18 @@ impl GpuEngine {
             Targets::Dense(_) => TargetKind::Dense,
         };
         check_target_kind(req.loss, kind, shape)?;
+        // After the request's own checks, as on the host.
+        if let Some((rows, _)) = given
+            && rows.len() != batch
+        {
+            return Err(Error::InvalidOption {
+                option: "shard",
+                reason: format!(
+                    "the merged loss has {} rows, the shard's request {batch}",
+                    rows.len()
+                ),
+            });
+        }
         let binding = limits.max_storage_buffer_binding_size;
         if matches!(targets, Targets::Device(..)) {
             // The target passes' weights and counts, 8 bytes a row.
@@ -443,10 +444,14 @@ impl GpuEngine {
             _ => empty.clone(),
         };
         // Mirrors `Stats` in `rows.wgsl`: six f32.
+        // A shard's gradient pass reads merged statistics from a buffer per chunk instead.
         let partials = if kernel.split.is_some() || rows::keeps_stats(&spec) {
             let bytes = most_rows * u64::from(segments) * 24;
             self.fits_binding("row statistics", most_rows as usize, bytes)?;
-            make("xent segment statistics", bytes)?
+            match given {
+                Some(_) => empty_writable.clone(),
+                None => make("xent segment statistics", bytes)?,
+            }
         } else {
             empty_writable.clone()
         };
