@@ -194,39 +194,3 @@ fn rows_read_ahead_keep_their_own_max() {
         }
     }
 }
-
-/// A NaN makes its row NaN whatever its payload (payload bits could reach the exp's exponent
-/// add), on short and long rows, with and without the gradient; the other rows stay finite.
-#[test]
-fn a_nan_of_any_payload_makes_its_row_nan() {
-    let mut rng = rng("fast nan payloads");
-    for classes in [10, 1000] {
-        for bits in [
-            0x7fc0_0000_u32,
-            0x7fc0_0001,
-            0x7fc0_01ff,
-            0xffc0_0100,
-            0x7f80_0001,
-        ] {
-            let batch = 9;
-            let mut x = logits(&mut rng, batch * classes, 2.0);
-            x[4 * classes + classes / 2] = f32::from_bits(bits);
-            let t = targets(&mut rng, batch, classes, 0.0);
-            let request = Request::cross_entropy(&x[..], [batch, classes], &t[..])
-                .reduction(Reduction::None)
-                .with_grad(true);
-            let out = Engine::cpu().compute(&request).unwrap();
-            let rows = out.loss.values().unwrap();
-            for (r, v) in rows.iter().enumerate() {
-                assert_eq!(
-                    v.is_nan(),
-                    r == 4,
-                    "C {classes}, NaN {bits:#x}: row {r} is {v}"
-                );
-            }
-            let grad = out.grad.unwrap();
-            assert!(grad[4 * classes..5 * classes].iter().all(|g| g.is_nan()));
-            assert!(grad[..4 * classes].iter().all(|g| g.is_finite()));
-        }
-    }
-}

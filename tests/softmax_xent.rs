@@ -236,23 +236,37 @@ fn the_same_input_gives_the_same_bits() {
     });
 }
 
+/// A NaN logit makes its row's loss and gradient NaN and nothing else, whatever the NaN's payload
+/// (payload bits must not reach an exp's exponent), on short and long rows.
 #[test]
 fn a_nan_logit_makes_its_row_nan_and_nothing_else() {
     let mut rng = rng("nan rows");
     for classes in [7, 500] {
-        let batch = 6;
-        let mut x = logits(&mut rng, batch * classes, 2.0);
-        x[2 * classes + classes / 2] = f32::NAN;
-        let t = targets(&mut rng, batch, classes, 0.0);
-        on_every_engine(&format!("nan width {classes}"), |engine| {
-            let request =
-                Request::cross_entropy(&x[..], [batch, classes], &t[..]).reduction(Reduction::None);
-            let out = engine.compute(&request).unwrap();
-            let rows = out.loss.values().unwrap();
-            for (r, v) in rows.iter().enumerate() {
-                assert_eq!(v.is_nan(), r == 2, "row {r}: {v}");
-            }
-        });
+        for bits in [
+            0x7fc0_0000_u32,
+            0x7fc0_0001,
+            0x7fc0_01ff,
+            0xffc0_0100,
+            0x7f80_0001,
+        ] {
+            let batch = 6;
+            let mut x = logits(&mut rng, batch * classes, 2.0);
+            x[2 * classes + classes / 2] = f32::from_bits(bits);
+            let t = targets(&mut rng, batch, classes, 0.0);
+            on_every_engine(&format!("nan {bits:#x}, width {classes}"), |engine| {
+                let request = Request::cross_entropy(&x[..], [batch, classes], &t[..])
+                    .reduction(Reduction::None)
+                    .with_grad(true);
+                let out = engine.compute(&request).unwrap();
+                let rows = out.loss.values().unwrap();
+                for (r, v) in rows.iter().enumerate() {
+                    assert_eq!(v.is_nan(), r == 2, "row {r}: {v}");
+                }
+                for (i, g) in out.grad.unwrap().iter().enumerate() {
+                    assert_eq!(g.is_nan(), i / classes == 2, "gradient {i}: {g}");
+                }
+            });
+        }
     }
 }
 
