@@ -22,6 +22,16 @@ fn npy_reason(e: &Error) -> Option<(&str, &str)> {
 fuzz_target!(|data: &[u8]| {
     let name = Path::new("fuzz.bin");
     common::check("parse_input", data, || parse_input(name, data), npy_reason);
-    common::check("parse_target", data, || parse_target(name, data), npy_reason);
-    common::check("parse_vector", data, || parse_vector(name, data), npy_reason);
+    common::check(
+        "parse_target",
+        data,
+        || parse_target(name, data),
+        npy_reason,
+    );
+    common::check(
+        "parse_vector",
+        data,
+        || parse_vector(name, data),
+        npy_reason,
+    );
 });
