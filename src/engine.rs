@@ -360,16 +360,6 @@ impl Engine {
             scales: merged.scales,
         };
         let checked = request.check_shard(shard, pass)?;
-        if merged.rows.len() != checked.batch {
-            return Err(Error::InvalidOption {
-                option: "shard",
-                reason: format!(
-                    "the merged loss has {} rows, the shard's request {}",
-                    merged.rows.len(),
-                    checked.batch
-                ),
-            });
-        }
         check_grad_len(&checked, grad)?;
         match &self.backend {
             Backend::Gpu(gpu) => {
@@ -433,10 +423,7 @@ impl Engine {
             .gpu_engine()?
             .read_buffers(&[(&out.status, 0..12), (&out.values, 0..bytes)])?;
         target_status(out, &read[0])?;
-        let rows: Vec<f32> = read[1]
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let rows: Vec<f32> = bytemuck::pod_collect_to_vec(&read[1]);
         Ok(ShardStats::from_rows(shard, classes, &rows))
     }
 

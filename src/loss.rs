@@ -7,7 +7,7 @@
 use half::{bf16, f16};
 
 use crate::error::{Error, Result};
-use crate::shard::Shard;
+use crate::shard::{MergedRow, ROW_STATS, Shard};
 
 /// The losses xent computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -518,7 +518,11 @@ impl<'a> Request<'a> {
             grad,
         )?;
         request.options.grad_in_place = false;
-        request.check_in(Some(ShardInfo { shard, pass }))
+        let checked = request.check_in(Some(ShardInfo { shard, pass }))?;
+        if let Some(info) = &checked.shard {
+            info.pass.check_rows(checked.batch)?;
+        }
+        Ok(checked)
     }
 
     fn check_in(&self, shard: Option<ShardInfo>) -> Result<Checked<'a>> {
@@ -913,9 +917,41 @@ pub(crate) enum ShardPass {
     /// The gradient, from each row's merged (max, sum-exp, b) and the reduction's (main, z-loss)
     /// scales.
     Grad {
-        rows: Vec<crate::shard::MergedRow>,
+        rows: Vec<MergedRow>,
         scales: (f32, f32),
     },
+}
+
+impl ShardPass {
+    /// For the gradient pass, each row's merged statistics and the reduction's scales.
+    pub(crate) fn given(&self) -> Option<(&[MergedRow], (f32, f32))> {
+        match self {
+            ShardPass::Stats => None,
+            ShardPass::Grad { rows, scales } => Some((rows, *scales)),
+        }
+    }
+
+    /// The f32 values the row kernels write per row: the statistics pass writes `ROW_STATS`.
+    pub(crate) fn row_stride(&self) -> u64 {
+        match self {
+            ShardPass::Stats => ROW_STATS as u64,
+            ShardPass::Grad { .. } => 1,
+        }
+    }
+
+    /// Checks that a gradient pass's merged statistics are for the request's `batch` rows.
+    pub(crate) fn check_rows(&self, batch: usize) -> Result<()> {
+        match self.given() {
+            Some((rows, _)) if rows.len() != batch => Err(Error::InvalidOption {
+                option: "shard",
+                reason: format!(
+                    "the merged loss has {} rows, the shard's request {batch}",
+                    rows.len()
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Checked<'_> {

@@ -19,9 +19,8 @@ pub use adapter::{ADAPTER_NAME_VAR, AdapterSummary, adapters};
 pub use shaders::{ShaderModule, shader_modules};
 
 use crate::error::{Error, Result};
-use crate::loss::{Checked, CheckedTarget, Reduction, ShardInfo, ShardPass, scales};
+use crate::loss::{Checked, CheckedTarget, Reduction, ShardPass, scales};
 use crate::output::{KernelTime, Loss, Output};
-use crate::shard::ROW_STATS;
 use chunk::{chunk_cap, round_up, row_chunks};
 use context::Context;
 use pipelines::{Key, Pipelines};
@@ -289,23 +288,12 @@ impl GpuEngine {
     ) -> Result<(Output, Option<KernelTime>)> {
         let limits = &self.ctx.limits;
         let row_bytes = req.batch as u64 * 4;
-        self.fits_binding("per-row results", req.batch, row_bytes)?;
-        // A vocabulary shard's gradient pass, from each row's merged statistics: no loss.
-        let given = match &req.shard {
-            Some(ShardInfo {
-                pass: ShardPass::Grad { rows, scales },
-                ..
-            }) => Some((rows, *scales)),
-            _ => None,
-        };
-        // A shard's statistics pass writes `ROW_STATS` values per row.
-        let row_stride = match &req.shard {
-            Some(ShardInfo {
-                pass: ShardPass::Stats,
-                ..
-            }) => ROW_STATS as u64,
-            _ => 1,
-        };
+        // A vocabulary shard's gradient pass, from each row's merged statistics: no loss; its
+        // statistics pass writes several values per row.
+        let pass = req.shard.as_ref().map(|s| &s.pass);
+        let given = pass.and_then(ShardPass::given);
+        let row_stride = pass.map_or(1, ShardPass::row_stride);
+        self.fits_binding("per-row results", req.batch, row_bytes * row_stride)?;
         let reduction = req.options.reduction;
         let scalar = reduction != Reduction::None && given.is_none();
         let unreduced = |values: Vec<f32>| Loss::Unreduced {
@@ -389,7 +377,6 @@ impl GpuEngine {
         }
         ws.empty.get(device, UNUSED_BYTES);
         ws.empty_writable.get(device, UNUSED_BYTES);
-        self.fits_binding("per-row results", req.batch, row_bytes * row_stride)?;
         ws.row_values.get(device, row_bytes * row_stride);
         ws.row_lse.get(device, row_bytes);
         let (readback, _) = ws.readback.get(device, readback_len);

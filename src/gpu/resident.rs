@@ -18,7 +18,7 @@ use crate::loss::{
     Dtype, IGNORED, Reduction, ShardPass, Target, TargetKind, check_options, check_shape,
     check_target_kind, divisors, encode_classes, length, scales, shard_options,
 };
-use crate::shard::{ROW_STATS, Shard};
+use crate::shard::Shard;
 
 /// Mirrors `Params` in `targets.wgsl`.
 #[repr(C)]
@@ -184,10 +184,8 @@ impl GpuEngine {
         // As `Request::grad_in_place` does: a gradient in place is a gradient.
         o.grad |= o.grad_in_place;
         // A shard's gradient pass reads each row's merged statistics and the merged scales.
-        let given = match shard {
-            Some((_, ShardPass::Grad { rows, scales })) => Some((rows, *scales)),
-            _ => None,
-        };
+        let pass = shard.map(|(_, pass)| pass);
+        let given = pass.and_then(ShardPass::given);
         if let Some((s, _)) = shard {
             let class_targets = matches!(
                 req.target,
@@ -270,16 +268,8 @@ impl GpuEngine {
         };
         check_target_kind(req.loss, kind, shape)?;
         // After the request's own checks, as on the host.
-        if let Some((rows, _)) = given
-            && rows.len() != batch
-        {
-            return Err(Error::InvalidOption {
-                option: "shard",
-                reason: format!(
-                    "the merged loss has {} rows, the shard's request {batch}",
-                    rows.len()
-                ),
-            });
+        if let Some(pass) = pass {
+            pass.check_rows(batch)?;
         }
         let binding = limits.max_storage_buffer_binding_size;
         if matches!(targets, Targets::Device(..)) {
@@ -347,12 +337,7 @@ impl GpuEngine {
         } else {
             None
         };
-        // A shard's statistics pass writes `ROW_STATS` values per row.
-        let row_stride = if shard.is_some() && given.is_none() {
-            ROW_STATS as u64
-        } else {
-            1
-        };
+        let row_stride = pass.map_or(1, ShardPass::row_stride);
         self.fits_binding("per-row results", batch, batch as u64 * 4 * row_stride)?;
         let row_values = make("xent row values", batch as u64 * 4 * row_stride)?;
         let lse = make("xent row lse", batch as u64 * 4)?;
