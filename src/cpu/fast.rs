@@ -343,15 +343,6 @@ struct Softmax {
 }
 
 impl Softmax {
-    fn new(m: f32, s: f64, t: f64) -> Self {
-        Softmax {
-            m,
-            s,
-            t,
-            log_s: s.ln(),
-        }
-    }
-
     /// The statistics of a row, and the max of `after` (the next row's first block, read in the
     /// loop over this row's last block, as each block reads the next). `first_max` is the max
     /// of the row's first block when it was read that way. With `store`, each element's
@@ -364,19 +355,19 @@ impl Softmax {
         first_max: Option<f32>,
         after: &[f32],
     ) -> (Self, f32) {
-        let mut st = Softmax::new(f32::NEG_INFINITY, 0.0, 0.0);
+        let (mut m, mut s_all, mut t_all) = (f32::NEG_INFINITY, 0.0_f64, 0.0_f64);
         let mut block_max = first_max.unwrap_or_else(|| max_of(&x[..x.len().min(BLOCK)]));
         for (b, block) in x.chunks(BLOCK).enumerate() {
             let block_max_now = block_max.max(f32::MIN);
-            if block_max_now > st.m {
+            if block_max_now > m {
                 // The first block sets the max; later ones rescale what came before.
-                if st.s > 0.0 {
-                    let shift = f64::from(st.m) - f64::from(block_max_now);
+                if s_all > 0.0 {
+                    let shift = f64::from(m) - f64::from(block_max_now);
                     let scale = shift.exp();
-                    st.t = scale * (st.t + shift * st.s);
-                    st.s *= scale;
+                    t_all = scale * (t_all + shift * s_all);
+                    s_all *= scale;
                 }
-                st.m = block_max_now;
+                m = block_max_now;
             }
             let next = match x.get((b + 1) * BLOCK..) {
                 Some(n) if !n.is_empty() => &n[..n.len().min(BLOCK)],
@@ -384,27 +375,31 @@ impl Softmax {
             };
             let (s, t) = match (&mut store, with_t) {
                 (Some((out, maxes)), _) => {
-                    maxes.push(st.m);
+                    maxes.push(m);
                     let at = b * BLOCK;
-                    let (s, ahead) =
-                        sum_exp_store(block, st.m, &mut out[at..at + block.len()], next);
+                    let (s, ahead) = sum_exp_store(block, m, &mut out[at..at + block.len()], next);
                     block_max = ahead;
                     (s, 0.0)
                 }
                 (None, true) => {
                     block_max = max_of(next);
-                    sum_exp_t(block, st.m)
+                    sum_exp_t(block, m)
                 }
                 (None, false) => {
-                    let (s, ahead) = sum_exp(block, st.m, next);
+                    let (s, ahead) = sum_exp(block, m, next);
                     block_max = ahead;
                     (s, 0.0)
                 }
             };
-            st.s += f64::from(s);
-            st.t += f64::from(t);
+            s_all += f64::from(s);
+            t_all += f64::from(t);
         }
-        st.log_s = st.s.ln();
+        let st = Softmax {
+            m,
+            s: s_all,
+            t: t_all,
+            log_s: s_all.ln(),
+        };
         (st, block_max)
     }
 
