@@ -237,6 +237,20 @@ fn grad_error(got: &[f32], want: &[f32]) -> f64 {
 /// straddle u32 words.
 const VOCAB_SHAPE: [usize; 2] = [16, 50_257];
 
+/// A STORAGE | COPY_SRC | COPY_DST buffer on `device` holding `bytes`, padded with zeros to whole
+/// 16-byte words (device-resident inputs are read in 16-byte words).
+fn storage_buffer(device: &wgpu::Device, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+    let mut contents = bytes.to_vec();
+    contents.resize(contents.len().next_multiple_of(16), 0);
+    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(label),
+        contents: &contents,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST,
+    })
+}
+
 /// A device-resident call on `engine`: bf16 logits and i64 class targets in buffers of its device,
 /// label smoothing, the gradient in place. Its loss and gradient must be the host request's bit
 /// for bit (the gradient rounded to bf16); the errors against the reference on the same bf16
@@ -251,18 +265,8 @@ fn device_resident(engine: &Engine, data: &Data) -> Result<(f64, f64)> {
         .with_grad(true);
     let host = engine.compute(&request)?;
     let want = Engine::reference().compute(&request)?;
-    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-    let mut bytes = bytemuck::cast_slice::<bf16, u8>(&logits).to_vec();
-    bytes.resize(bytes.len().next_multiple_of(16), 0);
-    let buffer = |label, contents: &[u8]| {
-        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents,
-            usage,
-        })
-    };
-    let input = buffer("verify logits", &bytes);
-    let labels = buffer("verify labels", bytemuck::cast_slice(&data.classes));
+    let input = storage_buffer(device, "verify logits", bytemuck::cast_slice(&logits));
+    let labels = storage_buffer(device, "verify labels", bytemuck::cast_slice(&data.classes));
     let mut device_request = DeviceRequest::new(
         LossKind::CrossEntropy,
         DeviceInput {
@@ -421,23 +425,14 @@ fn device_sharded(engine: &Engine, data: &Data) -> Result<(f64, f64)> {
     let Some((device, queue)) = engine.wgpu() else {
         return Ok((f64::NAN, f64::NAN));
     };
-    let usage =
-        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
-    let buffer = |label, values: &[u8]| {
-        let mut contents = values.to_vec();
-        contents.resize(contents.len().next_multiple_of(16), 0);
-        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: &contents,
-            usage,
-        })
-    };
-    let labels = buffer("verify labels", bytemuck::cast_slice(&data.classes));
+    let labels = storage_buffer(device, "verify labels", bytemuck::cast_slice(&data.classes));
+    let buffer =
+        |label, values: &[f32]| storage_buffer(device, label, bytemuck::cast_slice(values));
     sharded(
         data,
         3,
         |_, shard, x| {
-            let input = buffer("verify shard logits", bytemuck::cast_slice(x));
+            let input = buffer("verify shard logits", x);
             let r = device_shard_request(&input, &labels, x.len() / VOCAB_SHAPE[0]);
             let mut encoder = device.create_command_encoder(&Default::default());
             let out = engine.record_shard_stats(&mut encoder, &r, shard)?;
@@ -445,7 +440,7 @@ fn device_sharded(engine: &Engine, data: &Data) -> Result<(f64, f64)> {
             engine.read_shard_stats(&out)
         },
         |_, shard, x, merged| {
-            let input = buffer("verify shard logits", bytemuck::cast_slice(x));
+            let input = buffer("verify shard logits", x);
             let mut r = device_shard_request(&input, &labels, x.len() / VOCAB_SHAPE[0]);
             r.options.grad_in_place = true;
             let mut encoder = device.create_command_encoder(&Default::default());
@@ -453,10 +448,7 @@ fn device_sharded(engine: &Engine, data: &Data) -> Result<(f64, f64)> {
             queue.submit([encoder.finish()]);
             engine.check_targets(&out)?;
             let bytes = engine.read_buffer(&input, 0..(x.len() * 4) as u64)?;
-            Ok(bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect())
+            Ok(bytemuck::pod_collect_to_vec(&bytes))
         },
     )
 }
