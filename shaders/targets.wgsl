@@ -9,12 +9,12 @@ struct Params {
     // ignore_index as an i64, in two's-complement halves.
     ignore_lo: u32,
     ignore_hi: u32,
-    // ln of the log base, which the main term is divided by.
-    ln_base: f32,
+    // ln of the log base, which the main term is divided by: an f64's bits, low word first.
+    ln_lo: u32,
+    ln_hi: u32,
     // The classes the input holds, [first, first + held): all of them, or a vocabulary shard's.
     first: u32,
     held: u32,
-    _pad: u32,
 }
 
 // The targets are i64 (two u32 words each, low first), else i32.
@@ -36,7 +36,7 @@ const ELSEWHERE: u32 = 0xfffffffdu;
 @group(0) @binding(4) var<storage, read_write> counts: array<f32>;
 // The first row whose target is out of range (0xffffffff: none), then that target's two words.
 @group(0) @binding(5) var<storage, read_write> status: array<atomic<u32>>;
-// The main and z-loss scales of the mean: 1 / (ln_base · Σ w_y) and 1 / (counted rows).
+// The main and z-loss scales of the mean: 1 / (ln · Σ w_y) and 1 / (counted rows).
 @group(0) @binding(6) var<storage, read_write> scales: array<f32>;
 
 // Row r's target as an i64's two words, low first (an i32 sign-extended).
@@ -87,20 +87,37 @@ fn encode_targets(
     counts[params.rows + row] = counted;
 }
 
-// One workgroup, after `encode_targets`: Σ w_y and the counted rows in a fixed order
-// (`workgroup_sum`, tree_sum.wgsl), then the scales. With no row counted both are 0 (the mean of
-// nothing is 0); with Σ w_y = 0 over counted rows the main scale is inf, and the mean NaN, as in
-// PyTorch. It also copies the first out-of-range target into `status`, sign-extended from i32.
+// Each invocation's exact sum of its rows' weights (exact_sum.wgsl), then all of them.
+var<workgroup> sums: array<array<u32, WORDS>, WORKGROUP>;
+var<workgroup> counted_rows: atomic<u32>;
+
+// One workgroup, after `encode_targets`: Σ w_y and the counted rows, both exactly, then the
+// scales as the f32 nearest their exact values, as the host computes them (`src/scale.rs`). With
+// no row counted both are 0 (the mean of nothing is 0); with Σ w_y = 0 over counted rows the main
+// scale is inf, and the mean NaN, as in PyTorch. It also copies the first out-of-range target
+// into `status`, sign-extended from i32.
 @compute @workgroup_size(WORKGROUP)
 fn device_scales(@builtin(local_invocation_index) lid: u32) {
-    var mine = vec2<f32>(0.0);
+    var mine: array<u32, WORDS>;
+    var counted = 0u;
     for (var r = lid; r < params.rows; r += WORKGROUP) {
-        mine += vec2<f32>(counts[r], counts[params.rows + r]);
+        add_weight(&mine, bitcast<u32>(counts[r]));
+        counted += u32(counts[params.rows + r]);
     }
-    let weights = workgroup_sum(lid, WORKGROUP, mine.x);
-    // Every invocation has read the first sum before the second overwrites it.
+    sums[lid] = mine;
+    // Workgroup memory starts undefined (the pipelines skip its zeroing).
+    if lid == 0u {
+        atomicStore(&counted_rows, 0u);
+    }
     workgroupBarrier();
-    let counted = workgroup_sum(lid, WORKGROUP, mine.y);
+    atomicAdd(&counted_rows, counted);
+    workgroupBarrier();
+    for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            sums[lid] = add_sums(sums[lid], sums[lid + stride]);
+        }
+        workgroupBarrier();
+    }
     if lid == 0u {
         let bad = atomicLoad(&status[0]);
         if bad != 0xffffffffu {
@@ -108,8 +125,12 @@ fn device_scales(@builtin(local_invocation_index) lid: u32) {
             atomicStore(&status[1], value.x);
             atomicStore(&status[2], value.y);
         }
-        let any = counted > 0.0;
-        scales[0] = select(0.0, 1.0 / (params.ln_base * weights), any);
-        scales[1] = select(0.0, 1.0 / counted, any);
+        let n = atomicLoad(&counted_rows);
+        var rows: array<u32, WORDS>;
+        add_at(&rows, n, ONE_AT);
+        let any = n > 0u;
+        scales[0] = select(0.0, reciprocal(sums[0], vec2<u32>(params.ln_lo, params.ln_hi)), any);
+        // ln = 1.0 as an f64.
+        scales[1] = select(0.0, reciprocal(rows, vec2<u32>(0u, 0x3ff00000u)), any);
     }
 }

@@ -1,7 +1,6 @@
-// A fixed-order tree sum over one workgroup, shared by the device-side reduction, the bandwidth
-// probe and the mean's scales over device targets. The order of additions depends only on the
-// workgroup's width, so the same values give the same bits on every run. Call it from uniform
-// control flow: it has barriers.
+// A fixed-order tree sum over one workgroup, shared by the device-side reduction and the bandwidth
+// probe. The order of additions depends only on the workgroup's width, so the same values give
+// the same bits on every run. Call it from uniform control flow: it has barriers.
 
 var<workgroup> partial: array<f32, 256>;
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cpu::{self, fast, reference};
+use crate::cpu::{self, fast, pool, reference};
 use crate::device::{DeviceOutput, DeviceRequest};
 use crate::error::{Error, Result};
 use crate::gpu::{self, GpuEngine};
@@ -507,7 +507,10 @@ impl Engine {
     fn run(&self, checked: &Checked, grad: Option<&mut [f32]>) -> Result<Output> {
         match &self.backend {
             Backend::Gpu(gpu) => Ok(gpu.compute(checked, grad, false)?.0),
-            Backend::Fast => Ok(fast::compute(checked, grad)),
+            Backend::Fast => {
+                pool::spin()?;
+                Ok(fast::compute(checked, grad))
+            }
             Backend::Reference => Ok(reference::compute(checked, grad)),
         }
     }

@@ -9,6 +9,7 @@ pub mod gpu;
 mod loss;
 pub mod npy;
 mod output;
+mod scale;
 mod shard;
 pub mod tensors;
 

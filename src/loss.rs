@@ -7,6 +7,7 @@
 use half::{bf16, f16};
 
 use crate::error::{Error, Result};
+use crate::scale::ExactSum;
 use crate::shard::{MergedRow, ROW_STATS, Shard};
 
 /// The losses xent computes.
@@ -978,27 +979,64 @@ impl Checked<'_> {
     /// Σ main / main_divisor + Σ z / z_divisor, where `main` is the loss in the chosen base and
     /// `z` the z-loss term. `None` when the mean has nothing to average (it is then 0).
     pub fn divisors(&self) -> Option<(f64, f64)> {
-        let classes = match &self.target {
-            CheckedTarget::Classes(t) => Some(&t[..]),
-            _ => None,
-        };
         divisors(
             self.loss,
             &self.options,
             [self.batch, self.classes],
             self.valid_rows,
-            classes,
+            self.class_targets(),
             self.weight,
         )
     }
+
+    /// The kernels' (main, z-loss) scales: see [`scales`].
+    pub fn scales(&self) -> (f32, f32) {
+        scales(
+            self.loss,
+            &self.options,
+            [self.batch, self.classes],
+            self.valid_rows,
+            self.class_targets(),
+            self.weight,
+        )
+    }
+
+    fn class_targets(&self) -> Option<&[u32]> {
+        match &self.target {
+            CheckedTarget::Classes(t) => Some(&t[..]),
+            _ => None,
+        }
+    }
 }
 
-/// The kernels' (main, z-loss) scales from a request's divisors: their reciprocals in f32, or 0
-/// where the mean has nothing to average.
-pub(crate) fn scales(divisors: Option<(f64, f64)>) -> (f32, f32) {
-    divisors.map_or((0.0, 0.0), |(main, z)| {
-        ((1.0 / main) as f32, (1.0 / z) as f32)
-    })
+/// The kernels' (main, z-loss) scales, the reciprocals of [`divisors`] in f32, or 0 where the
+/// mean has nothing to average. A mean over class targets takes them from the exact Σ w_y and
+/// row count ([`ExactSum`]), as the device does for targets only it holds.
+pub(crate) fn scales(
+    loss: LossKind,
+    options: &Options,
+    shape: [usize; 2],
+    valid_rows: usize,
+    targets: Option<&[u32]>,
+    weight: Option<&[f32]>,
+) -> (f32, f32) {
+    match targets {
+        Some(t) if options.reduction == Reduction::Mean && valid_rows > 0 => {
+            let rows = ExactSum::count(valid_rows);
+            let weights = weight.map_or(rows, |w| {
+                let mut sum = ExactSum::default();
+                t.iter()
+                    .filter(|&&y| y != IGNORED)
+                    .for_each(|&y| sum.add(w[y as usize]));
+                sum
+            });
+            (weights.reciprocal(options.base.ln()), rows.reciprocal(1.0))
+        }
+        _ => divisors(loss, options, shape, valid_rows, targets, weight)
+            .map_or((0.0, 0.0), |(main, z)| {
+                ((1.0 / main) as f32, (1.0 / z) as f32)
+            }),
+    }
 }
 
 /// The divisors of the scalar reductions, in float64 (see [`Checked::divisors`]), for `valid_rows`

@@ -265,6 +265,13 @@ pub fn merge_shards(
         lse,
         valid_rows,
         rows,
-        scales: scales(divisors),
+        scales: scales(
+            LossKind::CrossEntropy,
+            options,
+            [batch, total],
+            valid_rows,
+            Some(&encoded),
+            weight,
+        ),
     })
 }

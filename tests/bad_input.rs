@@ -522,5 +522,17 @@ fn every_bad_input_is_a_one_line_cli_error_naming_the_argument() {
         2,
         "unexpected argument '--frobnicate' found",
     );
+    // The fast CPU path's spin time comes from the environment; a bad one is refused, not
+    // replaced.
+    let mut fast = with(&ok_target, &["--device", "cpu"]);
+    fast.insert(0, "loss".into());
+    let (code, stdout, stderr) = run_cli(&fast, &[("XENT_SPIN_US", "soon")]);
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
+    assert_eq!(
+        stderr,
+        "xent: error: XENT_SPIN_US: \"soon\" is not a whole number of microseconds\n"
+    );
+    let (code, _, stderr) = run_cli(&fast, &[("XENT_SPIN_US", "0")]);
+    assert_eq!(code, 0, "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,6 +1,6 @@
 //! The fast CPU path: every loss in one fused pass per row (two with the gradient), SIMD through
 //! loops the compiler vectorizes for the CPU found at run time (`multiversion`), threads over row
-//! blocks (rayon), and no [B, C] temporary.
+//! blocks (`cpu::pool`), and no [B, C] temporary.
 //!
 //! Per row, the logits are taken in blocks that fit in L1: the block's max, a rescale of the
 //! running sum when the max rises, then the block's exps, with a polynomial exp that vectorizes;
@@ -12,10 +12,9 @@
 
 use multiversion::multiversion;
 use multiversion::target::target_cfg;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::loss::{self, Checked, CheckedTarget, IGNORED, Input, InputKind, LossKind, Reduction};
+use super::pool::run_tasks;
+use crate::loss::{Checked, CheckedTarget, IGNORED, Input, InputKind, LossKind, Reduction};
 use crate::output::{Loss, Output};
 
 /// Elements per block of the online softmax: 8 KiB of f32, well inside L1.
@@ -23,9 +22,6 @@ const BLOCK: usize = 2048;
 /// Lanes per step of the vector loops: two AVX2 registers (one AVX-512, four NEON) of independent
 /// exps per step. 32 lanes measured slower on AVX2, where they spill registers.
 const LANES: usize = 16;
-/// Below this many elements a call stays on the calling thread: spawning work on the pool costs
-/// more than it saves (50–80 µs at 64 × 1000 here).
-const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
 /// Rows per task, the unit that threads claim: 16, fewer when rows are long, so that a task holds
 /// at most `TASK_MAX_ELEMENTS` or one row (a thread that starts late, as a woken pool thread can by
 /// milliseconds, still finds work left), and more when rows are short, so that it holds at least
@@ -846,59 +842,12 @@ pub(crate) fn probe_sum(xs: &[f32]) -> f32 {
     run_tasks(tasks, xs.len(), sum_of).into_iter().sum()
 }
 
-/// Runs every task and returns their results in task order. Small calls stay on the calling
-/// thread. Larger ones are shared between the calling thread and the rest of rayon's pool, each
-/// claiming the next task from a counter until none is left: the caller works instead of
-/// sleeping until the pool is done, which matters when a call is tens of microseconds.
-fn run_tasks<T: Send, R: Send>(
-    tasks: Vec<T>,
-    elements: usize,
-    run: impl Fn(T) -> R + Sync,
-) -> Vec<R> {
-    let helpers = rayon::current_num_threads()
-        .saturating_sub(1)
-        .min(tasks.len().saturating_sub(1));
-    if elements < PARALLEL_MIN_ELEMENTS || helpers == 0 {
-        return tasks.into_iter().map(run).collect();
-    }
-    let slots: Vec<Mutex<(Option<T>, Option<R>)>> = tasks
-        .into_iter()
-        .map(|t| Mutex::new((Some(t), None)))
-        .collect();
-    let next = AtomicUsize::new(0);
-    let work = || {
-        while let Some(slot) = slots.get(next.fetch_add(1, Ordering::Relaxed)) {
-            let task = lock(slot).0.take();
-            if let Some(task) = task {
-                let result = run(task);
-                lock(slot).1 = Some(result);
-            }
-        }
-    };
-    rayon::in_place_scope(|scope| {
-        for _ in 0..helpers {
-            scope.spawn(|_| work());
-        }
-        work();
-    });
-    slots
-        .into_iter()
-        .filter_map(|slot| slot.into_inner().unwrap_or_else(|e| e.into_inner()).1)
-        .collect()
-}
-
-/// A slot's lock; a panic while one was held cannot leave it half-written, so a poisoned lock
-/// is taken as it is.
-fn lock<S>(slot: &Mutex<S>) -> std::sync::MutexGuard<'_, S> {
-    slot.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Computes any checked request on the CPU in f32, as the kernels do, and reduces it as the
 /// request says; writes the gradient of the reduced loss into `grad` when asked.
 pub(crate) fn compute(req: &Checked, grad: Option<&mut [f32]>) -> Output {
     let c = req.classes;
     let divisors = req.divisors();
-    let scale = loss::scales(divisors);
+    let scale = req.scales();
     let reduced = req.options.reduction != Reduction::None;
     let elementwise = !reduced && req.loss.elementwise();
     let mut values = vec![0.0_f32; if elementwise { req.elements() } else { 0 }];

@@ -19,7 +19,7 @@ pub use adapter::{ADAPTER_NAME_VAR, AdapterSummary, adapters};
 pub use shaders::{ShaderModule, shader_modules};
 
 use crate::error::{Error, Result};
-use crate::loss::{Checked, CheckedTarget, Reduction, ShardPass, scales};
+use crate::loss::{Checked, CheckedTarget, Reduction, ShardPass};
 use crate::output::{KernelTime, Loss, Output};
 use chunk::{chunk_cap, round_up, row_chunks};
 use context::Context;
@@ -328,7 +328,7 @@ impl GpuEngine {
         } else {
             req.divisors()
         };
-        let (alpha, beta) = given.map_or_else(|| scales(divisors), |(_, given)| given);
+        let (alpha, beta) = given.map_or_else(|| req.scales(), |(_, given)| given);
         // A chunk's dense targets share its staging buffer with its input.
         let dense_share = if matches!(req.target, CheckedTarget::Dense(_)) {
             2

@@ -16,7 +16,7 @@ use crate::device::{DeviceOutput, DeviceRequest, DeviceTarget, IndexType};
 use crate::error::{Error, Result};
 use crate::loss::{
     Dtype, IGNORED, Reduction, ShardPass, Target, TargetKind, check_options, check_shape,
-    check_target_kind, divisors, encode_classes, length, scales, shard_options,
+    check_target_kind, encode_classes, length, scales, shard_options,
 };
 use crate::shard::Shard;
 
@@ -28,10 +28,10 @@ struct TargetParams {
     classes: u32,
     ignore_lo: u32,
     ignore_hi: u32,
-    ln_base: f32,
+    ln_lo: u32,
+    ln_hi: u32,
     first: u32,
     held: u32,
-    _pad: u32,
 }
 
 /// Invocations of `encode_targets` per workgroup: `WORKGROUP` in `targets.wgsl`.
@@ -291,7 +291,7 @@ impl GpuEngine {
                 Targets::Host(t) => (Some(&t[..]), t.iter().filter(|&&y| y != IGNORED).count()),
                 _ => (None, batch),
             };
-            scales(divisors(req.loss, &o, shape, valid, encoded, weight))
+            scales(req.loss, &o, shape, valid, encoded, weight)
         };
         let scalar = o.reduction != Reduction::None && given.is_none();
         let elementwise = !scalar && req.loss.elementwise();
@@ -385,10 +385,10 @@ impl GpuEngine {
             classes: total as u32,
             ignore_lo: ignore as u32,
             ignore_hi: (ignore >> 32) as u32,
-            ln_base: o.base.ln() as f32,
+            ln_lo: o.base.ln().to_bits() as u32,
+            ln_hi: (o.base.ln().to_bits() >> 32) as u32,
             first: first as u32,
             held: classes as u32,
-            _pad: 0,
         });
         let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("xent params"),

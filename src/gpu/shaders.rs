@@ -10,6 +10,7 @@ const BCE: &str = include_str!("../../shaders/bce.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 const PROBE: &str = include_str!("../../shaders/probe.wgsl");
 const TREE_SUM: &str = include_str!("../../shaders/tree_sum.wgsl");
+const EXACT_SUM: &str = include_str!("../../shaders/exact_sum.wgsl");
 const TARGETS: &str = include_str!("../../shaders/targets.wgsl");
 
 /// One WGSL module the engine can build: its name, the files it is made of, and its source.
@@ -80,7 +81,7 @@ impl Module {
             ],
             Module::Reduce => vec![("tree_sum.wgsl", TREE_SUM), ("reduce.wgsl", REDUCE)],
             Module::Probe => vec![("tree_sum.wgsl", TREE_SUM), ("probe.wgsl", PROBE)],
-            Module::Targets => vec![("tree_sum.wgsl", TREE_SUM), ("targets.wgsl", TARGETS)],
+            Module::Targets => vec![("exact_sum.wgsl", EXACT_SUM), ("targets.wgsl", TARGETS)],
         };
         let files: Vec<&'static str> = parts.iter().map(|(f, _)| *f).collect();
         ShaderModule {
