@@ -1,6 +1,7 @@
 // Multi-label binary cross-entropy, elementwise, with cls weights w and, on logits, positive
 // weights pw:
 //   logits: w·[pw·y·(-log σ(x)) + (1 - y)·(-log(1 - σ(x)))], with -log σ(x) = log1p(e^-|x|) + max(-x, 0)
+//           (for a label outside [0, 1], PyTorch's form of the same: see `bce_quad`)
 //   probs:  -w·[y·max(log x, -100) + (1 - y)·max(log(1 - x), -100)]   (PyTorch's clamp)
 // Rows sum it into c; `elementwise` writes it for the `none` reduction.
 
@@ -18,7 +19,13 @@ fn bce_quad(q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) -> vec4<f3
         let sp = softplus_neg_abs(x);
         let zero = vec4<f32>(0.0);
         let pw = pos_weights(cls, inside);
-        return w * (pw * y * (sp + max(-x, zero)) + (1.0 - y) * (sp + max(x, zero)));
+        let neg_log_sigmoid = sp + max(-x, zero);
+        // A label in [0, 1] weighs two non-negative terms; one outside it would make them
+        // cancel, so it takes PyTorch's form, (1 - y)·x + (1 + (pw - 1)·y)·(-log σ(x)).
+        let labelled = pw * y * neg_log_sigmoid + (1.0 - y) * (sp + max(x, zero));
+        let outside = (1.0 - y) * x + (1.0 + (pw - 1.0) * y) * neg_log_sigmoid;
+        let in_range = y >= zero & y <= vec4<f32>(1.0);
+        return w * select(outside, labelled, in_range);
     }
     let floor = vec4<f32>(-100.0);
     return -w * (y * max(log(x), floor) + (1.0 - y) * max(log(1.0 - x), floor));

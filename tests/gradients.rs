@@ -220,8 +220,14 @@ fn long_rows_get_every_gradient_element() {
                 // A quad left unwritten (or holding the last call's values) costs far more.
                 let error = common::relative_norm_error(&g, &w);
                 assert!(error <= 1e-5, "{what}: gradient off by {error}");
+                // A 0 where the reference is far below the gradient's typical size is a
+                // cancellation (with smoothing, b·softmax_k can round to exactly w_k·ε/C), not a
+                // gap: an unwritten quad leaves typical values at 0.
+                let mut sizes: Vec<f32> = w.iter().map(|v| v.abs()).collect();
+                sizes.sort_by(f32::total_cmp);
+                let typical = sizes[sizes.len() / 2];
                 let unwritten: Vec<usize> = (0..g.len())
-                    .filter(|&i| g[i] == 0.0 && w[i] != 0.0)
+                    .filter(|&i| g[i] == 0.0 && w[i].abs() > 1e-3 * typical)
                     .collect();
                 assert!(
                     unwritten.is_empty(),

@@ -561,26 +561,29 @@ fn row(
                 };
                 weight(k) * ((1.0 - eps) * p_k + eps / c as f32)
             };
-            // Σ w p′ log q = Σ w p′ x′ − lse·Σ w p′ (log q unshifted for probs and log-probs). One
-            // unweighted, unsmoothed class needs no loop.
+            // a = Σ w p′ log q, each log q taken first (the max and log s off a logit; a
+            // probability's log; a log-probability itself), not as Σ w p′ x − lse·Σ w p′, which
+            // cancels to nothing when w p′ is huge or x near f32::MAX; b = Σ w p′. One unweighted,
+            // unsmoothed class needs no loop.
+            let log_q = |v: f32| {
+                st.as_ref()
+                    .map_or_else(|| f64::from(log_q_unshifted(kind, v)), |st| st.log_q(v))
+            };
             let one_hot = y.filter(|_| eps == 0.0 && req.weight.is_none());
             let (mut a, mut b) = (0.0_f64, 0.0_f64);
             if let Some(y) = one_hot {
-                a = f64::from(log_q_unshifted(kind, x[y]));
+                a = log_q(x[y]);
                 b = 1.0;
             } else {
                 for (k, &v) in x.iter().enumerate() {
                     let w = wp(k);
                     if w != 0.0 {
-                        a += f64::from(w) * f64::from(log_q_unshifted(kind, v));
+                        a += f64::from(w) * log_q(v);
                         b += f64::from(w);
                     }
                 }
             }
-            out.main = match (one_hot, &st) {
-                (Some(y), Some(st)) => -st.log_q(x[y]),
-                _ => -(a - lse64 * b),
-            };
+            out.main = -a;
             if logits {
                 out.z = f64::from(req.options.z_loss) * lse64 * lse64;
             }
@@ -632,19 +635,21 @@ fn row(
                     } else {
                         p_k.ln()
                     };
-                    let lq = log_q_unshifted(kind, v);
-                    a += f64::from(p_k) * f64::from(lq);
+                    // log q taken first, as for cross-entropy.
+                    let log_q = st
+                        .as_ref()
+                        .map_or_else(|| f64::from(log_q_unshifted(kind, v)), |st| st.log_q(v));
+                    a += f64::from(p_k) * log_q;
                     b += f64::from(p_k);
                     plogp += f64::from(p_k) * f64::from(log_p);
                     if let Some(values) = values.as_deref_mut() {
-                        let log_q = st.as_ref().map_or(lq, |st| st.log_q(v) as f32);
-                        values[k] = alpha * p_k * (log_p - log_q);
+                        values[k] = alpha * p_k * (log_p - log_q as f32);
                     }
                 } else if let Some(values) = values.as_deref_mut() {
                     values[k] = 0.0;
                 }
             }
-            out.main = plogp - (a - lse64 * b);
+            out.main = plogp - a;
             if let Some(g) = grad.as_deref_mut() {
                 if let Some(st) = st.as_ref().filter(|_| logits) {
                     st.stored_softmax(g, maxes, alpha * b as f32);
@@ -711,10 +716,15 @@ fn row(
                     // −log σ(x) = log1p(e^−|x|) + max(−x, 0).
                     let softplus = (-v.abs()).exp().ln_1p();
                     let sigmoid = 1.0 / (1.0 + (-v).exp());
-                    (
-                        pw * y * (softplus + (-v).max(0.0)) + (1.0 - y) * (softplus + v.max(0.0)),
-                        sigmoid * (1.0 + (pw - 1.0) * y) - pw * y,
-                    )
+                    let neg_log_sigmoid = softplus + (-v).max(0.0);
+                    // A label in [0, 1] weighs two non-negative terms; one outside it would make
+                    // them cancel, so it takes PyTorch's form, (1 − y)·x + (1 + (pw − 1)·y)·(−log σ(x)).
+                    let loss = if (0.0..=1.0).contains(&y) {
+                        pw * y * neg_log_sigmoid + (1.0 - y) * (softplus + v.max(0.0))
+                    } else {
+                        (1.0 - y) * v + (1.0 + (pw - 1.0) * y) * neg_log_sigmoid
+                    };
+                    (loss, sigmoid * (1.0 + (pw - 1.0) * y) - pw * y)
                 } else {
                     (
                         -(y * v.ln().max(-100.0) + (1.0 - y) * (1.0 - v).ln().max(-100.0)),
