@@ -979,95 +979,90 @@ impl Checked<'_> {
     /// Σ main / main_divisor + Σ z / z_divisor, where `main` is the loss in the chosen base and
     /// `z` the z-loss term. `None` when the mean has nothing to average (it is then 0).
     pub fn divisors(&self) -> Option<(f64, f64)> {
-        divisors(
-            self.loss,
-            &self.options,
-            [self.batch, self.classes],
-            self.valid_rows,
-            self.class_targets(),
-            self.weight,
-        )
+        self.reduce().divisors()
     }
 
-    /// The kernels' (main, z-loss) scales: see [`scales`].
+    /// The kernels' (main, z-loss) scales: see [`Reduce::scales`].
     pub fn scales(&self) -> (f32, f32) {
-        scales(
-            self.loss,
-            &self.options,
-            [self.batch, self.classes],
-            self.valid_rows,
-            self.class_targets(),
-            self.weight,
-        )
+        self.reduce().scales()
     }
 
-    fn class_targets(&self) -> Option<&[u32]> {
-        match &self.target {
-            CheckedTarget::Classes(t) => Some(&t[..]),
-            _ => None,
+    fn reduce(&self) -> Reduce<'_> {
+        Reduce {
+            loss: self.loss,
+            options: &self.options,
+            shape: [self.batch, self.classes],
+            valid_rows: self.valid_rows,
+            targets: match &self.target {
+                CheckedTarget::Classes(t) => Some(&t[..]),
+                _ => None,
+            },
+            weight: self.weight,
         }
     }
 }
 
-/// The kernels' (main, z-loss) scales, the reciprocals of [`divisors`] in f32, or 0 where the
-/// mean has nothing to average. A mean over class targets takes them from the exact Σ w_y and
-/// row count ([`ExactSum`]), as the device does for targets only it holds.
-pub(crate) fn scales(
-    loss: LossKind,
-    options: &Options,
-    shape: [usize; 2],
-    valid_rows: usize,
-    targets: Option<&[u32]>,
-    weight: Option<&[f32]>,
-) -> (f32, f32) {
-    match targets {
-        Some(t) if options.reduction == Reduction::Mean && valid_rows > 0 => {
-            let rows = ExactSum::count(valid_rows);
-            let weights = weight.map_or(rows, |w| {
-                let mut sum = ExactSum::default();
-                t.iter()
-                    .filter(|&&y| y != IGNORED)
-                    .for_each(|&y| sum.add(w[y as usize]));
-                sum
-            });
-            (weights.reciprocal(options.base.ln()), rows.reciprocal(1.0))
+/// What a request's scalar reductions divide by: `valid_rows` counted rows of a [B, C] request
+/// with these encoded class targets, when it has them.
+#[derive(Clone, Copy)]
+pub(crate) struct Reduce<'a> {
+    pub loss: LossKind,
+    pub options: &'a Options,
+    pub shape: [usize; 2],
+    pub valid_rows: usize,
+    pub targets: Option<&'a [u32]>,
+    pub weight: Option<&'a [f32]>,
+}
+
+impl Reduce<'_> {
+    /// The divisors, in float64 (see [`Checked::divisors`]).
+    pub fn divisors(&self) -> Option<(f64, f64)> {
+        let [batch, classes] = self.shape;
+        let rows = batch as f64;
+        let ln = self.options.base.ln();
+        match self.options.reduction {
+            Reduction::None | Reduction::Sum => Some((ln, 1.0)),
+            Reduction::BatchMean if batch == 0 => None,
+            Reduction::BatchMean => Some((ln * rows, rows)),
+            Reduction::Mean => match (self.targets, self.loss.elementwise()) {
+                (_, _) if self.valid_rows == 0 => None,
+                (Some(t), _) => {
+                    let weights: f64 = t
+                        .iter()
+                        .filter(|&&y| y != IGNORED)
+                        .map(|&y| self.weight.map_or(1.0, |w| f64::from(w[y as usize])))
+                        .sum();
+                    Some((ln * weights, self.valid_rows as f64))
+                }
+                (_, true) => Some((ln * rows * classes as f64, rows)),
+                (_, false) => Some((ln * rows, rows)),
+            },
         }
-        _ => divisors(loss, options, shape, valid_rows, targets, weight)
-            .map_or((0.0, 0.0), |(main, z)| {
+    }
+
+    /// The kernels' (main, z-loss) scales, the reciprocals of the divisors in f32, or 0 where the
+    /// mean has nothing to average. A mean over class targets takes them from the exact Σ w_y
+    /// and row count ([`ExactSum`]), as the device does for targets only it holds.
+    pub fn scales(&self) -> (f32, f32) {
+        match self.targets {
+            Some(t) if self.options.reduction == Reduction::Mean && self.valid_rows > 0 => {
+                let rows = ExactSum::count(self.valid_rows);
+                let weights = self.weight.map_or(rows, |w| {
+                    let mut sum = ExactSum::default();
+                    t.iter()
+                        .filter(|&&y| y != IGNORED)
+                        .for_each(|&y| sum.add(w[y as usize]));
+                    sum
+                });
+                (
+                    weights.reciprocal(self.options.base.ln()),
+                    rows.reciprocal(1.0),
+                )
+            }
+            _ => self.divisors().map_or((0.0, 0.0), |(main, z)| {
                 ((1.0 / main) as f32, (1.0 / z) as f32)
             }),
-    }
-}
-
-/// The divisors of the scalar reductions, in float64 (see [`Checked::divisors`]), for `valid_rows`
-/// counted rows of a [B, C] request with these encoded class targets, when it has them.
-pub(crate) fn divisors(
-    loss: LossKind,
-    options: &Options,
-    [batch, classes]: [usize; 2],
-    valid_rows: usize,
-    targets: Option<&[u32]>,
-    weight: Option<&[f32]>,
-) -> Option<(f64, f64)> {
-    let rows = batch as f64;
-    let ln = options.base.ln();
-    match options.reduction {
-        Reduction::None | Reduction::Sum => Some((ln, 1.0)),
-        Reduction::BatchMean if batch == 0 => None,
-        Reduction::BatchMean => Some((ln * rows, rows)),
-        Reduction::Mean => match (targets, loss.elementwise()) {
-            (_, _) if valid_rows == 0 => None,
-            (Some(t), _) => {
-                let weights: f64 = t
-                    .iter()
-                    .filter(|&&y| y != IGNORED)
-                    .map(|&y| weight.map_or(1.0, |w| f64::from(w[y as usize])))
-                    .sum();
-                Some((ln * weights, valid_rows as f64))
-            }
-            (_, true) => Some((ln * rows * classes as f64, rows)),
-            (_, false) => Some((ln * rows, rows)),
-        },
+        }
     }
 }
 

@@ -37,8 +37,7 @@
 
 use crate::error::{Error, Result};
 use crate::loss::{
-    IGNORED, LossKind, Options, Reduction, check_options, check_shape, divisors, encode_classes,
-    scales,
+    IGNORED, LossKind, Options, Reduce, Reduction, check_options, check_shape, encode_classes,
 };
 use crate::output::Loss;
 
@@ -234,14 +233,15 @@ pub fn merge_shards(
         let b = (1.0 - eps) * w_y + spread * all_weights;
         rows.push((m as f32, sum as f32, b as f32));
     }
-    let divisors = divisors(
-        LossKind::CrossEntropy,
+    let reduce = Reduce {
+        loss: LossKind::CrossEntropy,
         options,
-        [batch, total],
+        shape: [batch, total],
         valid_rows,
-        Some(&encoded),
+        targets: Some(&encoded),
         weight,
-    );
+    };
+    let divisors = reduce.divisors();
     let (main_div, z_div) = divisors.unwrap_or((f64::INFINITY, f64::INFINITY));
     let loss = if options.reduction == Reduction::None {
         Loss::Unreduced {
@@ -265,13 +265,6 @@ pub fn merge_shards(
         lse,
         valid_rows,
         rows,
-        scales: scales(
-            LossKind::CrossEntropy,
-            options,
-            [batch, total],
-            valid_rows,
-            Some(&encoded),
-            weight,
-        ),
+        scales: reduce.scales(),
     })
 }

@@ -28,16 +28,30 @@ const SPINS_PER_CLOCK: u32 = 256;
 
 /// Runs every task and returns their results in task order. Small calls stay on the calling
 /// thread. Larger ones are shared between the calling thread and up to rayon's thread count less
-/// one helper, each claiming the next task from a counter until none is left.
+/// one helper.
 pub(crate) fn run_tasks<T: Send, R: Send>(
     tasks: Vec<T>,
     elements: usize,
     run: impl Fn(T) -> R + Sync,
 ) -> Vec<R> {
-    let helpers = rayon::current_num_threads()
-        .saturating_sub(1)
-        .min(tasks.len().saturating_sub(1));
-    if elements < PARALLEL_MIN_ELEMENTS || helpers == 0 {
+    let helpers = if elements < PARALLEL_MIN_ELEMENTS {
+        0
+    } else {
+        rayon::current_num_threads().saturating_sub(1)
+    };
+    share(pool(), tasks, helpers, run)
+}
+
+/// Runs every task on the calling thread and up to `helpers` of `pool`'s helpers, each claiming
+/// the next task from a counter until none is left, and returns their results in task order.
+fn share<T: Send, R: Send>(
+    pool: &Pool,
+    tasks: Vec<T>,
+    helpers: usize,
+    run: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let helpers = helpers.min(tasks.len().saturating_sub(1));
+    if helpers == 0 {
         return tasks.into_iter().map(run).collect();
     }
     let slots: Vec<Mutex<(Option<T>, Option<R>)>> = tasks
@@ -54,7 +68,7 @@ pub(crate) fn run_tasks<T: Send, R: Send>(
             }
         }
     };
-    pool().run(helpers, &work);
+    pool.run(helpers, &work);
     slots
         .into_iter()
         .filter_map(|slot| slot.into_inner().unwrap_or_else(|e| e.into_inner()).1)
@@ -249,14 +263,10 @@ fn wait_for_call(shared: &Shared, seen: u64, spin: Duration) -> u64 {
 mod tests {
     use super::*;
 
-    /// Tasks big enough for the helpers: each a list of numbers to sum.
+    /// Tasks of numbers to sum.
     fn tasks(count: usize) -> Vec<Vec<u64>> {
         (0..count)
-            .map(|t| {
-                (0..PARALLEL_MIN_ELEMENTS as u64)
-                    .map(|i| i * 7 + t as u64)
-                    .collect()
-            })
+            .map(|t| (0..4096).map(|i| i * 7 + t as u64).collect())
             .collect()
     }
 
@@ -264,29 +274,18 @@ mod tests {
         tasks.iter().map(|t| t.iter().sum()).collect()
     }
 
-    fn in_threads<T: Send>(threads: usize, work: impl FnOnce() -> T + Send) -> T {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .expect("a rayon pool")
-            .install(work)
-    }
-
     #[test]
     fn every_task_runs_once_and_results_keep_task_order() {
-        for threads in [1, 2, 3, 8] {
+        for helpers in [0, 1, 2, 7] {
             for count in [1, 2, 5, 64] {
                 let work = tasks(count);
                 let want = sums(&work);
                 let runs = AtomicUsize::new(0);
-                let elements = count * PARALLEL_MIN_ELEMENTS;
-                let got = in_threads(threads, || {
-                    run_tasks(work, elements, |t| {
-                        runs.fetch_add(1, Ordering::Relaxed);
-                        t.iter().sum::<u64>()
-                    })
+                let got = share(pool(), work, helpers, |t| {
+                    runs.fetch_add(1, Ordering::Relaxed);
+                    t.iter().sum::<u64>()
                 });
-                assert_eq!(got, want, "{threads} threads, {count} tasks");
+                assert_eq!(got, want, "{helpers} helpers, {count} tasks");
                 assert_eq!(runs.into_inner(), count);
             }
         }
@@ -301,16 +300,12 @@ mod tests {
                 .map(|_| {
                     let outer = outer.clone();
                     scope.spawn(|| {
-                        in_threads(3, || {
-                            run_tasks(outer, 6 * PARALLEL_MIN_ELEMENTS, |t| {
-                                // A call inside a task finds the helpers held.
-                                let halves = vec![t.clone(), t];
-                                run_tasks(halves, 2 * PARALLEL_MIN_ELEMENTS, |h| {
-                                    h.iter().sum::<u64>()
-                                })
+                        share(pool(), outer, 2, |t| {
+                            // A call inside a task finds the helpers held.
+                            let halves = vec![t.clone(), t];
+                            share(pool(), halves, 2, |h| h.iter().sum::<u64>())
                                 .iter()
                                 .sum::<u64>()
-                            })
                         })
                     })
                 })
@@ -329,21 +324,16 @@ mod tests {
     fn a_panicking_task_panics_the_caller_and_leaves_the_pool_working() {
         for bad in [0, 5] {
             let result = std::panic::catch_unwind(|| {
-                in_threads(2, || {
-                    run_tasks(tasks(8), 8 * PARALLEL_MIN_ELEMENTS, |t| {
-                        assert!(t[0] != bad, "task {bad} fails");
-                        t[0]
-                    })
+                share(pool(), tasks(8), 1, |t| {
+                    assert!(t[0] != bad, "task {bad} fails");
+                    t[0]
                 })
             });
             assert!(result.is_err(), "task {bad}'s panic was lost");
         }
         let work = tasks(8);
         let want = sums(&work);
-        let got = in_threads(2, || {
-            run_tasks(work, 8 * PARALLEL_MIN_ELEMENTS, |t| t.iter().sum::<u64>())
-        });
-        assert_eq!(got, want);
+        assert_eq!(share(pool(), work, 1, |t| t.iter().sum::<u64>()), want);
     }
 
     #[test]

@@ -15,8 +15,8 @@ use super::{Bound, CallParams, GpuEngine, ParamArena, RowBindings, UNUSED_BYTES,
 use crate::device::{DeviceOutput, DeviceRequest, DeviceTarget, IndexType};
 use crate::error::{Error, Result};
 use crate::loss::{
-    Dtype, IGNORED, Reduction, ShardPass, Target, TargetKind, check_options, check_shape,
-    check_target_kind, encode_classes, length, scales, shard_options,
+    Dtype, IGNORED, Reduce, Reduction, ShardPass, Target, TargetKind, check_options, check_shape,
+    check_target_kind, encode_classes, length, shard_options,
 };
 use crate::shard::Shard;
 
@@ -291,7 +291,15 @@ impl GpuEngine {
                 Targets::Host(t) => (Some(&t[..]), t.iter().filter(|&&y| y != IGNORED).count()),
                 _ => (None, batch),
             };
-            scales(req.loss, &o, shape, valid, encoded, weight)
+            Reduce {
+                loss: req.loss,
+                options: &o,
+                shape,
+                valid_rows: valid,
+                targets: encoded,
+                weight,
+            }
+            .scales()
         };
         let scalar = o.reduction != Reduction::None && given.is_none();
         let elementwise = !scalar && req.loss.elementwise();
