@@ -29,11 +29,13 @@ const ELSEWHERE: u32 = 0xfffffffdu;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> raw: array<u32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
+// The class weights' bits: they are only summed exactly, never computed with.
+@group(0) @binding(2) var<storage, read> weight: array<u32>;
 // The encoded targets: the class (from `first`), IGNORED, ELSEWHERE or BAD.
 @group(0) @binding(3) var<storage, read_write> encoded: array<u32>;
-// Per row: w_y (0 for an ignored or bad row) at r, and 1 for a counted row (else 0) at rows + r.
-@group(0) @binding(4) var<storage, read_write> counts: array<f32>;
+// Per row: the bits of w_y (0 for an ignored or bad row) at r, and 1 for a counted row (else 0)
+// at rows + r.
+@group(0) @binding(4) var<storage, read_write> counts: array<u32>;
 // The first row whose target is out of range (0xffffffff: none), then that target's two words.
 @group(0) @binding(5) var<storage, read_write> status: array<atomic<u32>>;
 // The main and z-loss scales of the mean: 1 / (ln · Σ w_y) and 1 / (counted rows).
@@ -62,22 +64,23 @@ fn encode_targets(
     let lo = value.x;
     let hi = value.y;
     var code = lo;
-    var w = 0.0;
-    var counted = 0.0;
+    var w = 0u;
+    var counted = 0u;
     if lo == params.ignore_lo && hi == params.ignore_hi {
         code = IGNORED;
     } else if hi == 0u && lo < params.classes {
         // Wraps past `held` below `first`.
         code = lo - params.first;
         if code < params.held {
-            w = 1.0;
+            // 1.0's bits.
+            w = 0x3f800000u;
             if HAS_WEIGHT {
                 w = weight[code];
             }
         } else {
             code = ELSEWHERE;
         }
-        counted = 1.0;
+        counted = 1u;
     } else {
         code = BAD;
         atomicMin(&status[0], row);
@@ -92,7 +95,8 @@ var<workgroup> sums: array<array<u32, WORDS>, WORKGROUP>;
 var<workgroup> counted_rows: atomic<u32>;
 
 // One workgroup, after `encode_targets`: Σ w_y and the counted rows, both exactly, then the
-// scales as the f32 nearest their exact values, as the host computes them (`src/scale.rs`). With
+// scales as the f32 nearest their exact values (but within 2^-37 of a rounding midpoint), by the
+// same steps as the host (`src/scale.rs`). With
 // no row counted both are 0 (the mean of nothing is 0); with Σ w_y = 0 over counted rows the main
 // scale is inf, and the mean NaN, as in PyTorch. It also copies the first out-of-range target
 // into `status`, sign-extended from i32.
@@ -101,8 +105,8 @@ fn device_scales(@builtin(local_invocation_index) lid: u32) {
     var mine: array<u32, WORDS>;
     var counted = 0u;
     for (var r = lid; r < params.rows; r += WORKGROUP) {
-        add_weight(&mine, bitcast<u32>(counts[r]));
-        counted += u32(counts[params.rows + r]);
+        add_weight(&mine, counts[r]);
+        counted += counts[params.rows + r];
     }
     sums[lid] = mine;
     // Workgroup memory starts undefined (the pipelines skip its zeroing).

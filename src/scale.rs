@@ -1,5 +1,6 @@
 //! The scales of a mean over class targets, 1 / (ln(base) · Σ w_y) and 1 / (counted rows), as
-//! the f32 nearest the exact value.
+//! the f32 nearest the exact value (but within 2^-37 of a rounding midpoint: see
+//! [`ExactSum::reciprocal`]).
 //!
 //! The sum is exact: each weight is a non-negative finite f32, an integer number of 2^-149 (the
 //! smallest subnormal) below 2^278, so a fixed-point integer of [`WORDS`] 32-bit words holds the

@@ -11,6 +11,7 @@
 //! One call holds the helpers at a time; a call that finds them held (another thread's call, or
 //! a call from inside a task) runs its tasks on its own thread.
 
+use std::any::Any;
 use std::env::VarError;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -131,8 +132,8 @@ struct Shared {
     sleepers: AtomicUsize,
     sleep: Mutex<()>,
     wake: Condvar,
-    /// A helper's work panicked; the caller panics in turn.
-    panicked: AtomicBool,
+    /// The first panic of a helper's work in the open call, which the caller goes on with.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
 #[derive(Default)]
@@ -175,19 +176,23 @@ impl Pool {
         // Helpers join under this lock, so once it is withdrawn none can, and `active` counts
         // every one that did.
         *lock(&shared.job) = None;
+        // Helpers still in it finish a task each; one that lost its CPU gets it back sooner
+        // when this thread gives its own up.
         while shared.active.load(Ordering::Acquire) != 0 {
-            std::hint::spin_loop();
+            for _ in 0..SPINS_PER_CLOCK {
+                std::hint::spin_loop();
+            }
+            std::thread::yield_now();
         }
-        let helper_panicked = shared.panicked.swap(false, Ordering::Relaxed);
+        let helper = lock(&shared.panic).take();
         self.held.store(false, Ordering::Release);
-        if let Err(payload) = caller {
+        if let Some(payload) = caller.err().or(helper) {
             resume_unwind(payload);
         }
-        assert!(!helper_panicked, "a fast CPU path helper thread panicked");
     }
 
-    /// Starts helper threads until there are `wanted`; returns how many there are, fewer where
-    /// the system would start no more.
+    /// Starts helper threads until there are `wanted`; returns how many of them a call may use:
+    /// `wanted`, or fewer where the system would start no more.
     fn start(&self, wanted: usize) -> usize {
         let mut started = lock(&self.started);
         let spin = spin().unwrap_or(DEFAULT_SPIN);
@@ -202,7 +207,7 @@ impl Pool {
             }
             *started += 1;
         }
-        *started
+        wanted.min(*started)
     }
 }
 
@@ -225,8 +230,8 @@ fn help(shared: &Shared, index: usize, spin: Duration) {
         // SAFETY: the call that published `job` stays open, keeping the closure alive, until
         // `active` is back to 0.
         let work = unsafe { &*job.0 };
-        if catch_unwind(AssertUnwindSafe(work)).is_err() {
-            shared.panicked.store(true, Ordering::Relaxed);
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(work)) {
+            lock(&shared.panic).get_or_insert(payload);
         }
         shared.active.fetch_sub(1, Ordering::Release);
     }
@@ -276,17 +281,27 @@ mod tests {
 
     #[test]
     fn every_task_runs_once_and_results_keep_task_order() {
-        for helpers in [0, 1, 2, 7] {
+        // Many helpers first, so that the later calls find more started than they ask for.
+        for helpers in [7, 0, 1, 2] {
             for count in [1, 2, 5, 64] {
                 let work = tasks(count);
                 let want = sums(&work);
                 let runs = AtomicUsize::new(0);
+                let threads = Mutex::new(std::collections::HashSet::new());
                 let got = share(pool(), work, helpers, |t| {
                     runs.fetch_add(1, Ordering::Relaxed);
+                    lock(&threads).insert(std::thread::current().id());
+                    // Long enough that every helper allowed in gets a task.
+                    std::thread::sleep(Duration::from_micros(200));
                     t.iter().sum::<u64>()
                 });
                 assert_eq!(got, want, "{helpers} helpers, {count} tasks");
                 assert_eq!(runs.into_inner(), count);
+                let threads = lock(&threads).len();
+                assert!(
+                    threads <= helpers + 1,
+                    "{threads} threads for {helpers} helpers"
+                );
             }
         }
     }
@@ -329,7 +344,10 @@ mod tests {
                     t[0]
                 })
             });
-            assert!(result.is_err(), "task {bad}'s panic was lost");
+            // Whichever thread ran it, the caller panics with the task's own message.
+            let payload = result.expect_err("the task's panic was lost");
+            let message = payload.downcast_ref::<String>().map(String::as_str);
+            assert_eq!(message, Some(format!("task {bad} fails").as_str()));
         }
         let work = tasks(8);
         let want = sums(&work);
