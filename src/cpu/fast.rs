@@ -45,15 +45,16 @@ fn mul_add(a: f32, b: f32, c: f32, fma: bool) -> f32 {
 /// e^x for x ≤ 0 (the softmax's x − max), branch-free so that loops over it vectorize:
 /// x = n·ln 2 + r with |r| ≤ ln 2 / 2, e^r by a degree-6 polynomial fitted on that range
 /// (relative error 1.8e-8) and evaluated in Estrin's order (depth 4 instead of 6), times 2^n made
-/// from its exponent bits. Below −86.6 it gives 0 (e^−86.6 is twice the smallest normal f32,
-/// which keeps 2^n normal); NaN of any payload stays NaN. Positive x is exact up to 88 and out of
+/// from its exponent bits. x is clamped below at −88, where n = −127 makes those bits 0: e^x is 0
+/// from about −87.68 down (values under 2^−126.5, 8.5e−39, flushed with no compare and select),
+/// and 2^n is normal above; NaN of any payload stays NaN. Positive x is exact up to 88 and out of
 /// its domain above (its callers' x − max never is).
 #[inline(always)]
 fn exp(x: f32, fma: bool) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
-    const LOW: f32 = -86.6;
+    const LOW: f32 = -88.0;
     // Adding 1.5·2^23 + 127 rounds to the nearest integer n, and n + 127 then sits in the low
     // mantissa bits: n as a float and 2^n's exponent bits come out without a float-to-int
     // conversion, which would not vectorize (Rust's `as` saturates).
@@ -82,11 +83,11 @@ fn exp(x: f32, fma: bool) -> f32 {
     );
     let high = mul_add(C[6], r2, mul_add(C[5], r, C[4], fma), fma);
     let p = mul_add(r2 * r2, high, low, fma);
-    // n is in [−125, 127], so 2^n is a normal f32, and p in [0.7, 1.5]: p·2^n is exact. A
-    // multiply, not an add into p's exponent bits, so that a NaN of any payload stays NaN.
+    // n is in [−127, 127]: 2^n is a normal f32, or 0 at n = −127, and p in [0.7, 1.5]: p·2^n is
+    // exact but for subnormal results. A multiply, not an add into p's exponent bits, so that a
+    // NaN of any payload stays NaN.
     let scale = f32::from_bits(shifted.to_bits().wrapping_sub(ROUND.to_bits()) << 23);
-    let y = p * scale;
-    if x < LOW { 0.0 } else { y }
+    p * scale
 }
 
 /// ln x, branch-free so that loops over it vectorize (musl's `logf`, within 1 ulp): x = 2^k·(1 + f)
@@ -942,7 +943,7 @@ mod tests {
     fn exp_is_within_a_few_ulp() {
         for fma in [false, true] {
             let mut worst = 0.0_f64;
-            let mut x = -86.59_f32;
+            let mut x = -87.33_f32;
             while x <= 1.0 {
                 let got = f64::from(exp(x, fma));
                 let want = f64::from(x).exp();
@@ -951,8 +952,25 @@ mod tests {
                 x += 1.37e-3;
             }
             assert!(worst <= 2.0, "fma {fma}: {worst} ulp");
-            assert_eq!(exp(-86.7, fma), 0.0);
-            assert_eq!(exp(f32::NEG_INFINITY, fma), 0.0);
+            // Subnormal results, within two of their units.
+            let unit = f64::from(f32::from_bits(1));
+            let mut x = -87.67_f32;
+            while x < -87.33 {
+                let error = (f64::from(exp(x, fma)) - f64::from(x).exp()).abs();
+                assert!(error <= 2.0 * unit, "fma {fma}: e^{x} off by {error:e}");
+                x += 1e-3;
+            }
+            for x in [
+                -87.7,
+                -88.0,
+                -88.5,
+                -100.0,
+                -1e30,
+                f32::MIN,
+                f32::NEG_INFINITY,
+            ] {
+                assert_eq!(exp(x, fma), 0.0, "fma {fma}: e^{x}");
+            }
             assert_eq!(exp(0.0, fma), 1.0);
             assert!(exp(f32::NAN, fma).is_nan());
             // NaNs with payload bits that would land in the exponent.
