@@ -96,10 +96,9 @@ var<workgroup> counted_rows: atomic<u32>;
 
 // One workgroup, after `encode_targets`: Σ w_y and the counted rows, both exactly, then the
 // scales as the f32 nearest their exact values (but within 2^-37 of a rounding midpoint), by the
-// same steps as the host (`src/scale.rs`). With
-// no row counted both are 0 (the mean of nothing is 0); with Σ w_y = 0 over counted rows the main
-// scale is inf, and the mean NaN, as in PyTorch. It also copies the first out-of-range target
-// into `status`, sign-extended from i32.
+// same steps as the host (`src/scale.rs`). With no row counted both are 0 (the mean of nothing is
+// 0); with Σ w_y = 0 over counted rows the main scale is inf, and the mean NaN, as in PyTorch. It
+// also copies the first out-of-range target into `status`, sign-extended from i32.
 @compute @workgroup_size(WORKGROUP)
 fn device_scales(@builtin(local_invocation_index) lid: u32) {
     var mine: array<u32, WORDS>;

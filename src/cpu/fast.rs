@@ -452,8 +452,14 @@ fn row_input<'a>(req: &'a Checked, r: usize, scratch: &'a mut Vec<f32>) -> &'a [
     }
 }
 
-fn log_q_unshifted(kind: InputKind, x: f32) -> f32 {
-    if kind == InputKind::Probs { x.ln() } else { x }
+/// log q of input `x`: through the row's softmax for logits (the max and log s taken off, see
+/// [`Softmax::log_q`]), a probability's log, or a log-probability itself.
+fn log_q(st: Option<&Softmax>, kind: InputKind, x: f32) -> f64 {
+    match st {
+        Some(st) => st.log_q(x),
+        None if kind == InputKind::Probs => f64::from(x.ln()),
+        None => f64::from(x),
+    }
 }
 
 /// The gradient of −α·Σ m_k log q_k where log q is the input itself (log-probabilities, −α m_k)
@@ -566,10 +572,7 @@ fn row(
             // probability's log; a log-probability itself), not as Σ w p′ x − lse·Σ w p′, which
             // cancels to nothing when w p′ is huge or x near f32::MAX; b = Σ w p′. One unweighted,
             // unsmoothed class needs no loop.
-            let log_q = |v: f32| {
-                st.as_ref()
-                    .map_or_else(|| f64::from(log_q_unshifted(kind, v)), |st| st.log_q(v))
-            };
+            let log_q = |v: f32| log_q(st.as_ref(), kind, v);
             let one_hot = y.filter(|_| eps == 0.0 && req.weight.is_none());
             let (mut a, mut b) = (0.0_f64, 0.0_f64);
             if let Some(y) = one_hot {
@@ -637,9 +640,7 @@ fn row(
                         p_k.ln()
                     };
                     // log q taken first, as for cross-entropy.
-                    let log_q = st
-                        .as_ref()
-                        .map_or_else(|| f64::from(log_q_unshifted(kind, v)), |st| st.log_q(v));
+                    let log_q = log_q(st.as_ref(), kind, v);
                     a += f64::from(p_k) * log_q;
                     b += f64::from(p_k);
                     plogp += f64::from(p_k) * f64::from(log_p);

@@ -388,13 +388,14 @@ impl GpuEngine {
         ) = ParamArena::for_call(limits, &spec, &chunks, segments, (alpha, beta), scalar);
         let ignore = o.ignore_index as u64;
         let (first, total) = shard.map_or((0, classes), |s| (s.first_class, s.total_classes));
+        let ln = o.base.ln().to_bits();
         let target_offset = arena.push(&TargetParams {
             rows: batch as u32,
             classes: total as u32,
             ignore_lo: ignore as u32,
             ignore_hi: (ignore >> 32) as u32,
-            ln_lo: o.base.ln().to_bits() as u32,
-            ln_hi: (o.base.ln().to_bits() >> 32) as u32,
+            ln_lo: ln as u32,
+            ln_hi: (ln >> 32) as u32,
             first: first as u32,
             held: classes as u32,
         });
