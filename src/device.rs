@@ -129,13 +129,15 @@ impl<'a> DeviceRequest<'a> {
 ///
 /// For a vocabulary shard's statistics pass ([`crate::Engine::record_shard_stats`]) `values` holds
 /// the statistics, which [`crate::Engine::read_shard_stats`] reads; a shard's gradient pass
-/// ([`crate::Engine::record_shard_grad`]) writes only the gradient and the status.
+/// ([`crate::Engine::record_shard_grad`]) writes only the gradient and the status, and has no
+/// `values`.
 #[derive(Debug)]
 pub struct DeviceOutput {
     /// f32 values: for `Reduction::None`, the unreduced loss (`[B]`, or `[B, C]` for BCE and KL);
     /// for the scalar reductions, each row's term of the scalar (its loss already divided by
-    /// the reduction's divisor), whose sum is `loss`.
-    pub values: wgpu::Buffer,
+    /// the reduction's divisor), whose sum is `loss`. `None` for a vocabulary shard's gradient
+    /// pass.
+    pub values: Option<wgpu::Buffer>,
     /// The scalar (one f32), for the scalar reductions.
     pub loss: Option<wgpu::Buffer>,
     /// Each row's log-sum-exp (B f32), when asked for.

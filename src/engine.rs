@@ -412,7 +412,7 @@ impl Engine {
     /// it; a device class target out of range is [`Error::TargetOutOfRange`], as
     /// [`Engine::check_targets`] says.
     pub fn read_shard_stats(&self, out: &DeviceOutput) -> Result<ShardStats> {
-        let Some((shard, classes)) = out.shard else {
+        let (Some((shard, classes)), Some(values)) = (out.shard, &out.values) else {
             return Err(Error::DeviceBuffer {
                 what: "values",
                 reason: "are not a vocabulary shard's statistics (from record_shard_stats)".into(),
@@ -421,7 +421,7 @@ impl Engine {
         let bytes = (out.batch * ROW_STATS * 4) as u64;
         let read = self
             .gpu_engine()?
-            .read_buffers(&[(&out.status, 0..12), (&out.values, 0..bytes)])?;
+            .read_buffers(&[(&out.status, 0..12), (values, 0..bytes)])?;
         target_status(out, &read[0])?;
         let rows: Vec<f32> = bytemuck::pod_collect_to_vec(&read[1]);
         Ok(ShardStats::from_rows(shard, classes, &rows))

@@ -443,6 +443,8 @@ fn check_device_shards(engine: &Engine, [batch, classes]: [usize; 2], cuts: &[us
                         .record_shard_grad(&mut encoder, &r, *shard, &merged)
                         .unwrap();
                     assert!(in_place.grad.is_none());
+                    // A gradient pass writes no values, and says so.
+                    assert!(separate.values.is_none() && in_place.values.is_none());
                     queue.submit([encoder.finish()]);
                     engine.check_targets(&separate).unwrap();
                     let size = batch * cs * dtype.size();

@@ -355,7 +355,9 @@ impl GpuEngine {
             None
         };
         let mut output = DeviceOutput {
-            values: element_values.clone().unwrap_or_else(|| row_values.clone()),
+            values: given
+                .is_none()
+                .then(|| element_values.clone().unwrap_or_else(|| row_values.clone())),
             loss: None,
             lse: o.lse.then(|| lse.clone()),
             grad: grad.clone(),
