@@ -4,7 +4,8 @@
     python3 scripts/bench_tables.py docs/bench/bench.json
 
 prints the markdown of the times table and of the ceilings table: one row per shape and pass,
-one column per path, as the README shows them.
+one column per path, as the README shows them. GB/s counts the bytes read, and for fwd+bwd the
+f32 gradient written.
 """
 
 import json
@@ -71,6 +72,8 @@ def main(path):
         "shape",
         "CPU probe",
         "fast CPU fwd / probe",
+        "fast CPU fwd+bwd / probe",
+        "fast CPU fwd+bwd ÷ fwd (time)",
         "Vulkan probe",
         "Vulkan kernel / probe",
         "Vulkan upload",
@@ -82,10 +85,13 @@ def main(path):
     for shape in shapes:
         cpu_probe = find(shape, "read", "probe", "[cpu/")
         fast = find(shape, "fwd", "call", "[cpu/cpu fast")
+        both = find(shape, "fwd+bwd", "call", "[cpu/cpu fast")
         cells = [
             shape.replace("x", " × "),
             f"{cpu_probe['gb_per_s']:.1f} GB/s" if cpu_probe else "",
             f"{fast['of_probe']:.2f}" if fast else "",
+            f"{both['of_probe']:.2f}" if both else "",
+            f"{both['median_s'] / fast['median_s']:.2f}" if fast and both else "",
         ]
         for backend, _ in GPUS:
             probe = find(shape, "read", "probe", gpu(backend))

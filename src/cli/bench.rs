@@ -341,6 +341,18 @@ fn read_bytes(shape: Shape, loss: LossKind, dtype: Dtype) -> u64 {
     (shape.elements() * (dtype.size() + if dense { 4 } else { 0 })) as u64
 }
 
+/// The bytes a pass must move at the least, which its GB/s counts: what it reads, and for
+/// fwd+bwd the f32 gradient it writes, as many bytes again for f32 logits. A memory-bound
+/// forward+backward therefore takes at least twice its forward's time, and its /probe (against
+/// a probe that only reads) says how near it runs to that floor.
+fn moved_bytes(shape: Shape, loss: LossKind, dtype: Dtype, pass: Pass) -> u64 {
+    let written = match pass {
+        Pass::FwdBwd => shape.elements() as u64 * 4,
+        Pass::Fwd | Pass::Read => 0,
+    };
+    read_bytes(shape, loss, dtype) + written
+}
+
 fn open_devices(choice: &[BenchDevice], autotune: bool) -> Vec<Device> {
     let all = [BenchDevice::Gpu, BenchDevice::Cpu, BenchDevice::Reference];
     let choice = if choice.is_empty() { &all[..] } else { choice };
@@ -444,7 +456,6 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     for (i, &shape) in shapes.iter().enumerate() {
         progress.set_message(format!("{shape}: drawing inputs"));
         let inputs = Inputs::draw(shape, loss, args.dtype, 0x5eed + i as u64);
-        let bytes = read_bytes(shape, loss, args.dtype);
         let mut grad = vec![
             0.0_f32;
             if passes.contains(&Pass::FwdBwd) {
@@ -462,7 +473,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 measure,
                 clock: clock.into(),
                 device: device.probe_key.clone(),
-                bytes,
+                bytes: moved_bytes(shape, loss, args.dtype, pass),
                 seconds,
             };
             if !device.reference {
@@ -584,7 +595,8 @@ fn torch_of<'a>(rows: &'a [Row], row: &Row) -> Option<&'a Row> {
 
 fn print_table(rows: &[Row], args: &BenchArgs) {
     println!(
-        "xent bench: {} loss, {} input, median of {} runs after {} warm-up, inputs rotated",
+        "xent bench: {} loss, {} input, median of {} runs after {} warm-up, inputs rotated; \
+         GB/s counts the bytes read, and for fwd+bwd the f32 gradient written",
         args.loss.kind().name(),
         args.dtype.name(),
         args.runs,
@@ -701,7 +713,7 @@ fn external_rows(
     text: &str,
     source: &str,
     shapes: &[Shape],
-    bytes: impl Fn(Shape) -> u64,
+    bytes: impl Fn(Shape, Pass) -> u64,
 ) -> Result<Vec<Row>> {
     let bad = |line: usize, why: &str| Error::Io {
         path: source.to_string(),
@@ -754,7 +766,7 @@ fn external_rows(
             measure: Measure::Call,
             clock: "host".into(),
             device: "cpu".into(),
-            bytes: bytes(shape),
+            bytes: bytes(shape, pass),
             seconds,
         });
     }
@@ -763,8 +775,8 @@ fn external_rows(
 
 fn baseline_rows(path: &Path, shapes: &[Shape], dtype: Dtype, loss: LossKind) -> Result<Vec<Row>> {
     let text = std::fs::read_to_string(path).map_err(|e| io_error(path, &e))?;
-    external_rows(&text, &path.display().to_string(), shapes, |s| {
-        read_bytes(s, loss, dtype)
+    external_rows(&text, &path.display().to_string(), shapes, |s, pass| {
+        moved_bytes(s, loss, dtype, pass)
     })
 }
 
@@ -813,7 +825,9 @@ fn torch_rows(
             ),
         });
     }
-    let rows = external_rows(&stdout, script, shapes, |s| read_bytes(s, loss, args.dtype))?;
+    let rows = external_rows(&stdout, script, shapes, |s, pass| {
+        moved_bytes(s, loss, args.dtype, pass)
+    })?;
     if rows.is_empty() {
         eprintln!(
             "xent bench: {}",
@@ -848,16 +862,20 @@ mod tests {
             "torch 2.15, 2 threads\n",
             r#"{"impl":"torch","version":"2.15","shape":"64x1000","pass":"fwd","threads":2,"runs":5,"median_s":0.002,"min_s":0.001,"max_s":0.003}"#,
             "\n",
+            r#"{"impl":"torch","version":"2.15","shape":"64x1000","pass":"fwd+bwd","threads":2,"runs":5,"median_s":0.002,"min_s":0.001,"max_s":0.003}"#,
+            "\n",
             r#"{"impl":"torch","version":"2.15","shape":"8x8","pass":"fwd","threads":2,"runs":5,"median_s":0.002,"min_s":0.001,"max_s":0.003}"#,
             "\n"
         );
-        let rows =
-            external_rows(text, "t", &[Shape(64, 1000)], |s| s.elements() as u64 * 4).unwrap();
-        assert_eq!(rows.len(), 1);
+        let bytes = |s, pass| moved_bytes(s, LossKind::CrossEntropy, Dtype::F32, pass);
+        let rows = external_rows(text, "t", &[Shape(64, 1000)], bytes).unwrap();
+        assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].path, "torch 2.15 (cpu, 2 threads)");
+        // 256 000 bytes of logits read in 2 ms; with the gradient, as many written too.
         assert!((rows[0].gbs() - 0.128).abs() < 1e-9);
+        assert!((rows[1].gbs() - 0.256).abs() < 1e-9);
         let broken = r#"{"impl":"torch","version":"2","shape":"64x1000","pass":"fwd","median_s":-1,"min_s":1,"max_s":1}"#;
-        let e = external_rows(broken, "t", &[Shape(64, 1000)], |_| 1).unwrap_err();
+        let e = external_rows(broken, "t", &[Shape(64, 1000)], |_, _| 1).unwrap_err();
         assert!(e.to_string().contains("median_s"), "{e}");
     }
 }
