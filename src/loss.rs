@@ -1027,11 +1027,14 @@ impl Reduce<'_> {
             Reduction::Mean => match (self.targets, self.loss.elementwise()) {
                 (_, _) if self.valid_rows == 0 => None,
                 (Some(t), _) => {
-                    let weights: f64 = t
-                        .iter()
-                        .filter(|&&y| y != IGNORED)
-                        .map(|&y| self.weight.map_or(1.0, |w| f64::from(w[y as usize])))
-                        .sum();
+                    // Unweighted, Σ w_y is the count of valid rows (a serial sum of ones took
+                    // 7 µs at 8192 rows).
+                    let weights: f64 = self.weight.map_or(self.valid_rows as f64, |w| {
+                        t.iter()
+                            .filter(|&&y| y != IGNORED)
+                            .map(|&y| f64::from(w[y as usize]))
+                            .sum()
+                    });
                     Some((ln * weights, self.valid_rows as f64))
                 }
                 (_, true) => Some((ln * rows * classes as f64, rows)),

@@ -261,16 +261,18 @@ fn sum_exp_t(xs: &[f32], m: f32) -> (f32, f32) {
 
 /// The max, Σ e^(x − max) and its log of each of `ROW_LANES` rows of `c` classes (rows[j·c + k]),
 /// a row per lane; with `out`, each e^(x − max) is kept there for the gradient. The max is at
-/// least `f32::MIN`, as in [`Softmax::of`].
+/// least `f32::MIN`, as in [`Softmax::of`]. `t` is room for the transposed rows, whose first `c`
+/// columns each step writes before it reads them (made once per call: zeroing it every step
+/// cost as much as the exps at 10 classes).
 #[inline(always)]
 fn short_rows_step(
     rows: &[f32],
     c: usize,
     out: Option<&mut [f32]>,
+    t: &mut [[f32; ROW_LANES]; SHORT_ROW],
     fma: bool,
 ) -> [[f32; ROW_LANES]; 3] {
     // Transposed first, so that each class of the eight rows is one contiguous vector.
-    let mut t = [[0.0_f32; ROW_LANES]; SHORT_ROW];
     for (j, row) in rows.chunks_exact(c).enumerate() {
         for (k, &v) in row.iter().enumerate() {
             t[k][j] = v;
@@ -314,15 +316,23 @@ fn short_rows(x: &[f32], c: usize, mut out: Option<&mut [f32]>, stats: &mut Vec<
     #[target_cfg(not(any(target_feature = "fma", target_arch = "aarch64")))]
     const FMA: bool = false;
     let step = ROW_LANES * c;
+    let mut t = [[0.0_f32; ROW_LANES]; SHORT_ROW];
     for (i, rows) in x.chunks(step).enumerate() {
         let span = i * step..i * step + rows.len();
         let [m, s, log_s] = if rows.len() == step {
-            short_rows_step(rows, c, out.as_deref_mut().map(|o| &mut o[span]), FMA)
+            short_rows_step(
+                rows,
+                c,
+                out.as_deref_mut().map(|o| &mut o[span]),
+                &mut t,
+                FMA,
+            )
         } else {
             let mut padded = [f32::NEG_INFINITY; ROW_LANES * SHORT_ROW];
             padded[..rows.len()].copy_from_slice(rows);
             let mut exps = [0.0_f32; ROW_LANES * SHORT_ROW];
-            let result = short_rows_step(&padded[..step], c, Some(&mut exps[..step]), FMA);
+            let exps_out = Some(&mut exps[..step]);
+            let result = short_rows_step(&padded[..step], c, exps_out, &mut t, FMA);
             if let Some(out) = out.as_deref_mut() {
                 out[span].copy_from_slice(&exps[..rows.len()]);
             }
