@@ -3,8 +3,8 @@
 //! instead of a longer polynomial. On AVX2 the portable loop's exp is bound by how many
 //! multiply-adds wait on one another, not by how many there are (it ran at about half the rate
 //! two FMA pipes allow): this one has 8 multiplies or multiply-adds per 8 exps instead of 11, a
-//! shorter dependency chain, and its sums in registers. Measured on one Zen 3 core, 64 × 32000 in
-//! cache: 866 → 666 µs a call; on two threads, 4096 × 32000 from memory: 30.0 → 25.1 ms.
+//! shorter dependency chain, and its sums in registers: on one Zen 3 core, with 64 × 32000 in
+//! cache, 866 → 666 µs a call (an A/B of the two loops; `xent bench` has the figures that count).
 //!
 //! e^d for d = x − m ≤ 0: d = (8n + j)·ln2/8 + r with |r| ≤ ln2/16, e^d = 2^n · 2^(j/8) · e^r, and
 //! e^r ≈ 1 + r + c₂r² + c₃r³ (relative error 2.7e-8 on that range, fitted for f32 coefficients).
