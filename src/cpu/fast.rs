@@ -524,16 +524,11 @@ fn row(
     let needs_softmax = logits && req.loss != LossKind::BinaryCrossEntropy;
     let entropy = req.loss == LossKind::Entropy;
     maxes.clear();
-    let st = match short.get(r) {
+    let st = match short.softmax(r) {
         // Computed with the rest of the task's rows, exps already in the gradient.
-        Some(&[m, s, log_s]) => {
-            maxes.push(m);
-            Some(Softmax {
-                m,
-                s: f64::from(s),
-                t: 0.0,
-                log_s: f64::from(log_s),
-            })
+        Some(st) => {
+            maxes.push(st.m);
+            Some(st)
         }
         None => {
             let store = (!entropy)
@@ -606,7 +601,7 @@ fn row(
             }
             out.main = -a;
             if logits {
-                out.z = f64::from(req.options.z_loss) * lse64 * lse64;
+                out.z = z_term(lse64, req.options.z_loss);
             }
             if let Some(g) = grad.as_deref_mut() {
                 if let Some(st) = st.as_ref().filter(|_| logits) {
@@ -803,8 +798,37 @@ struct ShortStats {
 }
 
 impl ShortStats {
-    fn get(&self, r: usize) -> Option<&[f32; 3]> {
-        self.stats.get(r.checked_sub(self.first)?)
+    /// Row r's statistics, when the short-row loop computed them.
+    fn softmax(&self, r: usize) -> Option<Softmax> {
+        let &[m, s, log_s] = self.stats.get(r.checked_sub(self.first)?)?;
+        Some(Softmax {
+            m,
+            s: f64::from(s),
+            t: 0.0,
+            log_s: f64::from(log_s),
+        })
+    }
+}
+
+/// A row's z-loss term, z·lse².
+fn z_term(lse: f64, z_loss: f32) -> f64 {
+    f64::from(z_loss) * lse * lse
+}
+
+/// What a cross-entropy row on f32 logits contributes against one unweighted, unsmoothed class
+/// (or none, when ignored), from the softmax statistics the short-row loop gave: −log q_y and
+/// its z-loss term, as [`row`] forms them, without `row`'s general path (at 10 classes that
+/// path cost as much as the statistics).
+fn one_hot_row(st: &Softmax, y: u32, x: &[f32], z_loss: f32) -> RowResult {
+    let lse = st.lse();
+    let (main, z) = match y {
+        IGNORED => (0.0, 0.0),
+        y => (-st.log_q(x[y as usize]), z_term(lse, z_loss)),
+    };
+    RowResult {
+        main,
+        z,
+        lse: lse as f32,
     }
 }
 
@@ -829,14 +853,33 @@ impl Task<'_> {
                 &mut scratch.short.stats,
             );
         }
+        // Rows that need nothing but their statistics and x_y.
+        let one_hot = match (&req.target, req.input) {
+            (CheckedTarget::Classes(t), Input::F32(x))
+                if req.loss == LossKind::CrossEntropy
+                    && req.options.label_smoothing == 0.0
+                    && req.weight.is_none()
+                    && self.grad.is_none() =>
+            {
+                Some((t, x))
+            }
+            _ => None,
+        };
         let mut grad = self.grad.map(|g| g.chunks_mut(c));
         let mut values = self.values.map(|v| v.chunks_mut(c));
         let ln = req.options.base.ln();
         let (mut main, mut z) = (0.0, 0.0);
         for (i, r) in self.rows.enumerate() {
-            let g = grad.as_mut().and_then(Iterator::next);
-            let v = values.as_mut().and_then(Iterator::next);
-            let result = row(req, r, scale, &mut scratch, g, v);
+            let result = match (one_hot, scratch.short.softmax(r)) {
+                (Some((t, x)), Some(st)) => {
+                    one_hot_row(&st, t[r], &x[r * c..(r + 1) * c], req.options.z_loss)
+                }
+                _ => {
+                    let g = grad.as_mut().and_then(Iterator::next);
+                    let v = values.as_mut().and_then(Iterator::next);
+                    row(req, r, scale, &mut scratch, g, v)
+                }
+            };
             main += result.main;
             z += result.z;
             if let Some(row_values) = self.row_values.as_deref_mut() {
