@@ -89,7 +89,7 @@ fn exp_minus(x: __m256, c: &Constants) -> __m256 {
     _mm256_mul_ps(p, _mm256_mul_ps(fraction, power))
 }
 
-/// The sum of the lanes of two registers, lane 0 of `a` first, then `b`'s.
+/// The lanes of two registers, `a`'s first.
 #[target_feature(enable = "avx2,fma")]
 fn lanes(a: __m256, b: __m256) -> [f32; STEP] {
     let mut out = [0.0_f32; STEP];
@@ -132,8 +132,9 @@ pub(super) fn sum_exp_ahead(
             sum = _mm256_add_ps(sum, _mm256_add_ps(e0, e1));
             if i < fused {
                 let n = next[i * STEP..(i + 1) * STEP].as_ptr();
-                // max(n, a) is n > a ? n : a: a NaN in the next block does not win here (its
-                // row still ends NaN through its exps).
+                // max(a, b) is a > b ? a : b: a NaN in the next block does not win here, though
+                // it may hide the value paired with it (its row ends NaN through its exps either
+                // way).
                 let n = _mm256_max_ps(_mm256_loadu_ps(n.add(8)), _mm256_loadu_ps(n));
                 ahead = _mm256_max_ps(n, ahead);
             }
