@@ -24,8 +24,8 @@ const TUNED: [usize; 2] = [2, 70_001];
 const TOL: f64 = 1e-5;
 
 /// Asserts `got` within `TOL` of `want`: the loss, the per-row or per-element values, the
-/// gradient.
-fn assert_matches(what: &str, got: &Output, want: &Output) {
+/// gradient, whose error is set against its norm or `floor`, whichever is larger.
+fn assert_matches(what: &str, got: &Output, want: &Output, floor: f64) {
     match (&got.loss, &want.loss) {
         (Loss::Scalar(g), Loss::Scalar(w)) => common::assert_scalar(what, *g, *w, TOL),
         (
@@ -42,8 +42,12 @@ fn assert_matches(what: &str, got: &Output, want: &Output) {
     }
     assert_eq!(got.valid_rows, want.valid_rows, "{what}");
     let (g, w) = (got.grad.as_deref().unwrap(), want.grad.as_deref().unwrap());
-    let err = common::relative_norm_error(g, w);
-    assert!(err <= TOL, "{what}: gradient relative norm error {err:e}");
+    let (err, norm) = common::norms(g, w);
+    let scale = norm.max(floor);
+    assert!(
+        err <= TOL * scale,
+        "{what}: gradient error {err:e} against a norm of {norm:e} (floor {floor:e})"
+    );
 }
 
 #[test]
@@ -98,6 +102,17 @@ fn every_loss_in_bf16_and_f16_matches_the_reference_on_every_engine() {
             for (name, request) in requests {
                 for reduction in [Reduction::Mean, Reduction::None] {
                     let request = request.reduction(reduction).with_grad(true);
+                    // A BCE gradient element is α·w·(σ(x)(1 + (pw − 1)y) − pw·y): where the two
+                    // terms nearly cancel (a 1×1 batch drew one a thousandth of its terms), any
+                    // f32 evaluation, PyTorch's too, is off by an ulp of the terms, far more than
+                    // 1e-5 of the difference. So its error is also allowed 1e-5 of half the norm
+                    // of α over the elements (α = 1/(B·C) for the mean, 1 for none): the terms are
+                    // at most 1.5²·α.
+                    let floor = match (name.starts_with("binary"), reduction) {
+                        (false, _) => 0.0,
+                        (true, Reduction::Mean) => 0.5 / (n as f64).sqrt(),
+                        (true, _) => 0.5 * (n as f64).sqrt(),
+                    };
                     let want = Engine::reference().compute(&request).unwrap();
                     for engine in &engines {
                         let what = format!(
@@ -108,7 +123,7 @@ fn every_loss_in_bf16_and_f16_matches_the_reference_on_every_engine() {
                         let got = engine
                             .compute(&request)
                             .unwrap_or_else(|e| panic!("{what}: {e}"));
-                        assert_matches(&what, &got, &want);
+                        assert_matches(&what, &got, &want, floor);
                     }
                     if shape != TUNED {
                         continue;
@@ -122,7 +137,8 @@ fn every_loss_in_bf16_and_f16_matches_the_reference_on_every_engine() {
                         let mut calls = 0;
                         while calls == 0 || engine.autotuning() {
                             let got = engine.compute(&request).unwrap();
-                            assert_matches(&format!("{what} call {calls}"), &got, &want);
+                            let what = format!("{what} call {calls}");
+                            assert_matches(&what, &got, &want, floor);
                             calls += 1;
                             assert!(calls < 64, "{what}: {:?}", engine.autotuned());
                         }

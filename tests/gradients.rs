@@ -59,20 +59,10 @@ fn every_loss_matches_the_reference_on_every_engine() {
                 // A gradient whose terms cancel (one class, where only the z-loss term is left)
                 // keeps the f32 rounding of those terms: an absolute floor of 1e-7 per element,
                 // well under f32's 6e-8 relative error on terms of size ≤ 1.
-                let want_norm: f64 = want
-                    .iter()
-                    .map(|&g| f64::from(g).powi(2))
-                    .sum::<f64>()
-                    .sqrt();
                 let floor = 1e-7 * (want.len() as f64).sqrt();
                 for engine in &under_test() {
                     let got = engine.compute(&request).unwrap().grad.unwrap();
-                    let diff: f64 = got
-                        .iter()
-                        .zip(&want)
-                        .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
-                        .sum::<f64>()
-                        .sqrt();
+                    let (diff, want_norm) = common::norms(&got, &want);
                     assert!(
                         diff <= 1e-5 * want_norm + floor,
                         "{} request {i} {batch}x{classes} {reduction:?}: ‖got − want‖ {diff:e}, ‖want‖ {want_norm:e}",

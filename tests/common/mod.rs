@@ -224,6 +224,12 @@ pub fn cli_devices() -> Vec<(&'static str, Option<String>)> {
 /// ‖a − b‖ / ‖b‖ in f64, or ‖a − b‖ when b is all zeros. NaN anywhere gives NaN, which fails
 /// every `<=` check.
 pub fn relative_norm_error(a: &[f32], b: &[f32]) -> f64 {
+    let (diff, norm) = norms(a, b);
+    if norm == 0.0 { diff } else { diff / norm }
+}
+
+/// ‖a − b‖ and ‖b‖.
+pub fn norms(a: &[f32], b: &[f32]) -> (f64, f64) {
     assert_eq!(a.len(), b.len());
     let diff: f64 = a
         .iter()
@@ -231,11 +237,7 @@ pub fn relative_norm_error(a: &[f32], b: &[f32]) -> f64 {
         .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
         .sum();
     let norm: f64 = b.iter().map(|&y| f64::from(y).powi(2)).sum();
-    if norm == 0.0 {
-        diff.sqrt()
-    } else {
-        (diff / norm).sqrt()
-    }
+    (diff.sqrt(), norm.sqrt())
 }
 
 /// Writes a row-major `.npy` file of `shape` holding `data`, through xent's own writer.
