@@ -8,8 +8,8 @@
 //! with a polynomial exp that vectorizes); the loop over a block's exps also reads the next
 //! block's max (for a row's last block, the next row's first), so that its trip from memory
 //! overlaps the arithmetic. Rows of at most 32 classes are done eight at a time, a row per lane.
-//! Block sums are f32 over 8 or 16 lanes; the running sums are f64. Each task sums its rows in order and the tasks are summed in order, so the result
-//! does not depend on the thread count.
+//! Block sums are f32 over 8 or 16 lanes; the running sums are f64. Each task sums its rows in
+//! order and the tasks are summed in order, so the result does not depend on the thread count.
 
 use multiversion::multiversion;
 use multiversion::target::target_cfg;
@@ -870,11 +870,14 @@ impl Task<'_> {
         let ln = req.options.base.ln();
         let (mut main, mut z) = (0.0, 0.0);
         for (i, r) in self.rows.enumerate() {
-            let result = match (one_hot, scratch.short.softmax(r)) {
-                (Some((t, x)), Some(st)) => {
+            // Such a row, when the short-row loop gave its statistics; any other goes to `row`,
+            // which reads them itself.
+            let short = one_hot.and_then(|(t, x)| Some((t, x, scratch.short.softmax(r)?)));
+            let result = match short {
+                Some((t, x, st)) => {
                     one_hot_row(&st, t[r], &x[r * c..(r + 1) * c], req.options.z_loss)
                 }
-                _ => {
+                None => {
                     let g = grad.as_mut().and_then(Iterator::next);
                     let v = values.as_mut().and_then(Iterator::next);
                     row(req, r, scale, &mut scratch, g, v)
