@@ -5,6 +5,9 @@
 //! two FMA pipes allow): this one has 8 multiplies or multiply-adds per 8 exps instead of 11, a
 //! shorter dependency chain, and its sums in registers: on one Zen 3 core, with 64 × 32000 in
 //! cache, 866 → 666 µs a call (an A/B of the two loops; `xent bench` has the figures that count).
+//! The short-row step (eight rows of at most 32 classes, a row per lane; taken with AVX-512 too,
+//! as its vectors are eight lanes wide) uses the same exp, and turns rows into columns and back
+//! by 8 × 8 transposes in registers.
 //!
 //! e^d for d = x − m ≤ 0: d = (8n + j)·ln2/8 + r with |r| ≤ ln2/16, e^d = 2^n · 2^(j/8) · e^r, and
 //! e^r ≈ 1 + r + c₂r² + c₃r³ (relative error 2.7e-8 on that range, fitted for f32 coefficients).
@@ -13,10 +16,11 @@
 //! down to 8.5e−39. −inf gives 0, NaN stays NaN.
 
 use std::arch::x86_64::{
-    __m256, _mm256_add_ps, _mm256_castps_si256, _mm256_castsi256_ps, _mm256_fmadd_ps,
-    _mm256_loadu_ps, _mm256_max_ps, _mm256_mul_ps, _mm256_permutevar8x32_ps, _mm256_set1_ps,
-    _mm256_setr_ps, _mm256_setzero_ps, _mm256_slli_epi32, _mm256_srli_epi32, _mm256_storeu_ps,
-    _mm256_sub_ps,
+    __m256, __m256i, _mm256_add_ps, _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmpgt_epi32,
+    _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps, _mm256_max_ps, _mm256_mul_ps,
+    _mm256_permute2f128_ps, _mm256_permutevar8x32_ps, _mm256_set1_epi32, _mm256_set1_ps,
+    _mm256_setr_epi32, _mm256_setr_ps, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_slli_epi32,
+    _mm256_srli_epi32, _mm256_storeu_ps, _mm256_sub_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
 };
 
 /// Elements per step: two registers of independent exps.
@@ -37,10 +41,11 @@ struct Constants {
 }
 
 impl Constants {
+    /// For the maxima `m`, one per lane.
     #[target_feature(enable = "avx2,fma")]
-    fn new(m: f32) -> Self {
+    fn new(m: __m256) -> Self {
         Constants {
-            m: _mm256_set1_ps(m),
+            m,
             // At −88, k = round(−88·8/ln 2) = −1016, the least k whose 2^⌊k/8⌋ has biased
             // exponent bits ≥ 0.
             low: _mm256_set1_ps(-88.0),
@@ -111,7 +116,7 @@ pub(super) fn sum_exp_ahead(
     mut out: Option<&mut [f32]>,
     next: &[f32],
 ) -> (f32, f32) {
-    let c = Constants::new(m);
+    let c = Constants::new(_mm256_set1_ps(m));
     // One register for the sums and one for the maxima, so that neither spills: the constants
     // take ten of the sixteen.
     let mut sum = _mm256_setzero_ps();
@@ -161,6 +166,135 @@ pub(super) fn sum_exp_ahead(
     let rest = super::fast::max_inline(&next[fused * STEP..]);
     let ahead = lanes(ahead, ahead).iter().fold(rest, |a, &b| a.max(b));
     (sums.iter().sum(), ahead)
+}
+
+/// Rows of a short-row step: one per lane.
+const ROWS: usize = 8;
+
+/// The columns of an 8 × 8 block: lane j of `columns[k]` is `rows[j]`'s lane k.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn transpose(rows: [__m256; ROWS]) -> [__m256; ROWS] {
+    let [r0, r1, r2, r3, r4, r5, r6, r7] = rows;
+    let (a0, a1) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
+    let (a2, a3) = (_mm256_unpacklo_ps(r2, r3), _mm256_unpackhi_ps(r2, r3));
+    let (a4, a5) = (_mm256_unpacklo_ps(r4, r5), _mm256_unpackhi_ps(r4, r5));
+    let (a6, a7) = (_mm256_unpacklo_ps(r6, r7), _mm256_unpackhi_ps(r6, r7));
+    let (b0, b1) = (
+        _mm256_shuffle_ps::<0x44>(a0, a2),
+        _mm256_shuffle_ps::<0xee>(a0, a2),
+    );
+    let (b2, b3) = (
+        _mm256_shuffle_ps::<0x44>(a1, a3),
+        _mm256_shuffle_ps::<0xee>(a1, a3),
+    );
+    let (b4, b5) = (
+        _mm256_shuffle_ps::<0x44>(a4, a6),
+        _mm256_shuffle_ps::<0xee>(a4, a6),
+    );
+    let (b6, b7) = (
+        _mm256_shuffle_ps::<0x44>(a5, a7),
+        _mm256_shuffle_ps::<0xee>(a5, a7),
+    );
+    [
+        _mm256_permute2f128_ps::<0x20>(b0, b4),
+        _mm256_permute2f128_ps::<0x20>(b1, b5),
+        _mm256_permute2f128_ps::<0x20>(b2, b6),
+        _mm256_permute2f128_ps::<0x20>(b3, b7),
+        _mm256_permute2f128_ps::<0x31>(b0, b4),
+        _mm256_permute2f128_ps::<0x31>(b1, b5),
+        _mm256_permute2f128_ps::<0x31>(b2, b6),
+        _mm256_permute2f128_ps::<0x31>(b3, b7),
+    ]
+}
+
+/// The lanes below `width` (0..=8) set, for masked loads and stores.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn below(width: usize) -> __m256i {
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(width as i32),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
+}
+
+/// The max (at least `f32::MIN`), Σ e^(x − max) and its log of each of 8 rows of `c` ≤ 32
+/// classes (`rows[j·c + k]`, `rows.len()` = 8c), a row per lane, leaving each e^(x − max) in `t`
+/// (column k in `t[k]`) for [`short_rows_store`]: the portable step's work, with the rows turned
+/// into columns by 8 × 8 transposes in registers instead of element by element, and the table
+/// exp.
+#[target_feature(enable = "avx2,fma")]
+pub(super) fn short_rows_stats(
+    rows: &[f32],
+    c: usize,
+    t: &mut [[f32; ROWS]; 32],
+) -> [[f32; ROWS]; 3] {
+    assert!(c <= t.len() && rows.len() == ROWS * c);
+    let mut m = _mm256_set1_ps(f32::MIN);
+    for first in (0..c).step_by(ROWS) {
+        let width = (c - first).min(ROWS);
+        let mask = below(width);
+        let mut block = [m; ROWS];
+        for (j, row) in block.iter_mut().enumerate() {
+            // SAFETY: row j's elements first..first + width are inside `rows` (first + width ≤
+            // c), and a masked load reads no other lane.
+            *row = unsafe { _mm256_maskload_ps(rows.as_ptr().add(j * c + first), mask) };
+        }
+        for (k, column) in transpose(block).into_iter().enumerate().take(width) {
+            // max(a, b) is a > b ? a : b: a NaN does not win (its row ends NaN through its exp).
+            m = _mm256_max_ps(column, m);
+            // SAFETY: t[first + k] holds 8 f32.
+            unsafe { _mm256_storeu_ps(t[first + k].as_mut_ptr(), column) };
+        }
+    }
+    let constants = Constants::new(m);
+    let mut s = _mm256_setzero_ps();
+    for column in &mut t[..c] {
+        // SAFETY: `column` holds 8 f32.
+        unsafe {
+            let e = exp_minus(_mm256_loadu_ps(column.as_ptr()), &constants);
+            s = _mm256_add_ps(s, e);
+            _mm256_storeu_ps(column.as_mut_ptr(), e);
+        }
+    }
+    let lanes = lanes(m, s);
+    let (mut max, mut sum) = ([0.0; ROWS], [0.0; ROWS]);
+    max.copy_from_slice(&lanes[..ROWS]);
+    sum.copy_from_slice(&lanes[ROWS..]);
+    [max, sum, super::fast::ln_lanes(sum, true)]
+}
+
+/// Writes the exps [`short_rows_stats`] left in `t`, each row's times its lane of `factors`,
+/// into `out` (8 rows of `c` classes), turned back into rows by 8 × 8 transposes.
+#[target_feature(enable = "avx2,fma")]
+pub(super) fn short_rows_store(
+    t: &[[f32; ROWS]; 32],
+    c: usize,
+    factors: [f32; ROWS],
+    out: &mut [f32],
+) {
+    assert!(c <= t.len() && out.len() == ROWS * c);
+    // SAFETY: `factors` holds 8 f32.
+    let factors = unsafe { _mm256_loadu_ps(factors.as_ptr()) };
+    for first in (0..c).step_by(ROWS) {
+        let width = (c - first).min(ROWS);
+        let mut block = [factors; ROWS];
+        for (k, column) in block.iter_mut().enumerate() {
+            // SAFETY: t[first + k] holds 8 f32 (first ≤ 24); columns from c on hold what an
+            // earlier step left there, and reach no lane that is stored.
+            *column = _mm256_mul_ps(unsafe { _mm256_loadu_ps(t[first + k].as_ptr()) }, factors);
+        }
+        for (j, row) in transpose(block).into_iter().enumerate() {
+            let at = j * c + first;
+            if width == ROWS {
+                // SAFETY: row j's elements first..first + 8 are inside `out`.
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(at), row) };
+            } else {
+                // Not a masked store, which AMD's cores take dozens of cycles over.
+                out[at..at + width].copy_from_slice(&lanes(row, row)[..width]);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,15 @@
 //! The fast CPU path: every loss in one fused pass per row (two with the gradient), SIMD through
 //! loops the compiler vectorizes for the CPU found at run time (`multiversion`) and, for the
-//! block loop on AVX2, intrinsics (`cpu::avx2`), threads over row blocks (`cpu::pool`), and no
-//! [B, C] temporary.
+//! block loop and the short-row step on AVX2, intrinsics (`cpu::avx2`), threads over row blocks
+//! (`cpu::pool`), and no [B, C] temporary.
 //!
 //! Per row, the logits are taken in blocks that fit in L1: the block's max, a rescale of the
 //! running sum when the max rises, then the block's exps (on AVX2 with a table exp, elsewhere
 //! with a polynomial exp that vectorizes); the loop over a block's exps also reads the next
 //! block's max (for a row's last block, the next row's first), so that its trip from memory
-//! overlaps the arithmetic. Rows of at most 32 classes are done eight at a time, a row per lane.
-//! Block sums are f32 over 8 or 16 lanes; the running sums are f64. Each task sums its rows in
+//! overlaps the arithmetic. Rows of at most 32 classes are done eight at a time, a row per lane
+//! (on AVX2 turned into columns and back by 8 × 8 transposes in registers); the step also writes
+//! the gradient of a cross-entropy against unweighted class targets. Block sums are f32 over 8 or 16 lanes; the running sums are f64. Each task sums its rows in
 //! order and the tasks are summed in order, so the result does not depend on the thread count.
 
 use multiversion::multiversion;
@@ -34,7 +35,7 @@ const TASK_MIN_ELEMENTS: usize = 4096;
 /// per vector lane, instead of a row at a time.
 const SHORT_ROW: usize = 32;
 /// Rows per step of the short-row loop.
-const ROW_LANES: usize = 8;
+pub(super) const ROW_LANES: usize = 8;
 
 /// a·b + c, fused where the CPU version being compiled has FMA (a constant in each
 /// `multiversion` clone, so the branch folds away; without FMA, `mul_add` would call libm).
@@ -260,15 +261,14 @@ fn sum_exp_t(xs: &[f32], m: f32) -> (f32, f32) {
 }
 
 /// The max, Σ e^(x − max) and its log of each of `ROW_LANES` rows of `c` classes (rows[j·c + k]),
-/// a row per lane; with `out`, each e^(x − max) is kept there for the gradient. The max is at
-/// least `f32::MIN`, as in [`Softmax::of`]. `t` is room for the transposed rows, whose first `c`
-/// columns each step writes before it reads them (made once per call: zeroing it every step
+/// a row per lane, leaving each e^(x − max) in `t` (column k in `t[k]`) for
+/// [`short_store`]. The max is at least `f32::MIN`, as in [`Softmax::of`]. `t`'s first `c`
+/// columns are written before they are read (it is made once per call: zeroing it every step
 /// cost as much as the exps at 10 classes).
 #[inline(always)]
-fn short_rows_step(
+fn short_stats_portable(
     rows: &[f32],
     c: usize,
-    out: Option<&mut [f32]>,
     t: &mut [[f32; ROW_LANES]; SHORT_ROW],
     fma: bool,
 ) -> [[f32; ROW_LANES]; 3] {
@@ -291,58 +291,169 @@ fn short_rows_step(
             s[j] += column[j];
         }
     }
-    if let Some(out) = out {
-        for (j, row) in out.chunks_exact_mut(c).enumerate() {
-            for (k, o) in row.iter_mut().enumerate() {
-                *o = t[k][j];
-            }
+    [m, s, ln_lanes(s, fma)]
+}
+
+/// Writes the exps [`short_stats`] left in `t`, each row's times its lane of `factors`,
+/// into `out` laid out as the rows.
+#[inline(always)]
+fn short_store_portable(
+    t: &[[f32; ROW_LANES]; SHORT_ROW],
+    c: usize,
+    factors: [f32; ROW_LANES],
+    out: &mut [f32],
+) {
+    for (j, row) in out.chunks_exact_mut(c).enumerate() {
+        for (k, o) in row.iter_mut().enumerate() {
+            *o = t[k][j] * factors[j];
         }
     }
-    // A loop, not `map`: a closure would not be compiled for this function's CPU features.
+}
+
+/// Whether the CPU has AVX2 and FMA, for `cpu::avx2`'s short-row steps.
+#[inline(always)]
+fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// A short-row step's statistics: [`short_stats_portable`], or `cpu::avx2`'s where the CPU has
+/// AVX2 and FMA.
+#[inline(always)]
+fn short_stats(
+    rows: &[f32],
+    c: usize,
+    t: &mut [[f32; ROW_LANES]; SHORT_ROW],
+    fma: bool,
+) -> [[f32; ROW_LANES]; 3] {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { super::avx2::short_rows_stats(rows, c, t) };
+    }
+    short_stats_portable(rows, c, t, fma)
+}
+
+/// A short-row step's store: [`short_store_portable`], or `cpu::avx2`'s where the CPU has AVX2
+/// and FMA.
+#[inline(always)]
+fn short_store(
+    t: &[[f32; ROW_LANES]; SHORT_ROW],
+    c: usize,
+    factors: [f32; ROW_LANES],
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { super::avx2::short_rows_store(t, c, factors, out) };
+    }
+    short_store_portable(t, c, factors, out);
+}
+
+/// ln of each lane, for a short-row step's sums.
+#[inline(always)]
+pub(super) fn ln_lanes(s: [f32; ROW_LANES], fma: bool) -> [f32; ROW_LANES] {
+    // A loop, not `map`: a closure would not be compiled for the caller's CPU features.
     let mut log_s = [0.0_f32; ROW_LANES];
     for j in 0..ROW_LANES {
         log_s[j] = ln(s[j], fma);
     }
-    [m, s, log_s]
+    log_s
+}
+
+/// What the short-row loop writes into a task's gradient.
+enum ShortGrad<'a> {
+    /// Each e^(x − max), which [`row`] turns into the gradient.
+    Exps(&'a mut [f32]),
+    /// The gradient itself, of a cross-entropy against one unweighted, unsmoothed class per row
+    /// (the task's `targets`), scaled by α and β, as [`row`] would write it.
+    OneHot {
+        grad: &'a mut [f32],
+        targets: &'a [u32],
+        scale: (f32, f32),
+        z_loss: f32,
+    },
 }
 
 /// The softmax statistics (max, sum, log of the sum) of every row of `x` ([rows, c],
-/// c ≤ `SHORT_ROW`), eight rows at a time, keeping the exps in `out` when it is given. Rows left
-/// over take the same step, padded with rows of −inf.
+/// c ≤ `SHORT_ROW`), eight rows at a time, a row per lane, and what `grad` asks for: each step by
+/// `cpu::avx2`'s where the CPU has AVX2 and FMA, by the portable one elsewhere. Rows left over
+/// take the same step, padded with rows of −inf.
 #[multiversion(targets("x86_64+avx512f", "x86_64+avx2+fma", "aarch64+neon"))]
-fn short_rows(x: &[f32], c: usize, mut out: Option<&mut [f32]>, stats: &mut Vec<[f32; 3]>) {
+fn short_rows(x: &[f32], c: usize, mut grad: Option<ShortGrad>, stats: &mut Vec<[f32; 3]>) {
     #[target_cfg(any(target_feature = "fma", target_arch = "aarch64"))]
     const FMA: bool = true;
     #[target_cfg(not(any(target_feature = "fma", target_arch = "aarch64")))]
     const FMA: bool = false;
     let step = ROW_LANES * c;
     let mut t = [[0.0_f32; ROW_LANES]; SHORT_ROW];
+    let mut padded = [f32::NEG_INFINITY; ROW_LANES * SHORT_ROW];
+    let mut exps = [0.0_f32; ROW_LANES * SHORT_ROW];
     for (i, rows) in x.chunks(step).enumerate() {
-        let span = i * step..i * step + rows.len();
-        let [m, s, log_s] = if rows.len() == step {
-            short_rows_step(
-                rows,
-                c,
-                out.as_deref_mut().map(|o| &mut o[span]),
-                &mut t,
-                FMA,
-            )
+        let n = rows.len() / c;
+        // The rows left over (the last step's, if any) are padded to a whole step, and their
+        // exps written through `exps`.
+        let full = n == ROW_LANES;
+        let input = if full {
+            rows
         } else {
-            let mut padded = [f32::NEG_INFINITY; ROW_LANES * SHORT_ROW];
             padded[..rows.len()].copy_from_slice(rows);
-            let mut exps = [0.0_f32; ROW_LANES * SHORT_ROW];
-            let exps_out = Some(&mut exps[..step]);
-            let result = short_rows_step(&padded[..step], c, exps_out, &mut t, FMA);
-            if let Some(out) = out.as_deref_mut() {
-                out[span].copy_from_slice(&exps[..rows.len()]);
-            }
-            result
+            &padded[..step]
         };
-        stats.extend(
-            (0..ROW_LANES)
-                .map(|j| [m[j], s[j], log_s[j]])
-                .take(rows.len() / c),
-        );
+        let [m, s, log_s] = short_stats(input, c, &mut t, FMA);
+        let span = i * step..i * step + rows.len();
+        let mut factors = [1.0_f32; ROW_LANES];
+        // For a one-hot gradient, each row's target and the gradient there.
+        let mut at_y = None;
+        let out = match grad.as_mut() {
+            None => None,
+            Some(ShortGrad::Exps(out)) => Some(&mut out[span]),
+            Some(ShortGrad::OneHot {
+                grad,
+                targets,
+                scale,
+                z_loss,
+            }) => {
+                let ys = &targets[i * ROW_LANES..][..n];
+                // x_y of each row (an ignored row's, or a padding row's, stands in as its max),
+                // then each lane's terms in a loop with no branch, which vectorizes.
+                let mut x_y = m;
+                for (j, &y) in ys.iter().enumerate() {
+                    if y != IGNORED {
+                        x_y[j] = rows[j * c + y as usize];
+                    }
+                }
+                let mut g_ys = [0.0_f32; ROW_LANES];
+                for j in 0..ROW_LANES {
+                    let st = Softmax::short(m[j], s[j], log_s[j]);
+                    let (coef, g_y) = st.one_hot_terms(x_y[j], *scale, *z_loss);
+                    factors[j] = st.at_max(coef);
+                    g_ys[j] = g_y;
+                }
+                at_y = Some((ys, g_ys));
+                Some(&mut grad[span])
+            }
+        };
+        if let Some(out) = out {
+            let to = if full { &mut *out } else { &mut exps[..step] };
+            short_store(&t, c, factors, to);
+            if !full {
+                out.copy_from_slice(&exps[..rows.len()]);
+            }
+            if let Some((ys, g_ys)) = at_y {
+                for ((row, &y), g_y) in out.chunks_exact_mut(c).zip(ys).zip(g_ys) {
+                    match y {
+                        // An ignored row's gradient is 0, even where its logits are not finite.
+                        IGNORED => row.fill(0.0),
+                        y => row[y as usize] = g_y,
+                    }
+                }
+            }
+        }
+        stats.extend((0..n).map(|j| [m[j], s[j], log_s[j]]));
     }
 }
 
@@ -417,22 +528,60 @@ impl Softmax {
         (st, block_max)
     }
 
-    /// Turns what `of` stored into the softmax times `coef`: each block's e^(x − m_b) times
-    /// e^((m_b − m) − log s)·coef, which is coef / s for the blocks read at the row's max (every
-    /// block of most rows).
+    /// A short row's statistics, as the short-row loop gives them.
+    #[inline(always)]
+    fn short(m: f32, s: f32, log_s: f32) -> Self {
+        Softmax {
+            m,
+            s: f64::from(s),
+            t: 0.0,
+            log_s: f64::from(log_s),
+        }
+    }
+
+    /// The factor that turns the e^(x − m_b) of a block read at running max m_b into the softmax
+    /// times `coef`: e^((m_b − m) − log s)·coef, which is coef / s for a block read at the row's
+    /// max (every block of most rows).
+    fn factor(&self, m_b: f32, coef: f32) -> f32 {
+        if m_b == self.m {
+            self.at_max(coef)
+        } else {
+            ((f64::from(m_b) - f64::from(self.m) - self.log_s).exp() * f64::from(coef)) as f32
+        }
+    }
+
+    /// [`Softmax::factor`] for a block read at the row's max: coef / s.
+    #[inline(always)]
+    fn at_max(&self, coef: f32) -> f32 {
+        (f64::from(coef) / self.s) as f32
+    }
+
+    /// Turns what `of` stored into the softmax times `coef`, block by block.
     fn stored_softmax(&self, g: &mut [f32], maxes: &[f32], coef: f32) {
         for (block, &m) in g.chunks_mut(BLOCK).zip(maxes) {
-            let factor = if m == self.m {
-                f64::from(coef) / self.s
-            } else {
-                (f64::from(m) - f64::from(self.m) - self.log_s).exp() * f64::from(coef)
-            };
-            scale(block, factor as f32);
+            scale(block, self.factor(m, coef));
         }
+    }
+
+    /// The z-loss part's coefficient of the softmax in the gradient, 2β·z·lse.
+    #[inline(always)]
+    fn z_coef(&self, beta: f32, z_loss: f32) -> f32 {
+        2.0 * beta * z_loss * self.lse() as f32
+    }
+
+    /// For a row against one unweighted, unsmoothed class y (logit `x_y`): the coefficient of
+    /// its softmax in the gradient, α + z, and the gradient at y, α(softmax_y − 1) + z·softmax_y,
+    /// with softmax_y − 1 formed in f32 before it is scaled (z is the z-loss part's).
+    #[inline(always)]
+    fn one_hot_terms(&self, x_y: f32, (alpha, beta): (f32, f32), z_loss: f32) -> (f32, f32) {
+        let z = self.z_coef(beta, z_loss);
+        let softmax_y = exp(self.log_q(x_y) as f32, false);
+        (alpha + z, alpha * (softmax_y - 1.0) + z * softmax_y)
     }
 
     /// The log-sum-exp in float64: the sums it multiplies are float64, and with a rounded lse,
     /// lse·Σ w p′ − Σ w p′ x would cancel to nothing near logits of 1e8.
+    #[inline(always)]
     fn lse(&self) -> f64 {
         f64::from(self.m) + self.log_s
     }
@@ -440,6 +589,7 @@ impl Softmax {
     /// log q of logit `x`: (x − m) − log s, the max taken off first. x − lse would lose log s
     /// wherever m + log s rounds to m (an f32 near 1e8 steps by 8): three equal maxima there
     /// would each get log q = 0 instead of −log 3.
+    #[inline(always)]
     fn log_q(&self, x: f32) -> f64 {
         (f64::from(x) - f64::from(self.m)) - self.log_s
     }
@@ -608,16 +758,15 @@ fn row(
                     // α(b·softmax − w p′) + 2βs·lse·softmax, the cross-entropy part formed before
                     // the z-loss part is added, as in the kernels: with w p′ the same values b
                     // summed, a row whose softmax equals its target gets exactly the z-loss term.
-                    let z = 2.0 * beta * req.options.z_loss * lse;
-                    let b = b as f32;
                     match one_hot {
                         Some(y) => {
-                            st.stored_softmax(g, maxes, alpha + z);
-                            // softmax_y − 1 in f32, then scaled.
-                            let softmax_y = exp(st.log_q(x[y]) as f32, false);
-                            g[y] = alpha * (softmax_y - 1.0) + z * softmax_y;
+                            let (coef, g_y) = st.one_hot_terms(x[y], scale, req.options.z_loss);
+                            st.stored_softmax(g, maxes, coef);
+                            g[y] = g_y;
                         }
                         None => {
+                            let z = st.z_coef(beta, req.options.z_loss);
+                            let b = b as f32;
                             st.stored_softmax(g, maxes, 1.0);
                             for (k, g) in g.iter_mut().enumerate() {
                                 *g = alpha * (b * *g - wp(k)) + z * *g;
@@ -801,12 +950,7 @@ impl ShortStats {
     /// Row r's statistics, when the short-row loop computed them.
     fn softmax(&self, r: usize) -> Option<Softmax> {
         let &[m, s, log_s] = self.stats.get(r.checked_sub(self.first)?)?;
-        Some(Softmax {
-            m,
-            s: f64::from(s),
-            t: 0.0,
-            log_s: f64::from(log_s),
-        })
+        Some(Softmax::short(m, s, log_s))
     }
 }
 
@@ -816,9 +960,9 @@ fn z_term(lse: f64, z_loss: f32) -> f64 {
 }
 
 /// What a cross-entropy row on f32 logits contributes against one unweighted, unsmoothed class
-/// (or none, when ignored), from the softmax statistics the short-row loop gave: −log q_y and
-/// its z-loss term, as [`row`] forms them, without `row`'s general path (at 10 classes that
-/// path cost as much as the statistics).
+/// (or none, when ignored), from the softmax statistics the short-row loop gave (which also
+/// wrote its gradient): −log q_y and its z-loss term, as [`row`] forms them, without `row`'s
+/// general path (at 10 classes that path cost as much as the statistics).
 fn one_hot_row(st: &Softmax, y: u32, x: &[f32], z_loss: f32) -> RowResult {
     let lse = st.lse();
     let (main, z) = match y {
@@ -844,45 +988,42 @@ impl Task<'_> {
         let plain_logits = req.options.input_kind == InputKind::Logits
             && req.options.softcap.is_none()
             && matches!(req.loss, LossKind::CrossEntropy | LossKind::KlDiv);
-        if let (true, true, Input::F32(x)) = (c <= SHORT_ROW, plain_logits, req.input) {
-            scratch.short.first = self.rows.start;
-            short_rows(
-                &x[self.rows.start * c..self.rows.end * c],
-                c,
-                self.grad.as_deref_mut(),
-                &mut scratch.short.stats,
-            );
-        }
-        // Rows that need nothing but their statistics and x_y.
+        // Rows that need nothing but their statistics and x_y (and for the gradient, their exps).
         let one_hot = match (&req.target, req.input) {
             (CheckedTarget::Classes(t), Input::F32(x))
                 if req.loss == LossKind::CrossEntropy
                     && req.options.label_smoothing == 0.0
-                    && req.weight.is_none()
-                    && self.grad.is_none() =>
+                    && req.weight.is_none() =>
             {
                 Some((t, x))
             }
             _ => None,
         };
-        let mut grad = self.grad.map(|g| g.chunks_mut(c));
-        let mut values = self.values.map(|v| v.chunks_mut(c));
+        let short = match (c <= SHORT_ROW && plain_logits, req.input) {
+            (true, Input::F32(x)) => Some(x),
+            _ => None,
+        };
+        if let Some(x) = short {
+            scratch.short.first = self.rows.start;
+            let grad = self.grad.as_deref_mut().map(|g| match one_hot {
+                Some((t, _)) => ShortGrad::OneHot {
+                    grad: g,
+                    targets: &t[self.rows.clone()],
+                    scale,
+                    z_loss: req.options.z_loss,
+                },
+                None => ShortGrad::Exps(g),
+            });
+            short_rows(
+                &x[self.rows.start * c..self.rows.end * c],
+                c,
+                grad,
+                &mut scratch.short.stats,
+            );
+        }
         let ln = req.options.base.ln();
         let (mut main, mut z) = (0.0, 0.0);
-        for (i, r) in self.rows.enumerate() {
-            // Such a row, when the short-row loop gave its statistics; any other goes to `row`,
-            // which reads them itself.
-            let short = one_hot.and_then(|(t, x)| Some((t, x, scratch.short.softmax(r)?)));
-            let result = match short {
-                Some((t, x, st)) => {
-                    one_hot_row(&st, t[r], &x[r * c..(r + 1) * c], req.options.z_loss)
-                }
-                None => {
-                    let g = grad.as_mut().and_then(Iterator::next);
-                    let v = values.as_mut().and_then(Iterator::next);
-                    row(req, r, scale, &mut scratch, g, v)
-                }
-            };
+        let mut record = |i: usize, result: RowResult| {
             main += result.main;
             z += result.z;
             if let Some(row_values) = self.row_values.as_deref_mut() {
@@ -890,6 +1031,27 @@ impl Task<'_> {
             }
             if let Some(lse) = self.lse.as_deref_mut() {
                 lse[i] = result.lse;
+            }
+        };
+        match (one_hot, short) {
+            // Each row from the short-row loop's statistics (which also wrote the gradient), in a
+            // loop of its own: with `row`'s general path in it, the sums lived in memory.
+            (Some((t, x)), Some(_)) => {
+                let stats = &scratch.short.stats;
+                for (i, (r, &[m, s, log_s])) in self.rows.zip(stats).enumerate() {
+                    let st = Softmax::short(m, s, log_s);
+                    let x = &x[r * c..(r + 1) * c];
+                    record(i, one_hot_row(&st, t[r], x, req.options.z_loss));
+                }
+            }
+            _ => {
+                let mut grad = self.grad.map(|g| g.chunks_mut(c));
+                let mut values = self.values.map(|v| v.chunks_mut(c));
+                for (i, r) in self.rows.enumerate() {
+                    let g = grad.as_mut().and_then(Iterator::next);
+                    let v = values.as_mut().and_then(Iterator::next);
+                    record(i, row(req, r, scale, &mut scratch, g, v));
+                }
             }
         }
         (main, z)
@@ -975,7 +1137,62 @@ pub(crate) fn compute(req: &Checked, grad: Option<&mut [f32]>) -> Output {
 
 #[cfg(test)]
 mod tests {
-    use super::{exp, ln, sum_exp, sum_exp_portable};
+    use super::{
+        ROW_LANES, SHORT_ROW, exp, ln, short_stats, short_stats_portable, short_store,
+        short_store_portable, sum_exp, sum_exp_portable,
+    };
+
+    /// The short-row step the CPU takes (on AVX2, `cpu::avx2`'s) and the portable one agree, for
+    /// every row length up to 32: the same maxima, sums and their logs within 1e-6, each stored
+    /// exp times its row's factor within 5e-7 of the other's; a masked row (max f32::MIN, sum
+    /// 0), masked classes, and a NaN, which makes its row's sum and the exp at it NaN in both.
+    #[test]
+    fn both_short_row_steps_agree() {
+        for c in 1..=SHORT_ROW {
+            let mut rows: Vec<f32> = (0..ROW_LANES * c)
+                .map(|i| match (i / c, i % 7) {
+                    (3, _) | (_, 4) if c > 1 => f32::NEG_INFINITY,
+                    _ => ((i * 7919) % 2003) as f32 * 0.013 - 9.0,
+                })
+                .collect();
+            if c > 1 {
+                rows[5 * c + c / 2] = f32::NAN;
+            }
+            let factors = [1.0, 0.5, 3e-3, 7.0, 1.0, 0.25, 1e5, 0.9];
+            let mut ta = [[0.0_f32; ROW_LANES]; SHORT_ROW];
+            let mut tb = [[0.0_f32; ROW_LANES]; SHORT_ROW];
+            let a = short_stats(&rows, c, &mut ta, true);
+            let b = short_stats_portable(&rows, c, &mut tb, true);
+            let (mut oa, mut ob) = (vec![0.0_f32; rows.len()], vec![0.0_f32; rows.len()]);
+            short_store(&ta, c, factors, &mut oa);
+            short_store_portable(&tb, c, factors, &mut ob);
+            // Within `tol` of y, relative, or with `absolute`, of 1.
+            let close = |x: f32, y: f32, tol: f32, absolute: bool| {
+                let scale = if absolute { 1.0 } else { y.abs() };
+                (x.is_nan() && y.is_nan()) || x == y || (x - y).abs() <= tol * scale
+            };
+            assert_eq!(a[0], b[0], "{c} classes: maxima");
+            for j in 0..ROW_LANES {
+                let what = format!("{c} classes, row {j}: {a:?} {b:?}");
+                assert!(close(a[1][j], b[1][j], 1e-6, false), "{what}");
+                // log s within 1e-6 of 1, as s is within 1e-6 of itself.
+                assert!(close(a[2][j], b[2][j], 1e-6, true), "{what}");
+            }
+            for (i, (ea, eb)) in oa.iter().zip(&ob).enumerate() {
+                assert!(
+                    close(*ea, *eb, 5e-7, false),
+                    "{c} classes, element {i}: {ea} {eb}"
+                );
+            }
+            if c > 1 {
+                assert_eq!(
+                    (a[0][3], a[1][3], a[2][3]),
+                    (f32::MIN, 0.0, f32::NEG_INFINITY)
+                );
+                assert!(a[1][5].is_nan() && b[1][5].is_nan(), "{c} classes");
+            }
+        }
+    }
 
     /// The block loop the CPU takes (on AVX2, `cpu::avx2`'s) and the portable one agree: sums
     /// within 1e-6, each stored exp within 4e-7 of the other's, the same max of the next block;
