@@ -94,16 +94,12 @@ fn exp_minus(x: __m256, c: &Constants) -> __m256 {
     _mm256_mul_ps(p, _mm256_mul_ps(fraction, power))
 }
 
-/// The lanes of two registers, `a`'s first.
+/// The lanes of a register.
 #[target_feature(enable = "avx2,fma")]
-fn lanes(a: __m256, b: __m256) -> [f32; STEP] {
-    let mut out = [0.0_f32; STEP];
-    let (low, high) = out.split_at_mut(STEP / 2);
-    // SAFETY: each half holds 8 f32.
-    unsafe {
-        _mm256_storeu_ps(low.as_mut_ptr(), a);
-        _mm256_storeu_ps(high.as_mut_ptr(), b);
-    }
+fn lanes(a: __m256) -> [f32; 8] {
+    let mut out = [0.0_f32; 8];
+    // SAFETY: `out` holds 8 f32.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), a) };
     out
 }
 
@@ -157,14 +153,13 @@ pub(super) fn sum_exp_ahead(
         )
     };
     if let Some(out) = out {
-        out[full * STEP..].copy_from_slice(&lanes(e0, e1)[..tail.len()]);
+        let (low, high) = out[full * STEP..].split_at_mut(tail.len().min(8));
+        low.copy_from_slice(&lanes(e0)[..low.len()]);
+        high.copy_from_slice(&lanes(e1)[..high.len()]);
     }
-    let sums = lanes(
-        _mm256_add_ps(sum, _mm256_add_ps(e0, e1)),
-        _mm256_setzero_ps(),
-    );
+    let sums = lanes(_mm256_add_ps(sum, _mm256_add_ps(e0, e1)));
     let rest = super::fast::max_inline(&next[fused * STEP..]);
-    let ahead = lanes(ahead, ahead).iter().fold(rest, |a, &b| a.max(b));
+    let ahead = lanes(ahead).iter().fold(rest, |a, &b| a.max(b));
     (sums.iter().sum(), ahead)
 }
 
@@ -257,11 +252,8 @@ pub(super) fn short_rows_stats(
             _mm256_storeu_ps(column.as_mut_ptr(), e);
         }
     }
-    let lanes = lanes(m, s);
-    let (mut max, mut sum) = ([0.0; ROWS], [0.0; ROWS]);
-    max.copy_from_slice(&lanes[..ROWS]);
-    sum.copy_from_slice(&lanes[ROWS..]);
-    [max, sum, super::fast::ln_lanes(sum, true)]
+    let sum = lanes(s);
+    [lanes(m), sum, super::fast::ln_lanes(sum, true)]
 }
 
 /// Writes the exps [`short_rows_stats`] left in `t`, each row's times its lane of `factors`,
@@ -291,7 +283,7 @@ pub(super) fn short_rows_store(
                 unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(at), row) };
             } else {
                 // Not a masked store, which AMD's cores take dozens of cycles over.
-                out[at..at + width].copy_from_slice(&lanes(row, row)[..width]);
+                out[at..at + width].copy_from_slice(&lanes(row)[..width]);
             }
         }
     }
