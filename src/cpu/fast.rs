@@ -35,7 +35,7 @@ const TASK_MIN_ELEMENTS: usize = 4096;
 /// per vector lane, instead of a row at a time.
 const SHORT_ROW: usize = 32;
 /// Rows per step of the short-row loop.
-pub(super) const ROW_LANES: usize = 8;
+const ROW_LANES: usize = 8;
 
 /// a·b + c, fused where the CPU version being compiled has FMA (a constant in each
 /// `multiversion` clone, so the branch folds away; without FMA, `mul_add` would call libm).
@@ -311,12 +311,10 @@ fn short_store_portable(
 }
 
 /// Whether the CPU has AVX2 and FMA, for `cpu::avx2`'s short-row steps.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
 /// A short-row step's statistics: [`short_stats_portable`], or `cpu::avx2`'s where the CPU has
