@@ -28,7 +28,6 @@ const STEP: usize = 16;
 
 /// The constants of [`exp_minus`], broadcast once per block.
 struct Constants {
-    m: __m256,
     low: __m256,
     eight_log2e: __m256,
     biased: __m256,
@@ -41,11 +40,9 @@ struct Constants {
 }
 
 impl Constants {
-    /// For the maxima `m`, one per lane.
     #[target_feature(enable = "avx2,fma")]
-    fn new(m: __m256) -> Self {
+    fn new() -> Self {
         Constants {
-            m,
             // At −88, k = round(−88·8/ln 2) = −1016, the least k whose 2^⌊k/8⌋ has biased
             // exponent bits ≥ 0.
             low: _mm256_set1_ps(-88.0),
@@ -78,9 +75,9 @@ impl Constants {
 /// e^(x − m) in each lane.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn exp_minus(x: __m256, c: &Constants) -> __m256 {
+fn exp_minus(x: __m256, m: __m256, c: &Constants) -> __m256 {
     // max(low, d) returns d when d is NaN.
-    let d = _mm256_max_ps(c.low, _mm256_sub_ps(x, c.m));
+    let d = _mm256_max_ps(c.low, _mm256_sub_ps(x, m));
     let t = _mm256_fmadd_ps(d, c.eight_log2e, c.biased);
     let k = _mm256_sub_ps(t, c.biased);
     let r = _mm256_fmadd_ps(k, c.ln2_8_lo, _mm256_fmadd_ps(k, c.ln2_8_hi, d));
@@ -112,7 +109,8 @@ pub(super) fn sum_exp_ahead(
     mut out: Option<&mut [f32]>,
     next: &[f32],
 ) -> (f32, f32) {
-    let c = Constants::new(_mm256_set1_ps(m));
+    let c = Constants::new();
+    let m = _mm256_set1_ps(m);
     // One register for the sums and one for the maxima, so that neither spills: the constants
     // take ten of the sixteen.
     let mut sum = _mm256_setzero_ps();
@@ -123,8 +121,8 @@ pub(super) fn sum_exp_ahead(
         // SAFETY: `block` holds 16 f32, so do `out`'s and `next`'s slices of the same range
         // (`out` is as long as `xs`; `next` is read for i < fused only).
         unsafe {
-            let e0 = exp_minus(_mm256_loadu_ps(block.as_ptr()), &c);
-            let e1 = exp_minus(_mm256_loadu_ps(block.as_ptr().add(8)), &c);
+            let e0 = exp_minus(_mm256_loadu_ps(block.as_ptr()), m, &c);
+            let e1 = exp_minus(_mm256_loadu_ps(block.as_ptr().add(8)), m, &c);
             if let Some(out) = out.as_deref_mut() {
                 let o = out[i * STEP..(i + 1) * STEP].as_mut_ptr();
                 _mm256_storeu_ps(o, e0);
@@ -148,8 +146,8 @@ pub(super) fn sum_exp_ahead(
     // SAFETY: `padded` holds 16 f32.
     let (e0, e1) = unsafe {
         (
-            exp_minus(_mm256_loadu_ps(padded.as_ptr()), &c),
-            exp_minus(_mm256_loadu_ps(padded.as_ptr().add(8)), &c),
+            exp_minus(_mm256_loadu_ps(padded.as_ptr()), m, &c),
+            exp_minus(_mm256_loadu_ps(padded.as_ptr().add(8)), m, &c),
         )
     };
     if let Some(out) = out {
@@ -213,47 +211,63 @@ fn below(width: usize) -> __m256i {
     )
 }
 
-/// The max (at least `f32::MIN`), Σ e^(x − max) and its log of each of 8 rows of `c` ≤ 32
-/// classes (`rows[j·c + k]`, `rows.len()` = 8c), a row per lane, leaving each e^(x − max) in `t`
-/// (column k in `t[k]`) for [`short_rows_store`]: the portable step's work, with the rows turned
-/// into columns by 8 × 8 transposes in registers instead of element by element, and the table
-/// exp.
+/// The max (at least `f32::MIN`), Σ e^(x − max) and its log of each of `G` groups of 8 rows of
+/// `c` ≤ 32 classes (group g's row j at `rows[(8g + j)·c..]`, `rows.len()` = 8Gc), a row per
+/// lane, leaving each e^(x − max) in `t[g]` (column k in `t[g][k]`) for [`short_rows_store`]:
+/// the portable step's work, with the rows turned into columns by 8 × 8 transposes in registers
+/// instead of element by element, and the table exp. A group's work is one chain of dependent
+/// steps (maxima, exps, sums, a log) longer than the core looks ahead, so the groups go through
+/// each phase together.
 #[target_feature(enable = "avx2,fma")]
-pub(super) fn short_rows_stats(
+pub(super) fn short_rows_stats<const G: usize>(
     rows: &[f32],
     c: usize,
-    t: &mut [[f32; ROWS]; 32],
-) -> [[f32; ROWS]; 3] {
-    assert!(c <= t.len() && rows.len() == ROWS * c);
-    let mut m = _mm256_set1_ps(f32::MIN);
+    t: &mut [[[f32; ROWS]; 32]; G],
+) -> [[[f32; ROWS]; 3]; G] {
+    assert!(c <= 32 && rows.len() == G * ROWS * c);
+    let mut m = [_mm256_set1_ps(f32::MIN); G];
     for first in (0..c).step_by(ROWS) {
         let width = (c - first).min(ROWS);
         let mask = below(width);
-        let mut block = [m; ROWS];
-        for (j, row) in block.iter_mut().enumerate() {
-            // SAFETY: row j's elements first..first + width are inside `rows` (first + width ≤
-            // c), and a masked load reads no other lane.
-            *row = unsafe { _mm256_maskload_ps(rows.as_ptr().add(j * c + first), mask) };
-        }
-        for (k, column) in transpose(block).into_iter().enumerate().take(width) {
-            // max(a, b) is a > b ? a : b: a NaN does not win (its row ends NaN through its exp).
-            m = _mm256_max_ps(column, m);
-            // SAFETY: t[first + k] holds 8 f32.
-            unsafe { _mm256_storeu_ps(t[first + k].as_mut_ptr(), column) };
-        }
-    }
-    let constants = Constants::new(m);
-    let mut s = _mm256_setzero_ps();
-    for column in &mut t[..c] {
-        // SAFETY: `column` holds 8 f32.
-        unsafe {
-            let e = exp_minus(_mm256_loadu_ps(column.as_ptr()), &constants);
-            s = _mm256_add_ps(s, e);
-            _mm256_storeu_ps(column.as_mut_ptr(), e);
+        for g in 0..G {
+            let mut block = [m[g]; ROWS];
+            for (j, row) in block.iter_mut().enumerate() {
+                // SAFETY: row j's elements first..first + width are inside `rows` (first +
+                // width ≤ c), and a masked load reads no other lane.
+                *row = unsafe {
+                    _mm256_maskload_ps(rows.as_ptr().add((g * ROWS + j) * c + first), mask)
+                };
+            }
+            for (k, column) in transpose(block).into_iter().enumerate().take(width) {
+                // max(a, b) is a > b ? a : b: a NaN does not win (its row ends NaN through its
+                // exp).
+                m[g] = _mm256_max_ps(column, m[g]);
+                // SAFETY: t[g][first + k] holds 8 f32.
+                unsafe { _mm256_storeu_ps(t[g][first + k].as_mut_ptr(), column) };
+            }
         }
     }
-    let sum = lanes(s);
-    [lanes(m), sum, super::fast::ln_lanes(sum, true)]
+    let constants = Constants::new();
+    let mut s = [_mm256_setzero_ps(); G];
+    // Column k of every group in turn, so that the groups' exps interleave.
+    #[allow(clippy::needless_range_loop)]
+    for k in 0..c {
+        for g in 0..G {
+            let column = t[g][k].as_mut_ptr();
+            // SAFETY: `column` holds 8 f32.
+            unsafe {
+                let e = exp_minus(_mm256_loadu_ps(column), m[g], &constants);
+                s[g] = _mm256_add_ps(s[g], e);
+                _mm256_storeu_ps(column, e);
+            }
+        }
+    }
+    let mut result = [[[0.0; ROWS]; 3]; G];
+    for g in 0..G {
+        let sum = lanes(s[g]);
+        result[g] = [lanes(m[g]), sum, super::fast::ln_lanes(sum, true)];
+    }
+    result
 }
 
 /// Writes the exps [`short_rows_stats`] left in `t`, each row's times its lane of `factors`,
