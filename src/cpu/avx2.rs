@@ -201,7 +201,7 @@ fn transpose(rows: [__m256; ROWS]) -> [__m256; ROWS] {
     ]
 }
 
-/// The lanes below `width` (0..=8) set, for masked loads and stores.
+/// The lanes below `width` (0..=8) set, for masked loads.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn below(width: usize) -> __m256i {
