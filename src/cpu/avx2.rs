@@ -232,8 +232,8 @@ pub(super) fn short_rows_stats<const G: usize>(
         for g in 0..G {
             let mut block = [m[g]; ROWS];
             for (j, row) in block.iter_mut().enumerate() {
-                // SAFETY: row j's elements first..first + width are inside `rows` (first +
-                // width ≤ c), and a masked load reads no other lane.
+                // SAFETY: group g's row j's elements first..first + width are inside `rows`
+                // (first + width ≤ c), and a masked load reads no other lane.
                 *row = unsafe {
                     _mm256_maskload_ps(rows.as_ptr().add((g * ROWS + j) * c + first), mask)
                 };

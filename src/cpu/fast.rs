@@ -9,8 +9,9 @@
 //! block's max (for a row's last block, the next row's first), so that its trip from memory
 //! overlaps the arithmetic. Rows of at most 32 classes are done eight at a time, a row per lane
 //! (on AVX2 turned into columns and back by 8 × 8 transposes in registers); the step also writes
-//! the gradient of a cross-entropy against unweighted class targets. Block sums are f32 over 8 or 16 lanes; the running sums are f64. Each task sums its rows in
-//! order and the tasks are summed in order, so the result does not depend on the thread count.
+//! the gradient of a cross-entropy against unweighted, unsmoothed class targets. Block sums are
+//! f32 over 8 or 16 lanes; the running sums are f64. Each task sums its rows in order and the
+//! tasks are summed in order, so the result does not depend on the thread count.
 
 use multiversion::multiversion;
 use multiversion::target::target_cfg;
