@@ -7,7 +7,7 @@ use crate::cpu::{self, fast, pool, reference};
 use crate::device::{DeviceOutput, DeviceRequest};
 use crate::error::{Error, Result};
 use crate::gpu::{self, GpuEngine};
-use crate::loss::{Checked, Request, ShardPass};
+use crate::loss::{Checked, Input, Request, ShardPass};
 use crate::output::{Clock, KernelTime, Output};
 use crate::shard::{ROW_STATS, Shard, ShardStats, ShardedLoss};
 
@@ -215,6 +215,44 @@ impl Engine {
         let checked = request.with_grad(true).check()?;
         check_grad_len(&checked, grad)?;
         self.run(&checked, Some(grad))
+    }
+
+    /// Computes a request on the values of `logits` and writes its gradient over them, for a
+    /// training step that needs the logits no more. The request names the loss, the shape, the
+    /// target and the options, and is built over an empty input (`Input::F32(&[])`, or
+    /// [`Request::with_input`]): its input is `logits`, checked as [`Engine::compute`] checks an
+    /// input before anything is written, so an error leaves `logits` as they were. The gradient
+    /// and the output are those of [`Engine::compute_into`], bit for bit; [`Output::grad`] is
+    /// `None`.
+    ///
+    /// On the fast CPU path the gradient needs no memory of its own: each task of rows is copied
+    /// (at most 1 MiB, or one row) before it is overwritten. A GPU writes the gradient over its
+    /// uploaded copy of the logits, and the reference into a buffer of its own, then each copies
+    /// it into `logits`.
+    ///
+    /// ```
+    /// use xent::{Engine, Input, Request};
+    /// let mut logits = vec![2.0_f32, 1.0, 0.1, 0.5, 2.5, 0.3];
+    /// let targets = [0_i64, 1];
+    /// let request = Request::cross_entropy(Input::F32(&[]), [2, 3], &targets[..]);
+    /// let out = Engine::cpu().compute_in_place(&request, &mut logits).unwrap();
+    /// assert!((out.loss.scalar().unwrap() - 0.3185).abs() < 1e-3);
+    /// assert!(logits[0] < 0.0 && logits[1] > 0.0); // (softmax − one-hot) / 2
+    /// ```
+    pub fn compute_in_place(&self, request: &Request, logits: &mut [f32]) -> Result<Output> {
+        let checked = request.check_in_place(logits)?;
+        if let Backend::Fast = self.backend {
+            pool::spin()?;
+            return Ok(fast::compute_in_place(&checked, logits));
+        }
+        let mut grad = vec![0.0; logits.len()];
+        let over_logits = Checked {
+            input: Input::F32(logits),
+            ..checked
+        };
+        let out = self.run(&over_logits, Some(&mut grad))?;
+        logits.copy_from_slice(&grad);
+        Ok(out)
     }
 
     /// Computes a request as [`Engine::compute`] does, or with `grad` as

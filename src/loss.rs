@@ -485,10 +485,21 @@ impl<'a> Request<'a> {
         self.loss
     }
 
-    /// The same request on other input values.
-    #[cfg(test)]
-    pub(crate) fn replace_input(mut self, input: &'a [f32]) -> Self {
-        self.input = Input::F32(input);
+    /// The same request on another input of the same shape: the next batch of a training loop,
+    /// or an empty input for [`Engine::compute_in_place`](crate::Engine::compute_in_place).
+    ///
+    /// ```
+    /// use xent::{Engine, Input, Request};
+    /// let targets = [1_i64];
+    /// let request = Request::cross_entropy(Input::F32(&[]), [1, 2], &targets[..]).z_loss(1e-4);
+    /// for logits in [[0.5_f32, 1.5], [2.0, -1.0]] {
+    ///     let out = Engine::cpu().compute(&request.with_input(&logits[..])).unwrap();
+    ///     assert!(out.loss.scalar().unwrap() > 0.0);
+    /// }
+    /// ```
+    #[must_use]
+    pub fn with_input(mut self, input: impl Into<Input<'a>>) -> Self {
+        self.input = input.into();
         self
     }
 
@@ -501,7 +512,26 @@ impl<'a> Request<'a> {
 
     /// Checks shapes, targets and options, and encodes class targets for the kernels.
     pub(crate) fn check(&self) -> Result<Checked<'a>> {
-        self.check_in(None)
+        self.check_in(None, self.input)
+    }
+
+    /// Checks a request whose input is `logits`, which its gradient will overwrite: as
+    /// [`check`](Self::check) checks the request over `logits`, with the gradient on. The request
+    /// must be built over an empty input, and the checked request keeps it: the values are
+    /// read from `logits` by whoever overwrites them.
+    pub(crate) fn check_in_place(&self, logits: &[f32]) -> Result<Checked<'a>> {
+        if self.input.len() != 0 {
+            return Err(Error::InvalidOption {
+                option: "input",
+                reason: format!(
+                    "an in-place request reads the logits it overwrites, and is built over an \
+                     empty input, not one of {} values",
+                    self.input.len()
+                ),
+            });
+        }
+        let request = self.grad_in_place(true);
+        request.check_in(None, Input::F32(logits))
     }
 
     /// Checks a request on one vocabulary shard (see [`shard_options`]); the gradient pass writes
@@ -519,14 +549,16 @@ impl<'a> Request<'a> {
             grad,
         )?;
         request.options.grad_in_place = false;
-        let checked = request.check_in(Some(ShardInfo { shard, pass }))?;
+        let checked = request.check_in(Some(ShardInfo { shard, pass }), request.input)?;
         if let Some(info) = &checked.shard {
             info.pass.check_rows(checked.batch)?;
         }
         Ok(checked)
     }
 
-    fn check_in(&self, shard: Option<ShardInfo>) -> Result<Checked<'a>> {
+    /// The checks, with the input's values and length taken from `values` (the request's own
+    /// input but for an in-place request's).
+    fn check_in(&self, shard: Option<ShardInfo>, values: Input) -> Result<Checked<'a>> {
         let [batch, classes] = self.shape;
         let o = &self.options;
         let loss = self.loss;
@@ -535,9 +567,9 @@ impl<'a> Request<'a> {
             "input",
             format!("[{batch}, {classes}]"),
             elements,
-            self.input.len(),
+            values.len(),
         )?;
-        if o.grad_in_place && self.input.dtype() != Dtype::F32 {
+        if o.grad_in_place && values.dtype() != Dtype::F32 {
             return Err(Error::Unsupported {
                 option: "an in-place gradient of 16-bit input",
                 loss: loss.name(),
@@ -546,13 +578,13 @@ impl<'a> Request<'a> {
         }
         let (weight, pos_weight) = check_options(loss, o, classes, self.weight, self.pos_weight)?;
         if o.strict {
-            check_finite("input", (0..elements).map(|i| self.input.get(i)), classes)?;
+            check_finite("input", (0..elements).map(|i| values.get(i)), classes)?;
             if let Target::Dense(t) = self.target {
                 check_finite("target", t.iter().copied(), classes)?;
             }
         }
         if o.input_kind == InputKind::Probs {
-            check_probabilities(&self.input, classes)?;
+            check_probabilities(&values, classes)?;
         }
 
         let kind = match self.target {

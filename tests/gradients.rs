@@ -1,9 +1,12 @@
 //! Gradients on every GPU adapter against the float64 reference, in place and not.
 
 mod common;
+#[path = "common/counting.rs"]
+mod counting;
 
 use common::{gpus, logits, rng, targets, under_test};
-use xent::{Engine, InputKind, Reduction, Request};
+use counting::peak_during;
+use xent::{Engine, Error, Input, InputKind, Reduction, Request};
 
 fn normalized(values: &[f32], classes: usize) -> Vec<f32> {
     values
@@ -294,4 +297,203 @@ fn split_rows_match_the_reference() {
         }
         eprintln!("{what}: {calls} calls, {:?}", engine.autotuned());
     }
+}
+
+/// Computes `request` with its gradient into a buffer of its own, then the same request over an
+/// empty input in place over a copy of its values: the same output (but `grad`), and the copy
+/// holds the same gradient bits.
+fn in_place_matches_separate(engine: &Engine, what: &str, values: &[f32], request: &Request) {
+    let mut separate = vec![f32::NAN; values.len()];
+    let want = engine
+        .compute_into(&request.with_input(values), &mut separate)
+        .unwrap();
+    let mut in_place = values.to_vec();
+    let got = engine
+        .compute_in_place(&request.with_input(Input::F32(&[])), &mut in_place)
+        .unwrap();
+    let what = format!("{} {what}", engine.device());
+    assert_eq!(got, want, "{what}");
+    if let Some(i) = (0..values.len()).find(|&i| in_place[i].to_bits() != separate[i].to_bits()) {
+        panic!(
+            "{what}: element {i}: in place {}, separate {}",
+            in_place[i], separate[i]
+        );
+    }
+}
+
+#[test]
+fn host_gradients_in_place_equal_separate_ones_on_every_engine() {
+    let mut rng = rng("host in place");
+    // Short rows over several tasks, rows across blocks and tasks, one row longer than a task.
+    let shapes = [
+        (1, 1),
+        (7, 13),
+        (1000, 10),
+        (33, 129),
+        (5, 3001),
+        (40, 9000),
+        (1, 300_000),
+    ];
+    let engines: Vec<Engine> = under_test()
+        .into_iter()
+        .chain([Engine::reference()])
+        .collect();
+    for &(batch, classes) in &shapes {
+        let shape = [batch, classes];
+        let x = logits(&mut rng, batch * classes, 3.0);
+        let t = targets(&mut rng, batch, classes, 0.1);
+        let p = normalized(&logits(&mut rng, batch * classes, 1.0), classes);
+        let w: Vec<f32> = (0..classes).map(|k| 0.5 + (k % 5) as f32 * 0.3).collect();
+        let cases = [
+            (
+                "cross-entropy",
+                &x,
+                Request::cross_entropy(&x[..], shape, &t[..]),
+            ),
+            (
+                "cross-entropy, every option",
+                &x,
+                Request::cross_entropy(&x[..], shape, &t[..])
+                    .weight(&w)
+                    .label_smoothing(0.1)
+                    .z_loss(1e-3)
+                    .softcap(5.0),
+            ),
+            (
+                "soft targets",
+                &x,
+                Request::cross_entropy(&x[..], shape, &p[..]).label_smoothing(0.2),
+            ),
+            (
+                "NLL",
+                &x,
+                Request::cross_entropy(&x[..], shape, &t[..]).input_kind(InputKind::LogProbs),
+            ),
+            (
+                "BCE, none",
+                &x,
+                Request::binary_cross_entropy(&x[..], shape, &p[..])
+                    .pos_weight(&w)
+                    .reduction(Reduction::None),
+            ),
+            (
+                "KL, none",
+                &x,
+                Request::kl_div(&x[..], shape, &p[..]).reduction(Reduction::None),
+            ),
+            (
+                "entropy of probabilities",
+                &p,
+                Request::entropy(&p[..], shape).input_kind(InputKind::Probs),
+            ),
+            (
+                "cross-entropy, none, lse",
+                &x,
+                Request::cross_entropy(&x[..], shape, &t[..])
+                    .reduction(Reduction::None)
+                    .with_lse(true),
+            ),
+        ];
+        for engine in &engines {
+            for (name, values, request) in &cases {
+                let what = format!("{name} {batch}x{classes}");
+                in_place_matches_separate(engine, &what, values, request);
+            }
+        }
+    }
+}
+#[test]
+fn a_host_request_in_place_checks_everything_before_it_writes() {
+    let mut rng = rng("host in place errors");
+    let (batch, classes) = (6, 50);
+    let x = logits(&mut rng, batch * classes, 2.0);
+    let t = targets(&mut rng, batch, classes, 0.0);
+    let request = Request::cross_entropy(Input::F32(&[]), [batch, classes], &t[..]);
+    for engine in under_test() {
+        let device = engine.device().to_string();
+        // A request over an input of its own.
+        let mut logits = x.clone();
+        let over_x = Request::cross_entropy(&x[..], [batch, classes], &t[..]);
+        let err = engine.compute_in_place(&over_x, &mut logits).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidOption {
+                    option: "input",
+                    ..
+                }
+            ),
+            "{device}: {err}"
+        );
+        // Logits of the wrong length.
+        let mut short = x[..x.len() - 1].to_vec();
+        let err = engine.compute_in_place(&request, &mut short).unwrap_err();
+        assert!(
+            matches!(err, Error::LengthMismatch { what: "input", .. }),
+            "{device}: {err}"
+        );
+        // A NaN in strict mode, and a target out of range: nothing is written.
+        let mut nan = x.clone();
+        nan[3 * classes + 7] = f32::NAN;
+        let before = nan.clone();
+        let err = engine
+            .compute_in_place(&request.strict(true), &mut nan)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::NonFinite {
+                    what: "input",
+                    row: 3,
+                    class: 7,
+                    ..
+                }
+            ),
+            "{device}: {err}"
+        );
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&nan), bits(&before), "{device}");
+        let mut bad = t.clone();
+        bad[2] = classes as i64;
+        let mut untouched = x.clone();
+        let err = engine
+            .compute_in_place(
+                &Request::cross_entropy(Input::F32(&[]), [batch, classes], &bad[..]),
+                &mut untouched,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::TargetOutOfRange { row: 2, .. }),
+            "{device}: {err}"
+        );
+        assert_eq!(untouched, x, "{device}");
+    }
+}
+
+/// On the fast CPU path a gradient in place allocates no buffer of the batch's size: on one
+/// thread, a task's copy of its rows (at most 1 MiB) and small per-row state, against 8 MiB of
+/// logits, where a gradient of its own allocates those 8 MiB.
+#[test]
+fn a_fast_gradient_in_place_allocates_no_batch_sized_buffer() {
+    let mut rng = rng("in place memory");
+    let (batch, classes) = (64, 32_000);
+    let mut x = logits(&mut rng, batch * classes, 3.0);
+    let t = targets(&mut rng, batch, classes, 0.1);
+    let request = Request::cross_entropy(Input::F32(&[]), [batch, classes], &t[..]);
+    let engine = Engine::cpu();
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let (separate, in_place) = one_thread.install(|| {
+        let (out, separate) =
+            peak_during(|| engine.compute(&request.with_input(&x[..]).with_grad(true)));
+        out.unwrap();
+        let (out, in_place) = peak_during(|| engine.compute_in_place(&request, &mut x));
+        out.unwrap();
+        (separate, in_place)
+    });
+    let bytes = batch * classes * 4;
+    assert!(separate >= bytes, "{separate} bytes");
+    assert!(in_place <= (1 << 20) + (1 << 16), "{in_place} bytes");
 }

@@ -631,10 +631,25 @@ struct RowResult {
     lse: f32,
 }
 
+/// Where a task reads its rows: the request's input, or for a gradient in place a copy of the
+/// task's own rows (row `first` at 0), which the gradient then overwrites.
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    input: Input<'a>,
+    first: usize,
+}
+
+impl Rows<'_> {
+    /// The elements of `rows`, of `c` classes each, in `input`.
+    fn span(&self, rows: std::ops::Range<usize>, c: usize) -> std::ops::Range<usize> {
+        (rows.start - self.first) * c..(rows.end - self.first) * c
+    }
+}
+
 /// One row's input as f32 after the soft cap, borrowed when nothing changes it.
-fn row_input<'a>(req: &'a Checked, r: usize, scratch: &'a mut Vec<f32>) -> &'a [f32] {
-    let range = r * req.classes..(r + 1) * req.classes;
-    match (req.input, req.options.softcap) {
+fn row_input<'a>(req: &Checked, rows: Rows<'a>, r: usize, scratch: &'a mut Vec<f32>) -> &'a [f32] {
+    let range = rows.span(r..r + 1, req.classes);
+    match (rows.input, req.options.softcap) {
         (Input::F32(v), None) => &v[range],
         (input, cap) => {
             scratch.clear();
@@ -680,6 +695,7 @@ fn target_only_grad(
 /// values (scaled by α).
 fn row(
     req: &Checked,
+    rows: Rows,
     r: usize,
     scale: (f32, f32),
     scratch: &mut RowScratch,
@@ -697,7 +713,7 @@ fn row(
         end,
         ahead,
     } = scratch;
-    let x = row_input(req, r, input);
+    let x = row_input(req, rows, r, input);
     let weight = |k: usize| req.weight.map_or(1.0, |w| w[k]);
     let needs_softmax = logits && req.loss != LossKind::BinaryCrossEntropy;
     let entropy = req.loss == LossKind::Entropy;
@@ -715,8 +731,10 @@ fn row(
                 .map(|g| (g, &mut *maxes));
             // The next row's first block, read in this row's last loop, when it is the input
             // itself.
-            let after = match (req.input, req.options.softcap) {
-                (Input::F32(v), None) if r + 1 < *end => &v[(r + 1) * c..][..c.min(BLOCK)],
+            let after = match (rows.input, req.options.softcap) {
+                (Input::F32(v), None) if r + 1 < *end => {
+                    &v[rows.span(r + 1..r + 2, c)][..c.min(BLOCK)]
+                }
                 _ => &[],
             };
             let first_max = ahead.take().filter(|&(row, _)| row == r).map(|(_, m)| m);
@@ -951,6 +969,8 @@ struct Task<'a> {
     values: Option<&'a mut [f32]>,
     row_values: Option<&'a mut [f32]>,
     lse: Option<&'a mut [f32]>,
+    /// The gradient goes over the input: the rows are read from `grad` (copied first).
+    in_place: bool,
 }
 
 /// What a task's rows reuse: the soft-capped or converted input of one row, its block maxes, and
@@ -1009,6 +1029,22 @@ impl Task<'_> {
     /// values, taken in row order.
     fn run(mut self, req: &Checked, scale: (f32, f32)) -> (f64, f64) {
         let c = req.classes;
+        // In place, the rows are read from a copy of the task's own (at most
+        // `TASK_MAX_ELEMENTS`, or one row), which the gradient then overwrites.
+        let copy = self
+            .in_place
+            .then(|| self.grad.as_deref().map(<[f32]>::to_vec))
+            .flatten();
+        let rows = match &copy {
+            Some(copy) => Rows {
+                input: Input::F32(copy),
+                first: self.rows.start,
+            },
+            None => Rows {
+                input: req.input,
+                first: 0,
+            },
+        };
         let mut scratch = RowScratch {
             end: self.rows.end,
             ..RowScratch::default()
@@ -1017,7 +1053,7 @@ impl Task<'_> {
             && req.options.softcap.is_none()
             && matches!(req.loss, LossKind::CrossEntropy | LossKind::KlDiv);
         // Rows that need nothing but their statistics and x_y (and for the gradient, their exps).
-        let one_hot = match (&req.target, req.input) {
+        let one_hot = match (&req.target, rows.input) {
             (CheckedTarget::Classes(t), Input::F32(x))
                 if req.loss == LossKind::CrossEntropy
                     && req.options.label_smoothing == 0.0
@@ -1027,7 +1063,7 @@ impl Task<'_> {
             }
             _ => None,
         };
-        let short = match (c <= SHORT_ROW && plain_logits, req.input) {
+        let short = match (c <= SHORT_ROW && plain_logits, rows.input) {
             (true, Input::F32(x)) => Some(x),
             _ => None,
         };
@@ -1043,7 +1079,7 @@ impl Task<'_> {
                 None => ShortGrad::Exps(g),
             });
             short_rows(
-                &x[self.rows.start * c..self.rows.end * c],
+                &x[rows.span(self.rows.clone(), c)],
                 c,
                 grad,
                 &mut scratch.short.stats,
@@ -1068,7 +1104,7 @@ impl Task<'_> {
                 let stats = &scratch.short.stats;
                 for (i, (r, &[m, s, log_s])) in self.rows.zip(stats).enumerate() {
                     let st = Softmax::short(m, s, log_s);
-                    let x = &x[r * c..(r + 1) * c];
+                    let x = &x[rows.span(r..r + 1, c)];
                     record(i, one_hot_row(&st, t[r], x, req.options.z_loss));
                 }
             }
@@ -1078,7 +1114,7 @@ impl Task<'_> {
                 for (i, r) in self.rows.enumerate() {
                     let g = grad.as_mut().and_then(Iterator::next);
                     let v = values.as_mut().and_then(Iterator::next);
-                    record(i, row(req, r, scale, &mut scratch, g, v));
+                    record(i, row(req, rows, r, scale, &mut scratch, g, v));
                 }
             }
         }
@@ -1110,6 +1146,19 @@ pub(crate) fn probe_sum(xs: &[f32]) -> f32 {
 /// Computes any checked request on the CPU in f32, as the kernels do, and reduces it as the
 /// request says; writes the gradient of the reduced loss into `grad` when asked.
 pub(crate) fn compute(req: &Checked, grad: Option<&mut [f32]>) -> Output {
+    compute_on(req, grad, false)
+}
+
+/// [`compute`] on the values of `logits` (the request's own input, empty, is not read), with the
+/// gradient written over them: each task copies its rows before it overwrites them, so the call
+/// needs no [B, C] buffer, only a task's rows. (Per task or per row, the copy measured no faster
+/// here than a gradient buffer of its own, whose lines are read from memory before they are
+/// written: the copy's read cannot overlap the exps as the block loop's read-ahead does.)
+pub(crate) fn compute_in_place(req: &Checked, logits: &mut [f32]) -> Output {
+    compute_on(req, Some(logits), true)
+}
+
+fn compute_on(req: &Checked, grad: Option<&mut [f32]>, in_place: bool) -> Output {
     let c = req.classes;
     let divisors = req.divisors();
     let scale = req.scales();
@@ -1135,6 +1184,7 @@ pub(crate) fn compute(req: &Checked, grad: Option<&mut [f32]>) -> Output {
             values: value_blocks.as_mut().and_then(Iterator::next),
             row_values: row_blocks.as_mut().and_then(Iterator::next),
             lse: lse_blocks.as_mut().and_then(Iterator::next),
+            in_place,
         })
         .collect();
     let sums = run_tasks(tasks, req.elements(), |t| t.run(req, scale));

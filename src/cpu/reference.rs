@@ -484,7 +484,7 @@ mod tests {
                     let at = |delta: f32| {
                         let mut moved = base.to_vec();
                         moved[i] += delta;
-                        reduced_f64(&request.replace_input(&moved).check().unwrap())
+                        reduced_f64(&request.with_input(&moved[..]).check().unwrap())
                     };
                     let numeric = (at(h) - at(-h)) / (2.0 * f64::from(h));
                     let analytic = f64::from(grad[i]);
