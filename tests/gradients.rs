@@ -387,10 +387,11 @@ fn host_gradients_in_place_equal_separate_ones_on_every_engine() {
                 Request::entropy(&p[..], shape).input_kind(InputKind::Probs),
             ),
             (
-                "cross-entropy, none, lse",
+                "cross-entropy, none, z-loss, lse",
                 &x,
                 Request::cross_entropy(&x[..], shape, &t[..])
                     .reduction(Reduction::None)
+                    .z_loss(1e-3)
                     .with_lse(true),
             ),
         ];

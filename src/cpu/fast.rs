@@ -494,22 +494,46 @@ struct Softmax {
     log_s: f64,
 }
 
+/// A row's logits for [`Softmax::of`], and where their exps go when the gradient needs them.
+enum Logits<'a> {
+    /// Read only.
+    Read(&'a [f32]),
+    /// Read, each exp into the second slice, and each block's max into the `Vec`.
+    Store(&'a [f32], &'a mut [f32], &'a mut Vec<f32>),
+    /// Each exp over its logit, and each block's max into the first `Vec`: each block is copied
+    /// into the second first, from cache (the loop over the block before read it ahead).
+    InPlace(&'a mut [f32], &'a mut Vec<f32>, &'a mut Vec<f32>),
+}
+
+impl Logits<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Logits::Read(x) | Logits::Store(x, ..) => x.len(),
+            Logits::InPlace(x, ..) => x.len(),
+        }
+    }
+
+    /// The values at `range`.
+    fn values(&self, range: std::ops::Range<usize>) -> &[f32] {
+        match self {
+            Logits::Read(x) | Logits::Store(x, ..) => &x[range],
+            Logits::InPlace(x, ..) => &x[range],
+        }
+    }
+}
+
 impl Softmax {
     /// The statistics of a row, and the max of `after` (the next row's first block, read in the
     /// loop over this row's last block, as each block reads the next). `first_max` is the max
-    /// of the row's first block when it was read that way. With `store`, each element's
-    /// e^(x − m) goes into it, m being the running max when its block was read, and each block's
-    /// m into `maxes`: the gradient then needs one multiply per element instead of a second exp.
-    fn of(
-        x: &[f32],
-        with_t: bool,
-        mut store: Option<(&mut [f32], &mut Vec<f32>)>,
-        first_max: Option<f32>,
-        after: &[f32],
-    ) -> (Self, f32) {
+    /// of the row's first block when it was read that way. When `x` stores them, each element's
+    /// e^(x − m) is kept, m being the running max when its block was read, and each block's m:
+    /// the gradient then needs one multiply per element instead of a second exp.
+    fn of(mut x: Logits, with_t: bool, first_max: Option<f32>, after: &[f32]) -> (Self, f32) {
         let (mut m, mut s_all, mut t_all) = (f32::NEG_INFINITY, 0.0_f64, 0.0_f64);
-        let mut block_max = first_max.unwrap_or_else(|| max_of(&x[..x.len().min(BLOCK)]));
-        for (b, block) in x.chunks(BLOCK).enumerate() {
+        let len = x.len();
+        let mut block_max = first_max.unwrap_or_else(|| max_of(x.values(0..len.min(BLOCK))));
+        for at in (0..len).step_by(BLOCK) {
+            let end = len.min(at + BLOCK);
             let block_max_now = block_max.max(f32::MIN);
             if block_max_now > m {
                 // The first block sets the max; later ones rescale what came before.
@@ -521,28 +545,29 @@ impl Softmax {
                 }
                 m = block_max_now;
             }
-            let next = match x.get((b + 1) * BLOCK..) {
-                Some(n) if !n.is_empty() => &n[..n.len().min(BLOCK)],
-                _ => after,
-            };
-            let (s, t) = match (&mut store, with_t) {
-                (Some((out, maxes)), _) => {
+            let next_end = len.min(end + BLOCK);
+            let (block, out, next): (&[f32], _, &[f32]) = match &mut x {
+                Logits::Read(x) => (&x[at..end], None, &x[end..next_end]),
+                Logits::Store(x, out, maxes) => {
                     maxes.push(m);
-                    let at = b * BLOCK;
-                    let out = Some(&mut out[at..at + block.len()]);
-                    let (s, ahead) = sum_exp(block, m, out, next);
-                    block_max = ahead;
-                    (s, 0.0)
+                    (&x[at..end], Some(&mut out[at..end]), &x[end..next_end])
                 }
-                (None, true) => {
-                    block_max = max_of(next);
-                    sum_exp_t(block, m)
+                Logits::InPlace(x, maxes, copy) => {
+                    maxes.push(m);
+                    let (head, tail) = x.split_at_mut(end);
+                    copy.clear();
+                    copy.extend_from_slice(&head[at..]);
+                    (&copy[..], Some(&mut head[at..]), &tail[..next_end - end])
                 }
-                (None, false) => {
-                    let (s, ahead) = sum_exp(block, m, None, next);
-                    block_max = ahead;
-                    (s, 0.0)
-                }
+            };
+            let next = if next.is_empty() { after } else { next };
+            let (s, t) = if with_t {
+                block_max = max_of(next);
+                sum_exp_t(block, m)
+            } else {
+                let (s, ahead) = sum_exp(block, m, out, next);
+                block_max = ahead;
+                (s, 0.0)
             };
             s_all += f64::from(s);
             t_all += f64::from(t);
@@ -725,10 +750,10 @@ fn row(
             Some(st)
         }
         None => {
-            let store = (!entropy)
-                .then_some(grad.as_deref_mut())
-                .flatten()
-                .map(|g| (g, &mut *maxes));
+            let logits = match (!entropy).then_some(grad.as_deref_mut()).flatten() {
+                Some(g) => Logits::Store(x, g, &mut *maxes),
+                None => Logits::Read(x),
+            };
             // The next row's first block, read in this row's last loop, when it is the input
             // itself.
             let after = match (rows.input, req.options.softcap) {
@@ -739,7 +764,7 @@ fn row(
             };
             let first_max = ahead.take().filter(|&(row, _)| row == r).map(|(_, m)| m);
             needs_softmax.then(|| {
-                let (st, after_max) = Softmax::of(x, entropy, store, first_max, after);
+                let (st, after_max) = Softmax::of(logits, entropy, first_max, after);
                 *ahead = (!after.is_empty()).then_some((r + 1, after_max));
                 st
             })
@@ -1011,11 +1036,11 @@ fn z_term(lse: f64, z_loss: f32) -> f64 {
 /// (or none, when ignored), from the softmax statistics the short-row loop gave (which also
 /// wrote its gradient): −log q_y and its z-loss term, as [`row`] forms them, without `row`'s
 /// general path (at 10 classes that path cost as much as the statistics).
-fn one_hot_row(st: &Softmax, y: u32, x: &[f32], z_loss: f32) -> RowResult {
+fn one_hot_row(st: &Softmax, x_y: Option<f32>, z_loss: f32) -> RowResult {
     let lse = st.lse();
-    let (main, z) = match y {
-        IGNORED => (0.0, 0.0),
-        y => (-st.log_q(x[y as usize]), z_term(lse, z_loss)),
+    let (main, z) = match x_y {
+        None => (0.0, 0.0),
+        Some(x_y) => (-st.log_q(x_y), z_term(lse, z_loss)),
     };
     RowResult {
         main,
@@ -1024,15 +1049,72 @@ fn one_hot_row(st: &Softmax, y: u32, x: &[f32], z_loss: f32) -> RowResult {
     }
 }
 
+/// [`one_hot_row`] for row r of more than `SHORT_ROW` logits, with its gradient (scaled by α
+/// and β) written over the logits `g`, as [`row`] writes it to a buffer of its own: x_y is read
+/// first, and each block is copied, from cache, before its exps overwrite it. `after` is the
+/// next row's first block, read ahead as [`row`] reads it.
+fn one_hot_row_in_place(
+    g: &mut [f32],
+    y: u32,
+    (r, after): (usize, &[f32]),
+    scale: (f32, f32),
+    z_loss: f32,
+    scratch: &mut RowScratch,
+) -> RowResult {
+    let RowScratch {
+        input,
+        maxes,
+        ahead,
+        ..
+    } = scratch;
+    let first_max = ahead.take().filter(|&(row, _)| row == r).map(|(_, m)| m);
+    let x_y = (y != IGNORED).then(|| g[y as usize]);
+    maxes.clear();
+    let logits = match x_y {
+        Some(_) => Logits::InPlace(g, maxes, input),
+        None => Logits::Read(g),
+    };
+    let (st, after_max) = Softmax::of(logits, false, first_max, after);
+    *ahead = (!after.is_empty()).then_some((r + 1, after_max));
+    let Some(x_y) = x_y else {
+        // An ignored row's gradient is 0, even where its logits are not finite.
+        g.fill(0.0);
+        return one_hot_row(&st, None, z_loss);
+    };
+    let (coef, g_y) = st.one_hot_terms(x_y, scale, z_loss);
+    st.stored_softmax(g, maxes, coef);
+    g[y as usize] = g_y;
+    one_hot_row(&st, Some(x_y), z_loss)
+}
+
 impl Task<'_> {
     /// Computes the task's rows, writes their outputs, and returns the sums of their main and z
     /// values, taken in row order.
     fn run(mut self, req: &Checked, scale: (f32, f32)) -> (f64, f64) {
         let c = req.classes;
-        // In place, the rows are read from a copy of the task's own (at most
-        // `TASK_MAX_ELEMENTS`, or one row), which the gradient then overwrites.
-        let copy = self
-            .in_place
+        let plain_logits = req.options.input_kind == InputKind::Logits
+            && req.options.softcap.is_none()
+            && matches!(req.loss, LossKind::CrossEntropy | LossKind::KlDiv);
+        // Rows that need nothing but their statistics and x_y (and for the gradient, their exps).
+        let one_hot_targets = match &req.target {
+            CheckedTarget::Classes(t)
+                if req.loss == LossKind::CrossEntropy
+                    && req.options.label_smoothing == 0.0
+                    && req.weight.is_none() =>
+            {
+                Some(t)
+            }
+            _ => None,
+        };
+        // In place, such rows of more than `SHORT_ROW` logits are computed over themselves;
+        // other rows are read from a copy of the task's own (at most `TASK_MAX_ELEMENTS`, or one
+        // row), which the gradient then overwrites.
+        let over_themselves = self.in_place
+            && self.grad.is_some()
+            && plain_logits
+            && c > SHORT_ROW
+            && one_hot_targets.is_some();
+        let copy = (self.in_place && !over_themselves)
             .then(|| self.grad.as_deref().map(<[f32]>::to_vec))
             .flatten();
         let rows = match &copy {
@@ -1049,18 +1131,8 @@ impl Task<'_> {
             end: self.rows.end,
             ..RowScratch::default()
         };
-        let plain_logits = req.options.input_kind == InputKind::Logits
-            && req.options.softcap.is_none()
-            && matches!(req.loss, LossKind::CrossEntropy | LossKind::KlDiv);
-        // Rows that need nothing but their statistics and x_y (and for the gradient, their exps).
-        let one_hot = match (&req.target, rows.input) {
-            (CheckedTarget::Classes(t), Input::F32(x))
-                if req.loss == LossKind::CrossEntropy
-                    && req.options.label_smoothing == 0.0
-                    && req.weight.is_none() =>
-            {
-                Some((t, x))
-            }
+        let one_hot = match rows.input {
+            Input::F32(x) => one_hot_targets.map(|t| (t, x)),
             _ => None,
         };
         let short = match (c <= SHORT_ROW && plain_logits, rows.input) {
@@ -1104,8 +1176,21 @@ impl Task<'_> {
                 let stats = &scratch.short.stats;
                 for (i, (r, &[m, s, log_s])) in self.rows.zip(stats).enumerate() {
                     let st = Softmax::short(m, s, log_s);
-                    let x = &x[rows.span(r..r + 1, c)];
-                    record(i, one_hot_row(&st, t[r], x, req.options.z_loss));
+                    let x_y = (t[r] != IGNORED).then(|| x[rows.span(r..r + 1, c)][t[r] as usize]);
+                    record(i, one_hot_row(&st, x_y, req.options.z_loss));
+                }
+            }
+            (Some((t, _)), None) if over_themselves => {
+                let mut rest = self.grad.unwrap_or_default();
+                for (i, r) in self.rows.enumerate() {
+                    let (g, next) = std::mem::take(&mut rest).split_at_mut(c);
+                    rest = next;
+                    let z_loss = req.options.z_loss;
+                    let at = (r, &rest[..rest.len().min(c.min(BLOCK))]);
+                    record(
+                        i,
+                        one_hot_row_in_place(g, t[r], at, scale, z_loss, &mut scratch),
+                    );
                 }
             }
             _ => {
