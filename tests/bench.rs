@@ -252,3 +252,41 @@ fn other_losses_and_16_bit_dtypes_count_the_bytes_they_read() {
         }
     }
 }
+
+#[test]
+fn the_in_place_pass_times_the_fast_path_and_needs_f32() {
+    let args = |dtype: &str| {
+        [
+            "bench",
+            "--shape",
+            "16x100",
+            "--device",
+            "cpu",
+            "--device",
+            "reference",
+            "--pass",
+            "in-place",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--dtype",
+            dtype,
+        ]
+        .map(String::from)
+    };
+    let (code, stdout, stderr) = run_cli(&args("f32"), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("16x100")).collect();
+    // The fast path's probe and its in-place call; the reference has no in-place row.
+    assert_eq!(rows.len(), 2, "{stdout}");
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("fwd+bwd in place [cpu/cpu fast") && r.contains("call")),
+        "{stdout}"
+    );
+    let (code, _, stderr) = run_cli(&args("f16"), &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("f32"), "{stderr}");
+}

@@ -25,7 +25,7 @@ use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 use serde_json::{Value, json};
 use xent::npy::Floats;
-use xent::{DeviceKind, Dtype, Engine, Error, LossKind, Request, Result, Target};
+use xent::{DeviceKind, Dtype, Engine, Error, Input, LossKind, Request, Result, Target};
 
 use super::loss::LossArg;
 use super::plot;
@@ -57,7 +57,8 @@ pub struct BenchArgs {
     /// The input's dtype.
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     dtype: Dtype,
-    /// The forward alone, the forward with the gradient, or both.
+    /// The forward alone, the forward with the gradient, the forward with the gradient written
+    /// over the logits, or several of them.
     #[arg(long, value_enum, default_value_t = PassArg::Both)]
     pass: PassArg,
     /// Where to run; repeat for several. Default: every GPU adapter, the fast CPU path and the
@@ -130,9 +131,17 @@ fn parse_shape(s: &str) -> std::result::Result<Shape, String> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum PassArg {
+    /// The forward alone.
     Fwd,
+    /// The forward with the gradient, into a buffer of its own.
     FwdBwd,
+    /// The forward with the gradient written over the logits (`Engine::compute_in_place`; f32
+    /// input; on the fast CPU path and GPUs, end to end).
+    InPlace,
+    /// fwd and fwd-bwd.
     Both,
+    /// fwd, fwd-bwd and in-place.
+    All,
 }
 
 /// What one row times.
@@ -140,6 +149,8 @@ enum PassArg {
 pub enum Pass {
     Fwd,
     FwdBwd,
+    /// Forward and backward, the gradient written over the logits.
+    FwdBwdInPlace,
     /// The bandwidth probe's read.
     Read,
 }
@@ -149,6 +160,7 @@ impl Pass {
         match self {
             Pass::Fwd => "fwd",
             Pass::FwdBwd => "fwd+bwd",
+            Pass::FwdBwdInPlace => "fwd+bwd in place",
             Pass::Read => "read",
         }
     }
@@ -347,7 +359,7 @@ fn read_bytes(shape: Shape, loss: LossKind, dtype: Dtype) -> u64 {
 /// a probe that only reads) says how near it runs to that floor.
 fn moved_bytes(shape: Shape, loss: LossKind, dtype: Dtype, pass: Pass) -> u64 {
     let written = match pass {
-        Pass::FwdBwd => shape.elements() as u64 * 4,
+        Pass::FwdBwd | Pass::FwdBwdInPlace => shape.elements() as u64 * 4,
         Pass::Fwd | Pass::Read => 0,
     };
     read_bytes(shape, loss, dtype) + written
@@ -420,11 +432,31 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let passes: &[Pass] = match args.pass {
         PassArg::Fwd => &[Pass::Fwd],
         PassArg::FwdBwd => &[Pass::FwdBwd],
+        PassArg::InPlace => &[Pass::FwdBwdInPlace],
         PassArg::Both => &[Pass::Fwd, Pass::FwdBwd],
+        PassArg::All => &[Pass::Fwd, Pass::FwdBwd, Pass::FwdBwdInPlace],
     };
+    let in_place = passes.contains(&Pass::FwdBwdInPlace);
+    if in_place && args.dtype != Dtype::F32 {
+        return Err(Error::InvalidOption {
+            option: "pass",
+            reason: format!(
+                "a gradient in place is written over f32 logits, not {}",
+                args.dtype.name()
+            ),
+        });
+    }
     let devices = open_devices(&args.devices, args.autotune);
     let runs_in =
         |d: &Device, s: Shape| !d.reference || s.elements() <= args.reference_max_elements;
+    // The rows a device's call gives for a pass: end to end and kernel on a GPU (in place, end to
+    // end only), the call on the CPU paths; the reference computes no gradient in place of its
+    // own, so it has no in-place row.
+    let calls_of = |d: &Device, pass: Pass| match (pass, d.engine.device().kind) {
+        (Pass::FwdBwdInPlace, _) if d.reference => 0,
+        (Pass::FwdBwdInPlace, _) | (_, DeviceKind::Cpu) => 1,
+        (_, DeviceKind::Gpu) => 2,
+    };
     let steps: usize = shapes
         .iter()
         .map(|&s| {
@@ -436,15 +468,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             let calls: usize = devices
                 .iter()
                 .filter(|d| runs_in(d, s))
-                .map(|d| {
-                    if d.engine.device().kind == DeviceKind::Gpu {
-                        2
-                    } else {
-                        1
-                    }
-                })
+                .map(|d| passes.iter().map(|&p| calls_of(d, p)).sum::<usize>())
                 .sum();
-            probes + calls * passes.len()
+            probes + calls
         })
         .sum();
     let progress = ProgressBar::new(steps as u64);
@@ -464,6 +490,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 0
             }
         ];
+        // In place, each call overwrites its set's logits with their gradient, and the next call
+        // on the set reads that: values of another size, at the same cost per element.
+        let mut overwritten = if in_place {
+            inputs.f32_logits.clone()
+        } else {
+            Vec::new()
+        };
         for device in &devices {
             let name = device.engine.device().to_string();
             let row = |pass, measure: Measure, clock: &str, seconds| Row {
@@ -497,16 +530,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 continue;
             }
             let gpu = device.engine.device().kind == DeviceKind::Gpu;
-            for &pass in passes {
+            for &pass in passes.iter().filter(|&&p| calls_of(device, p) > 0) {
                 let with_grad = pass == Pass::FwdBwd;
                 progress.set_message(format!("{shape} {}: {name}", pass.name()));
                 let mut call = |k: usize| -> Result<()> {
                     let request = inputs.request(loss, k);
-                    if with_grad {
-                        device.engine.compute_into(&request, &mut grad)?;
-                    } else {
-                        device.engine.compute(&request)?;
-                    }
+                    match pass {
+                        Pass::FwdBwd => device.engine.compute_into(&request, &mut grad)?,
+                        Pass::FwdBwdInPlace => device.engine.compute_in_place(
+                            &request.with_input(Input::F32(&[])),
+                            &mut overwritten[k],
+                        )?,
+                        _ => device.engine.compute(&request)?,
+                    };
                     Ok(())
                 };
                 // The autotune's trials run before any timed call: at most this many calls.
@@ -525,7 +561,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     call(k).map(|()| None)
                 })?;
                 rows.push(row(pass, measure, "host", seconds));
-                if gpu {
+                if calls_of(device, pass) == 2 {
                     let mut clock = "";
                     let seconds = time(args.runs, args.warmup, inputs.sets(), &progress, |k| {
                         let request = inputs.request(loss, k);
@@ -589,8 +625,13 @@ fn probe_of<'a>(rows: &'a [Row], row: &Row) -> Option<&'a Row> {
 
 /// PyTorch's time for a row's shape and pass, from the same run.
 fn torch_of<'a>(rows: &'a [Row], row: &Row) -> Option<&'a Row> {
+    // PyTorch's forward+backward stands against both of xent's.
+    let pass = match row.pass {
+        Pass::FwdBwdInPlace => Pass::FwdBwd,
+        pass => pass,
+    };
     rows.iter()
-        .find(|t| t.path.starts_with("torch") && t.shape == row.shape && t.pass == row.pass)
+        .find(|t| t.path.starts_with("torch") && t.shape == row.shape && t.pass == pass)
 }
 
 fn print_table(rows: &[Row], args: &BenchArgs) {
