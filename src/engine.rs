@@ -225,8 +225,10 @@ impl Engine {
     /// and the output are those of [`Engine::compute_into`], bit for bit; [`Output::grad`] is
     /// `None`.
     ///
-    /// On the fast CPU path the gradient needs no memory of its own: each task of rows is copied
-    /// (at most 1 MiB, or one row) before it is overwritten. A GPU writes the gradient over its
+    /// On the fast CPU path the gradient needs no memory of the batch's size: a cross-entropy row
+    /// against an unweighted, unsmoothed class (of more than 32 logits) is computed over itself,
+    /// and other rows are copied a task at a time (at most 1 MiB, or one row) before they are
+    /// overwritten. A GPU writes the gradient over its
     /// uploaded copy of the logits, and the reference into a buffer of its own, then each copies
     /// it into `logits`.
     ///

@@ -994,7 +994,8 @@ struct Task<'a> {
     values: Option<&'a mut [f32]>,
     row_values: Option<&'a mut [f32]>,
     lse: Option<&'a mut [f32]>,
-    /// The gradient goes over the input: the rows are read from `grad` (copied first).
+    /// The gradient goes over the input: the rows are read from `grad`, over themselves or from
+    /// a copy (see [`compute_in_place`]).
     in_place: bool,
 }
 
@@ -1182,10 +1183,10 @@ impl Task<'_> {
             }
             (Some((t, _)), None) if over_themselves => {
                 let mut rest = self.grad.unwrap_or_default();
+                let z_loss = req.options.z_loss;
                 for (i, r) in self.rows.enumerate() {
                     let (g, next) = std::mem::take(&mut rest).split_at_mut(c);
                     rest = next;
-                    let z_loss = req.options.z_loss;
                     let at = (r, &rest[..rest.len().min(c.min(BLOCK))]);
                     record(
                         i,
@@ -1235,10 +1236,12 @@ pub(crate) fn compute(req: &Checked, grad: Option<&mut [f32]>) -> Output {
 }
 
 /// [`compute`] on the values of `logits` (the request's own input, empty, is not read), with the
-/// gradient written over them: each task copies its rows before it overwrites them, so the call
-/// needs no [B, C] buffer, only a task's rows. (Per task or per row, the copy measured no faster
-/// here than a gradient buffer of its own, whose lines are read from memory before they are
-/// written: the copy's read cannot overlap the exps as the block loop's read-ahead does.)
+/// gradient written over them and no [B, C] buffer: cross-entropy rows against one unweighted,
+/// unsmoothed class (of more than `SHORT_ROW` logits) are computed over themselves, a block
+/// copied from cache at a time ([`one_hot_row_in_place`]); every other task copies its rows
+/// before it overwrites them. (That copy of a task's rows, or of each row, measured 10–20%
+/// slower than a gradient buffer of its own: its read from memory cannot overlap the exps as
+/// the block loop's read-ahead does.)
 pub(crate) fn compute_in_place(req: &Checked, logits: &mut [f32]) -> Output {
     compute_on(req, Some(logits), true)
 }
