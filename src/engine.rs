@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::cpu::{self, fast, pool, reference};
-use crate::device::{DeviceOutput, DeviceRequest};
 use crate::error::{Error, Result};
 use crate::gpu::{self, GpuEngine};
-use crate::loss::{Checked, Input, Request, ShardPass};
 use crate::output::{Clock, KernelTime, Output};
-use crate::shard::{ROW_STATS, Shard, ShardStats, ShardedLoss};
+use crate::request::{Checked, Input, Request, ShardPass};
+use crate::request::{DeviceOutput, DeviceRequest};
+use crate::request::{ROW_STATS, Shard, ShardStats, ShardedLoss};
 
 /// Where an engine computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use half::{bf16, f16};
 use npyz::{DType, NpyFile, NpyHeader, Order, TypeChar};
 
 use crate::error::{Error, Result};
-use crate::loss::{Input, Target};
+use crate::request::{Input, Target};
 
 /// Float values as the input of a loss.
 #[derive(Clone, Debug, PartialEq)]

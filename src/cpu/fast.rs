@@ -17,8 +17,10 @@ use multiversion::multiversion;
 use multiversion::target::target_cfg;
 
 use super::pool::run_tasks;
-use crate::loss::{Checked, CheckedTarget, IGNORED, Input, InputKind, LossKind, Reduction};
 use crate::output::{Loss, Output};
+use crate::request::{
+    Checked, CheckedTarget, IGNORED, Input, InputKind, LossKind, Reduction, scalar,
+};
 
 /// Elements per block of the online softmax: 8 KiB of f32, well inside L1.
 const BLOCK: usize = 2048;
@@ -1275,7 +1277,9 @@ fn compute_on(req: &Checked, grad: Option<&mut [f32]>, in_place: bool) -> Output
             in_place,
         })
         .collect();
-    let sums = run_tasks(tasks, req.elements(), |t| t.run(req, scale));
+    let sums = run_tasks(tasks, req.elements(), |t| {
+        t.run(req, (scale.main, scale.z_loss))
+    });
     let loss = match (req.options.reduction, divisors) {
         (Reduction::None, _) if elementwise => Loss::Unreduced {
             values,
@@ -1285,13 +1289,11 @@ fn compute_on(req: &Checked, grad: Option<&mut [f32]>, in_place: bool) -> Output
             values: row_values,
             shape: req.unreduced_shape(),
         },
-        (_, None) => Loss::Scalar(0.0),
-        (_, Some((main_divisor, z_divisor))) => {
-            let (main, z) = sums
-                .into_iter()
-                .fold((0.0, 0.0), |(m, z), (tm, tz)| (m + tm, z + tz));
-            Loss::Scalar((main / main_divisor + z / z_divisor) as f32)
-        }
+        _ => scalar(
+            sums.into_iter()
+                .fold((0.0, 0.0), |(m, z), (tm, tz)| (m + tm, z + tz)),
+            divisors,
+        ),
     };
     Output {
         loss,

@@ -2,8 +2,8 @@
 //! its textbook formula over float64 log-probabilities, and every GPU result is checked against
 //! it.
 
-use crate::loss::{Checked, CheckedTarget, InputKind, LossKind, Reduction};
 use crate::output::{Loss, Output};
+use crate::request::{Checked, CheckedTarget, InputKind, LossKind, Reduction};
 
 /// x·log(y) with 0·log 0 = 0 (and 0·log y = 0 for any y), as `torch.xlogy`.
 fn xlogy(x: f64, y: f64) -> f64 {
@@ -168,7 +168,7 @@ fn cross_entropy(req: &Checked) -> Unreduced {
 
 fn req_target(req: &Checked, r: usize) -> Option<usize> {
     match &req.target {
-        CheckedTarget::Classes(t) => (t[r] != crate::loss::IGNORED).then_some(t[r] as usize),
+        CheckedTarget::Classes(t) => (t[r] != crate::request::IGNORED).then_some(t[r] as usize),
         _ => None,
     }
 }
@@ -325,7 +325,7 @@ pub(crate) fn compute(req: &Checked, grad: Option<&mut [f32]>) -> Output {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loss::{Base, Input, Request};
+    use crate::request::{Base, Input, Request};
 
     fn run(req: Request) -> Output {
         compute(&req.check().unwrap(), None)

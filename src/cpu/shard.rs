@@ -2,8 +2,8 @@
 //! and a shard's gradient from the merged ones.
 
 use super::reference::capped_row;
-use crate::loss::{Checked, CheckedTarget, IGNORED, ShardInfo, ShardPass};
-use crate::shard::ROW_STATS;
+use crate::request::ROW_STATS;
+use crate::request::{Checked, CheckedTarget, IGNORED, Scales, ShardInfo, ShardPass};
 
 fn class_targets<'c>(req: &'c Checked) -> &'c [u32] {
     match &req.target {
@@ -45,10 +45,15 @@ pub(crate) fn stats(req: &Checked) -> Vec<f32> {
 pub(crate) fn grad(req: &Checked, grad: &mut [f32]) {
     let Some(ShardInfo {
         shard,
-        pass: ShardPass::Grad {
-            rows,
-            scales: (alpha, beta),
-        },
+        pass:
+            ShardPass::Grad {
+                rows,
+                scales:
+                    Scales {
+                        main: alpha,
+                        z_loss: beta,
+                    },
+            },
     }) = &req.shard
     else {
         return;

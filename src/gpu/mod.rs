@@ -19,8 +19,8 @@ pub use adapter::{ADAPTER_NAME_VAR, AdapterSummary, adapters};
 pub use shaders::{ShaderModule, shader_modules};
 
 use crate::error::{Error, Result};
-use crate::loss::{Checked, CheckedTarget, Reduction, ShardPass};
 use crate::output::{KernelTime, Loss, Output};
+use crate::request::{Checked, CheckedTarget, Reduction, Scales, ShardPass};
 use chunk::{chunk_cap, round_up, row_chunks};
 use context::Context;
 use pipelines::{Key, Pipelines};
@@ -291,7 +291,7 @@ impl GpuEngine {
         // A vocabulary shard's gradient pass, from each row's merged statistics: no loss; its
         // statistics pass writes several values per row.
         let pass = req.shard.as_ref().map(|s| &s.pass);
-        let given = pass.and_then(ShardPass::given);
+        let given = pass.and_then(ShardPass::merged);
         let row_stride = pass.map_or(1, ShardPass::row_stride);
         self.fits_binding("per-row results", req.batch, row_bytes * row_stride)?;
         let reduction = req.options.reduction;
@@ -328,7 +328,10 @@ impl GpuEngine {
         } else {
             req.divisors()
         };
-        let (alpha, beta) = given.map_or_else(|| req.scales(), |(_, given)| given);
+        let Scales {
+            main: alpha,
+            z_loss: beta,
+        } = given.map_or_else(|| req.scales(), |(_, given)| given);
         // A chunk's dense targets share its staging buffer with its input.
         let dense_share = if matches!(req.target, CheckedTarget::Dense(_)) {
             2
@@ -957,7 +960,7 @@ fn whole_entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> 
 
 /// Rows' merged statistics (a vocabulary shard's gradient pass) as `segment_grad` reads them:
 /// `Stats` in `rows.wgsl`, in each row's first of its `segments` slots.
-fn merged_partials(merged: &[crate::shard::MergedRow], segments: u32) -> Vec<[f32; 6]> {
+fn merged_partials(merged: &[crate::request::MergedRow], segments: u32) -> Vec<[f32; 6]> {
     merged
         .iter()
         .flat_map(|&(m, s, b)| {
@@ -971,7 +974,7 @@ fn merged_partials(merged: &[crate::shard::MergedRow], segments: u32) -> Vec<[f3
 #[cfg(test)]
 mod faults {
     use super::*;
-    use crate::loss::Request;
+    use crate::request::Request;
 
     /// A fresh engine on every adapter; with `XENT_REQUIRE_GPU=1`, none is a failure.
     fn engines() -> Vec<GpuEngine> {

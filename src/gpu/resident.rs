@@ -12,13 +12,13 @@ use super::pipelines::Key;
 use super::shaders::Module;
 use super::timing::Timing;
 use super::{Bound, CallParams, GpuEngine, ParamArena, RowBindings, UNUSED_BYTES, rows};
-use crate::device::{DeviceOutput, DeviceRequest, DeviceTarget, IndexType};
 use crate::error::{Error, Result};
-use crate::loss::{
-    Dtype, IGNORED, Reduce, Reduction, ShardPass, Target, TargetKind, check_options, check_shape,
-    check_target_kind, encode_classes, length, shard_options,
+use crate::request::Shard;
+use crate::request::{DeviceOutput, DeviceRequest, DeviceTarget, IndexType};
+use crate::request::{
+    Dtype, IGNORED, Reduce, Reduction, Scales, ShardPass, Target, TargetKind, check_options,
+    check_shape, check_target_kind, encode_classes, length, shard_options,
 };
-use crate::shard::Shard;
 
 /// Mirrors `Params` in `targets.wgsl`.
 #[repr(C)]
@@ -185,7 +185,7 @@ impl GpuEngine {
         o.grad |= o.grad_in_place;
         // A shard's gradient pass reads each row's merged statistics and the merged scales.
         let pass = shard.map(|(_, pass)| pass);
-        let given = pass.and_then(ShardPass::given);
+        let given = pass.and_then(ShardPass::merged);
         if let Some((s, _)) = shard {
             let class_targets = matches!(
                 req.target,
@@ -282,10 +282,13 @@ impl GpuEngine {
         let device_scales = matches!(targets, Targets::Device(..))
             && o.reduction == Reduction::Mean
             && shard.is_none();
-        let (alpha, beta) = if let Some((_, given)) = given {
+        let Scales {
+            main: alpha,
+            z_loss: beta,
+        } = if let Some((_, given)) = given {
             given
         } else if device_scales {
-            (0.0, 0.0)
+            Scales::default()
         } else {
             let (encoded, valid) = match &targets {
                 Targets::Host(t) => (Some(&t[..]), t.iter().filter(|&&y| y != IGNORED).count()),

@@ -3,7 +3,7 @@
 
 use super::pipelines::Key;
 use super::shaders::{Family, Module};
-use crate::loss::{Checked, CheckedTarget, Dtype, InputKind, LossKind, Options, TargetKind};
+use crate::request::{Checked, CheckedTarget, Dtype, InputKind, LossKind, Options, TargetKind};
 
 /// Mirrors `Params` in `rows.wgsl`.
 #[repr(C)]
@@ -129,7 +129,7 @@ impl Checked<'_> {
 
 /// Whether the row pass keeps each row's statistics for the `elementwise` pass: KL's `none`.
 pub(crate) fn keeps_stats(req: &Spec) -> bool {
-    req.loss == LossKind::KlDiv && req.options.reduction == crate::loss::Reduction::None
+    req.loss == LossKind::KlDiv && req.options.reduction == crate::request::Reduction::None
 }
 
 /// The override constants that specialize the kernels to a request.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use super::rows::{Spec, Variant};
-use crate::loss::{Dtype, LossKind};
+use crate::request::{Dtype, LossKind};
 
 /// Samples per candidate before one is chosen.
 const ROUNDS: usize = 2;

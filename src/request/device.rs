@@ -20,8 +20,10 @@
 //! # Ok(()) }
 //! ```
 
-use crate::loss::{Dtype, LossKind, Options, Target};
-use crate::shard::Shard;
+use super::kinds::{Dtype, LossKind};
+use super::options::Options;
+use super::shard::Shard;
+use super::values::Target;
 
 /// A row-major [B, C] input in a buffer of the caller's.
 ///

@@ -1,0 +1,129 @@
+//! [`Checked`]: a validated request, as every backend receives it.
+
+use super::kinds::LossKind;
+use super::options::Options;
+use super::reduce::{Reduce, Scales};
+use super::shard::{MergedRow, ROW_STATS, Shard};
+use super::values::Input;
+use crate::error::{Error, Result};
+
+/// A checked target.
+#[derive(Debug)]
+pub(crate) enum CheckedTarget<'a> {
+    None,
+    /// Class indices, with [`IGNORED`] for ignored rows.
+    Classes(Vec<u32>),
+    Dense(&'a [f32]),
+}
+
+/// A validated request.
+#[derive(Debug)]
+pub(crate) struct Checked<'a> {
+    pub loss: LossKind,
+    pub input: Input<'a>,
+    pub batch: usize,
+    pub classes: usize,
+    pub target: CheckedTarget<'a>,
+    pub weight: Option<&'a [f32]>,
+    pub pos_weight: Option<&'a [f32]>,
+    pub valid_rows: usize,
+    pub options: Options,
+    /// A vocabulary shard's pass, when the request is one.
+    pub shard: Option<ShardInfo>,
+}
+
+/// A vocabulary shard's request: the shard, and the pass.
+#[derive(Debug)]
+pub(crate) struct ShardInfo {
+    pub shard: Shard,
+    pub pass: ShardPass,
+}
+
+/// What a vocabulary shard's call computes.
+#[derive(Debug)]
+pub(crate) enum ShardPass {
+    /// Each row's partial statistics.
+    Stats,
+    /// The gradient, from each row's merged (max, sum-exp, b) and the merged reduction's scales.
+    Grad {
+        rows: Vec<MergedRow>,
+        scales: Scales,
+    },
+}
+
+impl ShardPass {
+    /// For the gradient pass, each row's merged statistics and the merged reduction's scales.
+    pub(crate) fn merged(&self) -> Option<(&[MergedRow], Scales)> {
+        match self {
+            ShardPass::Stats => None,
+            ShardPass::Grad { rows, scales } => Some((rows, *scales)),
+        }
+    }
+
+    /// The f32 values the row kernels write per row: the statistics pass writes `ROW_STATS`.
+    pub(crate) fn row_stride(&self) -> u64 {
+        match self {
+            ShardPass::Stats => ROW_STATS as u64,
+            ShardPass::Grad { .. } => 1,
+        }
+    }
+
+    /// Checks that a gradient pass's merged statistics are for the request's `batch` rows.
+    pub(crate) fn check_rows(&self, batch: usize) -> Result<()> {
+        match self.merged() {
+            Some((rows, _)) if rows.len() != batch => Err(Error::InvalidOption {
+                option: "shard",
+                reason: format!(
+                    "the merged loss has {} rows, the shard's request {batch}",
+                    rows.len()
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Checked<'_> {
+    /// B·C.
+    pub fn elements(&self) -> usize {
+        self.batch * self.classes
+    }
+
+    /// The shape of the `none` output.
+    pub fn unreduced_shape(&self) -> Vec<usize> {
+        if self.loss.elementwise() {
+            vec![self.batch, self.classes]
+        } else {
+            vec![self.batch]
+        }
+    }
+
+    /// Class weight `c` (1 without weights).
+    pub fn class_weight(&self, c: usize) -> f64 {
+        self.weight.map_or(1.0, |w| f64::from(w[c]))
+    }
+
+    /// The divisors of the scalar reductions: see [`Reduce::divisors`].
+    pub fn divisors(&self) -> Option<(f64, f64)> {
+        self.reduce().divisors()
+    }
+
+    /// The kernels' scales: see [`Reduce::scales`].
+    pub fn scales(&self) -> Scales {
+        self.reduce().scales()
+    }
+
+    fn reduce(&self) -> Reduce<'_> {
+        Reduce {
+            loss: self.loss,
+            options: &self.options,
+            shape: [self.batch, self.classes],
+            valid_rows: self.valid_rows,
+            targets: match &self.target {
+                CheckedTarget::Classes(t) => Some(&t[..]),
+                _ => None,
+            },
+            weight: self.weight,
+        }
+    }
+}

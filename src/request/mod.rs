@@ -1,0 +1,36 @@
+//! What is asked: the loss, its input and target, its options; the one validation every backend
+//! relies on ([`Checked`]); the reduction; and vocabulary shards.
+//!
+//! Data flows one way: a [`Request`] (host data) or a [`DeviceRequest`] (the caller's wgpu
+//! buffers) is checked once into what a backend computes, so the backends differ only in how
+//! they compute, never in what they accept.
+
+mod builder;
+mod check;
+mod checked;
+mod device;
+mod exact_sum;
+mod kinds;
+mod markers;
+mod merge;
+mod options;
+mod reduce;
+mod shard;
+mod values;
+
+pub use builder::Request;
+pub use device::{DeviceInput, DeviceOutput, DeviceRequest, DeviceTarget, IndexType};
+pub use kinds::{Base, Dtype, InputKind, LossKind, Reduction};
+pub use merge::merge_shards;
+pub use options::{DEFAULT_IGNORE_INDEX, Options};
+pub use shard::{Shard, ShardStats, ShardedLoss};
+pub use values::{Input, Target};
+
+pub(crate) use check::{
+    TargetKind, check_options, check_shape, check_target_kind, encode_classes, length,
+    shard_options,
+};
+pub(crate) use checked::{Checked, CheckedTarget, ShardInfo, ShardPass};
+pub(crate) use markers::IGNORED;
+pub(crate) use reduce::{Reduce, Scales, scalar};
+pub(crate) use shard::{MergedRow, ROW_STATS};
