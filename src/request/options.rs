@@ -5,7 +5,7 @@ use super::kinds::{Base, InputKind, Reduction};
 /// PyTorch's default `ignore_index`.
 pub const DEFAULT_IGNORE_INDEX: i64 = -100;
 
-/// The options of a [`Request`], with PyTorch's defaults.
+/// The options of a [`Request`](super::Request), with PyTorch's defaults.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Options {
     /// How values are combined.

@@ -1,0 +1,230 @@
+//! The contract every backend fulfils, and the three that do: the fast CPU path, the float64
+//! reference, and a wgpu device. Every method is required, so a backend that lacks a capability
+//! does not compile; where a capability has no meaning on a backend (autotune on the CPU), its
+//! impl says so explicitly.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::cpu::{self, fast, pool, reference};
+use crate::error::Result;
+use crate::gpu::GpuEngine;
+use crate::output::{Clock, KernelTime, Output};
+use crate::request::{Checked, Input};
+
+/// What an [`Engine`](super::Engine) asks of the backend it owns. Requests arrive checked.
+pub(crate) trait Backend: Send + Sync {
+    /// Computes a request, writing its gradient into `grad` when given (of the request's B·C).
+    fn compute(&self, req: &Checked, grad: Option<&mut [f32]>) -> Result<Output>;
+
+    /// Computes a request over `logits` (its input) and writes the gradient over them.
+    fn compute_in_place(&self, req: Checked, logits: &mut [f32]) -> Result<Output>;
+
+    /// [`Backend::compute`], with the time spent in the kernels.
+    fn compute_timed(
+        &self,
+        req: &Checked,
+        grad: Option<&mut [f32]>,
+    ) -> Result<(Output, KernelTime)>;
+
+    /// Reads `data` once and sums it, timed: the ceiling for a kernel reading the same bytes.
+    fn bandwidth_probe(&self, data: &[f32]) -> Result<KernelTime>;
+
+    /// A vocabulary shard's statistics, `ROW_STATS` f32 per row.
+    fn shard_stats(&self, req: &Checked) -> Result<Vec<f32>>;
+
+    /// A vocabulary shard's slice of the gradient.
+    fn shard_grad(&self, req: &Checked, grad: &mut [f32]) -> Result<()>;
+
+    /// The same backend, opened afresh after its device was lost.
+    fn rebuild(&self) -> Result<Arc<dyn Backend>>;
+
+    /// Turns the autotune of the row kernels on or off.
+    fn set_autotune(&self, on: bool);
+
+    /// Whether the autotune is still trying candidates.
+    fn autotuning(&self) -> bool;
+
+    /// What the autotune has chosen, a line per class of shapes.
+    fn autotuned(&self) -> Vec<String>;
+
+    /// The seconds to upload `data` as a call uploads its input; `None` where nothing is
+    /// uploaded.
+    fn upload_time(&self, data: &[f32]) -> Result<Option<f64>>;
+
+    /// Bytes of device memory kept between calls.
+    fn pooled_bytes(&self) -> u64;
+
+    /// The wgpu device that device-resident requests are recorded on; `None` off a GPU.
+    fn device(&self) -> Option<&GpuEngine>;
+}
+
+/// A CPU path.
+#[derive(Clone, Copy)]
+pub(crate) enum Cpu {
+    /// SIMD, multi-threaded, f32.
+    Fast,
+    /// float64, the oracle.
+    Reference,
+}
+
+/// An in-place call for a backend that writes gradients into a buffer of its own: computed over
+/// `logits` into a buffer, then copied over them.
+fn via_buffer(backend: &dyn Backend, req: Checked, logits: &mut [f32]) -> Result<Output> {
+    let mut grad = vec![0.0; logits.len()];
+    let over_logits = Checked {
+        input: Input::F32(logits),
+        ..req
+    };
+    let out = backend.compute(&over_logits, Some(&mut grad))?;
+    logits.copy_from_slice(&grad);
+    Ok(out)
+}
+
+/// The CPU paths: all of a call is kernel, there is nothing to upload or autotune, no device
+/// memory and no wgpu device.
+impl Backend for Cpu {
+    fn compute(&self, req: &Checked, grad: Option<&mut [f32]>) -> Result<Output> {
+        match self {
+            Cpu::Fast => {
+                pool::spin()?;
+                Ok(fast::compute(req, grad))
+            }
+            Cpu::Reference => Ok(reference::compute(req, grad)),
+        }
+    }
+
+    fn compute_in_place(&self, req: Checked, logits: &mut [f32]) -> Result<Output> {
+        match self {
+            Cpu::Fast => {
+                pool::spin()?;
+                Ok(fast::compute_in_place(&req, logits))
+            }
+            Cpu::Reference => via_buffer(self, req, logits),
+        }
+    }
+
+    fn compute_timed(
+        &self,
+        req: &Checked,
+        grad: Option<&mut [f32]>,
+    ) -> Result<(Output, KernelTime)> {
+        let start = Instant::now();
+        let out = self.compute(req, grad)?;
+        let host = KernelTime {
+            seconds: start.elapsed().as_secs_f64(),
+            clock: Clock::Host,
+        };
+        Ok((out, host))
+    }
+
+    fn bandwidth_probe(&self, data: &[f32]) -> Result<KernelTime> {
+        let start = Instant::now();
+        std::hint::black_box(fast::probe_sum(std::hint::black_box(data)));
+        Ok(KernelTime {
+            seconds: start.elapsed().as_secs_f64(),
+            clock: Clock::Host,
+        })
+    }
+
+    fn shard_stats(&self, req: &Checked) -> Result<Vec<f32>> {
+        Ok(cpu::shard::stats(req))
+    }
+
+    fn shard_grad(&self, req: &Checked, grad: &mut [f32]) -> Result<()> {
+        cpu::shard::grad(req, grad);
+        Ok(())
+    }
+
+    fn rebuild(&self) -> Result<Arc<dyn Backend>> {
+        Ok(Arc::new(*self))
+    }
+
+    fn set_autotune(&self, _on: bool) {}
+
+    fn autotuning(&self) -> bool {
+        false
+    }
+
+    fn autotuned(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn upload_time(&self, _data: &[f32]) -> Result<Option<f64>> {
+        Ok(None)
+    }
+
+    fn pooled_bytes(&self) -> u64 {
+        0
+    }
+
+    fn device(&self) -> Option<&GpuEngine> {
+        None
+    }
+}
+
+impl Backend for GpuEngine {
+    fn compute(&self, req: &Checked, grad: Option<&mut [f32]>) -> Result<Output> {
+        Ok(GpuEngine::compute(self, req, grad, false)?.0)
+    }
+
+    fn compute_in_place(&self, req: Checked, logits: &mut [f32]) -> Result<Output> {
+        via_buffer(self, req, logits)
+    }
+
+    fn compute_timed(
+        &self,
+        req: &Checked,
+        grad: Option<&mut [f32]>,
+    ) -> Result<(Output, KernelTime)> {
+        let (out, kernel) = GpuEngine::compute(self, req, grad, true)?;
+        let kernel = kernel.unwrap_or(KernelTime {
+            seconds: 0.0,
+            clock: Clock::Timestamps,
+        });
+        Ok((out, kernel))
+    }
+
+    fn bandwidth_probe(&self, data: &[f32]) -> Result<KernelTime> {
+        self.probe(data)
+    }
+
+    fn shard_stats(&self, req: &Checked) -> Result<Vec<f32>> {
+        Ok(match GpuEngine::compute(self, req, None, false)?.0.loss {
+            crate::Loss::Unreduced { values, .. } => values,
+            crate::Loss::Scalar(_) => Vec::new(),
+        })
+    }
+
+    fn shard_grad(&self, req: &Checked, grad: &mut [f32]) -> Result<()> {
+        GpuEngine::compute(self, req, Some(grad), false).map(drop)
+    }
+
+    fn rebuild(&self) -> Result<Arc<dyn Backend>> {
+        Ok(Arc::new(self.reopen()?))
+    }
+
+    fn set_autotune(&self, on: bool) {
+        GpuEngine::set_autotune(self, on);
+    }
+
+    fn autotuning(&self) -> bool {
+        GpuEngine::autotuning(self)
+    }
+
+    fn autotuned(&self) -> Vec<String> {
+        GpuEngine::autotuned(self)
+    }
+
+    fn upload_time(&self, data: &[f32]) -> Result<Option<f64>> {
+        self.upload(data).map(Some)
+    }
+
+    fn pooled_bytes(&self) -> u64 {
+        GpuEngine::pooled_bytes(self)
+    }
+
+    fn device(&self) -> Option<&GpuEngine> {
+        Some(self)
+    }
+}

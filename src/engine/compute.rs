@@ -1,0 +1,119 @@
+//! Host calls: a request on the caller's slices, checked, computed by the backend, and its
+//! output returned; and a vocabulary shard's two passes.
+
+use super::Engine;
+use crate::error::{Error, Result};
+use crate::output::Output;
+use crate::request::{Checked, Request, Shard, ShardPass, ShardStats, ShardedLoss};
+
+impl Engine {
+    /// Checks a request, then computes it on this engine's device. The gradient, when asked for,
+    /// comes back in [`Output::grad`].
+    pub fn compute(&self, request: &Request) -> Result<Output> {
+        let checked = request.check()?;
+        let mut grad = vec![
+            0.0;
+            if checked.options.grad {
+                checked.elements()
+            } else {
+                0
+            }
+        ];
+        let mut out = self
+            .backend
+            .compute(&checked, checked.options.grad.then_some(&mut grad[..]))?;
+        out.grad = checked.options.grad.then_some(grad);
+        Ok(out)
+    }
+
+    /// Computes a request and its gradient, writing the gradient (row-major [B, C] f32) into
+    /// `grad` rather than a new vector.
+    ///
+    /// ```
+    /// use xent::{Engine, Request};
+    /// let logits = [2.0_f32, 1.0, 0.1];
+    /// let mut grad = [0.0_f32; 3];
+    /// Engine::cpu()
+    ///     .compute_into(&Request::cross_entropy(&logits[..], [1, 3], &[0_i64][..]), &mut grad)
+    ///     .unwrap();
+    /// assert!(grad[0] < 0.0 && grad[1] > 0.0); // softmax − one-hot
+    /// assert!(grad.iter().sum::<f32>().abs() < 1e-6);
+    /// ```
+    pub fn compute_into(&self, request: &Request, grad: &mut [f32]) -> Result<Output> {
+        let checked = request.with_grad(true).check()?;
+        check_grad_len(&checked, grad)?;
+        self.backend.compute(&checked, Some(grad))
+    }
+
+    /// Computes a request on the values of `logits` and writes its gradient over them, for a
+    /// training step that needs the logits no more. The request names the loss, the shape, the
+    /// target and the options, and is built over an empty input (`Input::F32(&[])`, or
+    /// [`Request::with_input`]): its input is `logits`, checked as [`Engine::compute`] checks an
+    /// input before anything is written, so an error leaves `logits` as they were. The gradient
+    /// and the output are those of [`Engine::compute_into`], bit for bit; [`Output::grad`] is
+    /// `None`.
+    ///
+    /// On the fast CPU path the gradient needs no memory of the batch's size: a cross-entropy row
+    /// against an unweighted, unsmoothed class (of more than 32 logits) is computed over itself,
+    /// and other rows are copied a task at a time (at most 1 MiB, or one row) before they are
+    /// overwritten. A GPU writes the gradient over its
+    /// uploaded copy of the logits, and the reference into a buffer of its own, then each copies
+    /// it into `logits`.
+    ///
+    /// ```
+    /// use xent::{Engine, Input, Request};
+    /// let mut logits = vec![2.0_f32, 1.0, 0.1, 0.5, 2.5, 0.3];
+    /// let targets = [0_i64, 1];
+    /// let request = Request::cross_entropy(Input::F32(&[]), [2, 3], &targets[..]);
+    /// let out = Engine::cpu().compute_in_place(&request, &mut logits).unwrap();
+    /// assert!((out.loss.scalar().unwrap() - 0.3185).abs() < 1e-3);
+    /// assert!(logits[0] < 0.0 && logits[1] > 0.0); // (softmax − one-hot) / 2
+    /// ```
+    pub fn compute_in_place(&self, request: &Request, logits: &mut [f32]) -> Result<Output> {
+        let checked = request.check_in_place(logits)?;
+        self.backend.compute_in_place(checked, logits)
+    }
+
+    /// One vocabulary shard's statistics: `request` is cross-entropy on logits on the shard's
+    /// columns ([B, C_s], with the weights of those classes) against the batch's class indices
+    /// over all `shard.total_classes`; its reduction, lse and gradient options are set aside.
+    /// The result goes to [`merge_shards`](crate::merge_shards) with the other shards'.
+    pub fn shard_stats(&self, request: &Request, shard: Shard) -> Result<ShardStats> {
+        let checked = request.check_shard(shard, ShardPass::Stats)?;
+        let rows = self.backend.shard_stats(&checked)?;
+        Ok(ShardStats::from_rows(shard, checked.classes, &rows))
+    }
+
+    /// One vocabulary shard's slice of the gradient ([B, C_s], row-major) of the merged loss:
+    /// `request` and `shard` as for [`Engine::shard_stats`], and `merged` what
+    /// [`merge_shards`](crate::merge_shards) gave, whose scales carry the reduction (the
+    /// request's own is set aside).
+    pub fn shard_grad(
+        &self,
+        request: &Request,
+        shard: Shard,
+        merged: &ShardedLoss,
+        grad: &mut [f32],
+    ) -> Result<()> {
+        let pass = ShardPass::Grad {
+            rows: merged.rows.clone(),
+            scales: merged.scales,
+        };
+        let checked = request.check_shard(shard, pass)?;
+        check_grad_len(&checked, grad)?;
+        self.backend.shard_grad(&checked, grad)
+    }
+}
+
+/// A caller's gradient slice must hold the whole [B, C].
+pub(super) fn check_grad_len(checked: &Checked, grad: &[f32]) -> Result<()> {
+    if grad.len() == checked.elements() {
+        return Ok(());
+    }
+    Err(Error::LengthMismatch {
+        what: "grad",
+        shape: format!("[{}, {}]", checked.batch, checked.classes),
+        expected: checked.elements(),
+        actual: grad.len(),
+    })
+}
