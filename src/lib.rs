@@ -6,12 +6,11 @@ mod device;
 mod engine;
 mod error;
 pub mod gpu;
+pub mod io;
 mod loss;
-pub mod npy;
 mod output;
 mod scale;
 mod shard;
-pub mod tensors;
 
 pub use device::{DeviceInput, DeviceOutput, DeviceRequest, DeviceTarget, IndexType};
 pub use engine::{DeviceInfo, DeviceKind, Engine};
