@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::error::Error;
+use crate::Error;
 
 /// The longest message of a format crate's that is quoted in an error.
 const MAX_QUOTED: usize = 200;

@@ -3,7 +3,7 @@
 
 use half::{bf16, f16};
 
-use crate::loss::{Input, Target};
+use crate::{Input, Target};
 
 /// Float values as the input of a loss.
 #[derive(Clone, Debug, PartialEq)]

@@ -10,6 +10,9 @@
 //! once given a header that passed these checks, and the file system. Malformed bytes of any
 //! kind are a one-line [`Error::Npy`](crate::Error::Npy) or
 //! [`Error::Safetensors`](crate::Error::Safetensors) naming the file, never a panic.
+//!
+//! The writer, [`npy::write`], writes the values and shape it is given; a file that cannot be
+//! created or written is an [`Error::Npy`](crate::Error::Npy) naming it.
 
 mod error;
 mod floats;

@@ -15,9 +15,9 @@ use std::path::Path;
 use half::{bf16, f16};
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
-use crate::error::Result;
-use crate::io::Floats;
+use crate::Result;
 use crate::io::error::{quote, safetensors_error};
+use crate::io::floats::Floats;
 
 /// The bytes of the header-length field every `.safetensors` file begins with.
 const LENGTH_FIELD: usize = 8;
@@ -174,7 +174,7 @@ mod tests {
     //! `Error::Safetensors` naming the problem, never a panic.
 
     use super::*;
-    use crate::error::Error;
+    use crate::Error;
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     const NAME: &str = "bad.safetensors";

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::error::Result;
+use crate::Result;
 use crate::io::error::npy_error;
 
 /// The magic string every `.npy` file begins with.

@@ -6,9 +6,9 @@ use std::path::Path;
 use half::f16;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use crate::error::{Error, Result};
 use crate::io::npy::{parse_input, parse_target, parse_vector};
 use crate::io::{Floats, TargetData};
+use crate::{Error, Result};
 
 const NAME: &str = "bad.npy";
 

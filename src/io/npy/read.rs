@@ -5,10 +5,10 @@ use std::path::Path;
 
 use npyz::{DType, NpyFile, NpyHeader, Order, TypeChar};
 
-use crate::error::Result;
+use crate::Result;
 use crate::io::error::{npy_error, quote};
+use crate::io::floats::{Floats, TargetData};
 use crate::io::npy::header::check_header;
-use crate::io::{Floats, TargetData};
 
 /// A file's header facts and its data bytes, checked to hold what the header claims.
 struct Npy<'a> {

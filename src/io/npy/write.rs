@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::error::Result;
+use crate::Result;
 use crate::io::error::npy_error;
 
 /// Writes a row-major array of the given shape, in `T`'s own dtype (float32 for the gradients
