@@ -5,10 +5,9 @@ mod cpu;
 mod engine;
 mod error;
 pub mod gpu;
-pub mod npy;
+pub mod io;
 mod output;
 mod request;
-pub mod tensors;
 
 pub use engine::{DeviceInfo, DeviceKind, Engine};
 pub use error::{Error, Result};

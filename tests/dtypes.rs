@@ -11,7 +11,7 @@ mod common;
 
 use common::{distribution, logits, rng, round_to, run_cli, safetensors_file, targets};
 use rand::Rng;
-use xent::npy::{self, Floats};
+use xent::io::{Floats, npy};
 use xent::{Dtype, Engine, InputKind, Loss, Output, Reduction, Request};
 
 const SHAPES: [[usize; 2]; 5] = [[1, 1], [3, 37], [5, 1001], [1, 70_001], [2, 70_001]];

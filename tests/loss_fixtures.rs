@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use common::{assert_close, assert_scalar, cli_devices, run_cli};
 use serde_json::Value;
-use xent::npy::{Floats, TargetData, read_input, read_target, read_vector};
-use xent::tensors;
+use xent::io::npy::{read_input, read_target, read_vector};
+use xent::io::{Floats, TargetData, safetensors};
 use xent::{Base, Engine, InputKind, LossKind, Reduction, Request, Target};
 
 const TOL: f64 = 1e-5;
@@ -64,7 +64,7 @@ fn cases() -> Vec<Case> {
                 serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap())
                     .unwrap();
             let (input_file, (input, shape)) = match optional("input.safetensors") {
-                Some(path) => (path.clone(), tensors::read_input(&path, None).unwrap()),
+                Some(path) => (path.clone(), safetensors::read_input(&path, None).unwrap()),
                 None => {
                     let path = dir.join("input.npy");
                     (path.clone(), read_input(&path).unwrap())

@@ -13,7 +13,7 @@ use std::process::Command;
 use common::{round_to, safetensors_file, safetensors_raw};
 use counting::peak_during;
 use rand::Rng;
-use xent::npy::{self, Floats, TargetData};
+use xent::io::{Floats, TargetData, npy, safetensors};
 use xent::{Dtype, Engine, LossKind, Reduction, Request, Target};
 
 /// A `.npy` file of format 1.0: magic, version, u16 header length, the header padded with spaces
@@ -445,7 +445,7 @@ fn parsing_a_safetensors_file_allocates_in_proportion_to_its_bytes() {
         safetensors_raw(&one("[2000000000]", 4_000_000_000), &tiny),
         lying_length,
     ] {
-        let (result, peak) = peak_during(|| xent::tensors::parse_input(name, &bytes, None));
+        let (result, peak) = peak_during(|| safetensors::parse_input(name, &bytes, None));
         assert!(
             matches!(result, Err(xent::Error::Safetensors { .. })),
             "{result:?}"
@@ -455,7 +455,7 @@ fn parsing_a_safetensors_file_allocates_in_proportion_to_its_bytes() {
     // A real file of 512 KiB of bfloat16: about its own size.
     let x = round_to(Dtype::Bf16, &random_logits(1 << 18));
     let bytes = safetensors_file(&[("x", &x, &[512, 512])]);
-    let (result, peak) = peak_during(|| xent::tensors::parse_input(name, &bytes, None));
+    let (result, peak) = peak_during(|| safetensors::parse_input(name, &bytes, None));
     assert_eq!(result.unwrap(), (x, [512, 512]));
     assert!(peak >= 2 << 18, "the counting sees the values: {peak}");
     assert!(

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use common::{assert_close, assert_scalar, cli_devices, run_cli};
 use serde_json::Value;
-use xent::npy::{Floats, TargetData, read_input, read_target};
+use xent::io::npy::{read_input, read_target};
+use xent::io::{Floats, TargetData};
 use xent::{Engine, Reduction, Request};
 
 const TOL: f64 = 1e-5;

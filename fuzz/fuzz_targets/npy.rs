@@ -10,7 +10,7 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use xent::Error;
-use xent::npy::{parse_input, parse_target, parse_vector};
+use xent::io::npy::{parse_input, parse_target, parse_vector};
 
 fn npy_reason(e: &Error) -> Option<(&str, &str)> {
     match e {

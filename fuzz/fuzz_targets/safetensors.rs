@@ -1,6 +1,6 @@
-//! Arbitrary bytes as a `.safetensors` file, through `xent::tensors::parse_input`, with and
-//! without a tensor name: each must return `Ok` or a one-line `Error::Safetensors`, never panic,
-//! and never allocate more than the bytes justify.
+//! Arbitrary bytes as a `.safetensors` file, through `xent::io::safetensors::parse_input`, with
+//! and without a tensor name: each must return `Ok` or a one-line `Error::Safetensors`, never
+//! panic, and never allocate more than the bytes justify.
 
 #![no_main]
 
@@ -11,7 +11,7 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use xent::Error;
-use xent::tensors::parse_input;
+use xent::io::safetensors::parse_input;
 
 fn safetensors_reason(e: &Error) -> Option<(&str, &str)> {
     match e {

@@ -24,7 +24,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 use serde_json::{Value, json};
-use xent::npy::Floats;
+use xent::io::Floats;
 use xent::{DeviceKind, Dtype, Engine, Error, Input, LossKind, Request, Result, Target};
 
 use super::loss::LossArg;

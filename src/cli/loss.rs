@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
-use xent::npy::{self, Floats, TargetData};
+use xent::io::{Floats, TargetData, npy};
 use xent::{
     Base, DEFAULT_IGNORE_INDEX, DeviceKind, Error, InputKind, Loss, LossKind, Reduction, Request,
     Result, Target,
@@ -193,7 +193,7 @@ fn input(args: &LossArgs) -> std::result::Result<(Floats, [usize; 2]), Failure> 
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
     let read = match (safetensors, &args.tensor) {
-        (true, tensor) => xent::tensors::read_input(path, tensor.as_deref()),
+        (true, tensor) => xent::io::safetensors::read_input(path, tensor.as_deref()),
         (false, None) => npy::read_input(path),
         (false, Some(_)) => {
             return Err(Failure::about(

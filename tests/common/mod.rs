@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use half::{bf16, f16};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use rand_distr::{Distribution, Normal};
-use xent::npy::Floats;
+use xent::io::Floats;
 use xent::{Dtype, Engine};
 
 /// One engine per adapter wgpu finds, opened once per test binary. With `XENT_REQUIRE_GPU=1`, no
@@ -246,7 +246,7 @@ pub fn write_npy<T: npyz::AutoSerialize + Copy>(
     shape: &[usize],
     data: &[T],
 ) {
-    xent::npy::write(path, data, shape).unwrap();
+    xent::io::npy::write(path, data, shape).unwrap();
 }
 
 /// With `XENT_EXPECT_BACKENDS` set (CI), each named backend must be among the engines checked.

@@ -8,15 +8,16 @@
 //! the file exactly. Nothing is allocated from a shape or offset before that. The tensor read is
 //! the one named, or the file's only one; it must be a [batch, classes] BF16, F16 or F32 array,
 //! and its values are kept in their dtype. Malformed bytes of any kind are a one-line
-//! [`Error::Safetensors`], never a panic.
+//! [`Error::Safetensors`](crate::Error::Safetensors), never a panic.
 
 use std::path::Path;
 
 use half::{bf16, f16};
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
-use crate::error::{Error, Result};
-use crate::npy::{Floats, quote};
+use crate::Result;
+use crate::io::error::{quote, safetensors_error};
+use crate::io::floats::Floats;
 
 /// The bytes of the header-length field every `.safetensors` file begins with.
 const LENGTH_FIELD: usize = 8;
@@ -27,31 +28,24 @@ const MAX_NAMES: usize = 8;
 /// The most characters of a tensor name an error shows.
 const MAX_NAME_CHARS: usize = 100;
 
-fn error(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Safetensors {
-        path: path.display().to_string(),
-        reason: reason.into(),
-    }
-}
-
 /// Reads a 2-D BF16, F16 or F32 tensor, with its shape: the one named `tensor`, or else the
 /// file's only one.
 pub fn read_input(path: &Path, tensor: Option<&str>) -> Result<(Floats, [usize; 2])> {
-    let bytes = std::fs::read(path).map_err(|e| error(path, e.to_string()))?;
+    let bytes = std::fs::read(path).map_err(|e| safetensors_error(path, e.to_string()))?;
     parse_input(path, &bytes, tensor)
 }
 
 /// Parses the bytes of a `.safetensors` file as [`read_input`] does; `name` names the file in
 /// errors.
 ///
-/// Any bytes give `Ok` or an [`Error::Safetensors`], never a panic, and nothing is allocated
-/// from what the header claims until the bytes are checked to be there.
+/// Any bytes give `Ok` or an [`Error::Safetensors`](crate::Error::Safetensors), never a panic,
+/// and nothing is allocated from what the header claims until the bytes are checked to be there.
 pub fn parse_input(
     name: &Path,
     bytes: &[u8],
     tensor: Option<&str>,
 ) -> Result<(Floats, [usize; 2])> {
-    let fail = |reason: String| Err(error(name, reason));
+    let fail = |reason: String| Err(safetensors_error(name, reason));
     let Some((field, rest)) = bytes.split_first_chunk::<LENGTH_FIELD>() else {
         return fail(format!(
             "truncated .safetensors file: it has {} bytes, fewer than the {LENGTH_FIELD}-byte \
@@ -68,7 +62,8 @@ pub fn parse_input(
         ));
     }
     let data_len = rest.len() as u64 - header_len;
-    let file = SafeTensors::deserialize(bytes).map_err(|e| error(name, reason(&e, data_len)))?;
+    let file = SafeTensors::deserialize(bytes)
+        .map_err(|e| safetensors_error(name, reason(&e, data_len)))?;
     let (tensor_name, view) = match tensor {
         Some(wanted) => match file.tensor(wanted) {
             Ok(view) => (wanted.to_string(), view),
@@ -179,6 +174,7 @@ mod tests {
     //! `Error::Safetensors` naming the problem, never a panic.
 
     use super::*;
+    use crate::Error;
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     const NAME: &str = "bad.safetensors";
