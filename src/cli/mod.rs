@@ -2,9 +2,10 @@
 
 mod adapters;
 mod bench;
+mod compare;
 mod demo;
 mod loss;
-mod plot;
+mod random;
 mod verify;
 
 use clap::{Parser, Subcommand, ValueEnum};
