@@ -152,10 +152,17 @@ mod tests {
 
     #[test]
     fn dtype_values_are_the_dtype_names() {
+        // Every dtype has its value: a new dtype fails to compile here.
+        let arg_of = |dtype: Dtype| match dtype {
+            Dtype::F32 => DtypeArg::F32,
+            Dtype::F16 => DtypeArg::F16,
+            Dtype::Bf16 => DtypeArg::Bf16,
+        };
         for arg in DtypeArg::value_variants() {
             let value = arg.to_possible_value().unwrap();
             assert_eq!(value.get_name(), arg.dtype().name());
             assert_eq!(DtypeArg::from_str(arg.dtype().name(), false), Ok(*arg));
+            assert_eq!(arg_of(arg.dtype()), *arg);
         }
         assert_eq!(DtypeArg::value_variants().len(), 3);
     }
