@@ -15,7 +15,7 @@ pub mod tensors;
 
 pub use device::{DeviceInput, DeviceOutput, DeviceRequest, DeviceTarget, IndexType};
 pub use engine::{DeviceInfo, DeviceKind, Engine};
-pub use error::{Error, Result};
+pub use error::{Argument, Error, Result};
 pub use loss::{
     Base, DEFAULT_IGNORE_INDEX, Dtype, Input, InputKind, LossKind, Options, Reduction, Request,
     Target,
