@@ -6,11 +6,11 @@ use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 use xent::npy::{self, Floats, TargetData};
 use xent::{
-    Argument, Base, DEFAULT_IGNORE_INDEX, DeviceKind, Error, InputKind, Loss, LossKind, Reduction,
-    Request, Result, Target,
+    Argument, Base, DEFAULT_IGNORE_INDEX, DeviceKind, Engine, Error, InputKind, Loss, LossKind,
+    Reduction, Request, Result, Target,
 };
 
-use super::{DeviceChoice, Failure};
+use super::failure::Failure;
 
 #[derive(Args, Debug)]
 pub struct LossArgs {
@@ -117,6 +117,31 @@ enum BaseArg {
     Two,
     #[value(name = "10")]
     Ten,
+}
+
+/// Which engine a command runs on.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+enum DeviceChoice {
+    /// A hardware GPU when there is one, or else the fast CPU path.
+    #[default]
+    Auto,
+    /// The best GPU adapter, software ones included; an error when there is none.
+    Gpu,
+    /// The fast CPU path (SIMD, threads, f32).
+    Cpu,
+    /// The float64 CPU reference.
+    Reference,
+}
+
+impl DeviceChoice {
+    fn engine(self) -> Result<Engine> {
+        match self {
+            DeviceChoice::Auto => Ok(Engine::new()),
+            DeviceChoice::Gpu => Engine::gpu(),
+            DeviceChoice::Cpu => Ok(Engine::cpu()),
+            DeviceChoice::Reference => Ok(Engine::reference()),
+        }
+    }
 }
 
 fn weights(
