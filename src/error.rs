@@ -175,6 +175,79 @@ pub enum Error {
 /// `Result` with xent's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// An argument of a [`Request`](crate::Request) that an error can be about: what the caller
+/// should fix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Argument {
+    /// The input values, their shape included.
+    Input,
+    /// The target.
+    Target,
+    /// The per-class weights ([`Request::weight`](crate::Request::weight)).
+    Weight,
+    /// BCE's weights of positive labels ([`Request::pos_weight`](crate::Request::pos_weight)).
+    PosWeight,
+    /// What the input values are ([`Request::input_kind`](crate::Request::input_kind)).
+    InputKind,
+    /// [`Request::label_smoothing`](crate::Request::label_smoothing).
+    LabelSmoothing,
+    /// [`Request::z_loss`](crate::Request::z_loss).
+    ZLoss,
+    /// [`Request::softcap`](crate::Request::softcap).
+    Softcap,
+    /// [`Request::log_target`](crate::Request::log_target).
+    LogTarget,
+    /// [`Request::base`](crate::Request::base).
+    Base,
+    /// [`Request::with_lse`](crate::Request::with_lse).
+    Lse,
+}
+
+impl Error {
+    /// The argument of the request that this error is about, when it is about one; `None` for
+    /// errors of the device, of files, of shards and of device buffers, and for errors about a
+    /// combination of arguments.
+    ///
+    /// ```
+    /// use xent::{Argument, Request};
+    /// let request = Request::cross_entropy(&[0.5_f32; 4][..], [2, 2], &[0_i64, 1][..]);
+    /// let err = request.label_smoothing(1.5).validate().unwrap_err();
+    /// assert_eq!(err.argument(), Some(Argument::LabelSmoothing));
+    /// ```
+    pub fn argument(&self) -> Option<Argument> {
+        match self {
+            Error::LengthMismatch { what, .. }
+            | Error::InvalidWeight { what, .. }
+            | Error::NonFinite { what, .. }
+            | Error::TooLarge { what, .. } => match *what {
+                "input" | "logits" | "batch" => Some(Argument::Input),
+                "target" => Some(Argument::Target),
+                "weight" => Some(Argument::Weight),
+                "pos_weight" => Some(Argument::PosWeight),
+                _ => None,
+            },
+            Error::NoClasses | Error::NotAProbability { .. } => Some(Argument::Input),
+            Error::TargetOutOfRange { .. } | Error::InvalidTarget { .. } => Some(Argument::Target),
+            Error::Unsupported { option, .. } | Error::InvalidOption { option, .. } => {
+                match *option {
+                    "input" => Some(Argument::Input),
+                    "weight" => Some(Argument::Weight),
+                    "pos_weight" => Some(Argument::PosWeight),
+                    "input kind" => Some(Argument::InputKind),
+                    "label_smoothing" => Some(Argument::LabelSmoothing),
+                    "z_loss" => Some(Argument::ZLoss),
+                    "softcap" => Some(Argument::Softcap),
+                    "log_target" => Some(Argument::LogTarget),
+                    "base" => Some(Argument::Base),
+                    "lse" => Some(Argument::Lse),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
 impl From<wgpu::MapRangeError> for Error {
     fn from(e: wgpu::MapRangeError) -> Self {
         Error::MapRange(one_line(&e.to_string()))
@@ -189,4 +262,55 @@ pub(crate) fn one_line(message: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_their_argument() {
+        let length = |what| Error::LengthMismatch {
+            what,
+            shape: "[2]".into(),
+            expected: 2,
+            actual: 3,
+        };
+        let unsupported = |option| Error::Unsupported {
+            option,
+            loss: "kl-div",
+            input_kind: "logits",
+        };
+        let invalid = |option| Error::InvalidOption {
+            option,
+            reason: String::new(),
+        };
+        let cases = [
+            (length("input"), Some(Argument::Input)),
+            (length("target"), Some(Argument::Target)),
+            (length("weight"), Some(Argument::Weight)),
+            (length("pos_weight"), Some(Argument::PosWeight)),
+            (length("grad"), None),
+            (Error::NoClasses, Some(Argument::Input)),
+            (
+                Error::InvalidTarget {
+                    loss: "kl-div",
+                    reason: String::new(),
+                },
+                Some(Argument::Target),
+            ),
+            (unsupported("input kind"), Some(Argument::InputKind)),
+            (unsupported("log_target"), Some(Argument::LogTarget)),
+            (unsupported("lse"), Some(Argument::Lse)),
+            (invalid("label_smoothing"), Some(Argument::LabelSmoothing)),
+            (invalid("z_loss"), Some(Argument::ZLoss)),
+            (invalid("softcap"), Some(Argument::Softcap)),
+            (invalid("base"), Some(Argument::Base)),
+            (invalid("shard"), None),
+            (Error::NoAdapter(String::new()), None),
+        ];
+        for (error, argument) in cases {
+            assert_eq!(error.argument(), argument, "{error}");
+        }
+    }
 }

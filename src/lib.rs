@@ -10,7 +10,7 @@ mod output;
 mod request;
 
 pub use engine::{DeviceInfo, DeviceKind, Engine};
-pub use error::{Error, Result};
+pub use error::{Argument, Error, Result};
 pub use output::{Clock, KernelTime, Loss, Output};
 pub use request::{
     Base, DEFAULT_IGNORE_INDEX, DeviceInput, DeviceOutput, DeviceRequest, DeviceTarget, Dtype,

@@ -6,11 +6,11 @@ use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 use xent::io::{Floats, TargetData, npy};
 use xent::{
-    Base, DEFAULT_IGNORE_INDEX, DeviceKind, Error, InputKind, Loss, LossKind, Reduction, Request,
-    Result, Target,
+    Argument, Base, DEFAULT_IGNORE_INDEX, DeviceKind, Engine, Error, InputKind, Loss, LossKind,
+    Reduction, Request, Result, Target,
 };
 
-use super::{DeviceChoice, Failure};
+use super::failure::Failure;
 
 #[derive(Args, Debug)]
 pub struct LossArgs {
@@ -119,6 +119,31 @@ enum BaseArg {
     Ten,
 }
 
+/// Which engine a command runs on.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+enum DeviceChoice {
+    /// A hardware GPU when there is one, or else the fast CPU path.
+    #[default]
+    Auto,
+    /// The best GPU adapter, software ones included; an error when there is none.
+    Gpu,
+    /// The fast CPU path (SIMD, threads, f32).
+    Cpu,
+    /// The float64 CPU reference.
+    Reference,
+}
+
+impl DeviceChoice {
+    fn engine(self) -> Result<Engine> {
+        match self {
+            DeviceChoice::Auto => Ok(Engine::new()),
+            DeviceChoice::Gpu => Engine::gpu(),
+            DeviceChoice::Cpu => Ok(Engine::cpu()),
+            DeviceChoice::Reference => Ok(Engine::reference()),
+        }
+    }
+}
+
 fn weights(
     flag: &'static str,
     path: &Option<PathBuf>,
@@ -127,41 +152,27 @@ fn weights(
     read.map_err(|e| Failure::about(flag, e))
 }
 
-/// The flag a request's error concerns, for the one-line reason.
-fn flag_of(error: &Error) -> Option<&'static str> {
-    let option_flag = |option: &str| match option {
-        "label_smoothing" => Some("--label-smoothing"),
-        "z_loss" => Some("--z-loss"),
-        "softcap" => Some("--softcap"),
-        "log_target" => Some("--log-target"),
-        "base" => Some("--base"),
-        "input kind" => Some("--input-kind"),
-        "weight" => Some("--weight"),
-        "pos_weight" => Some("--pos-weight"),
-        _ => None,
-    };
-    match error {
-        Error::LengthMismatch { what, .. }
-        | Error::InvalidWeight { what, .. }
-        | Error::NonFinite { what, .. }
-        | Error::TooLarge { what, .. } => match *what {
-            "target" => Some("--target"),
-            "weight" => Some("--weight"),
-            "pos_weight" => Some("--pos-weight"),
-            _ => Some("--input"),
-        },
-        Error::NoClasses | Error::NotAProbability { .. } => Some("--input"),
-        Error::TargetOutOfRange { .. } | Error::InvalidTarget { .. } => Some("--target"),
-        Error::Unsupported { option, .. } | Error::InvalidOption { option, .. } => {
-            option_flag(option)
-        }
-        _ => None,
+/// The flag that sets `argument`, if the CLI has one.
+fn flag_of(argument: Argument) -> Option<&'static str> {
+    match argument {
+        Argument::Input => Some("--input"),
+        Argument::Target => Some("--target"),
+        Argument::Weight => Some("--weight"),
+        Argument::PosWeight => Some("--pos-weight"),
+        Argument::InputKind => Some("--input-kind"),
+        Argument::LabelSmoothing => Some("--label-smoothing"),
+        Argument::ZLoss => Some("--z-loss"),
+        Argument::Softcap => Some("--softcap"),
+        Argument::LogTarget => Some("--log-target"),
+        Argument::Base => Some("--base"),
+        // The CLI never asks for the log-sum-exp.
+        Argument::Lse => None,
     }
 }
 
 /// A request's error, with the flag it concerns.
 fn request_failure(error: Error) -> Failure {
-    match flag_of(&error) {
+    match error.argument().and_then(flag_of) {
         Some(flag) => Failure::about(flag, error),
         None => error.into(),
     }

@@ -2,13 +2,16 @@
 
 mod adapters;
 mod bench;
+mod compare;
 mod demo;
+mod failure;
 mod loss;
-mod plot;
+mod random;
 mod verify;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use xent::{Engine, Error, Result};
+use clap::{Parser, Subcommand};
+
+use failure::Failure;
 
 /// Cross-entropy losses on wgpu and the CPU.
 #[derive(Parser, Debug)]
@@ -34,90 +37,6 @@ enum Command {
     /// Time every path on a grid of shapes against each device's bandwidth probe, and print a
     /// table (JSON, CSV and an SVG plot on request).
     Bench(bench::BenchArgs),
-}
-
-/// Which engine a command runs on.
-#[derive(Clone, Copy, Debug, Default, ValueEnum)]
-pub enum DeviceChoice {
-    /// A hardware GPU when there is one, or else the fast CPU path.
-    #[default]
-    Auto,
-    /// The best GPU adapter, software ones included; an error when there is none.
-    Gpu,
-    /// The fast CPU path (SIMD, threads, f32).
-    Cpu,
-    /// The float64 CPU reference.
-    Reference,
-}
-
-impl DeviceChoice {
-    fn engine(self) -> Result<Engine> {
-        match self {
-            DeviceChoice::Auto => Ok(Engine::new()),
-            DeviceChoice::Gpu => Engine::gpu(),
-            DeviceChoice::Cpu => Ok(Engine::cpu()),
-            DeviceChoice::Reference => Ok(Engine::reference()),
-        }
-    }
-}
-
-/// Why a command failed, in the one line a script sees.
-#[derive(Debug)]
-pub enum Failure {
-    /// xent's error, and the argument it concerns (a flag such as `--target`) when there is one.
-    Input {
-        argument: Option<&'static str>,
-        error: Error,
-    },
-    /// `xent verify` found results off the reference.
-    Verify { failed: usize, checks: usize },
-}
-
-impl Failure {
-    /// `error`, which concerns `argument`.
-    pub fn about(argument: &'static str, error: Error) -> Self {
-        Failure::Input {
-            argument: Some(argument),
-            error,
-        }
-    }
-}
-
-impl From<Error> for Failure {
-    fn from(error: Error) -> Self {
-        Failure::Input {
-            argument: None,
-            error,
-        }
-    }
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Verify { failed, checks } => {
-                write!(f, "{failed} of {checks} checks are off the reference")
-            }
-            Failure::Input {
-                argument: None,
-                error,
-            } => write!(f, "{error}"),
-            // The option's own name would repeat the flag's.
-            Failure::Input {
-                argument: Some(flag),
-                error: Error::InvalidOption { reason, .. },
-            } => write!(f, "{flag}: {reason}"),
-            // A file's error starts with its path: `--input x.npy: ...`.
-            Failure::Input {
-                argument: Some(flag),
-                error: error @ (Error::Npy { .. } | Error::Safetensors { .. } | Error::Io { .. }),
-            } => write!(f, "{flag} {error}"),
-            Failure::Input {
-                argument: Some(flag),
-                error,
-            } => write!(f, "{flag}: {error}"),
-        }
-    }
 }
 
 /// Runs the parsed command line.

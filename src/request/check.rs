@@ -710,14 +710,7 @@ mod tests {
     }
 
     #[test]
-    fn dtype_names_are_the_cli_values() {
-        use clap::ValueEnum;
-        for dtype in Dtype::value_variants() {
-            let value = dtype.to_possible_value().unwrap();
-            assert_eq!(value.get_name(), dtype.name());
-            assert_eq!(Dtype::from_str(dtype.name(), false), Ok(*dtype));
-        }
-        assert_eq!(Dtype::value_variants().len(), 3);
+    fn dtype_sizes() {
         assert_eq!(Dtype::Bf16.size(), 2);
     }
 }

@@ -95,8 +95,8 @@ impl Base {
     }
 }
 
-/// The element type of an input. Its `clap::ValueEnum` names are those of [`Dtype::name`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+/// The element type of an input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Dtype {
     /// IEEE 32-bit floats.
     #[default]

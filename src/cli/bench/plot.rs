@@ -6,7 +6,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use xent::{Error, Result};
 
-use super::bench::{Measure, Pass, Row};
+use super::report::{Measure, Pass, Row};
 
 const COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),

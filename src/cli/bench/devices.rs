@@ -1,0 +1,75 @@
+//! The devices `xent bench` measures, and which rows each gives.
+
+use xent::{DeviceKind, Engine};
+
+use super::args::BenchDevice;
+use super::report::{Pass, Shape};
+
+/// One device under test.
+pub struct Device {
+    /// Its engine.
+    pub engine: Engine,
+    /// The probe it is set against: its adapter, or the CPU.
+    pub probe_key: String,
+    /// Whether it is the float64 reference.
+    pub reference: bool,
+}
+
+impl Device {
+    /// The devices of `choice` (every kind when it is empty), each GPU autotuned when `autotune`
+    /// is set; an adapter that fails to open is reported and skipped.
+    pub fn open(choice: &[BenchDevice], autotune: bool) -> Vec<Device> {
+        let all = [BenchDevice::Gpu, BenchDevice::Cpu, BenchDevice::Reference];
+        let choice = if choice.is_empty() { &all[..] } else { choice };
+        let cpu_key = "cpu".to_string();
+        let mut devices = Vec::new();
+        for &c in choice {
+            match c {
+                BenchDevice::Gpu => {
+                    for engine in Engine::all_gpus() {
+                        match engine {
+                            Ok(engine) => devices.push(Device {
+                                probe_key: engine.device().to_string(),
+                                engine: engine.autotune(autotune),
+                                reference: false,
+                            }),
+                            Err(e) => eprintln!("xent bench: an adapter failed to open: {e}"),
+                        }
+                    }
+                }
+                BenchDevice::Cpu => devices.push(Device {
+                    engine: Engine::cpu(),
+                    probe_key: cpu_key.clone(),
+                    reference: false,
+                }),
+                BenchDevice::Reference => devices.push(Device {
+                    engine: Engine::reference(),
+                    probe_key: cpu_key.clone(),
+                    reference: true,
+                }),
+            }
+        }
+        devices
+    }
+
+    /// Whether it is a GPU adapter.
+    pub fn is_gpu(&self) -> bool {
+        self.engine.device().kind == DeviceKind::Gpu
+    }
+
+    /// Whether it runs `shape`: the reference runs shapes of at most `reference_max_elements`.
+    pub fn runs_at(&self, shape: Shape, reference_max_elements: usize) -> bool {
+        !self.reference || shape.elements() <= reference_max_elements
+    }
+
+    /// The rows its call gives for `pass`: end to end and kernel on a GPU (in place, end to end
+    /// only), the call on the CPU paths; the reference computes no gradient in place of its own,
+    /// so it has no in-place row.
+    pub fn calls(&self, pass: Pass) -> usize {
+        match (pass, self.engine.device().kind) {
+            (Pass::FwdBwdInPlace, _) if self.reference => 0,
+            (Pass::FwdBwdInPlace, _) | (_, DeviceKind::Cpu) => 1,
+            (_, DeviceKind::Gpu) => 2,
+        }
+    }
+}

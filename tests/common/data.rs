@@ -1,0 +1,118 @@
+//! Test data: seeded random logits, targets and distributions, values rounded to a dtype, and the
+//! bytes of `.safetensors` and `.npy` files.
+
+use half::{bf16, f16};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand_distr::{Distribution, Normal};
+use xent::Dtype;
+use xent::io::Floats;
+
+/// A generator seeded from `XENT_SEED`, or from the clock; the seed is printed so that a failure
+/// can be replayed.
+pub fn rng(test: &str) -> StdRng {
+    let seed = std::env::var("XENT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        });
+    eprintln!("{test}: XENT_SEED={seed}");
+    StdRng::seed_from_u64(seed)
+}
+
+/// `n` logits drawn from N(0, scale²).
+pub fn logits(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
+    let normal = Normal::new(0.0, scale).expect("positive scale");
+    (0..n).map(|_| normal.sample(rng)).collect()
+}
+
+/// Rows of a softmax of N(0, 4) logits: a distribution per row, for probability inputs and soft
+/// targets.
+pub fn distribution(rng: &mut StdRng, batch: usize, classes: usize) -> Vec<f32> {
+    logits(rng, batch * classes, 2.0)
+        .chunks(classes)
+        .flat_map(|row| {
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let e: Vec<f32> = row.iter().map(|v| (v - max).exp()).collect();
+            let sum: f32 = e.iter().sum();
+            e.into_iter().map(move |v| v / sum)
+        })
+        .collect()
+}
+
+/// `batch` class indices in [0, classes), with each row ignored (-100) with probability `ignored`.
+pub fn targets(rng: &mut StdRng, batch: usize, classes: usize, ignored: f64) -> Vec<i64> {
+    (0..batch)
+        .map(|_| {
+            if rng.random_bool(ignored) {
+                -100
+            } else {
+                rng.random_range(0..classes as i64)
+            }
+        })
+        .collect()
+}
+
+/// `x` rounded to `dtype` (to nearest, ties to even), with every value that would round to 0
+/// made 0.5 instead: a kernel that reads the wrong half of a 32-bit word, or a zeroed one, cannot
+/// match by chance.
+pub fn round_to(dtype: Dtype, x: &[f32]) -> Floats {
+    let x = x.iter().map(|&v| {
+        let nonzero = match dtype {
+            Dtype::F32 => v != 0.0,
+            Dtype::F16 => f16::from_f32(v).to_f32() != 0.0,
+            Dtype::Bf16 => bf16::from_f32(v).to_f32() != 0.0,
+        };
+        if nonzero { v } else { 0.5 }
+    });
+    match dtype {
+        Dtype::F32 => Floats::F32(x.collect()),
+        Dtype::F16 => Floats::F16(x.map(f16::from_f32).collect()),
+        Dtype::Bf16 => Floats::Bf16(x.map(bf16::from_f32).collect()),
+    }
+}
+
+/// The bytes of a `.safetensors` file holding `tensors` (name, values, shape), written by the
+/// `safetensors` crate.
+pub fn safetensors_file(tensors: &[(&str, &Floats, &[usize])]) -> Vec<u8> {
+    let data: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|&(name, values, shape)| {
+            let (dtype, bytes) = match values {
+                Floats::F32(v) => (safetensors::Dtype::F32, le_bytes(v, |x| x.to_le_bytes())),
+                Floats::F16(v) => (safetensors::Dtype::F16, le_bytes(v, |x| x.to_le_bytes())),
+                Floats::Bf16(v) => (safetensors::Dtype::BF16, le_bytes(v, |x| x.to_le_bytes())),
+            };
+            (name.to_string(), dtype, shape.to_vec(), bytes)
+        })
+        .collect();
+    let views = data.iter().map(|(name, dtype, shape, bytes)| {
+        let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes);
+        (name, view.expect("the shape fits the values"))
+    });
+    safetensors::serialize(views, None).expect("a serializable file")
+}
+
+/// A `.safetensors` file built by hand: the header's length (8 bytes, little-endian), the header
+/// as given, then `data`; for malformed files.
+pub fn safetensors_raw(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend(header.as_bytes());
+    out.extend(data);
+    out
+}
+
+fn le_bytes<T: Copy, const N: usize>(values: &[T], bytes: impl Fn(T) -> [u8; N]) -> Vec<u8> {
+    values.iter().flat_map(|&v| bytes(v)).collect()
+}
+
+/// Writes a row-major `.npy` file of `shape` holding `data`, through xent's own writer.
+pub fn write_npy<T: npyz::AutoSerialize + Copy>(
+    path: &std::path::Path,
+    shape: &[usize],
+    data: &[T],
+) {
+    xent::io::npy::write(path, data, shape).unwrap();
+}
