@@ -1,6 +1,13 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+#[cfg(doctest)]
+#[doc = include_str!("../docs/losses.md")]
+mod losses_md {}
+#[cfg(doctest)]
+#[doc = include_str!("../docs/device-resident.md")]
+mod device_resident_md {}
+
 mod cpu;
 mod engine;
 mod error;
