@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""The README's two benchmark tables, from the JSON that `xent bench --json` writes.
+"""The two benchmark tables of docs/performance.md, from the JSON that `xent bench --json` writes.
 
     python3 scripts/bench_tables.py docs/bench/bench.json
 
 prints the markdown of the times table and of the ceilings table: one row per shape and pass,
-one column per path, as the README shows them. GB/s counts the bytes read, and for fwd+bwd the
+one column per path, as docs/performance.md shows them. GB/s counts the bytes read, and for fwd+bwd the
 f32 gradient written.
 """
 

@@ -11,7 +11,7 @@ if ! scripts/install-gpu-drivers.sh; then
     echo "test.sh: no software GPU drivers; GPU tests will be skipped unless XENT_REQUIRE_GPU=1" >&2
 fi
 # Without a desktop session, Mesa's device_select Vulkan layer prints an XDG_RUNTIME_DIR error
-# each time a test opens Vulkan; the layer only reorders devices (see the README).
+# each time a test opens Vulkan; the layer only reorders devices (see docs/engines.md).
 if [[ -z "${XDG_RUNTIME_DIR:-}" ]]; then
     export NODEVICE_SELECT="${NODEVICE_SELECT:-1}"
 fi

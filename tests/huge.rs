@@ -8,7 +8,7 @@ use xent::{Engine, Request};
 const MIB: u64 = 1 << 20;
 
 /// What the driver, the compiled kernels and the test harness add to the peak, beyond the arrays
-/// the test holds and the engines' pooled buffers (measured: see the README's memory section).
+/// the test holds and the engines' pooled buffers (measured: see docs/performance.md, Memory).
 const ALLOWANCE: u64 = 384 * MIB;
 
 /// The process's peak resident set (`VmHWM`) in bytes, or `None` where `/proc` is missing.
