@@ -156,7 +156,11 @@ impl Module {
             .iter()
             .map(|(name, value)| format!("const {name}: u32 = {value}u;\n"))
             .collect();
-        constants + &declarations(self.bindings())
+        format!(
+            "// The prelude (src/gpu/shaders.rs): the constants shared with the host, and the \
+             bindings (src/gpu/bindings.rs).\n{constants}{}",
+            declarations(self.bindings())
+        )
     }
 }
 
