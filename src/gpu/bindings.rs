@@ -104,7 +104,7 @@ impl<'b> Bound<'b> {
     }
 
     /// One `P` of a params buffer, which each pass reads at its own dynamic offset.
-    pub fn params<P>(buffer: &'b wgpu::Buffer) -> Self {
+    pub fn params<P: bytemuck::Pod>(buffer: &'b wgpu::Buffer) -> Self {
         Self::range(buffer, 0, size_of::<P>() as u64)
     }
 
@@ -144,7 +144,7 @@ fn bind_group<const N: usize>(
 /// Declares a module's binding table as the struct of buffers a pass binds: field i is binding i,
 /// declared in WGSL as `var<ACCESS> NAME: TYPE`. The struct gets the table (`TABLE`) and `bind`,
 /// which makes its bind group.
-macro_rules! tables {
+macro_rules! binding_tables {
     ($(
         $(#[$doc:meta])*
         $name:ident($label:literal) {
@@ -183,7 +183,7 @@ macro_rules! tables {
     )+};
 }
 
-tables! {
+binding_tables! {
     /// What a row kernel binds (rows*.wgsl and the loss families). A chunk's buffers hold its
     /// rows from 0; "of the whole batch" buffers are indexed by `row_base` + the chunk's row.
     RowBindings("xent rows") {
@@ -257,5 +257,44 @@ tables! {
         status: &'b wgpu::Buffer => ReadWrite status: "array<atomic<u32>>",
         /// The main and z-loss scales of the mean: 1 / (ln · Σ w_y) and 1 / (counted rows).
         scales: &'b wgpu::Buffer => ReadWrite scales: "array<f32>",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declarations_follow_the_table_in_order() {
+        assert_eq!(
+            declarations(ReduceBindings::TABLE),
+            "@group(0) @binding(0) var<uniform> params: Params;\n\
+             @group(0) @binding(1) var<storage, read> values: array<f32>;\n\
+             @group(0) @binding(2) var<storage, read_write> sums: array<f32>;\n"
+        );
+    }
+
+    #[test]
+    fn the_layout_follows_the_table() {
+        let entries = layout_entries(RowBindings::TABLE);
+        assert_eq!(entries.len(), 12);
+        for (entry, binding) in entries.iter().zip(RowBindings::TABLE) {
+            let wgpu::BindingType::Buffer {
+                ty,
+                has_dynamic_offset,
+                ..
+            } = entry.ty
+            else {
+                panic!("{} is not a buffer", binding.name);
+            };
+            assert_eq!(has_dynamic_offset, binding.access == Access::Uniform);
+            let read_only = matches!(ty, wgpu::BufferBindingType::Storage { read_only: true });
+            assert_eq!(
+                read_only,
+                binding.access == Access::Read,
+                "{}",
+                binding.name
+            );
+        }
     }
 }
