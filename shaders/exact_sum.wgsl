@@ -1,11 +1,8 @@
 // Exact sums of non-negative finite f32 values and the f32 nearest 1 / (ln · sum), with integer
-// operations only: the device's half of `src/scale.rs`, which documents the method and which
-// these functions follow step for step, so that host and device scales agree bit for bit.
-
-// 32-bit words of a sum, little-endian, in units of 2^-149.
-const WORDS: u32 = 10u;
-// The bit that stands for 1.
-const ONE_AT: u32 = 149u;
+// operations only: the device's half of src/request/exact_sum.rs, which documents the method and
+// which these functions follow step for step, so that host and device scales agree bit for bit.
+// A sum is WORDS 32-bit words, little-endian, in units of 2^-149, with 1 at bit ONE_AT (both
+// constants of the prelude, from their Rust twins).
 
 // Adds `value` to word `word` of `sum`, carrying up.
 fn add_word(sum: ptr<function, array<u32, WORDS>>, value: u32, word: u32) {

@@ -1,8 +1,7 @@
 // KL divergence: elementwise k = p (log p - log q), with 0 where p = 0. Rows sum it from
 // c = Σ p log p, a = Σ p·(log q_unshifted - max) and b = Σ p (see `add_relative`), as
 // c - (a - log(s)·b). `elementwise` writes k itself, for the `none` reduction, from the row
-// statistics that the row pass kept (KEEP_STATS). `elementwise` writes k
-
+// statistics that the row pass kept (KEEP_STATS).
 
 // The target probability of four elements and p log p, both 0 where p = 0.
 fn target_quad(q: u32) -> array<vec4<f32>, 2> {

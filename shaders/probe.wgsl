@@ -1,7 +1,9 @@
 // The bandwidth probe: reads every byte of its input once, as vec4<f32>, and sums it. Each
 // workgroup sums one contiguous range of `per_group` quads, the way the row kernels read a row, and
 // writes one partial sum. Its time is the ceiling that a loss kernel reading the same bytes is
-// measured against.
+// measured against. A module is the prelude that src/gpu/shaders.rs writes (the constants shared
+// with the host, and the binding declarations of src/gpu/bindings.rs), tree_sum.wgsl, and this
+// file.
 
 struct Params {
     quads: u32,
@@ -11,12 +13,8 @@ struct Params {
 }
 
 // 256 on GPUs; the host picks 8 on CPU adapters, where an invocation is a SIMD lane and a smaller
-// workgroup reads faster (1.1 against 0.8 GB/s on lavapipe here).
+// workgroup reads faster.
 override WORKGROUP: u32 = 256u;
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> data: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> sums: array<f32>;
 
 @compute @workgroup_size(WORKGROUP)
 fn probe_sum(

@@ -1,6 +1,8 @@
 // Class targets that live on the device: `encode_targets` checks and encodes them for the row
 // kernels, and `device_scales` turns their weights and counts into the mean's scales, so that a
-// call on device data needs no host round trip.
+// call on device data needs no host round trip. A module is the prelude that src/gpu/shaders.rs
+// writes (the constants shared with the host, and the binding declarations of
+// src/gpu/bindings.rs), exact_sum.wgsl, and this file.
 
 struct Params {
     rows: u32,
@@ -21,26 +23,6 @@ struct Params {
 override TARGET_I64: bool = true;
 override HAS_WEIGHT: bool = false;
 
-const WORKGROUP: u32 = 256u;
-const IGNORED: u32 = 0xffffffffu;
-const BAD: u32 = 0xfffffffeu;
-// A vocabulary shard's row whose class another shard holds.
-const ELSEWHERE: u32 = 0xfffffffdu;
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> raw: array<u32>;
-// The class weights' bits: they are only summed exactly, never computed with.
-@group(0) @binding(2) var<storage, read> weight: array<u32>;
-// The encoded targets: the class (from `first`), IGNORED, ELSEWHERE or BAD.
-@group(0) @binding(3) var<storage, read_write> encoded: array<u32>;
-// Per row: the bits of w_y (0 for an ignored or bad row) at r, and 1 for a counted row (else 0)
-// at rows + r.
-@group(0) @binding(4) var<storage, read_write> counts: array<u32>;
-// The first row whose target is out of range (0xffffffff: none), then that target's two words.
-@group(0) @binding(5) var<storage, read_write> status: array<atomic<u32>>;
-// The main and z-loss scales of the mean: 1 / (ln · Σ w_y) and 1 / (counted rows).
-@group(0) @binding(6) var<storage, read_write> scales: array<f32>;
-
 // Row r's target as an i64's two words, low first (an i32 sign-extended).
 fn target_of(row: u32) -> vec2<u32> {
     if TARGET_I64 {
@@ -50,13 +32,13 @@ fn target_of(row: u32) -> vec2<u32> {
     return vec2<u32>(lo, select(0u, 0xffffffffu, (lo & 0x80000000u) != 0u));
 }
 
-@compute @workgroup_size(WORKGROUP)
+@compute @workgroup_size(TARGETS_WORKGROUP)
 fn encode_targets(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let row = (wg.y * groups.x + wg.x) * WORKGROUP + lid;
+    let row = (wg.y * groups.x + wg.x) * TARGETS_WORKGROUP + lid;
     if row >= params.rows {
         return;
     }
@@ -91,19 +73,19 @@ fn encode_targets(
 }
 
 // Each invocation's exact sum of its rows' weights (exact_sum.wgsl), then all of them.
-var<workgroup> sums: array<array<u32, WORDS>, WORKGROUP>;
+var<workgroup> sums: array<array<u32, WORDS>, TARGETS_WORKGROUP>;
 var<workgroup> counted_rows: atomic<u32>;
 
 // One workgroup, after `encode_targets`: Σ w_y and the counted rows, both exactly, then the
 // scales as the f32 nearest their exact values (but within 2^-37 of a rounding midpoint), by the
-// same steps as the host (`src/scale.rs`). With no row counted both are 0 (the mean of nothing is
+// same steps as the host (src/request/exact_sum.rs). With no row counted both are 0 (the mean of nothing is
 // 0); with Σ w_y = 0 over counted rows the main scale is inf, and the mean NaN, as in PyTorch. It
 // also copies the first out-of-range target into `status`, sign-extended from i32.
-@compute @workgroup_size(WORKGROUP)
+@compute @workgroup_size(TARGETS_WORKGROUP)
 fn device_scales(@builtin(local_invocation_index) lid: u32) {
     var mine: array<u32, WORDS>;
     var counted = 0u;
-    for (var r = lid; r < params.rows; r += WORKGROUP) {
+    for (var r = lid; r < params.rows; r += TARGETS_WORKGROUP) {
         add_weight(&mine, counts[r]);
         counted += counts[params.rows + r];
     }
@@ -115,7 +97,7 @@ fn device_scales(@builtin(local_invocation_index) lid: u32) {
     workgroupBarrier();
     atomicAdd(&counted_rows, counted);
     workgroupBarrier();
-    for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
+    for (var stride = TARGETS_WORKGROUP / 2u; stride > 0u; stride /= 2u) {
         if lid < stride {
             sums[lid] = add_sums(sums[lid], sums[lid + stride]);
         }

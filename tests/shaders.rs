@@ -51,3 +51,19 @@ fn every_wgsl_file_belongs_to_a_module() {
         }
     }
 }
+
+#[test]
+fn bindings_are_declared_only_by_their_tables() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "wgsl") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                !text.contains("@binding("),
+                "{} declares a binding: src/gpu/bindings.rs declares them all",
+                path.display()
+            );
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The wgpu backend: device, pipelines, reused buffers, and the passes of one loss call.
 
 pub(crate) mod adapter;
+mod bindings;
 mod chunk;
 mod context;
 mod pipelines;
@@ -21,6 +22,7 @@ pub use shaders::{ShaderModule, shader_modules};
 use crate::error::{Error, Result};
 use crate::output::{KernelTime, Loss, Output};
 use crate::request::{Checked, CheckedTarget, Reduction, Scales, ShardPass};
+use bindings::{Bound, ReduceBindings, RowBindings};
 use chunk::{chunk_cap, round_up, row_chunks};
 use context::Context;
 use pipelines::{Key, Pipelines};
@@ -458,7 +460,7 @@ impl GpuEngine {
                 current(&ws.empty_writable).clone()
             };
             let bindings = RowBindings {
-                params: current(&ws.params),
+                params: Bound::params::<rows::Params>(current(&ws.params)),
                 input: Bound::range(input_buf, 0, input_bound),
                 class_targets: &class_targets,
                 dense: Bound::range(dense_buf, 0, dense_bound.max(16)),
@@ -766,18 +768,12 @@ impl GpuEngine {
         let reduce = self.pipeline(&reduce::key());
         for (i, &(groups, offset)) in passes.iter().enumerate() {
             let sums = out(i, u64::from(groups) * 4);
-            let bind = self
-                .ctx
-                .device
-                .create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("xent reduce pass"),
-                    layout: &reduce.layout,
-                    entries: &[
-                        uniform_entry(params, size_of::<reduce::Params>()),
-                        whole_entry(1, &source),
-                        whole_entry(2, &sums),
-                    ],
-                });
+            let bind = ReduceBindings {
+                params: Bound::params::<reduce::Params>(params),
+                values: &source,
+                sums: &sums,
+            }
+            .bind(&self.ctx.device, &reduce.layout);
             self.dispatch(timing, encoder, &reduce.pipeline, &bind, offset, groups)?;
             source = sums;
         }
@@ -858,104 +854,8 @@ impl GpuEngine {
     }
 }
 
-/// A range of a buffer bound to a kernel.
-#[derive(Clone, Copy)]
-struct Bound<'b> {
-    buffer: &'b wgpu::Buffer,
-    offset: u64,
-    size: Option<wgpu::BufferSize>,
-}
-
-impl<'b> Bound<'b> {
-    fn whole(buffer: &'b wgpu::Buffer) -> Self {
-        Bound {
-            buffer,
-            offset: 0,
-            size: None,
-        }
-    }
-
-    fn range(buffer: &'b wgpu::Buffer, offset: u64, size: u64) -> Self {
-        Bound {
-            buffer,
-            offset,
-            size: wgpu::BufferSize::new(size),
-        }
-    }
-
-    fn entry(self, binding: u32) -> wgpu::BindGroupEntry<'b> {
-        wgpu::BindGroupEntry {
-            binding,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: self.buffer,
-                offset: self.offset,
-                size: self.size,
-            }),
-        }
-    }
-}
-
-/// What a row kernel binds, binding by binding (see `rows.wgsl`); the params at their dynamic
-/// offset.
-#[derive(Clone, Copy)]
-struct RowBindings<'b> {
-    params: &'b wgpu::Buffer,
-    input: Bound<'b>,
-    class_targets: &'b wgpu::Buffer,
-    dense: Bound<'b>,
-    weight: &'b wgpu::Buffer,
-    pos_weight: &'b wgpu::Buffer,
-    values: Bound<'b>,
-    lse: &'b wgpu::Buffer,
-    grad: Bound<'b>,
-    partials: &'b wgpu::Buffer,
-    scales: &'b wgpu::Buffer,
-    edges: &'b wgpu::Buffer,
-}
-
-impl RowBindings<'_> {
-    fn bind(&self, device: &wgpu::Device, layout: &wgpu::BindGroupLayout) -> wgpu::BindGroup {
-        device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("xent rows"),
-            layout,
-            entries: &[
-                uniform_entry(self.params, size_of::<rows::Params>()),
-                self.input.entry(1),
-                whole_entry(2, self.class_targets),
-                self.dense.entry(3),
-                whole_entry(4, self.weight),
-                whole_entry(5, self.pos_weight),
-                self.values.entry(6),
-                whole_entry(7, self.lse),
-                self.grad.entry(8),
-                whole_entry(9, self.partials),
-                whole_entry(10, self.scales),
-                whole_entry(11, self.edges),
-            ],
-        })
-    }
-}
-
 fn current(slot: &Slot) -> &wgpu::Buffer {
     slot.current().expect("slot filled earlier in this call")
-}
-
-fn uniform_entry(buffer: &wgpu::Buffer, size: usize) -> wgpu::BindGroupEntry<'_> {
-    wgpu::BindGroupEntry {
-        binding: 0,
-        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer,
-            offset: 0,
-            size: wgpu::BufferSize::new(size as u64),
-        }),
-    }
-}
-
-fn whole_entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
-    wgpu::BindGroupEntry {
-        binding,
-        resource: buffer.as_entire_binding(),
-    }
 }
 
 /// Rows' merged statistics (a vocabulary shard's gradient pass) as `segment_grad` reads them:

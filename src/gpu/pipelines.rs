@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::bindings::layout_entries;
 use super::shaders::Module;
 
 /// What identifies a pipeline: the module, the entry point, and its override constants.
@@ -17,61 +18,6 @@ pub(crate) struct Key {
 pub(crate) struct Pipeline {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
-}
-
-/// The binding kinds of a kernel, in binding order; binding 0 is always the uniform params, read
-/// at a dynamic offset.
-fn layout_entries(module: Module) -> Vec<wgpu::BindGroupLayoutEntry> {
-    let storage = |read_only| wgpu::BindingType::Buffer {
-        ty: wgpu::BufferBindingType::Storage { read_only },
-        has_dynamic_offset: false,
-        min_binding_size: None,
-    };
-    let params = wgpu::BindingType::Buffer {
-        ty: wgpu::BufferBindingType::Uniform,
-        has_dynamic_offset: true,
-        min_binding_size: None,
-    };
-    let kinds = match module {
-        // input (written by an in-place gradient), class targets, dense targets, weight,
-        // pos_weight, values, row lse, gradient, split rows' segment statistics, device scales,
-        // packed gradients' row edges
-        Module::Rows { .. } => vec![
-            params,
-            storage(false),
-            storage(true),
-            storage(true),
-            storage(true),
-            storage(true),
-            storage(false),
-            storage(false),
-            storage(false),
-            storage(false),
-            storage(true),
-            storage(false),
-        ],
-        Module::Reduce | Module::Probe => vec![params, storage(true), storage(false)],
-        // raw targets, weight, encoded targets, per-row counts, status, scales
-        Module::Targets => vec![
-            params,
-            storage(true),
-            storage(true),
-            storage(false),
-            storage(false),
-            storage(false),
-            storage(false),
-        ],
-    };
-    kinds
-        .into_iter()
-        .enumerate()
-        .map(|(i, ty)| wgpu::BindGroupLayoutEntry {
-            binding: i as u32,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty,
-            count: None,
-        })
-        .collect()
 }
 
 /// The engine's pipeline cache. Shader modules are compiled on first use.
@@ -93,7 +39,7 @@ impl Pipelines {
         let module = self.module(device, key.module);
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(key.entry),
-            entries: &layout_entries(key.module),
+            entries: &layout_entries(key.module.bindings()),
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(key.entry),

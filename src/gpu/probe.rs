@@ -1,10 +1,11 @@
 //! Host side of `shaders/probe.wgsl`: the adapter's own read bandwidth over given bytes.
 
+use super::GpuEngine;
+use super::bindings::{Bound, ProbeBindings};
 use super::chunk::{chunk_cap, round_up};
 use super::pipelines::Key;
 use super::shaders::Module;
 use super::timing::Timing;
-use super::{GpuEngine, uniform_entry, whole_entry};
 use crate::error::{Error, Result};
 use crate::output::KernelTime;
 
@@ -82,15 +83,12 @@ impl GpuEngine {
             let mut timing = Timing::new(&self.ctx, true, pieces.len());
             let mut encoder = device.create_command_encoder(&Default::default());
             for ((piece, buf), &offset) in pieces.iter().zip(&buffers).zip(&offsets) {
-                let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("xent probe"),
-                    layout: &pipeline.layout,
-                    entries: &[
-                        uniform_entry(&uniform, size_of::<Params>()),
-                        whole_entry(1, buf),
-                        whole_entry(2, &sums),
-                    ],
-                });
+                let bind = ProbeBindings {
+                    params: Bound::params::<Params>(&uniform),
+                    data: buf,
+                    sums: &sums,
+                }
+                .bind(device, &pipeline.layout);
                 self.dispatch(
                     &mut timing,
                     &mut encoder,

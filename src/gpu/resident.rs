@@ -7,11 +7,12 @@ use std::ops::Range;
 
 use wgpu::util::DeviceExt;
 
+use super::bindings::{Bound, RowBindings, TargetBindings};
 use super::chunk::{gcd, round_up};
 use super::pipelines::Key;
 use super::shaders::Module;
 use super::timing::Timing;
-use super::{Bound, CallParams, GpuEngine, ParamArena, RowBindings, UNUSED_BYTES, rows};
+use super::{CallParams, GpuEngine, ParamArena, UNUSED_BYTES, rows};
 use crate::error::{Error, Result};
 use crate::request::Shard;
 use crate::request::{DeviceOutput, DeviceRequest, DeviceTarget, IndexType};
@@ -484,7 +485,7 @@ impl GpuEngine {
                 _ => Bound::whole(&empty),
             };
             let bindings = RowBindings {
-                params: &params,
+                params: Bound::params::<rows::Params>(&params),
                 input: Bound::range(
                     input.buffer,
                     input.offset + first * size,
@@ -615,19 +616,16 @@ impl GpuEngine {
                 entry,
                 constants: constants.clone(),
             });
-            let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("xent targets"),
-                layout: &pipeline.layout,
-                entries: &[
-                    super::uniform_entry(params, size_of::<TargetParams>()),
-                    b.raw.bound().entry(1),
-                    super::whole_entry(2, b.weight.0),
-                    super::whole_entry(3, b.encoded),
-                    super::whole_entry(4, &counts),
-                    super::whole_entry(5, b.status),
-                    super::whole_entry(6, b.scales),
-                ],
-            });
+            let bind = TargetBindings {
+                params: Bound::params::<TargetParams>(params),
+                raw: b.raw.bound(),
+                weight: b.weight.0,
+                encoded: b.encoded,
+                counts: &counts,
+                status: b.status,
+                scales: b.scales,
+            }
+            .bind(device, &pipeline.layout);
             self.dispatch(
                 &mut timing,
                 encoder,

@@ -77,7 +77,7 @@ const ELEMENTWISE_GROUP: u32 = 64;
 
 fn family(loss: LossKind) -> Family {
     match loss {
-        LossKind::CrossEntropy => Family::SoftmaxXent,
+        LossKind::CrossEntropy => Family::CrossEntropy,
         LossKind::KlDiv => Family::KlDiv,
         LossKind::Entropy => Family::Entropy,
         LossKind::BinaryCrossEntropy => Family::Bce,

@@ -15,7 +15,7 @@
 pub(crate) const WORDS: usize = 10;
 
 /// The bit of an [`ExactSum`] that stands for 1.
-const ONE_AT: u32 = 149;
+pub(crate) const ONE_AT: u32 = 149;
 
 /// A sum of non-negative finite f32 values (or of counts), held exactly as an integer number of
 /// 2^-149, in little-endian 32-bit words.

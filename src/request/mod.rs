@@ -31,6 +31,7 @@ pub(crate) use check::{
     shard_options,
 };
 pub(crate) use checked::{Checked, CheckedTarget, ShardInfo, ShardPass};
-pub(crate) use markers::IGNORED;
+pub(crate) use exact_sum::{ONE_AT, WORDS};
+pub(crate) use markers::{BAD, ELSEWHERE, IGNORED};
 pub(crate) use reduce::{Reduce, Scales, scalar};
 pub(crate) use shard::{MergedRow, ROW_STATS};

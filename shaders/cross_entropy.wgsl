@@ -12,7 +12,6 @@
 // target is here (else 0), a = Σ w (x - m) and b = Σ w over the shard (with smoothing; else 0),
 // and two zeros. The gradient pass (`segment_grad`) reads each row's merged statistics from
 // `partials`: m and s over every shard, and b = (1 - ε) w_y + ε/C Σ w over every class.
-const ELSEWHERE: u32 = 0xfffffffdu;
 
 fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) {
     let m0 = (*st).m;
