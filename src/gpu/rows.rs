@@ -3,7 +3,8 @@
 
 use super::pipelines::Key;
 use super::shaders::{Family, Module};
-use crate::request::{Checked, CheckedTarget, Dtype, InputKind, LossKind, Options, TargetKind};
+use super::spec::Spec;
+use crate::request::{Dtype, InputKind, LossKind, Scales, TargetKind};
 
 /// Mirrors `Params` in `rows.wgsl`.
 #[repr(C)]
@@ -25,13 +26,8 @@ pub(crate) struct Params {
 
 impl Params {
     /// The params of the row kernels on chunk `rows` of a request, with `segments` per row and
-    /// the reduction's (main, z-loss) scales.
-    pub fn chunk(
-        req: &Spec,
-        rows: &std::ops::Range<usize>,
-        segments: u32,
-        (alpha, beta): (f32, f32),
-    ) -> Self {
+    /// the kernels' `scales` (`alpha` the main one, `beta` the z-loss one).
+    pub fn chunk(req: &Spec, rows: &std::ops::Range<usize>, segments: u32, scales: Scales) -> Self {
         let o = &req.options;
         Params {
             rows: rows.len() as u32,
@@ -42,8 +38,8 @@ impl Params {
             label_smoothing: o.label_smoothing,
             z_loss: o.z_loss,
             softcap: o.softcap.unwrap_or(1.0),
-            alpha,
-            beta,
+            alpha: scales.main,
+            beta: scales.z_loss,
             total_classes: req.shard_classes.unwrap_or(req.classes) as u32,
             ..Default::default()
         }
@@ -81,49 +77,6 @@ fn family(loss: LossKind) -> Family {
         LossKind::KlDiv => Family::KlDiv,
         LossKind::Entropy => Family::Entropy,
         LossKind::BinaryCrossEntropy => Family::Bce,
-    }
-}
-
-/// What a row kernel is specialized to: everything of a request but its values.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Spec {
-    pub loss: LossKind,
-    pub dtype: Dtype,
-    pub batch: usize,
-    pub classes: usize,
-    pub target: TargetKind,
-    pub weight: bool,
-    pub pos_weight: bool,
-    pub options: Options,
-    /// The reduction's scales are read from the `scales` binding, where a pass on the device
-    /// wrote them, rather than from the params.
-    pub device_scales: bool,
-    /// The gradient of 16-bit input is written in the input's dtype, packed, rather than as f32.
-    pub grad_packed: bool,
-    /// A vocabulary shard's pass: its rows' total classes.
-    pub shard_classes: Option<usize>,
-}
-
-impl Checked<'_> {
-    /// The kernel specialization of a host request: scales from the params, f32 gradients.
-    pub(crate) fn spec(&self) -> Spec {
-        Spec {
-            loss: self.loss,
-            dtype: self.input.dtype(),
-            batch: self.batch,
-            classes: self.classes,
-            target: match self.target {
-                CheckedTarget::None => TargetKind::None,
-                CheckedTarget::Classes(_) => TargetKind::Classes,
-                CheckedTarget::Dense(_) => TargetKind::Dense,
-            },
-            weight: self.weight.is_some(),
-            pos_weight: self.pos_weight.is_some(),
-            options: self.options,
-            device_scales: false,
-            grad_packed: false,
-            shard_classes: self.shard.as_ref().map(|s| s.shard.total_classes),
-        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Validation, shared by every backend: every backend receives the same [`Checked`] request, so
-//! they differ only in how they compute, never in what they accept.
+//! they differ only in how they compute, never in what they accept. A host request and a device
+//! request (`check_device.rs`) pass the same steps ([`Head::check`]).
 
 use super::builder::Request;
 use super::checked::{Checked, CheckedTarget, ShardInfo, ShardPass};
@@ -45,17 +46,14 @@ impl<'a> Request<'a> {
     /// Checks a request on one vocabulary shard (see [`shard_options`]); the gradient pass writes
     /// its gradient to the caller's slice.
     pub(crate) fn check_shard(&self, shard: Shard, pass: ShardPass) -> Result<Checked<'a>> {
-        let class_targets = matches!(self.target, Target::ClassesI32(_) | Target::ClassesI64(_));
-        let grad = matches!(pass, ShardPass::Grad { .. });
-        let mut request = *self;
-        request.options = shard_options(
-            self.loss,
-            &self.options,
-            class_targets,
-            self.shape,
+        let mut head = self.head();
+        head.for_shard(
+            target_kind(&self.target) == TargetKind::Classes,
             shard,
-            grad,
+            matches!(pass, ShardPass::Grad { .. }),
         )?;
+        let mut request = *self;
+        request.options = head.options;
         request.options.grad_in_place = false;
         let checked = request.check_in(Some(ShardInfo { shard, pass }), request.input)?;
         if let Some(info) = &checked.shard {
@@ -69,74 +67,193 @@ impl<'a> Request<'a> {
     fn check_in(&self, shard: Option<ShardInfo>, values: Input) -> Result<Checked<'a>> {
         let [batch, classes] = self.shape;
         let o = &self.options;
-        let loss = self.loss;
-        let elements = check_shape(self.shape)?;
-        length(
-            "input",
-            format!("[{batch}, {classes}]"),
-            elements,
-            values.len(),
+        let head = self.head();
+        head.check(
+            target_kind(&self.target),
+            |elements| {
+                length(
+                    "input",
+                    format!("[{batch}, {classes}]"),
+                    elements,
+                    values.len(),
+                )?;
+                if o.grad_in_place && values.dtype() != Dtype::F32 {
+                    return Err(Error::Unsupported {
+                        option: "an in-place gradient of 16-bit input",
+                        loss: self.loss.name(),
+                        input_kind: o.input_kind.name(),
+                    });
+                }
+                Ok(())
+            },
+            |elements| {
+                if o.strict {
+                    check_finite("input", (0..elements).map(|i| values.get(i)), classes)?;
+                    if let Target::Dense(t) = self.target {
+                        check_finite("target", t.iter().copied(), classes)?;
+                    }
+                }
+                if o.input_kind == InputKind::Probs {
+                    check_probabilities(&values, classes)?;
+                }
+                Ok(())
+            },
         )?;
-        if o.grad_in_place && values.dtype() != Dtype::F32 {
-            return Err(Error::Unsupported {
-                option: "an in-place gradient of 16-bit input",
-                loss: loss.name(),
-                input_kind: o.input_kind.name(),
-            });
-        }
-        let (weight, pos_weight) = check_options(loss, o, classes, self.weight, self.pos_weight)?;
-        if o.strict {
-            check_finite("input", (0..elements).map(|i| values.get(i)), classes)?;
-            if let Target::Dense(t) = self.target {
-                check_finite("target", t.iter().copied(), classes)?;
-            }
-        }
-        if o.input_kind == InputKind::Probs {
-            check_probabilities(&values, classes)?;
-        }
-
-        let kind = match self.target {
-            Target::None => TargetKind::None,
-            Target::ClassesI32(_) | Target::ClassesI64(_) => TargetKind::Classes,
-            Target::Dense(_) => TargetKind::Dense,
-        };
-        check_target_kind(loss, kind, self.shape)?;
-        let target = match self.target {
-            Target::None => CheckedTarget::None,
-            Target::ClassesI32(t) => self.classes(t.len(), shard.as_ref(), |r| i64::from(t[r]))?,
-            Target::ClassesI64(t) => self.classes(t.len(), shard.as_ref(), |r| t[r])?,
-            Target::Dense(t) => {
-                length("target", format!("[{batch}, {classes}]"), elements, t.len())?;
-                CheckedTarget::Dense(t)
-            }
-        };
-        let valid_rows = match &target {
-            CheckedTarget::Classes(t) => t.iter().filter(|&&t| t != IGNORED).count(),
-            _ => batch,
-        };
+        let target = head.check_target(self.target, shard.as_ref().map(|s| s.shard))?;
         Ok(Checked {
-            loss,
+            loss: self.loss,
             input: self.input,
             batch,
             classes,
+            valid_rows: target.valid_rows(batch),
             target,
-            weight,
-            pos_weight,
-            valid_rows,
+            weight: self.weight,
+            pos_weight: self.pos_weight,
             options: self.options,
             shard,
         })
     }
 
-    fn classes(
+    fn head(&self) -> Head<'a> {
+        Head {
+            loss: self.loss,
+            shape: self.shape,
+            options: self.options,
+            weight: self.weight,
+            pos_weight: self.pos_weight,
+        }
+    }
+}
+
+/// What every request states besides where its values are: the loss, the [B, C] shape, the
+/// options and the class weights. Host and device requests check it by the same steps
+/// ([`Head::check`]), each adding only what its values' place allows.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Head<'w> {
+    pub loss: LossKind,
+    pub shape: [usize; 2],
+    pub options: Options,
+    pub weight: Option<&'w [f32]>,
+    pub pos_weight: Option<&'w [f32]>,
+}
+
+impl<'w> Head<'w> {
+    /// The checks every request passes, host or device, in this order: the shape; `input`, what
+    /// the input alone tells before the options (given B·C); the options and the class weights;
+    /// `values`, what needs the options checked first; the kind of the target (`kind`). Returns
+    /// B·C. The target's own checks follow ([`Head::check_target`] for one on the host).
+    pub(crate) fn check(
         &self,
-        len: usize,
-        shard: Option<&ShardInfo>,
-        get: impl Fn(usize) -> i64,
-    ) -> Result<CheckedTarget<'a>> {
-        let ignore_index = self.options.ignore_index;
-        let shard = shard.map(|s| s.shard);
-        encode_classes(self.shape, ignore_index, shard, len, get).map(CheckedTarget::Classes)
+        kind: TargetKind,
+        input: impl FnOnce(usize) -> Result<()>,
+        values: impl FnOnce(usize) -> Result<()>,
+    ) -> Result<usize> {
+        let elements = check_shape(self.shape)?;
+        input(elements)?;
+        check_options(
+            self.loss,
+            &self.options,
+            self.shape[1],
+            self.weight,
+            self.pos_weight,
+        )?;
+        values(elements)?;
+        check_target_kind(self.loss, kind, self.shape)?;
+        Ok(elements)
+    }
+
+    /// Makes this the head of a request on one vocabulary shard, with the options of its pass
+    /// (see [`shard_options`]): its target is class indices when `class_targets`, and the pass
+    /// is the gradient's when `grad`.
+    pub(crate) fn for_shard(
+        &mut self,
+        class_targets: bool,
+        shard: Shard,
+        grad: bool,
+    ) -> Result<()> {
+        self.options = shard_options(
+            self.loss,
+            &self.options,
+            class_targets,
+            self.shape,
+            shard,
+            grad,
+        )?;
+        Ok(())
+    }
+
+    /// Checks a target held on the host against the shape (and, in a vocabulary `shard`, the
+    /// row's total classes), and encodes class indices for the kernels (see [`encode_classes`]).
+    pub(crate) fn check_target<'t>(
+        &self,
+        target: Target<'t>,
+        shard: Option<Shard>,
+    ) -> Result<CheckedTarget<'t>> {
+        let [batch, classes] = self.shape;
+        let ignore = self.options.ignore_index;
+        Ok(match target {
+            Target::None => CheckedTarget::None,
+            Target::ClassesI32(t) => {
+                CheckedTarget::Classes(encode_classes(self.shape, ignore, shard, t.len(), |r| {
+                    i64::from(t[r])
+                })?)
+            }
+            Target::ClassesI64(t) => {
+                CheckedTarget::Classes(encode_classes(self.shape, ignore, shard, t.len(), |r| {
+                    t[r]
+                })?)
+            }
+            Target::Dense(t) => {
+                length(
+                    "target",
+                    format!("[{batch}, {classes}]"),
+                    batch * classes,
+                    t.len(),
+                )?;
+                CheckedTarget::Dense(t)
+            }
+        })
+    }
+}
+
+impl CheckedTarget<'_> {
+    /// The rows a mean averages over, of `batch`: those whose class target is not ignored.
+    pub(crate) fn valid_rows(&self, batch: usize) -> usize {
+        match self {
+            CheckedTarget::Classes(t) => t.iter().filter(|&&t| t != IGNORED).count(),
+            _ => batch,
+        }
+    }
+
+    /// Its kind.
+    pub(crate) fn kind(&self) -> TargetKind {
+        match self {
+            CheckedTarget::None => TargetKind::None,
+            CheckedTarget::Classes(_) => TargetKind::Classes,
+            CheckedTarget::Dense(_) => TargetKind::Dense,
+        }
+    }
+}
+
+impl<'a> Checked<'a> {
+    /// The head of the request that was checked.
+    pub(crate) fn head(&self) -> Head<'a> {
+        Head {
+            loss: self.loss,
+            shape: [self.batch, self.classes],
+            options: self.options,
+            weight: self.weight,
+            pos_weight: self.pos_weight,
+        }
+    }
+}
+
+/// The kind of a target held on the host.
+pub(super) fn target_kind(target: &Target) -> TargetKind {
+    match target {
+        Target::None => TargetKind::None,
+        Target::ClassesI32(_) | Target::ClassesI64(_) => TargetKind::Classes,
+        Target::Dense(_) => TargetKind::Dense,
     }
 }
 
@@ -150,11 +267,7 @@ pub(crate) enum TargetKind {
 
 /// Checks that a loss takes this kind of target: entropy none, cross-entropy class indices or a
 /// distribution, BCE and KL a [B, C] array.
-pub(crate) fn check_target_kind(
-    loss: LossKind,
-    kind: TargetKind,
-    [batch, classes]: [usize; 2],
-) -> Result<()> {
+fn check_target_kind(loss: LossKind, kind: TargetKind, [batch, classes]: [usize; 2]) -> Result<()> {
     let reason = match (loss, kind) {
         (LossKind::Entropy, TargetKind::None) => return Ok(()),
         (LossKind::Entropy, _) => "entropy takes no target".into(),
@@ -174,7 +287,7 @@ pub(crate) fn check_target_kind(
 /// indices over all `shard.total_classes`, the input holding `shard`'s classes (and the weights,
 /// if any, their weights). Returns its options for the pass: for the statistics pass the
 /// reduction, lse and gradient options set aside; for the gradient pass, the gradient on.
-pub(crate) fn shard_options(
+fn shard_options(
     loss: LossKind,
     options: &Options,
     class_targets: bool,
@@ -217,7 +330,7 @@ pub(crate) fn shard_options(
 /// Checks B class indices (`len` of them, index r given by `get`) against C and the ignore index,
 /// and encodes them for the kernels: the class, or [`IGNORED`]. In a vocabulary shard they are
 /// checked against the row's total classes, and one outside the shard's is [`ELSEWHERE`].
-pub(crate) fn encode_classes(
+pub(super) fn encode_classes(
     [batch, classes]: [usize; 2],
     ignore_index: i64,
     shard: Option<Shard>,
@@ -250,7 +363,7 @@ pub(crate) fn encode_classes(
 
 /// Checks a [B, C] shape: C ≥ 1, B·C within usize, and C within a 32-bit class index (below the
 /// kernels' markers). Returns B·C.
-pub(crate) fn check_shape([batch, classes]: [usize; 2]) -> Result<usize> {
+pub(super) fn check_shape([batch, classes]: [usize; 2]) -> Result<usize> {
     if classes == 0 {
         return Err(Error::NoClasses);
     }
@@ -268,11 +381,11 @@ pub(crate) fn check_shape([batch, classes]: [usize; 2]) -> Result<usize> {
 }
 
 /// A request's `weight` and `pos_weight`.
-pub(crate) type ClassWeights<'w> = (Option<&'w [f32]>, Option<&'w [f32]>);
+pub(super) type ClassWeights<'w> = (Option<&'w [f32]>, Option<&'w [f32]>);
 
 /// Checks the options against the loss and input kind, and the class weights against C; returns
 /// the weights.
-pub(crate) fn check_options<'w>(
+pub(super) fn check_options<'w>(
     loss: LossKind,
     o: &Options,
     classes: usize,
@@ -350,12 +463,7 @@ pub(crate) fn check_options<'w>(
     Ok((weight, pos_weight))
 }
 
-pub(crate) fn length(
-    what: &'static str,
-    shape: String,
-    expected: usize,
-    actual: usize,
-) -> Result<()> {
+fn length(what: &'static str, shape: String, expected: usize, actual: usize) -> Result<()> {
     if expected == actual {
         Ok(())
     } else {

@@ -7,6 +7,7 @@
 
 mod builder;
 mod check;
+mod check_device;
 mod checked;
 mod device;
 mod exact_sum;
@@ -26,11 +27,9 @@ pub use options::{DEFAULT_IGNORE_INDEX, Options};
 pub use shard::{Shard, ShardStats, ShardedLoss};
 pub use values::{Input, Target};
 
-pub(crate) use check::{
-    TargetKind, check_options, check_shape, check_target_kind, encode_classes, length,
-    shard_options,
-};
+pub(crate) use check::{Head, TargetKind};
+pub(crate) use check_device::{CheckedDevice, CheckedDeviceTarget};
 pub(crate) use checked::{Checked, CheckedTarget, ShardInfo, ShardPass};
 pub(crate) use markers::IGNORED;
-pub(crate) use reduce::{Reduce, Scales, scalar};
+pub(crate) use reduce::{Scales, scalar};
 pub(crate) use shard::{MergedRow, ROW_STATS};
