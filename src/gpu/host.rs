@@ -109,16 +109,16 @@ impl GpuEngine {
             let run = (&plan, req, &shared);
             pending.extend(self.run_chunk(ws, run, &mut timing, k, grad.is_some())?);
         }
-        let (head, lse) = self.read_rows(ws, &plan, &mut timing, &readback)?;
+        let (row_loss, lse) = self.read_rows(ws, &plan, &mut timing, &readback)?;
         for done in pending {
             self.drain_chunk(&done, grad.as_deref_mut(), &mut element_values)?;
         }
         let loss = if call.elementwise {
             unreduced(element_values)
         } else if !call.scalar {
-            unreduced(head)
+            unreduced(row_loss)
         } else if req.divisors().is_some() {
-            Loss::Scalar(head[0])
+            Loss::Scalar(row_loss[0])
         } else {
             Loss::Scalar(0.0)
         };

@@ -145,7 +145,7 @@ impl<'r> Plan<'r> {
             )?,
         };
         let (variant, trial) = match (call.merged, call.residence) {
-            (Some(_), _) => (Variant::given_stats(spec, ctx.cpu_adapter), None),
+            (Some(_), _) => (Variant::merged_stats(spec, ctx.cpu_adapter), None),
             (None, Residence::Host) => engine.tuner.pick(spec, ctx.cpu_adapter),
             (None, Residence::Device { .. }) => (engine.tuner.settled(spec, ctx.cpu_adapter), None),
         };
