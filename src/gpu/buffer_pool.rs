@@ -1,5 +1,6 @@
 //! The engine's reused buffers. Each slot keeps one buffer and replaces it only when a call needs
-//! a larger one, rounding the size up to a power of two so that growth is rare.
+//! a larger one, rounding the size up to a power of two so that growth is rare; a staging slot
+//! also keeps its mapping state.
 
 /// One reusable buffer of a fixed usage.
 pub(crate) struct Slot {
@@ -42,5 +43,26 @@ impl Slot {
     /// Bytes of the buffer this slot holds.
     pub fn bytes(&self) -> u64 {
         self.buffer.as_ref().map_or(0, wgpu::Buffer::size)
+    }
+}
+
+/// A MAP_WRITE staging buffer, whether it is mapped now, and the submission that last copied out
+/// of it (which a new mapping must wait for, and nothing later).
+pub(crate) struct Staging {
+    pub slot: Slot,
+    pub mapped: bool,
+    pub copied: Option<wgpu::SubmissionIndex>,
+}
+
+impl Staging {
+    pub const fn new(label: &'static str) -> Self {
+        Staging {
+            slot: Slot::new(
+                label,
+                wgpu::BufferUsages::MAP_WRITE.union(wgpu::BufferUsages::COPY_SRC),
+            ),
+            mapped: false,
+            copied: None,
+        }
     }
 }

@@ -24,7 +24,7 @@ mod timing;
 mod tune;
 mod workspace;
 
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 pub use adapter::{ADAPTER_NAME_VAR, AdapterSummary, adapters};
 pub use shaders::{ShaderModule, shader_modules};
@@ -88,6 +88,15 @@ impl GpuEngine {
         let engine = Self::open(&adapter)?;
         engine.set_autotune(self.tuner.is_on());
         Ok(engine)
+    }
+
+    /// Bytes of device memory the engine keeps between calls, in its reused buffers.
+    pub fn pooled_bytes(&self) -> u64 {
+        let ws = self
+            .workspace
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        ws.slots().map(buffer_pool::Slot::bytes).sum()
     }
 
     /// Turns the autotune on or off (see `tune.rs`).

@@ -5,31 +5,10 @@
 use std::sync::PoisonError;
 
 use super::GpuEngine;
-use super::buffer_pool::Slot;
+use super::buffer_pool::Staging;
 use super::chunk::{chunk_cap, round_up};
 use super::workspace::Workspace;
 use crate::error::Result;
-
-/// A MAP_WRITE staging buffer, whether it is mapped now, and the submission that last copied out
-/// of it (which a new mapping must wait for, and nothing later).
-pub(crate) struct Staging {
-    pub slot: Slot,
-    pub mapped: bool,
-    pub copied: Option<wgpu::SubmissionIndex>,
-}
-
-impl Staging {
-    pub const fn new(label: &'static str) -> Self {
-        Staging {
-            slot: Slot::new(
-                label,
-                wgpu::BufferUsages::MAP_WRITE.union(wgpu::BufferUsages::COPY_SRC),
-            ),
-            mapped: false,
-            copied: None,
-        }
-    }
-}
 
 impl GpuEngine {
     /// Uploads `data` the way a call uploads its input, in the same chunks through the same

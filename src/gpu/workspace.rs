@@ -1,10 +1,6 @@
 //! The buffers of host calls, kept from one call for the next.
 
-use std::sync::PoisonError;
-
-use super::GpuEngine;
-use super::buffer_pool::Slot;
-use super::staging::Staging;
+use super::buffer_pool::{Slot, Staging};
 
 /// The buffers one host call uses, kept for the next. The mutex around it also serializes calls,
 /// which the device would do anyway.
@@ -71,7 +67,8 @@ impl Workspace {
         }
     }
 
-    fn slots(&self) -> impl Iterator<Item = &Slot> {
+    /// Every slot.
+    pub fn slots(&self) -> impl Iterator<Item = &Slot> {
         let single = [
             &self.elements,
             &self.grad,
@@ -100,15 +97,4 @@ impl Workspace {
 /// The buffer a slot got earlier in this call.
 pub(crate) fn current(slot: &Slot) -> &wgpu::Buffer {
     slot.current().expect("slot filled earlier in this call")
-}
-
-impl GpuEngine {
-    /// Bytes of device memory the engine keeps between calls, in its reused buffers.
-    pub fn pooled_bytes(&self) -> u64 {
-        let ws = self
-            .workspace
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        ws.slots().map(Slot::bytes).sum()
-    }
 }
