@@ -139,7 +139,7 @@ impl GpuEngine {
         let shared = self.prepare_device(encoder, &mut plan, &req, &status)?;
         let input = &req.input;
         let size = input.dtype.size() as u64;
-        let grad_size = if plan.call.spec.grad_packed { 2 } else { 4 };
+        let grad_size = plan.call.spec.grad_size();
         // A dense target from the host is uploaded whole.
         let uploaded;
         let dense = match &req.target {
@@ -217,7 +217,7 @@ impl GpuEngine {
         let o = &spec.options;
         let batch = spec.batch as u64;
         let elements = batch * spec.classes as u64;
-        let grad_size = if spec.grad_packed { 2 } else { 4 };
+        let grad_size = spec.grad_size();
         let grad = if o.grad && !o.grad_in_place {
             Some(self.output_buffer("xent gradient", round_up(elements * grad_size, 16))?)
         } else {

@@ -64,4 +64,9 @@ impl Spec {
             shard_classes: shard.map(|s| s.total_classes),
         }
     }
+
+    /// Bytes of one element of the gradient the kernels write: 2 packed, 4 as f32.
+    pub fn grad_size(&self) -> u64 {
+        if self.grad_packed { 2 } else { 4 }
+    }
 }
