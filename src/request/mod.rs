@@ -8,6 +8,7 @@
 mod builder;
 mod check;
 mod check_device;
+mod check_host;
 mod checked;
 mod device;
 mod exact_sum;
