@@ -1,4 +1,5 @@
-//! Splitting a batch into row chunks that each fit one storage binding.
+//! Splitting a batch into row chunks that each fit one storage binding: from the host, through
+//! staging buffers of a bounded size; on the device, where the caller's buffers can be bound.
 
 use std::ops::Range;
 
@@ -51,8 +52,43 @@ pub(crate) fn row_chunks(
         .collect())
 }
 
+/// Row chunks of a device input, each within one storage binding, starting at offsets the device
+/// can bind: a multiple of `align` bytes of the widest per-element array (f32 values and
+/// gradients).
+pub(crate) fn device_chunks(
+    [batch, classes]: [usize; 2],
+    max_binding: u64,
+    align: u64,
+) -> Result<Vec<Range<usize>>> {
+    let row_bytes = classes as u64 * 4;
+    // The whole batch in one binding, wherever it starts.
+    if (batch as u64).saturating_mul(row_bytes) <= max_binding.saturating_sub(16) {
+        return Ok(std::iter::once(0..batch).collect());
+    }
+    // The fewest rows whose bytes, in every dtype (2 or 4 per element), are a multiple of align.
+    let step = {
+        let half_row = classes as u64 * 2;
+        align / gcd(half_row, align)
+    };
+    let fit = max_binding.saturating_sub(16) / row_bytes / step * step;
+    if fit == 0 {
+        return Err(Error::TooLarge {
+            what: "logits",
+            reason: format!(
+                "{step} rows of {classes} classes take {} bytes, over the {max_binding}-byte storage binding",
+                step * row_bytes
+            ),
+        });
+    }
+    let fit = usize::try_from(fit).unwrap_or(usize::MAX);
+    Ok((0..batch)
+        .step_by(fit)
+        .map(|start| start..batch.min(start.saturating_add(fit)))
+        .collect())
+}
+
 /// The greatest common divisor.
-pub(crate) fn gcd(a: u64, b: u64) -> u64 {
+fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 

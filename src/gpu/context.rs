@@ -15,6 +15,9 @@ pub(crate) struct Context {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub subgroups: bool,
+    /// Whether the adapter is a CPU (a software rasterizer such as lavapipe), whose invocations
+    /// are SIMD lanes.
+    pub cpu_adapter: bool,
     /// Whether xent opened the device (and can open it again), rather than the caller.
     pub owned: bool,
     uncaptured: Uncaptured,
@@ -75,12 +78,14 @@ impl Context {
     ) -> Self {
         let limits = device.limits();
         let subgroups = device.features().contains(wgpu::Features::SUBGROUP);
+        let cpu_adapter = info.device_type == wgpu::DeviceType::Cpu;
         Context {
             device,
             queue,
             info,
             limits,
             subgroups,
+            cpu_adapter,
             owned: false,
             uncaptured,
             lost,

@@ -74,11 +74,10 @@ impl GpuEngine {
                 usage: wgpu::BufferUsages::STORAGE,
                 mapped_at_creation: false,
             });
-            let cpu_adapter = self.ctx.info.device_type == wgpu::DeviceType::Cpu;
             let pipeline = self.pipeline(&Key {
                 module: Module::Probe,
                 entry: "probe_sum",
-                constants: vec![("WORKGROUP", if cpu_adapter { 8 } else { 256 })],
+                constants: vec![("WORKGROUP", if self.ctx.cpu_adapter { 8 } else { 256 })],
             });
             let mut timing = Timing::new(&self.ctx, true, pieces.len());
             let mut encoder = device.create_command_encoder(&Default::default());

@@ -1,7 +1,7 @@
 //! Host side of `shaders/reduce.wgsl`: the chain of passes that sums n values to one.
 
 use super::pipelines::Key;
-use super::shaders::Module;
+use super::shaders::{Module, REDUCE_ITEMS, REDUCE_WORKGROUP};
 
 /// Mirrors `Params` in `reduce.wgsl`.
 #[repr(C)]
@@ -11,8 +11,8 @@ pub(crate) struct Params {
     pub _pad: [u32; 3],
 }
 
-/// Values one workgroup sums: `WORKGROUP * ITEMS` in `reduce.wgsl`.
-const BLOCK: u32 = 256 * 8;
+/// Values one workgroup sums.
+const BLOCK: u32 = REDUCE_WORKGROUP * REDUCE_ITEMS;
 
 pub(crate) fn key() -> Key {
     Key {

@@ -3,9 +3,10 @@
 
 use super::pipelines::Key;
 use super::shaders::{Family, Module};
-use crate::request::{Checked, CheckedTarget, Dtype, InputKind, LossKind, Options, TargetKind};
+use super::spec::Spec;
+use crate::request::{Dtype, InputKind, LossKind, Scales, TargetKind};
 
-/// Mirrors `Params` in `rows.wgsl`.
+/// Mirrors `Params` in `rows_params.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct Params {
@@ -25,13 +26,8 @@ pub(crate) struct Params {
 
 impl Params {
     /// The params of the row kernels on chunk `rows` of a request, with `segments` per row and
-    /// the reduction's (main, z-loss) scales.
-    pub fn chunk(
-        req: &Spec,
-        rows: &std::ops::Range<usize>,
-        segments: u32,
-        (alpha, beta): (f32, f32),
-    ) -> Self {
+    /// the kernels' `scales` (`alpha` the main one, `beta` the z-loss one).
+    pub fn chunk(req: &Spec, rows: &std::ops::Range<usize>, segments: u32, scales: Scales) -> Self {
         let o = &req.options;
         Params {
             rows: rows.len() as u32,
@@ -42,8 +38,8 @@ impl Params {
             label_smoothing: o.label_smoothing,
             z_loss: o.z_loss,
             softcap: o.softcap.unwrap_or(1.0),
-            alpha,
-            beta,
+            alpha: scales.main,
+            beta: scales.z_loss,
             total_classes: req.shard_classes.unwrap_or(req.classes) as u32,
             ..Default::default()
         }
@@ -52,25 +48,19 @@ impl Params {
 
 /// Rows per workgroup of `row_per_thread`, at most.
 const ROWS_PER_GROUP: u32 = 64;
-/// Up to this many classes, one invocation scans a whole row: a workgroup with barriers costs
-/// about 9 µs on lavapipe, so small rows must not each get one.
+/// Up to this many classes, one invocation scans a whole row: a workgroup with barriers costs far
+/// more than the scan of a short row, so short rows must not each get one.
 const ROW_PER_THREAD_MAX_CLASSES: usize = 64;
 /// On a CPU adapter, batches of at least this many rows get one invocation per row whatever their
-/// length: an invocation there is a SIMD lane, and a lane streams its own row with no barrier.
-/// Measured on lavapipe against a workgroup per row: 2.6× the throughput at 1024 × 32000, 1.6× at
-/// 32 × 262144, 1.1× at 256 × 128256.
+/// length: an invocation there is a SIMD lane, and a lane streams its own row with no barrier,
+/// which outruns a workgroup per row.
 const ROW_PER_THREAD_MIN_ROWS_ON_CPU: usize = 8;
 /// On a CPU adapter, rows longer than 64 classes go 8 to a workgroup: one SIMD batch of lanes
-/// each, which keeps the rows being streamed at once few. Measured on lavapipe (kernel time) at
-/// 8 against 64 rows per workgroup: 256 × 128256 131–139 against 255–273 ms, 1024 × 32000 142
-/// against 159 ms, 64 × 1000 0.52 against 0.94 ms. Shorter rows keep 64 (8192 × 10: 1.14 ms
-/// against 1.32 at 8).
+/// each, which keeps the rows being streamed at once few. Shorter rows keep 64 to a workgroup.
 const LONG_ROWS_PER_GROUP_ON_CPU: u32 = 8;
 /// On a CPU adapter, a row that takes a workgroup (a row too long for one invocation, or a batch
 /// under 8 rows) takes 8 invocations: one SIMD batch of lanes that read consecutive quads, with
-/// the row's statistics merged once at the end. Measured on lavapipe (kernel time against the
-/// probe, forward): 256 × 128256 1.10× at 8 against 2.03× at 256 and 1.52× at 16; 32 × 262144
-/// 1.11× against 1.82× and 1.28×.
+/// the row's statistics merged once at the end.
 const ROW_WORKGROUP_ON_CPU: usize = 8;
 /// Quads (four elements) per invocation of `elementwise`: its workgroup size.
 const ELEMENTWISE_GROUP: u32 = 64;
@@ -81,49 +71,6 @@ fn family(loss: LossKind) -> Family {
         LossKind::KlDiv => Family::KlDiv,
         LossKind::Entropy => Family::Entropy,
         LossKind::BinaryCrossEntropy => Family::Bce,
-    }
-}
-
-/// What a row kernel is specialized to: everything of a request but its values.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Spec {
-    pub loss: LossKind,
-    pub dtype: Dtype,
-    pub batch: usize,
-    pub classes: usize,
-    pub target: TargetKind,
-    pub weight: bool,
-    pub pos_weight: bool,
-    pub options: Options,
-    /// The reduction's scales are read from the `scales` binding, where a pass on the device
-    /// wrote them, rather than from the params.
-    pub device_scales: bool,
-    /// The gradient of 16-bit input is written in the input's dtype, packed, rather than as f32.
-    pub grad_packed: bool,
-    /// A vocabulary shard's pass: its rows' total classes.
-    pub shard_classes: Option<usize>,
-}
-
-impl Checked<'_> {
-    /// The kernel specialization of a host request: scales from the params, f32 gradients.
-    pub(crate) fn spec(&self) -> Spec {
-        Spec {
-            loss: self.loss,
-            dtype: self.input.dtype(),
-            batch: self.batch,
-            classes: self.classes,
-            target: match self.target {
-                CheckedTarget::None => TargetKind::None,
-                CheckedTarget::Classes(_) => TargetKind::Classes,
-                CheckedTarget::Dense(_) => TargetKind::Dense,
-            },
-            weight: self.weight.is_some(),
-            pos_weight: self.pos_weight.is_some(),
-            options: self.options,
-            device_scales: false,
-            grad_packed: false,
-            shard_classes: self.shard.as_ref().map(|s| s.shard.total_classes),
-        }
     }
 }
 
@@ -225,11 +172,9 @@ pub(crate) fn segment_quads(classes: usize, segments: u32) -> u32 {
 }
 
 /// On a CPU adapter, the most quads one invocation scans in one pass over a row. llvmpipe stops
-/// the loops of one invocation after about 65 000 iterations in all (found at 8 × 262144: the
-/// gradient pass then wrote one quad per row; at 16 × 131072, all but the last two quads of each
-/// row; at 8 × 130816, with 65 408 iterations, a few quads short). A row may be scanned twice
-/// (with the gradient), so twice this stays well within it: 16 × 128256 (64 128 iterations) was
-/// still whole.
+/// the loops of one invocation after about 65 000 iterations in all, silently leaving the rest of
+/// the row unwritten; a row may be scanned twice (with the gradient), so twice this stays within
+/// that.
 const CPU_MAX_QUADS_PER_INVOCATION: usize = 30_000;
 
 /// Whether one invocation per row of `classes` stays within what the adapter runs.
@@ -280,9 +225,9 @@ impl Variant {
         }
     }
 
-    /// For a gradient pass from given row statistics (`segment_grad` alone): the rule's split,
+    /// For a gradient pass from merged row statistics (`segment_grad` alone): the rule's split,
     /// or rows whole, a workgroup each, as one segment.
-    pub fn given_stats(req: &Spec, cpu_adapter: bool) -> Self {
+    pub fn merged_stats(req: &Spec, cpu_adapter: bool) -> Self {
         match Self::rule(req, cpu_adapter) {
             split @ Variant::SplitRow { .. } => split,
             _ => Variant::SplitRow {

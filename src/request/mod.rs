@@ -7,6 +7,8 @@
 
 mod builder;
 mod check;
+mod check_device;
+mod check_host;
 mod checked;
 mod device;
 mod exact_sum;
@@ -26,12 +28,10 @@ pub use options::{DEFAULT_IGNORE_INDEX, Options};
 pub use shard::{Shard, ShardStats, ShardedLoss};
 pub use values::{Input, Target};
 
-pub(crate) use check::{
-    TargetKind, check_options, check_shape, check_target_kind, encode_classes, length,
-    shard_options,
-};
+pub(crate) use check::{Head, TargetKind};
+pub(crate) use check_device::{CheckedDevice, CheckedDeviceTarget};
 pub(crate) use checked::{Checked, CheckedTarget, ShardInfo, ShardPass};
 pub(crate) use exact_sum::{ONE_AT, WORDS};
 pub(crate) use markers::{BAD, ELSEWHERE, IGNORED};
-pub(crate) use reduce::{Reduce, Scales, scalar};
+pub(crate) use reduce::{Scales, scalar};
 pub(crate) use shard::{MergedRow, ROW_STATS};

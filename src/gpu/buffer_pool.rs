@@ -1,5 +1,6 @@
-//! Reused buffers. Each slot keeps one buffer and replaces it only when a call needs a larger one,
-//! rounding the size up to a power of two so that growth is rare.
+//! The engine's reused buffers. Each slot keeps one buffer and replaces it only when a call needs
+//! a larger one, rounding the size up to a power of two so that growth is rare; a staging slot
+//! also keeps its mapping state.
 
 /// One reusable buffer of a fixed usage.
 pub(crate) struct Slot {
