@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cpu::{self, fast, pool, reference};
+use crate::cpu::fast::threads as pool;
+use crate::cpu::{self, fast, reference};
 use crate::error::{Error, Result};
 use crate::gpu::{self, GpuEngine};
 use crate::output::{Clock, KernelTime, Output};
