@@ -42,8 +42,8 @@ pub(crate) fn stats(req: &Checked) -> Vec<f32> {
 }
 
 /// The shard's slice of the gradient: for each row, from its merged (m, s, b), the cross-entropy
-/// gradient α(b·softmax − w p′) + 2βs·lse·softmax ([`gradient::cross_entropy`]), through the soft
-/// cap's chain rule; 0 on ignored rows.
+/// gradient α(b·softmax − w p′) + 2βs·lse·softmax ([`gradient::cross_entropy`], α and β the
+/// main and z-loss scales), through the soft cap's chain rule; 0 on ignored rows.
 pub(crate) fn grad(req: &Checked, grad: &mut [f32]) {
     let Some(ShardInfo {
         shard,

@@ -154,7 +154,8 @@ impl Softmax {
 
     /// For a row against one unweighted, unsmoothed class y (logit `x_y`): the coefficient of
     /// its softmax in the gradient, α + z, and the gradient at y, [`gradient::cross_entropy`]
-    /// with b = w p′ = 1, α(softmax_y − 1) + z·softmax_y (z is the z-loss part's).
+    /// with b = w p′ = 1, α(softmax_y − 1) + z·softmax_y, where α is the main scale and z the
+    /// z-loss part's coefficient ([`Softmax::z_coef`]).
     #[inline(always)]
     pub fn one_hot_terms(&self, x_y: f32, scales: Scales, z_loss: f32) -> (f32, f32) {
         let z = self.z_coef(scales.z_loss, z_loss);

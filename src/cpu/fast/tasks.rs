@@ -36,7 +36,7 @@ pub(super) struct Task<'a> {
     pub row_values: Option<&'a mut [f32]>,
     pub lse: Option<&'a mut [f32]>,
     /// The gradient goes over the input: the rows are read from `grad`, over themselves or from
-    /// a copy (see [`compute_in_place`](super::compute_in_place)).
+    /// a copy (see `fast::compute_in_place`).
     pub in_place: bool,
 }
 
