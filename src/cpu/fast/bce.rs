@@ -6,6 +6,7 @@ use crate::request::{Checked, CheckedTarget, InputKind, Scales};
 
 /// A row's value, Σ w·loss over its classes (in nats); and when asked its gradient and its
 /// elementwise values, scaled by the main scale.
+#[inline]
 pub(super) fn row_loss(
     req: &Checked,
     row: &Row,

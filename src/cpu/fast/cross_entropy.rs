@@ -15,17 +15,25 @@ fn z_term(lse: f64, z_loss: f32) -> f64 {
 }
 
 /// A row's main value (−Σ w p′ log q, in nats) and z term; and when asked its gradient, scaled
-/// by `scales`. The row's target is not ignored.
+/// by `scales`. `None` for a row whose class target is ignored: it contributes nothing, and its
+/// gradient is 0, even where its logits are not finite.
+#[inline]
 pub(super) fn row_loss(
     req: &Checked,
     row: &Row,
     scales: Scales,
     grad: Option<&mut [f32]>,
-) -> (f64, f64) {
+) -> Option<(f64, f64)> {
     let (r, c, x) = (row.r, req.classes, row.x);
     let eps = req.options.label_smoothing;
     let logits = row.kind == InputKind::Logits;
     let (y, p) = match &req.target {
+        CheckedTarget::Classes(t) if t[r] == IGNORED => {
+            if let Some(g) = grad {
+                g.fill(0.0);
+            }
+            return None;
+        }
         CheckedTarget::Classes(t) => (Some(t[r] as usize), None),
         CheckedTarget::Dense(t) => (None, Some(&t[r * c..(r + 1) * c])),
         CheckedTarget::None => unreachable!("checked: cross-entropy has a target"),
@@ -83,7 +91,7 @@ pub(super) fn row_loss(
             row.target_only_grad(g, scales.main, wp);
         }
     }
-    (-a, z)
+    Some((-a, z))
 }
 
 /// What a cross-entropy row on f32 logits contributes against one unweighted, unsmoothed class

@@ -4,6 +4,7 @@ use super::rows::Row;
 use crate::request::{InputKind, Scales};
 
 /// A row's entropy (in nats); and when asked its gradient, scaled by the main scale.
+#[inline]
 pub(super) fn row_loss(row: &Row, scales: Scales, grad: Option<&mut [f32]>) -> f64 {
     let h = match (&row.softmax, row.kind) {
         (Some(st), _) => st.log_s - st.t / st.s,

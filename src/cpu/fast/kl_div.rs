@@ -5,6 +5,7 @@ use crate::request::{Checked, CheckedTarget, InputKind, Scales};
 
 /// A row's value, Σ p (log p − log q) over the classes where p > 0 (in nats); and when asked
 /// its gradient and its elementwise values, scaled by the main scale.
+#[inline]
 pub(super) fn row_loss(
     req: &Checked,
     row: &Row,

@@ -60,6 +60,7 @@ impl<'a> Row<'a> {
     /// Reads row r of `rows` and takes its statistics: from the short-row loop when it computed
     /// them (its exps then already in `grad`), else by [`Softmax::of`], which stores each exp in
     /// `grad` when it is given (but for entropy, whose gradient needs log q itself).
+    #[inline]
     pub fn read(
         req: &Checked,
         rows: Rows<'a>,

@@ -42,7 +42,7 @@ pub(super) struct Task<'a> {
 
 /// Computes row r through its loss family: its value, and when asked its gradient (scaled by
 /// `scales`) and elementwise values (scaled by the main scale), through the soft cap's chain
-/// rule. A row whose class target is ignored contributes nothing, and its gradient is 0.
+/// rule.
 fn compute_row(
     req: &Checked,
     rows: Rows,
@@ -54,19 +54,19 @@ fn compute_row(
 ) -> RowResult {
     let row = Row::read(req, rows, r, scratch, grad.as_deref_mut());
     let lse = row.lse() as f32;
-    if matches!(&req.target, CheckedTarget::Classes(t) if t[r] == IGNORED) {
-        if let Some(g) = grad {
-            g.fill(0.0);
-        }
-        return RowResult {
-            main: 0.0,
-            z: 0.0,
-            lse,
-        };
-    }
     let g = grad.as_deref_mut();
     let (main, z) = match req.loss {
-        LossKind::CrossEntropy => cross_entropy::row_loss(req, &row, scales, g),
+        LossKind::CrossEntropy => match cross_entropy::row_loss(req, &row, scales, g) {
+            Some(values) => values,
+            // Ignored: its gradient stays 0, with no chain rule to make it NaN.
+            None => {
+                return RowResult {
+                    main: 0.0,
+                    z: 0.0,
+                    lse,
+                };
+            }
+        },
         LossKind::KlDiv => (kl_div::row_loss(req, &row, scales, g, elements), 0.0),
         LossKind::Entropy => (entropy::row_loss(&row, scales, g), 0.0),
         LossKind::BinaryCrossEntropy => (bce::row_loss(req, &row, scales, g, elements), 0.0),
