@@ -1,5 +1,6 @@
-//! The fast path's scalar math, written so that loops over it vectorize: a·b + c, e^x, ln x, and
-//! the max of a slice. Each takes `fma`, a constant in each CPU version it is compiled into.
+//! The fast path's vector math, written so that loops over it vectorize: a·b + c, e^x and ln x
+//! (each given `fma`, a constant in each CPU version it is compiled into), and the max of a
+//! slice. Everything here is inlined into its callers' CPU versions.
 
 /// Lanes per step of the vector loops: two AVX2 registers (one AVX-512, four NEON) of independent
 /// exps per step; more would spill registers on AVX2.

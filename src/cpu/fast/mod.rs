@@ -1,7 +1,7 @@
 //! The fast CPU path: every loss in one fused pass per row (two with the gradient), SIMD through
 //! loops the compiler vectorizes for the CPU found at run time (`multiversion`) and, for the
-//! block loop and the short-row step on AVX2, intrinsics (`avx2`), threads over row blocks
-//! (`threads`), and no [B, C] temporary.
+//! block loop and the short-row step on AVX2, intrinsics (`avx2`, chosen once per process by
+//! `isa`), threads over row blocks (`threads`), and no [B, C] temporary.
 //!
 //! Per row, the logits are taken in blocks that fit in L1 (`softmax`): the block's max, a
 //! rescale of the running sum when the max rises, then the block's exps (on AVX2 with a table

@@ -57,7 +57,7 @@ fn compute_row(
     let g = grad.as_deref_mut();
     let (main, z) = match req.loss {
         LossKind::CrossEntropy => match cross_entropy::row_loss(req, &row, scales, g) {
-            Some(values) => values,
+            Some(contribution) => contribution,
             // Ignored: its gradient stays 0, with no chain rule to make it NaN.
             None => {
                 return RowResult {
