@@ -1,8 +1,6 @@
-//! CPU backends.
+//! CPU backends: the fast f32 path, the float64 reference, and vocabulary shards in float64.
 
-#[cfg(target_arch = "x86_64")]
-mod avx2;
 pub(crate) mod fast;
-pub(crate) mod pool;
+mod gradient;
 pub(crate) mod reference;
 pub(crate) mod shard;

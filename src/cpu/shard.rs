@@ -1,6 +1,7 @@
 //! Vocabulary shards on the CPU, in float64, for both CPU engines: each row's partial statistics,
 //! and a shard's gradient from the merged ones.
 
+use super::gradient;
 use super::reference::capped_row;
 use crate::request::ROW_STATS;
 use crate::request::{Checked, CheckedTarget, IGNORED, Scales, ShardInfo, ShardPass};
@@ -40,29 +41,23 @@ pub(crate) fn stats(req: &Checked) -> Vec<f32> {
     out
 }
 
-/// The shard's slice of the gradient: for each row, from its merged (m, s, b), α(b·softmax −
-/// w p′) + 2βs·lse·softmax, through the soft cap's chain rule; 0 on ignored rows.
+/// The shard's slice of the gradient: for each row, from its merged (m, s, b), the cross-entropy
+/// gradient α(b·softmax − w p′) + 2βs·lse·softmax ([`gradient::cross_entropy`], α and β the
+/// main and z-loss scales), through the soft cap's chain rule; 0 on ignored rows.
 pub(crate) fn grad(req: &Checked, grad: &mut [f32]) {
     let Some(ShardInfo {
         shard,
-        pass:
-            ShardPass::Grad {
-                rows,
-                scales:
-                    Scales {
-                        main: alpha,
-                        z_loss: beta,
-                    },
-            },
+        pass: ShardPass::Grad { rows, scales },
     }) = &req.shard
     else {
         return;
     };
-    let total_classes = shard.total_classes;
+    let total_classes = shard.total_classes as f64;
     let targets = class_targets(req);
     let o = &req.options;
     let eps = f64::from(o.label_smoothing);
-    let (alpha, beta) = (f64::from(*alpha), f64::from(*beta));
+    let Scales { main, z_loss } = *scales;
+    let (main_scale, z_scale) = (f64::from(main), f64::from(z_loss));
     for (r, out) in grad.chunks_exact_mut(req.classes).enumerate() {
         let y = targets.get(r).map_or(IGNORED, |&y| y);
         if y == IGNORED {
@@ -72,17 +67,15 @@ pub(crate) fn grad(req: &Checked, grad: &mut [f32]) {
         let (m, s, b) = rows[r];
         let (m, log_s, b) = (f64::from(m), f64::from(s).ln(), f64::from(b));
         let lse = m + log_s;
+        let z = gradient::z_coef(z_scale, f64::from(o.z_loss), lse);
         let x = capped_row(req, r);
         for (c, g) in out.iter_mut().enumerate() {
-            let w = req.class_weight(c);
-            let target = if c as u32 == y { 1.0 - eps } else { 0.0 };
-            let wp = w * (eps / total_classes as f64 + target);
+            let p = if c as u32 == y { 1.0 } else { 0.0 };
+            let wp = gradient::smoothed_target(req.class_weight(c), p, eps, total_classes);
             let softmax = ((x[c] - m) - log_s).exp();
-            let mut d =
-                alpha * (b * softmax - wp) + 2.0 * beta * f64::from(o.z_loss) * lse * softmax;
+            let mut d = gradient::cross_entropy(main_scale, b, softmax, wp, z);
             if let Some(cap) = o.softcap {
-                let t = x[c] / f64::from(cap);
-                d *= 1.0 - t * t;
+                d = gradient::softcap(d, x[c], f64::from(cap));
             }
             *g = d as f32;
         }

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cpu::{self, fast, pool, reference};
+use crate::cpu::fast::{self, threads};
+use crate::cpu::{self, reference};
 use crate::error::Result;
 use crate::gpu::GpuEngine;
 use crate::output::{Clock, KernelTime, Output};
@@ -87,7 +88,7 @@ impl Backend for Cpu {
     fn compute(&self, req: &Checked, grad: Option<&mut [f32]>) -> Result<Output> {
         match self {
             Cpu::Fast => {
-                pool::spin()?;
+                threads::spin()?;
                 Ok(fast::compute(req, grad))
             }
             Cpu::Reference => Ok(reference::compute(req, grad)),
@@ -97,7 +98,7 @@ impl Backend for Cpu {
     fn compute_in_place(&self, req: Checked, logits: &mut [f32]) -> Result<Output> {
         match self {
             Cpu::Fast => {
-                pool::spin()?;
+                threads::spin()?;
                 Ok(fast::compute_in_place(&req, logits))
             }
             Cpu::Reference => via_buffer(self, req, logits),

@@ -1,13 +1,12 @@
 //! The fast path's block loop for CPUs with AVX2 and FMA (and no AVX-512): Σ e^(x − m) over a
 //! block, with an exp that takes 2^(j/8) from an 8-entry table held in one register (`vpermps`)
 //! instead of a longer polynomial. On AVX2 the portable loop's exp is bound by how many
-//! multiply-adds wait on one another, not by how many there are (it ran at about half the rate
-//! two FMA pipes allow): this one has 8 multiplies or multiply-adds per 8 exps instead of 11, a
-//! shorter dependency chain, and its sums in registers: on one Zen 3 core, with 64 × 32000 in
-//! cache, 866 → 666 µs a call (an A/B of the two loops; `xent bench` has the figures that count).
+//! multiply-adds wait on one another, not by how many there are: this one has 8 multiplies or
+//! multiply-adds per 8 exps instead of 11, a shorter dependency chain, and its sums in registers.
 //! The short-row step (eight rows of at most 32 classes, a row per lane; taken with AVX-512 too,
 //! as its vectors are eight lanes wide) uses the same exp, and turns rows into columns and back
-//! by 8 × 8 transposes in registers.
+//! by 8 × 8 transposes in registers. Callers check [`Isa`](super::isa::Isa) first: every
+//! function here needs AVX2 and FMA.
 //!
 //! e^d for d = x − m ≤ 0: d = (8n + j)·ln2/8 + r with |r| ≤ ln2/16, e^d = 2^n · 2^(j/8) · e^r, and
 //! e^r ≈ 1 + r + c₂r² + c₃r³ (relative error 2.7e-8 on that range, fitted for f32 coefficients).
@@ -22,6 +21,8 @@ use std::arch::x86_64::{
     _mm256_setr_epi32, _mm256_setr_ps, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_slli_epi32,
     _mm256_srli_epi32, _mm256_storeu_ps, _mm256_sub_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
 };
+
+use super::math::{ln_lanes, max_inline};
 
 /// Elements per step: two registers of independent exps.
 const STEP: usize = 16;
@@ -101,7 +102,7 @@ fn lanes(a: __m256) -> [f32; 8] {
 }
 
 /// Σ e^(x − m) over one block, keeping each e^(x − m) in `out` when it is given (as long as
-/// `xs`), and the max of `next`, read in the same loop (see the portable `sum_exp_ahead`).
+/// `xs`), and the max of `next`, read in the same loop (see the portable loop in `blocks`).
 #[target_feature(enable = "avx2,fma")]
 pub(super) fn sum_exp_ahead(
     xs: &[f32],
@@ -156,7 +157,7 @@ pub(super) fn sum_exp_ahead(
         high.copy_from_slice(&lanes(e1)[..high.len()]);
     }
     let sums = lanes(_mm256_add_ps(sum, _mm256_add_ps(e0, e1)));
-    let rest = super::fast::max_inline(&next[fused * STEP..]);
+    let rest = max_inline(&next[fused * STEP..]);
     let ahead = lanes(ahead).iter().fold(rest, |a, &b| a.max(b));
     (sums.iter().sum(), ahead)
 }
@@ -265,7 +266,7 @@ pub(super) fn short_rows_stats<const G: usize>(
     let mut result = [[[0.0; ROWS]; 3]; G];
     for g in 0..G {
         let sum = lanes(s[g]);
-        result[g] = [lanes(m[g]), sum, super::fast::ln_lanes(sum, true)];
+        result[g] = [lanes(m[g]), sum, ln_lanes(sum, true)];
     }
     result
 }

@@ -1,12 +1,12 @@
 //! The fast CPU path's threads: the caller and helper threads that, between calls, spin a while
 //! before they sleep.
 //!
-//! A sleeping thread takes 50–80 µs to wake on the machines measured here (a futex wake and, on
-//! a virtual machine, an idle virtual CPU's), which is more than a whole 64 × 1000 call's work. So
-//! the helpers keep watching for the next call for [`spin`] after each one (1 ms unless
-//! `XENT_SPIN_US` says otherwise; 0 sleeps at once), as OpenMP's default wait policy does, and
-//! back-to-back calls find them awake. A caller never waits for a helper to start: it works
-//! through the tasks itself, and helpers that are late find less or nothing left.
+//! A sleeping thread can take longer to wake (a futex wake and, on a virtual machine, an idle
+//! virtual CPU's) than a whole small call's work. So the helpers keep watching for the next call
+//! for [`spin`] after each one (1 ms unless `XENT_SPIN_US` says otherwise; 0 sleeps at once), as
+//! OpenMP's default wait policy does, and back-to-back calls find them awake. A caller never
+//! waits for a helper to start: it works through the tasks itself, and helpers that are late
+//! find less or nothing left.
 //!
 //! One call holds the helpers at a time; a call that finds them held (another thread's call, or
 //! a call from inside a task) runs its tasks on its own thread.
