@@ -56,8 +56,8 @@ pub(crate) trait Backend: Send + Sync {
     /// Bytes of device memory kept between calls.
     fn pooled_bytes(&self) -> u64;
 
-    /// The wgpu device that device-resident requests are recorded on; `None` off a GPU.
-    fn device(&self) -> Option<&GpuEngine>;
+    /// The wgpu engine that device-resident requests are recorded on; `None` off a GPU.
+    fn gpu(&self) -> Option<&GpuEngine>;
 }
 
 /// A CPU path.
@@ -159,7 +159,7 @@ impl Backend for Cpu {
         0
     }
 
-    fn device(&self) -> Option<&GpuEngine> {
+    fn gpu(&self) -> Option<&GpuEngine> {
         None
     }
 }
@@ -225,7 +225,7 @@ impl Backend for GpuEngine {
         GpuEngine::pooled_bytes(self)
     }
 
-    fn device(&self) -> Option<&GpuEngine> {
+    fn gpu(&self) -> Option<&GpuEngine> {
         Some(self)
     }
 }

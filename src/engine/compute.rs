@@ -2,9 +2,9 @@
 //! output returned; and a vocabulary shard's two passes.
 
 use super::Engine;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::output::Output;
-use crate::request::{Checked, Request, Shard, ShardPass, ShardStats, ShardedLoss};
+use crate::request::{Request, Shard, ShardPass, ShardStats, ShardedLoss};
 
 impl Engine {
     /// Checks a request, then computes it on this engine's device. The gradient, when asked for,
@@ -41,7 +41,7 @@ impl Engine {
     /// ```
     pub fn compute_into(&self, request: &Request, grad: &mut [f32]) -> Result<Output> {
         let checked = request.with_grad(true).check()?;
-        check_grad_len(&checked, grad)?;
+        checked.check_grad(grad)?;
         self.backend.compute(&checked, Some(grad))
     }
 
@@ -53,12 +53,9 @@ impl Engine {
     /// and the output are those of [`Engine::compute_into`], bit for bit; [`Output::grad`] is
     /// `None`.
     ///
-    /// On the fast CPU path the gradient needs no memory of the batch's size: a cross-entropy row
-    /// against an unweighted, unsmoothed class (of more than 32 logits) is computed over itself,
-    /// and other rows are copied a task at a time (at most 1 MiB, or one row) before they are
-    /// overwritten. A GPU writes the gradient over its
-    /// uploaded copy of the logits, and the reference into a buffer of its own, then each copies
-    /// it into `logits`.
+    /// On the fast CPU path the gradient needs no memory of the batch's size (at most 1 MiB, or
+    /// one row, beside the logits); a GPU writes it over its uploaded copy of the logits, and the
+    /// reference into a buffer of its own, then each copies it into `logits`.
     ///
     /// ```
     /// use xent::{Engine, Input, Request};
@@ -95,25 +92,8 @@ impl Engine {
         merged: &ShardedLoss,
         grad: &mut [f32],
     ) -> Result<()> {
-        let pass = ShardPass::Grad {
-            rows: merged.rows.clone(),
-            scales: merged.scales,
-        };
-        let checked = request.check_shard(shard, pass)?;
-        check_grad_len(&checked, grad)?;
+        let checked = request.check_shard(shard, merged.grad_pass())?;
+        checked.check_grad(grad)?;
         self.backend.shard_grad(&checked, grad)
     }
-}
-
-/// A caller's gradient slice must hold the whole [B, C].
-pub(super) fn check_grad_len(checked: &Checked, grad: &[f32]) -> Result<()> {
-    if grad.len() == checked.elements() {
-        return Ok(());
-    }
-    Err(Error::LengthMismatch {
-        what: "grad",
-        shape: format!("[{}, {}]", checked.batch, checked.classes),
-        expected: checked.elements(),
-        actual: grad.len(),
-    })
 }

@@ -2,7 +2,6 @@
 //! the memory a GPU engine keeps.
 
 use super::Engine;
-use super::compute::check_grad_len;
 use crate::error::Result;
 use crate::output::{KernelTime, Output};
 use crate::request::Request;
@@ -20,7 +19,7 @@ impl Engine {
     ) -> Result<(Output, KernelTime)> {
         let checked = request.with_grad(grad.is_some()).check()?;
         if let Some(g) = &grad {
-            check_grad_len(&checked, g)?;
+            checked.check_grad(g)?;
         }
         self.backend.compute_timed(&checked, grad)
     }
@@ -67,12 +66,10 @@ impl Engine {
 
     /// Bytes of device memory a GPU engine keeps between calls in its reused buffers (0 on the
     /// CPU paths, which keep none). Each buffer is replaced only by a larger one (rounded up to a
-    /// power of two), so this stays at what the largest call so far needed: per row chunk (at
-    /// most 32 MiB of input) two staging buffers, two input and two dense-target chunks, a
-    /// gradient chunk, an elementwise-values chunk and two readback buffers that bring a chunk's
-    /// gradient and elementwise values back while later chunks compute; and 8 bytes per row for
-    /// the per-row results. It does not grow with B·C past one chunk: a 4800 × 32000 f32 call
-    /// with a gradient (586 MiB of it) leaves 224 MiB.
+    /// power of two), so this stays at what the largest call so far needed: buffers for two row
+    /// chunks in flight (a chunk holds at most 32 MiB of input), and 8 bytes per row for the
+    /// per-row results. It does not grow with B·C past one chunk; measured figures are in
+    /// `docs/performance.md`.
     pub fn pooled_bytes(&self) -> u64 {
         self.backend.pooled_bytes()
     }

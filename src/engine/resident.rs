@@ -78,12 +78,8 @@ impl Engine {
         shard: Shard,
         merged: &ShardedLoss,
     ) -> Result<DeviceOutput> {
-        let pass = ShardPass::Grad {
-            rows: merged.rows.clone(),
-            scales: merged.scales,
-        };
         self.gpu_engine()?
-            .record(encoder, request, Some((shard, &pass)))
+            .record(encoder, request, Some((shard, &merged.grad_pass())))
     }
 
     /// Blocks until the device is done, then returns a device-resident call's scalar loss; the
@@ -125,11 +121,11 @@ impl Engine {
     /// The wgpu device and queue of a GPU engine (the caller's, for [`Engine::from_wgpu`]), for
     /// making the buffers of device-resident requests; `None` on the CPU.
     pub fn wgpu(&self) -> Option<(&wgpu::Device, &wgpu::Queue)> {
-        self.backend.device().map(GpuEngine::wgpu)
+        self.backend.gpu().map(GpuEngine::wgpu)
     }
 
     fn gpu_engine(&self) -> Result<&GpuEngine> {
-        self.backend.device().ok_or_else(|| Error::DeviceBuffer {
+        self.backend.gpu().ok_or_else(|| Error::DeviceBuffer {
             what: "engine",
             reason: format!(
                 "{} has no wgpu device; device-resident requests need a GPU engine",

@@ -169,7 +169,7 @@ impl<'a> Request<'a> {
     #[must_use]
     pub fn grad_in_place(mut self, in_place: bool) -> Self {
         self.options.grad_in_place = in_place;
-        self.options.grad |= in_place;
+        self.options = self.options.with_in_place_grad();
         self
     }
 

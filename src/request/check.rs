@@ -111,6 +111,14 @@ impl CheckedTarget<'_> {
         }
     }
 
+    /// The encoded class indices, for class targets.
+    pub(crate) fn classes(&self) -> Option<&[u32]> {
+        match self {
+            CheckedTarget::Classes(t) => Some(t),
+            _ => None,
+        }
+    }
+
     /// Its kind.
     pub(crate) fn kind(&self) -> TargetKind {
         match self {

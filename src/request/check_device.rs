@@ -61,12 +61,10 @@ impl<'a> DeviceRequest<'a> {
         let mut head = Head {
             loss: self.loss,
             shape: self.input.shape,
-            options: self.options,
+            options: self.options.with_in_place_grad(),
             weight: self.weight,
             pos_weight: self.pos_weight,
         };
-        // As `Request::grad_in_place` does: a gradient in place is a gradient.
-        head.options.grad |= head.options.grad_in_place;
         if let Some((s, pass)) = shard {
             head.for_shard(kind == TargetKind::Classes, s, pass.merged().is_some())?;
         }
@@ -165,9 +163,7 @@ impl CheckedDevice<'_, '_> {
         }
         let [batch, _] = self.head.shape;
         let (targets, valid_rows) = match &self.target {
-            CheckedDeviceTarget::Host(t @ CheckedTarget::Classes(encoded)) => {
-                (Some(&encoded[..]), t.valid_rows(batch))
-            }
+            CheckedDeviceTarget::Host(t) => (t.classes(), t.valid_rows(batch)),
             _ => (None, batch),
         };
         Reduce {

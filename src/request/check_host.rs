@@ -42,7 +42,7 @@ impl<'a> Request<'a> {
         request.check_in(None, Input::F32(logits))
     }
 
-    /// Checks a request on one vocabulary shard (see [`shard_options`]); the gradient pass writes
+    /// Checks a request on one vocabulary shard (see [`Head::for_shard`]); the gradient pass writes
     /// its gradient to the caller's slice.
     pub(crate) fn check_shard(&self, shard: Shard, pass: ShardPass) -> Result<Checked<'a>> {
         let mut head = self.head();
@@ -125,6 +125,16 @@ impl<'a> Request<'a> {
 }
 
 impl<'a> Checked<'a> {
+    /// Checks that a caller's gradient slice holds the whole [B, C].
+    pub(crate) fn check_grad(&self, grad: &[f32]) -> Result<()> {
+        length(
+            "grad",
+            format!("[{}, {}]", self.batch, self.classes),
+            self.elements(),
+            grad.len(),
+        )
+    }
+
     /// The head of the request that was checked.
     pub(crate) fn head(&self) -> Head<'a> {
         Head {

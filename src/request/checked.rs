@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 #[derive(Debug)]
 pub(crate) enum CheckedTarget<'a> {
     None,
-    /// Class indices, with [`IGNORED`] for ignored rows.
+    /// Class indices, with [`IGNORED`](super::markers::IGNORED) for ignored rows.
     Classes(Vec<u32>),
     Dense(&'a [f32]),
 }
@@ -119,10 +119,7 @@ impl Checked<'_> {
             options: &self.options,
             shape: [self.batch, self.classes],
             valid_rows: self.valid_rows,
-            targets: match &self.target {
-                CheckedTarget::Classes(t) => Some(&t[..]),
-                _ => None,
-            },
+            targets: self.target.classes(),
             weight: self.weight,
         }
     }

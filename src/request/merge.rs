@@ -1,12 +1,14 @@
 //! [`merge_shards`]: every vocabulary shard's statistics merged, in float64, into the loss of the
 //! whole rows.
 
-use super::check::{check_options, check_shape, encode_classes};
+use super::check::{Head, TargetKind};
+use super::checked::ShardPass;
 use super::kinds::{LossKind, Reduction};
 use super::markers::IGNORED;
 use super::options::Options;
 use super::reduce::{Reduce, divide, scalar};
 use super::shard::{ShardStats, ShardedLoss};
+use super::values::Target;
 use crate::error::{Error, Result};
 use crate::output::Loss;
 
@@ -59,12 +61,18 @@ pub fn merge_shards(
             "the shards cover [0, {next}) of {total} classes"
         )));
     }
-    check_shape([batch, total])?;
-    let (weight, _) = check_options(LossKind::CrossEntropy, options, total, weight, None)?;
-    let encoded = encode_classes([batch, total], options.ignore_index, None, batch, |r| {
-        targets[r]
-    })?;
-    let valid_rows = encoded.iter().filter(|&&y| y != IGNORED).count();
+    // The merged rows are checked as a request on all of them would be.
+    let head = Head {
+        loss: LossKind::CrossEntropy,
+        shape: [batch, total],
+        options: *options,
+        weight,
+        pos_weight: None,
+    };
+    head.check(TargetKind::Classes, |_| Ok(()), |_| Ok(()))?;
+    let target = head.check_target(Target::ClassesI64(targets), None)?;
+    let valid_rows = target.valid_rows(batch);
+    let encoded = target.classes().unwrap_or_default();
     let eps = f64::from(options.label_smoothing);
     let spread = eps / total as f64;
     let w = |c: usize| weight.map_or(1.0, |w| f64::from(w[c]));
@@ -134,7 +142,7 @@ pub fn merge_shards(
         options,
         shape: [batch, total],
         valid_rows,
-        targets: Some(&encoded),
+        targets: Some(encoded),
         weight,
     };
     let divisors = reduce.divisors();
@@ -156,4 +164,15 @@ pub fn merge_shards(
         rows,
         scales: reduce.scales(),
     })
+}
+
+impl ShardedLoss {
+    /// What a shard's gradient pass takes from the merge: each row's merged statistics and the
+    /// reduction's scales.
+    pub(crate) fn grad_pass(&self) -> ShardPass {
+        ShardPass::Grad {
+            rows: self.rows.clone(),
+            scales: self.scales,
+        }
+    }
 }

@@ -59,3 +59,11 @@ impl Default for Options {
         }
     }
 }
+
+impl Options {
+    /// These options as a computation reads them: a gradient asked for in place is a gradient.
+    pub(crate) fn with_in_place_grad(mut self) -> Self {
+        self.grad |= self.grad_in_place;
+        self
+    }
+}

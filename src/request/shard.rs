@@ -1,7 +1,7 @@
 //! Vocabulary-parallel cross-entropy: the classes of each row split into shards, each on its own
 //! engine (another adapter, another device, another machine). Each shard returns a few numbers
 //! per row ([`Engine::shard_stats`](crate::Engine::shard_stats)); the caller moves them with the
-//! collective of their choice; [`merge_shards`] combines them into the exact loss and lse; and
+//! collective of their choice; [`merge_shards`](crate::merge_shards) combines them into the exact loss and lse; and
 //! each shard then writes its own slice of the gradient
 //! ([`Engine::shard_grad`](crate::Engine::shard_grad)). On a GPU the two passes also run on the
 //! caller's device buffers ([`Engine::record_shard_stats`](crate::Engine::record_shard_stats),
