@@ -3,7 +3,7 @@
 
 What it makes
 -------------
-For every case below, a directory ``tests/fixtures/softmax_xent/<case>/`` holding:
+For every case below, a directory ``tests/fixtures/cross_entropy/<case>/`` holding:
 
 * ``input.npy``      -- logits, float32 (``<f4``), shape ``[B, C]``, C order.
 * ``target.npy``     -- class indices, int64 (``<i8``), shape ``[B]``; may contain
@@ -57,7 +57,7 @@ import torch.nn.functional as F
 BASE_SEED = 20240611
 IGNORE_INDEX = -100
 ROOT = Path(__file__).resolve().parent.parent
-OUT_DIR = ROOT / "tests" / "fixtures" / "softmax_xent"
+OUT_DIR = ROOT / "tests" / "fixtures" / "cross_entropy"
 
 
 def rng_for(case: str) -> np.random.Generator:

@@ -62,7 +62,7 @@ From the repository root::
 Output is deterministic: each case draws from its own ``numpy.random.Generator``
 seeded from a fixed base seed and ``zlib.crc32`` of the case name, so rerunning
 rewrites identical files and adding a case does not change the others.
-(``scripts/gen_fixtures.py`` writes the separate ``tests/fixtures/softmax_xent/``.)
+(``scripts/gen_fixtures.py`` writes the separate ``tests/fixtures/cross_entropy/``.)
 """
 
 from __future__ import annotations

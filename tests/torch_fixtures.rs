@@ -49,7 +49,7 @@ impl Fixture {
 }
 
 fn fixtures() -> Vec<Fixture> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/softmax_xent");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cross_entropy");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -203,7 +203,7 @@ fn cli_json_matches_pytorch() {
 #[test]
 fn cli_gpu_without_an_adapter_fails_with_one_line() {
     // No Metal adapter exists on Linux, so this asks for a GPU that is not there.
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/softmax_xent/3x7");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cross_entropy/3x7");
     let input = dir.join("input.npy");
     let target = dir.join("target.npy");
     let args = [
@@ -228,7 +228,7 @@ fn cli_gpu_without_an_adapter_fails_with_one_line() {
 
 #[test]
 fn cli_bad_input_is_a_one_line_error() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/softmax_xent/3x7");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cross_entropy/3x7");
     let input = dir.join("input.npy");
     let target = dir.join("target.npy");
     let (input, target) = (input.to_str().unwrap(), target.to_str().unwrap());

@@ -16,8 +16,9 @@ const MAX_HEADER_LEN: usize = 4096;
 /// The deepest nesting of brackets read in a header. A plain array's header needs 2 (the dict and
 /// the shape's tuple), a structured one 3, or 4 with sub-arrays (refused later, by name). npyz's
 /// parser of Python literals takes time exponential in the nesting, so a deeper header is refused
-/// before it is parsed; at this depth, a header of [`MAX_HEADER_LEN`] bytes parses in under a
-/// second.
+/// before it is parsed: with the nesting and the length ([`MAX_HEADER_LEN`]) bounded, so is the
+/// time a header takes to parse (measured in `docs/performance.md`, "Measurements behind the
+/// design").
 const MAX_NESTING: usize = 4;
 
 /// Checks what npyz would trust before it parses a header: the magic string and version, a header
@@ -173,7 +174,7 @@ fn int_literal(token: &[u8]) -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::npy::malformed::dict;
+    use crate::io::npy::malformed_tests::dict;
 
     #[test]
     fn size_bound_is_exact_for_numpy_headers_and_an_upper_bound_otherwise() {

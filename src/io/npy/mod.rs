@@ -14,7 +14,7 @@
 
 mod header;
 #[cfg(test)]
-mod malformed;
+mod malformed_tests;
 mod read;
 mod write;
 

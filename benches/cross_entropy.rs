@@ -40,9 +40,9 @@ fn bench(c: &mut Criterion) {
 
 fn bench_group(c: &mut Criterion, engines: &[Engine], rng: &mut StdRng, grad: bool) {
     let name = if grad {
-        "softmax_xent mean fwd+bwd"
+        "cross_entropy mean fwd+bwd"
     } else {
-        "softmax_xent mean fwd"
+        "cross_entropy mean fwd"
     };
     let mut group = c.benchmark_group(name);
     group
