@@ -21,6 +21,14 @@ pub(crate) struct CallParams {
 }
 
 impl ParamArena {
+    /// An empty arena whose offsets meet the uniform offset alignment of `limits`.
+    pub fn new(limits: &wgpu::Limits) -> Self {
+        ParamArena {
+            bytes: Vec::new(),
+            align: limits.min_uniform_buffer_offset_alignment as usize,
+        }
+    }
+
     /// The arena of one call on `chunks` of `spec`, with `segments` per row and the kernels'
     /// `scales`; with `scalar`, the passes that sum the batch's rows too.
     pub fn for_call(
@@ -31,10 +39,7 @@ impl ParamArena {
         scales: Scales,
         scalar: bool,
     ) -> (Self, CallParams) {
-        let mut arena = ParamArena {
-            bytes: Vec::new(),
-            align: limits.min_uniform_buffer_offset_alignment as usize,
-        };
+        let mut arena = ParamArena::new(limits);
         let chunks = chunks
             .iter()
             .map(|c| arena.push(&rows::Params::chunk(spec, c, segments, scales)))

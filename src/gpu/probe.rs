@@ -3,6 +3,7 @@
 use super::GpuEngine;
 use super::bindings::{Bound, ProbeBindings};
 use super::chunk::{chunk_cap, round_up};
+use super::params::ParamArena;
 use super::pipelines::Key;
 use super::shaders::Module;
 use super::timing::Timing;
@@ -29,27 +30,25 @@ impl GpuEngine {
             let device = &self.ctx.device;
             let limits = &self.ctx.limits;
             let cap = chunk_cap(limits) as usize / 16 * 4;
-            let align = limits.min_uniform_buffer_offset_alignment as usize;
             let pieces: Vec<&[f32]> = data.chunks(cap.max(4)).collect();
-            let mut params = Vec::new();
-            let mut offsets = Vec::new();
-            for piece in &pieces {
-                offsets.push(params.len() as u32);
-                let quads = piece.len().div_ceil(4) as u32;
-                params.extend_from_slice(bytemuck::bytes_of(&Params {
-                    quads,
-                    per_group: QUADS_PER_GROUP,
-                    _pad: [0; 2],
-                }));
-                params.resize(params.len().next_multiple_of(align), 0);
-            }
+            let mut arena = ParamArena::new(limits);
+            let offsets: Vec<u32> = pieces
+                .iter()
+                .map(|piece| {
+                    arena.push(&Params {
+                        quads: piece.len().div_ceil(4) as u32,
+                        per_group: QUADS_PER_GROUP,
+                        _pad: [0; 2],
+                    })
+                })
+                .collect();
             let uniform = device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("xent probe params"),
-                size: params.len() as u64,
+                size: arena.bytes.len() as u64,
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
-            self.ctx.queue.write_buffer(&uniform, 0, &params);
+            self.ctx.queue.write_buffer(&uniform, 0, &arena.bytes);
             let buffers = pieces
                 .iter()
                 .map(|piece| {

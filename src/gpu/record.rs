@@ -70,7 +70,7 @@ impl Plan<'_> {
     }
 
     /// Records the reduction of a scalar call: the passes that sum `source` (the row values) to
-    /// one value, pass i writing into the buffer `out(i, bytes)` gives. Returns the last, whose
+    /// one value, pass i writing into the buffer `out(i, bytes)` makes. Returns the last, whose
     /// first f32 is the sum; `None` where the call has no scalar.
     pub fn record_reduce(
         &self,
@@ -78,14 +78,14 @@ impl Plan<'_> {
         (timing, encoder): (&mut Timing, &mut wgpu::CommandEncoder),
         params: &wgpu::Buffer,
         mut source: wgpu::Buffer,
-        mut out: impl FnMut(usize, u64) -> wgpu::Buffer,
+        mut out: impl FnMut(usize, u64) -> Result<wgpu::Buffer>,
     ) -> Result<Option<wgpu::Buffer>> {
         if !self.call.scalar {
             return Ok(None);
         }
         let reduce = engine.pipeline(&reduce::key());
         for (i, &(groups, offset)) in self.params.passes.iter().enumerate() {
-            let sums = out(i, u64::from(groups) * 4);
+            let sums = out(i, u64::from(groups) * 4)?;
             let bind = ReduceBindings {
                 params: Bound::params::<reduce::Params>(params),
                 values: &source,
