@@ -7,7 +7,7 @@ use std::sync::PoisonError;
 
 use super::bindings::{Bound, RowBindings};
 use super::buffer_pool::Slot;
-use super::chunk::round_up;
+use super::chunk::WORD_BYTES;
 use super::plan::{Call, Plan, SharedBuffers};
 use super::timing::Timing;
 use super::workspace::{Workspace, current};
@@ -197,7 +197,7 @@ impl GpuEngine {
         let rows = &plan.chunks[k];
         let elements = rows.start * req.classes..rows.end * req.classes;
         let input = req.input.bytes(elements.clone());
-        let input_bound = round_up(input.len() as u64, 16);
+        let input_bound = (input.len() as u64).next_multiple_of(WORD_BYTES);
         let dense_bytes: &[u8] = match &req.target {
             CheckedTarget::Dense(t) => bytemuck::cast_slice(&t[elements.clone()]),
             _ => &[],
@@ -205,7 +205,7 @@ impl GpuEngine {
         self.upload_chunk(ws, k, input, dense_bytes)?;
         let mut encoder = device.create_command_encoder(&Default::default());
         let input_buf = current(&ws.inputs[k % 2]);
-        let dense_bound = round_up(dense_bytes.len() as u64, 16);
+        let dense_bound = (dense_bytes.len() as u64).next_multiple_of(WORD_BYTES);
         let dense_buf = if dense_bytes.is_empty() {
             &shared.empty
         } else {
@@ -215,7 +215,10 @@ impl GpuEngine {
         let f32_bytes = elements.len() as u64 * 4;
         let separate_grad = grad && plan.call.separate_grad();
         let grad_buf = if separate_grad {
-            ws.grad.get(device, round_up(f32_bytes, 16)).0.clone()
+            ws.grad
+                .get(device, f32_bytes.next_multiple_of(WORD_BYTES))
+                .0
+                .clone()
         } else {
             shared.empty_writable.clone()
         };
@@ -223,7 +226,7 @@ impl GpuEngine {
             params: Bound::params::<rows::Params>(&shared.params),
             input: Bound::range(input_buf, 0, input_bound),
             class_targets: &shared.class_targets,
-            dense: Bound::range(dense_buf, 0, dense_bound.max(16)),
+            dense: Bound::range(dense_buf, 0, dense_bound.max(WORD_BYTES)),
             weight: &shared.weight,
             pos_weight: &shared.pos_weight,
             values: Bound::whole(current(&ws.row_values)),

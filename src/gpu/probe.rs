@@ -2,7 +2,7 @@
 
 use super::GpuEngine;
 use super::bindings::{Bound, ProbeBindings};
-use super::chunk::{chunk_cap, round_up};
+use super::chunk::{WORD_BYTES, chunk_cap};
 use super::params::ParamArena;
 use super::pipelines::Key;
 use super::shaders::Module;
@@ -29,7 +29,7 @@ impl GpuEngine {
         self.ctx.scoped("bandwidth probe", || {
             let device = &self.ctx.device;
             let limits = &self.ctx.limits;
-            let cap = chunk_cap(limits) as usize / 16 * 4;
+            let cap = chunk_cap(limits) as usize / WORD_BYTES as usize * 4;
             let pieces: Vec<&[f32]> = data.chunks(cap.max(4)).collect();
             let mut arena = ParamArena::new(limits);
             let offsets: Vec<u32> = pieces
@@ -54,7 +54,7 @@ impl GpuEngine {
                 .map(|piece| {
                     let buf = device.create_buffer(&wgpu::BufferDescriptor {
                         label: Some("xent probe data"),
-                        size: round_up(piece.len() as u64 * 4, 16),
+                        size: (piece.len() as u64 * 4).next_multiple_of(WORD_BYTES),
                         usage: wgpu::BufferUsages::STORAGE,
                         mapped_at_creation: true,
                     });

@@ -6,7 +6,7 @@
 use wgpu::util::DeviceExt;
 
 use super::bindings::{Bound, RowBindings};
-use super::chunk::round_up;
+use super::chunk::WORD_BYTES;
 use super::plan::{Call, Plan, SharedBuffers};
 use super::targets::{TargetBuffers, TargetParams};
 use super::timing::Timing;
@@ -135,7 +135,12 @@ impl GpuEngine {
         let dense = match &req.target {
             CheckedDeviceTarget::Host(CheckedTarget::Dense(t)) => {
                 let mut bytes = bytemuck::cast_slice::<f32, u8>(t).to_vec();
-                bytes.resize(round_up(bytes.len() as u64, 16).max(16) as usize, 0);
+                bytes.resize(
+                    (bytes.len() as u64)
+                        .next_multiple_of(WORD_BYTES)
+                        .max(WORD_BYTES) as usize,
+                    0,
+                );
                 uploaded = self.storage_init("xent dense target", &bytes);
                 Some((&uploaded, 0))
             }
@@ -157,13 +162,15 @@ impl GpuEngine {
                 input: Bound::range(
                     input.buffer,
                     input.offset + first * size,
-                    round_up(count * size, 16),
+                    (count * size).next_multiple_of(WORD_BYTES),
                 ),
                 class_targets: &shared.class_targets,
                 dense: match dense {
-                    Some((buffer, offset)) => {
-                        Bound::range(buffer, offset + first * 4, round_up(count * 4, 16))
-                    }
+                    Some((buffer, offset)) => Bound::range(
+                        buffer,
+                        offset + first * 4,
+                        (count * 4).next_multiple_of(WORD_BYTES),
+                    ),
                     None => Bound::whole(&shared.empty),
                 },
                 weight: &shared.weight,
@@ -171,7 +178,11 @@ impl GpuEngine {
                 values: Bound::whole(&results.row_values),
                 lse: &results.lse,
                 grad: match &results.grad {
-                    Some(g) => Bound::range(g, first * grad_size, round_up(count * grad_size, 16)),
+                    Some(g) => Bound::range(
+                        g,
+                        first * grad_size,
+                        (count * grad_size).next_multiple_of(WORD_BYTES),
+                    ),
                     None => Bound::whole(&shared.empty_writable),
                 },
                 partials: merged.as_ref().unwrap_or(&shared.partials),
@@ -201,7 +212,10 @@ impl GpuEngine {
         let elements = batch * spec.classes as u64;
         let grad_size = spec.grad_size();
         let grad = if call.separate_grad() {
-            Some(self.output_buffer("xent gradient", round_up(elements * grad_size, 16))?)
+            Some(self.output_buffer(
+                "xent gradient",
+                (elements * grad_size).next_multiple_of(WORD_BYTES),
+            )?)
         } else {
             None
         };
