@@ -6,7 +6,7 @@ struct Params {
     // Rows in this chunk.
     rows: u32,
     classes: u32,
-    // Index of this chunk's first row in the whole batch, for cls targets and row outputs.
+    // Index of this chunk's first row in the whole batch, for class targets and row outputs.
     row_base: u32,
     // Segments per row, for the split-row entry points.
     segments: u32,
@@ -14,9 +14,9 @@ struct Params {
     z_loss: f32,
     softcap: f32,
     // Scale of the main loss term (1 / ln(base), and the reduction's divisor).
-    alpha: f32,
+    main_scale: f32,
     // Scale of the z-loss term (the reduction's divisor).
-    beta: f32,
+    z_scale: f32,
     // Quads per segment: the last segment of a row may be shorter, or empty.
     segment_quads: u32,
     // C of the whole row, which label smoothing spreads ε over: `classes` except in a vocabulary
@@ -53,7 +53,7 @@ override SHARD: bool = false;
 // Each row's statistics are kept in `partials` (at row · segments) for a later pass: KL's
 // `elementwise`, which needs log q = (x - m) - log s to the last bit, not x - an f32 lse.
 override KEEP_STATS: bool = false;
-// Rows handled by one invocation each in `row_per_thread`.
+// Rows handled by one invocation each in `row_per_invocation`.
 override ROWS_PER_GROUP: u32 = 64u;
 // Quads handled by one workgroup of a family's `elementwise` entry point.
 override ELEMENTWISE_GROUP: u32 = 64u;
@@ -63,17 +63,18 @@ override WORKGROUP: u32 = 256u;
 // The bits of the NaN that a row of a BAD target gets.
 const NAN_BITS: u32 = 0x7fc00000u;
 
-// The scale of the main loss term, and of the z-loss term.
-fn alpha() -> f32 {
+// The scale of the main loss term (`Scales::main` on the host), and of the z-loss term
+// (`Scales::z_loss`).
+fn main_scale() -> f32 {
     if DEVICE_SCALES {
         return scales[0];
     }
-    return params.alpha;
+    return params.main_scale;
 }
 
-fn beta() -> f32 {
+fn z_scale() -> f32 {
     if DEVICE_SCALES {
         return scales[1];
     }
-    return params.beta;
+    return params.z_scale;
 }

@@ -14,7 +14,6 @@ mod plan;
 mod probe;
 mod readback;
 mod record;
-mod reduce;
 mod resident;
 mod rows;
 mod shaders;
@@ -22,6 +21,7 @@ mod spec;
 mod staging;
 mod targets;
 mod timing;
+mod tree_sum;
 mod tune;
 mod workspace;
 

@@ -2,9 +2,9 @@
 
 use std::ops::Range;
 
-use super::reduce;
 use super::rows;
 use super::spec::Spec;
+use super::tree_sum;
 use crate::request::Scales;
 
 /// Uniform params of every dispatch of one call, each at its own aligned dynamic offset.
@@ -45,7 +45,7 @@ impl ParamArena {
             .map(|c| arena.push(&rows::Params::chunk(spec, c, segments, scales)))
             .collect();
         let passes = if scalar {
-            reduce::passes(spec.batch as u32)
+            tree_sum::passes(spec.batch as u32)
                 .into_iter()
                 .map(|(groups, p)| (groups, arena.push(&p)))
                 .collect()

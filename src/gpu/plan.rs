@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::request::{Checked, CheckedDevice, MergedRow, Reduction, Scales, ShardPass, TargetKind};
 
 /// Bytes of one row's (or one segment's) statistics: `Stats` in `rows_stats.wgsl`, six f32.
-const STATS_BYTES: u64 = 24;
+const SEGMENT_STATS_BYTES: u64 = 24;
 
 /// A checked request as its plan reads it, whichever side holds its values: what its kernels are
 /// specialized to, and what comes out of them.
@@ -199,7 +199,7 @@ impl<'r> Plan<'r> {
             ParamArena::for_call(limits, spec, &chunks, segments, call.scales, call.scalar);
         let most_rows = chunks.iter().map(Range::len).max().unwrap_or(0);
         let partials = (kernel.split.is_some() || rows::keeps_stats(spec))
-            .then(|| most_rows as u64 * u64::from(segments) * STATS_BYTES);
+            .then(|| most_rows as u64 * u64::from(segments) * SEGMENT_STATS_BYTES);
         if let Some(bytes) = partials {
             engine.fits_binding("row statistics", most_rows, bytes)?;
         }

@@ -5,9 +5,9 @@ use super::GpuEngine;
 use super::bindings::{Bound, ReduceBindings, RowBindings};
 use super::pipelines::Pipeline;
 use super::plan::Plan;
-use super::reduce;
 use super::rows::{self, RowKernel};
 use super::timing::Timing;
+use super::tree_sum;
 use crate::error::Result;
 
 /// Where a chunk's passes go, and what they bind: the timing, the encoder, the row bind group,
@@ -83,11 +83,11 @@ impl Plan<'_> {
         if !self.call.scalar {
             return Ok(None);
         }
-        let reduce = engine.pipeline(&reduce::key());
+        let reduce = engine.pipeline(&tree_sum::key());
         for (i, &(groups, offset)) in self.params.passes.iter().enumerate() {
             let sums = out(i, u64::from(groups) * 4)?;
             let bind = ReduceBindings {
-                params: Bound::params::<reduce::Params>(params),
+                params: Bound::params::<tree_sum::Params>(params),
                 values: &source,
                 sums: &sums,
             }

@@ -17,8 +17,8 @@ pub(crate) struct Params {
     pub label_smoothing: f32,
     pub z_loss: f32,
     pub softcap: f32,
-    pub alpha: f32,
-    pub beta: f32,
+    pub main_scale: f32,
+    pub z_scale: f32,
     pub segment_quads: u32,
     pub total_classes: u32,
     pub _pad: u32,
@@ -26,7 +26,7 @@ pub(crate) struct Params {
 
 impl Params {
     /// The params of the row kernels on chunk `rows` of a request, with `segments` per row and
-    /// the kernels' `scales` (`alpha` the main one, `beta` the z-loss one).
+    /// the kernels' `scales`.
     pub fn chunk(req: &Spec, rows: &std::ops::Range<usize>, segments: u32, scales: Scales) -> Self {
         let o = &req.options;
         Params {
@@ -38,23 +38,23 @@ impl Params {
             label_smoothing: o.label_smoothing,
             z_loss: o.z_loss,
             softcap: o.softcap.unwrap_or(1.0),
-            alpha: scales.main,
-            beta: scales.z_loss,
-            total_classes: req.shard_classes.unwrap_or(req.classes) as u32,
+            main_scale: scales.main,
+            z_scale: scales.z_loss,
+            total_classes: req.total_classes.unwrap_or(req.classes) as u32,
             ..Default::default()
         }
     }
 }
 
-/// Rows per workgroup of `row_per_thread`, at most.
+/// Rows per workgroup of `row_per_invocation`, at most.
 const ROWS_PER_GROUP: u32 = 64;
 /// Up to this many classes, one invocation scans a whole row: a workgroup with barriers costs far
 /// more than the scan of a short row, so short rows must not each get one.
-const ROW_PER_THREAD_MAX_CLASSES: usize = 64;
+const ROW_PER_INVOCATION_MAX_CLASSES: usize = 64;
 /// On a CPU adapter, batches of at least this many rows get one invocation per row whatever their
 /// length: an invocation there is a SIMD lane, and a lane streams its own row with no barrier,
 /// which outruns a workgroup per row.
-const ROW_PER_THREAD_MIN_ROWS_ON_CPU: usize = 8;
+const ROW_PER_INVOCATION_MIN_ROWS_ON_CPU: usize = 8;
 /// On a CPU adapter, rows longer than 64 classes go 8 to a workgroup: one SIMD batch of lanes
 /// each, which keeps the rows being streamed at once few. Shorter rows keep 64 to a workgroup.
 const LONG_ROWS_PER_GROUP_ON_CPU: u32 = 8;
@@ -108,7 +108,7 @@ fn request_constants(req: &Spec) -> Vec<(&'static str, u32)> {
         ("GRAD_IN_PLACE", u32::from(req.options.grad_in_place)),
         ("DEVICE_SCALES", u32::from(req.device_scales)),
         ("GRAD_PACKED", u32::from(req.grad_packed)),
-        ("SHARD", u32::from(req.shard_classes.is_some())),
+        ("SHARD", u32::from(req.total_classes.is_some())),
         ("KEEP_STATS", u32::from(keeps_stats(req))),
     ]
 }
@@ -117,7 +117,7 @@ fn request_constants(req: &Spec) -> Vec<(&'static str, u32)> {
 /// of this many invocations per row; or rows split into segments, a workgroup each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Variant {
-    RowPerThread(u32),
+    RowPerInvocation(u32),
     RowPerWorkgroup(u32),
     SplitRow { workgroup: u32, segments: u32 },
 }
@@ -200,13 +200,13 @@ impl Variant {
     /// (more where a row would take one past the loop limit), elsewhere of enough invocations
     /// that each scans a few dozen quads, up to 256.
     pub fn rule(req: &Spec, cpu_adapter: bool) -> Self {
-        if req.classes <= ROW_PER_THREAD_MAX_CLASSES
+        if req.classes <= ROW_PER_INVOCATION_MAX_CLASSES
             || (cpu_adapter
-                && req.batch >= ROW_PER_THREAD_MIN_ROWS_ON_CPU
+                && req.batch >= ROW_PER_INVOCATION_MIN_ROWS_ON_CPU
                 && lane_per_row_fits(req.classes, cpu_adapter))
         {
-            return Variant::RowPerThread(
-                if cpu_adapter && req.classes > ROW_PER_THREAD_MAX_CLASSES {
+            return Variant::RowPerInvocation(
+                if cpu_adapter && req.classes > ROW_PER_INVOCATION_MAX_CLASSES {
                     LONG_ROWS_PER_GROUP_ON_CPU
                 } else {
                     ROWS_PER_GROUP
@@ -242,7 +242,7 @@ impl Variant {
     /// more) a row per invocation at each tuned group size. Short rows have one choice.
     pub fn candidates(req: &Spec, cpu_adapter: bool) -> Vec<Self> {
         let mut all = vec![Self::rule(req, cpu_adapter)];
-        if req.classes > ROW_PER_THREAD_MAX_CLASSES {
+        if req.classes > ROW_PER_INVOCATION_MAX_CLASSES {
             let cpu_sizes = if cpu_adapter {
                 &TUNED_WORKGROUPS_ON_CPU[..]
             } else {
@@ -256,10 +256,10 @@ impl Variant {
                     .map(|&size| Variant::RowPerWorkgroup(size)),
             );
             if cpu_adapter
-                && req.batch >= ROW_PER_THREAD_MIN_ROWS_ON_CPU
+                && req.batch >= ROW_PER_INVOCATION_MIN_ROWS_ON_CPU
                 && lane_per_row_fits(req.classes, cpu_adapter)
             {
-                all.extend(TUNED_ROWS_PER_GROUP.map(Variant::RowPerThread));
+                all.extend(TUNED_ROWS_PER_GROUP.map(Variant::RowPerInvocation));
             }
         }
         // Split rows: at least 2 segments, and twice as many, where segments stay long enough.
@@ -287,7 +287,9 @@ impl Variant {
 impl std::fmt::Display for Variant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Variant::RowPerThread(rows) => write!(f, "a row per invocation, {rows} per workgroup"),
+            Variant::RowPerInvocation(rows) => {
+                write!(f, "a row per invocation, {rows} per workgroup")
+            }
             Variant::RowPerWorkgroup(size) => write!(f, "a workgroup of {size} per row"),
             Variant::SplitRow {
                 workgroup,
@@ -328,7 +330,7 @@ impl RowKernel {
         let mut constants = request_constants(req);
         let family = family(req.loss);
         match variant {
-            Variant::RowPerThread(rows_per_group) => {
+            Variant::RowPerInvocation(rows_per_group) => {
                 constants.push(("ROWS_PER_GROUP", rows_per_group));
                 RowKernel {
                     key: Key {
@@ -336,7 +338,7 @@ impl RowKernel {
                             family,
                             subgroups: false,
                         },
-                        entry: "row_per_thread",
+                        entry: "row_per_invocation",
                         constants,
                     },
                     rows_per_group,
