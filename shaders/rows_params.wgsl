@@ -1,6 +1,6 @@
 // The row kernels' params and specializations: the `Params` each pass reads at its dynamic offset
-// (mirrored by `Params` in src/gpu/rows.rs), the input kinds and element types, and the override
-// constants that the host sets per pipeline.
+// (mirrored by `Params` in src/gpu/rows.rs), and the override constants that the host sets per
+// pipeline.
 
 struct Params {
     // Rows in this chunk.
@@ -25,18 +25,10 @@ struct Params {
     _pad: u32,
 }
 
-// Input kinds, as INPUT_KIND.
-const LOGITS: u32 = 0u;
-const PROBS: u32 = 1u;
-const LOG_PROBS: u32 = 2u;
-
+// The input's kind, one of LOGITS, PROBS and LOG_PROBS (in the prelude).
 override INPUT_KIND: u32 = LOGITS;
-// Input element types, as INPUT_DTYPE: 16-bit values come two to a u32 word, the first in the low
-// half.
-const F32: u32 = 0u;
-const F16: u32 = 1u;
-const BF16: u32 = 2u;
-
+// The input's element type, one of F32, F16 and BF16 (in the prelude): 16-bit values come two to
+// a u32 word, the first in the low half.
 override INPUT_DTYPE: u32 = F32;
 override HAS_WEIGHT: bool = false;
 override HAS_POS_WEIGHT: bool = false;

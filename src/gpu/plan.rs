@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::request::{Checked, CheckedDevice, MergedRow, Reduction, Scales, ShardPass, TargetKind};
 
 /// Bytes of one row's (or one segment's) statistics: `Stats` in `rows_stats.wgsl`, six f32.
-const SEGMENT_STATS_BYTES: u64 = 24;
+pub(super) const SEGMENT_STATS_BYTES: u64 = 24;
 
 /// A checked request as its plan reads it, whichever side holds its values: what its kernels are
 /// specialized to, and what comes out of them.

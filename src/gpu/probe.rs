@@ -13,9 +13,9 @@ use crate::output::KernelTime;
 /// Mirrors `Params` in `probe.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    quads: u32,
-    per_group: u32,
+pub(super) struct Params {
+    pub quads: u32,
+    pub per_group: u32,
     _pad: [u32; 2],
 }
 

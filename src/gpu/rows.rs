@@ -2,9 +2,9 @@
 //! pipeline chosen for a request and a shape.
 
 use super::pipelines::Key;
-use super::shaders::{Family, Module};
+use super::shaders::{Family, Module, dtype_code, input_kind_code};
 use super::spec::Spec;
-use crate::request::{Dtype, InputKind, LossKind, Scales, TargetKind};
+use crate::request::{LossKind, Scales, TargetKind};
 
 /// Mirrors `Params` in `rows_params.wgsl`.
 #[repr(C)]
@@ -81,21 +81,9 @@ pub(crate) fn keeps_stats(req: &Spec) -> bool {
 
 /// The override constants that specialize the kernels to a request.
 fn request_constants(req: &Spec) -> Vec<(&'static str, u32)> {
-    let kind = match req.options.input_kind {
-        InputKind::Logits => 0,
-        InputKind::Probs => 1,
-        InputKind::LogProbs => 2,
-    };
     vec![
-        ("INPUT_KIND", kind),
-        (
-            "INPUT_DTYPE",
-            match req.dtype {
-                Dtype::F32 => 0,
-                Dtype::F16 => 1,
-                Dtype::Bf16 => 2,
-            },
-        ),
+        ("INPUT_KIND", input_kind_code(req.options.input_kind)),
+        ("INPUT_DTYPE", dtype_code(req.dtype)),
         ("HAS_WEIGHT", u32::from(req.weight)),
         ("HAS_POS_WEIGHT", u32::from(req.pos_weight)),
         ("SOFTCAP", u32::from(req.options.softcap.is_some())),
