@@ -52,8 +52,7 @@ const ROWS_PER_GROUP: u32 = 64;
 /// more than the scan of a short row, so short rows must not each get one.
 const ROW_PER_INVOCATION_MAX_CLASSES: usize = 64;
 /// On a CPU adapter, batches of at least this many rows get one invocation per row whatever their
-/// length: an invocation there is a SIMD lane, and a lane streams its own row with no barrier,
-/// which outruns a workgroup per row.
+/// length: an invocation there is a SIMD lane, and a lane streams its own row with no barrier.
 const ROW_PER_INVOCATION_MIN_ROWS_ON_CPU: usize = 8;
 /// On a CPU adapter, rows longer than 64 classes go 8 to a workgroup: one SIMD batch of lanes
 /// each, which keeps the rows being streamed at once few. Shorter rows keep 64 to a workgroup.
@@ -62,7 +61,7 @@ const LONG_ROWS_PER_GROUP_ON_CPU: u32 = 8;
 /// under 8 rows) takes 8 invocations: one SIMD batch of lanes that read consecutive quads, with
 /// the row's statistics merged once at the end.
 const ROW_WORKGROUP_ON_CPU: usize = 8;
-/// Quads (four elements) per invocation of `elementwise`: its workgroup size.
+/// Invocations per workgroup of `elementwise`, one quad (four elements) each.
 const ELEMENTWISE_GROUP: u32 = 64;
 
 fn family(loss: LossKind) -> Family {
@@ -159,10 +158,10 @@ pub(crate) fn segment_quads(classes: usize, segments: u32) -> u32 {
     (classes.div_ceil(4) + 1).div_ceil(segments.max(1) as usize) as u32
 }
 
-/// On a CPU adapter, the most quads one invocation scans in one pass over a row. llvmpipe stops
-/// the loops of one invocation after about 65 000 iterations in all, silently leaving the rest of
-/// the row unwritten; a row may be scanned twice (with the gradient), so twice this stays within
-/// that.
+/// On a CPU adapter, the most quads one invocation scans in one pass over a row. The cap exists
+/// because llvmpipe stops an invocation's long loops, silently leaving the rest of the row
+/// unwritten; a row may be scanned twice (with the gradient), and twice the cap stays within
+/// llvmpipe's limit.
 const CPU_MAX_QUADS_PER_INVOCATION: usize = 30_000;
 
 /// Whether one invocation per row of `classes` stays within what the adapter runs.

@@ -1,6 +1,8 @@
 //! Uploads from the host: each chunk's input (and dense targets) written into a MAP_WRITE staging
 //! buffer and copied to the device in a submission of its own, two staging buffers in turn, so
-//! that the upload of one chunk overlaps the kernels on the one before.
+//! that the upload of one chunk overlaps the kernels on the one before. The staging buffers
+//! themselves (`Staging`) are reused buffers, kept in `buffer_pool.rs` with the other slots: the
+//! workspace holds them, and this module reads the workspace.
 
 use std::sync::PoisonError;
 
