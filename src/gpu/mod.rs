@@ -23,6 +23,7 @@ mod targets;
 mod timing;
 mod tree_sum;
 mod tune;
+mod variant;
 mod workspace;
 
 use std::sync::{Mutex, PoisonError};

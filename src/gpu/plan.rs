@@ -10,9 +10,10 @@ use super::GpuEngine;
 use super::chunk::{chunk_cap, device_chunks, row_chunks};
 use super::params::{CallParams, ParamArena};
 use super::pipelines::Pipeline;
-use super::rows::{self, RowKernel, Variant};
+use super::rows::{self, RowKernel};
 use super::spec::{Residence, Spec};
 use super::tune::Trial;
+use super::variant::Variant;
 use crate::error::Result;
 use crate::request::{Checked, CheckedDevice, MergedRow, Reduction, Scales, ShardPass, TargetKind};
 
