@@ -1,4 +1,4 @@
-// Multi-label binary cross-entropy, elementwise, with cls weights w and, on logits, positive
+// Multi-label binary cross-entropy, elementwise, with class weights w and, on logits, positive
 // weights pw:
 //   logits: w·[pw·y·(-log σ(x)) + (1 - y)·(-log(1 - σ(x)))], with -log σ(x) = log1p(e^-|x|) + max(-x, 0)
 //           (for a label outside [0, 1], PyTorch's form of the same: see `bce_quad`)
@@ -31,17 +31,17 @@ fn bce_quad(q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) -> vec4<f3
     return -w * (y * max(log(x), floor) + (1.0 - y) * max(log(1.0 - x), floor));
 }
 
-// d/dx: α·w·[σ(x)(1 + (pw - 1)y) - pw·y] on logits; α·w·(x - y) / max(x(1 - x), 1e-12) on
-// probabilities, as PyTorch's backward.
+// d/dx: main_scale·w·[σ(x)(1 + (pw - 1)y) - pw·y] on logits; on probabilities
+// main_scale·w·(x - y) / max(x(1 - x), 1e-12), as PyTorch's backward.
 fn grad_quad(row: u32, st: Stats, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) -> vec4<f32> {
     let y = dense[q];
     let w = quad_weights(cls, inside);
     if INPUT_KIND == LOGITS {
         let pw = pos_weights(cls, inside);
         let sigmoid = 1.0 / (1.0 + exp(-x));
-        return alpha() * w * (sigmoid * (1.0 + (pw - 1.0) * y) - pw * y);
+        return main_scale() * w * (sigmoid * (1.0 + (pw - 1.0) * y) - pw * y);
     }
-    return alpha() * w * (x - y) / max(x * (1.0 - x), vec4<f32>(1e-12));
+    return main_scale() * w * (x - y) / max(x * (1.0 - x), vec4<f32>(1e-12));
 }
 
 fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) {
@@ -50,7 +50,7 @@ fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, insi
 
 fn finish_row(row: u32, st: Stats) {
     let g = params.row_base + row;
-    values[g] = st.c * alpha();
+    values[g] = st.c * main_scale();
     row_lse[g] = 0.0;
 }
 
@@ -72,7 +72,7 @@ fn elementwise(
     let v = bce_quad(q, load_quad(q), cls, inside);
     for (var k = 0u; k < 4u; k++) {
         if inside[k] {
-            values[idx[k]] = v[k] * alpha();
+            values[idx[k]] = v[k] * main_scale();
         }
     }
 }

@@ -1,9 +1,9 @@
-// Cross-entropy H(p', q) = -Σ_c w_c p'_c log q_c with p' = (1 - ε)p + ε/C, against cls indices
+// Cross-entropy H(p', q) = -Σ_c w_c p'_c log q_c with p' = (1 - ε)p + ε/C, against class indices
 // (CLASS_TARGETS) or dense distributions, plus the z-loss s·lse² on logits.
 //
 // With log q = x - lse for logits (x itself for log-probs, log x for probabilities), the sums
 // a = Σ w p' (x - max) and b = Σ w p' give the loss -(a - log(s)·b) in one pass (see
-// `add_relative`). For cls targets the target term is read directly, and a and b carry only the
+// `add_relative`). For class targets the target term is read directly, and a and b carry only the
 // smoothing part, Σ w (x - max) and Σ w.
 
 // Vocabulary shards (SHARD): the input holds classes [c0, c0 + C_s) of rows of `total_classes`,
@@ -20,7 +20,7 @@ fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, insi
     }
     let w = quad_weights(cls, inside);
     let lq = log_q_unshifted(x);
-    // 0·log 0 = 0: a cls with no target mass adds nothing, even at log q = -inf.
+    // 0·log 0 = 0: a class with no target mass adds nothing, even at log q = -inf.
     if CLASS_TARGETS {
         if params.label_smoothing > 0.0 {
             add_relative(st, m0, w, lq, w != vec4<f32>(0.0));
@@ -78,13 +78,14 @@ fn finish_row(row: u32, st: Stats) {
     if counted && params.z_loss > 0.0 {
         z = params.z_loss * lse * lse;
     }
-    values[g] = main * alpha() + z * beta();
+    values[g] = main * main_scale() + z * z_scale();
     row_lse[g] = lse;
 }
 
-// d/dx' of α·(-Σ w p' log q) + β·s·lse²: α(b·softmax - w p') + 2βs·lse·softmax on logits, with
-// b = Σ w p'; -α w p' on log-probs; -α w p' / x on probabilities. Ignored rows get 0. For one
-// unweighted class without smoothing this is α(softmax_y - 1), formed in f32 as such.
+// d/dx' of main_scale·(-Σ w p' log q) + z_scale·s·lse²: on logits
+// main_scale·(b·softmax - w p') + 2·z_scale·s·lse·softmax, with b = Σ w p'; -main_scale·w p' on
+// log-probs; -main_scale·w p' / x on probabilities. Ignored rows get 0. For one unweighted class
+// without smoothing this is main_scale·(softmax_y - 1), formed in f32 as such.
 fn grad_quad(row: u32, st: Stats, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) -> vec4<f32> {
     let eps = params.label_smoothing;
     let w = quad_weights(cls, inside);
@@ -110,10 +111,10 @@ fn grad_quad(row: u32, st: Stats, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: 
     if INPUT_KIND == LOGITS {
         let lse = row_lse_of(st);
         let softmax = exp(log_q_of(st, x));
-        return alpha() * (b * softmax - wp) + (2.0 * beta() * params.z_loss * lse) * softmax;
+        return main_scale() * (b * softmax - wp) + (2.0 * z_scale() * params.z_loss * lse) * softmax;
     }
     if INPUT_KIND == LOG_PROBS {
-        return -alpha() * wp;
+        return -main_scale() * wp;
     }
-    return select(vec4<f32>(0.0), -alpha() * wp / x, wp != vec4<f32>(0.0));
+    return select(vec4<f32>(0.0), -main_scale() * wp / x, wp != vec4<f32>(0.0));
 }

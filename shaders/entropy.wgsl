@@ -26,7 +26,7 @@ fn finish_row(row: u32, st: Stats) {
     let lse = row_lse_of(st);
     let h = row_entropy(st);
     let g = params.row_base + row;
-    values[g] = h * alpha();
+    values[g] = h * main_scale();
     row_lse[g] = lse;
 }
 
@@ -35,10 +35,10 @@ fn grad_quad(row: u32, st: Stats, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: 
     if INPUT_KIND == LOGITS {
         let log_q = log_q_of(st, x);
         let p = exp(log_q);
-        return select(vec4<f32>(0.0), -alpha() * p * (log_q + row_entropy(st)), p > vec4<f32>(0.0));
+        return select(vec4<f32>(0.0), -main_scale() * p * (log_q + row_entropy(st)), p > vec4<f32>(0.0));
     }
     if INPUT_KIND == PROBS {
-        return -alpha() * (log(x) + 1.0);
+        return -main_scale() * (log(x) + 1.0);
     }
-    return -alpha() * exp(x) * (x + 1.0);
+    return -main_scale() * exp(x) * (x + 1.0);
 }

@@ -28,21 +28,21 @@ fn add_quad(st: ptr<function, Stats>, q: u32, x: vec4<f32>, cls: vec4<u32>, insi
 fn finish_row(row: u32, st: Stats) {
     let lse = row_lse_of(st);
     let g = params.row_base + row;
-    values[g] = (st.c - (st.a - lse_over_base(st) * st.b)) * alpha();
+    values[g] = (st.c - (st.a - lse_over_base(st) * st.b)) * main_scale();
     row_lse[g] = lse;
 }
 
-// d/dx of α·Σ p (log p - log q): α(b·softmax - p) on logits with b = Σ p; -α p on log-probs;
-// -α p / x on probabilities.
+// d/dx of main_scale·Σ p (log p - log q): main_scale·(b·softmax - p) on logits with b = Σ p;
+// -main_scale·p on log-probs; -main_scale·p / x on probabilities.
 fn grad_quad(row: u32, st: Stats, q: u32, x: vec4<f32>, cls: vec4<u32>, inside: vec4<bool>) -> vec4<f32> {
     let p = select(vec4<f32>(0.0), target_quad(q)[0], inside);
     if INPUT_KIND == LOGITS {
-        return alpha() * (st.b * exp(log_q_of(st, x)) - p);
+        return main_scale() * (st.b * exp(log_q_of(st, x)) - p);
     }
     if INPUT_KIND == LOG_PROBS {
-        return -alpha() * p;
+        return -main_scale() * p;
     }
-    return select(vec4<f32>(0.0), -alpha() * p / x, p != vec4<f32>(0.0));
+    return select(vec4<f32>(0.0), -main_scale() * p / x, p != vec4<f32>(0.0));
 }
 
 @compute @workgroup_size(ELEMENTWISE_GROUP)
@@ -69,7 +69,7 @@ fn elementwise(
                 let st = partials[(i / params.classes) * params.segments];
                 v = target_terms[1][k] - p[k] * log_q_of(st, vec4<f32>(x[k])).x;
             }
-            values[i] = v * alpha();
+            values[i] = v * main_scale();
         }
     }
 }

@@ -12,8 +12,8 @@ struct Params {
     _pad1: u32,
 }
 
-// 256 on GPUs; the host picks 8 on CPU adapters, where an invocation is a SIMD lane and a smaller
-// workgroup reads faster.
+// Set by the host per adapter: 256 on GPUs, 8 on CPU adapters, where an invocation is a SIMD
+// lane.
 override WORKGROUP: u32 = 256u;
 
 @compute @workgroup_size(WORKGROUP)

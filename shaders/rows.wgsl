@@ -52,7 +52,7 @@ fn finish_workgroup_row(row: u32, st: Stats, lid: u32) {
 
 // Small classes: each invocation owns one row and scans it alone, with no barriers.
 @compute @workgroup_size(ROWS_PER_GROUP)
-fn row_per_thread(
+fn row_per_invocation(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,

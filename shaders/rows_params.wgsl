@@ -1,12 +1,12 @@
 // The row kernels' params and specializations: the `Params` each pass reads at its dynamic offset
-// (mirrored by `Params` in src/gpu/rows.rs), the input kinds and element types, and the override
-// constants that the host sets per pipeline.
+// (mirrored by `Params` in src/gpu/rows.rs), and the override constants that the host sets per
+// pipeline.
 
 struct Params {
     // Rows in this chunk.
     rows: u32,
     classes: u32,
-    // Index of this chunk's first row in the whole batch, for cls targets and row outputs.
+    // Index of this chunk's first row in the whole batch, for class targets and row outputs.
     row_base: u32,
     // Segments per row, for the split-row entry points.
     segments: u32,
@@ -14,9 +14,9 @@ struct Params {
     z_loss: f32,
     softcap: f32,
     // Scale of the main loss term (1 / ln(base), and the reduction's divisor).
-    alpha: f32,
+    main_scale: f32,
     // Scale of the z-loss term (the reduction's divisor).
-    beta: f32,
+    z_scale: f32,
     // Quads per segment: the last segment of a row may be shorter, or empty.
     segment_quads: u32,
     // C of the whole row, which label smoothing spreads ε over: `classes` except in a vocabulary
@@ -25,18 +25,10 @@ struct Params {
     _pad: u32,
 }
 
-// Input kinds, as INPUT_KIND.
-const LOGITS: u32 = 0u;
-const PROBS: u32 = 1u;
-const LOG_PROBS: u32 = 2u;
-
+// The input's kind, one of LOGITS, PROBS and LOG_PROBS (in the prelude).
 override INPUT_KIND: u32 = LOGITS;
-// Input element types, as INPUT_DTYPE: 16-bit values come two to a u32 word, the first in the low
-// half.
-const F32: u32 = 0u;
-const F16: u32 = 1u;
-const BF16: u32 = 2u;
-
+// The input's element type, one of F32, F16 and BF16 (in the prelude): 16-bit values come two to
+// a u32 word, the first in the low half.
 override INPUT_DTYPE: u32 = F32;
 override HAS_WEIGHT: bool = false;
 override HAS_POS_WEIGHT: bool = false;
@@ -53,7 +45,7 @@ override SHARD: bool = false;
 // Each row's statistics are kept in `partials` (at row · segments) for a later pass: KL's
 // `elementwise`, which needs log q = (x - m) - log s to the last bit, not x - an f32 lse.
 override KEEP_STATS: bool = false;
-// Rows handled by one invocation each in `row_per_thread`.
+// Rows handled by one invocation each in `row_per_invocation`.
 override ROWS_PER_GROUP: u32 = 64u;
 // Quads handled by one workgroup of a family's `elementwise` entry point.
 override ELEMENTWISE_GROUP: u32 = 64u;
@@ -63,17 +55,18 @@ override WORKGROUP: u32 = 256u;
 // The bits of the NaN that a row of a BAD target gets.
 const NAN_BITS: u32 = 0x7fc00000u;
 
-// The scale of the main loss term, and of the z-loss term.
-fn alpha() -> f32 {
+// The scale of the main loss term (`Scales::main` on the host), and of the z-loss term
+// (`Scales::z_loss`).
+fn main_scale() -> f32 {
     if DEVICE_SCALES {
         return scales[0];
     }
-    return params.alpha;
+    return params.main_scale;
 }
 
-fn beta() -> f32 {
+fn z_scale() -> f32 {
     if DEVICE_SCALES {
         return scales[1];
     }
-    return params.beta;
+    return params.z_scale;
 }

@@ -75,8 +75,7 @@ fn sum4(v: vec4<f32>) -> f32 {
 fn add_exp(st: ptr<function, Stats>, x: vec4<f32>, inside: vec4<bool>, with_t: bool) {
     let v = select(vec4<f32>(EMPTY), x, inside);
     let m = max((*st).m, max(max(v.x, v.y), max(v.z, v.w)));
-    // The sums move to a new max only when it rises, which after the first quads is rare: one
-    // exp in five saved.
+    // The sums move to a new max only when it rises: the rescale's exp is taken only then.
     var scale = 1.0;
     if m > (*st).m {
         scale = exp((*st).m - m);

@@ -52,8 +52,29 @@ fn every_wgsl_file_belongs_to_a_module() {
     }
 }
 
+/// The names of the constants that a module's prelude declares: everything of its source before
+/// its first file.
+fn prelude_constants(shader: &xent::gpu::ShaderModule) -> BTreeSet<String> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
+    let first = std::fs::read_to_string(format!("{dir}/{}", shader.files[0])).unwrap();
+    let at = shader
+        .source
+        .find(&first)
+        .expect("the first file follows the prelude");
+    shader.source[..at]
+        .lines()
+        .filter_map(|line| line.strip_prefix("const ")?.split(':').next())
+        .map(str::to_owned)
+        .collect()
+}
+
 #[test]
-fn bindings_are_declared_only_by_their_tables() {
+fn bindings_and_shared_constants_are_declared_only_by_the_prelude() {
+    let shared: BTreeSet<String> = xent::gpu::shader_modules()
+        .iter()
+        .flat_map(prelude_constants)
+        .collect();
+    assert!(shared.contains("IGNORED") && shared.contains("LOGITS"));
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -64,6 +85,14 @@ fn bindings_are_declared_only_by_their_tables() {
                 "{} declares a binding: src/gpu/bindings.rs declares them all",
                 path.display()
             );
+            for name in &shared {
+                assert!(
+                    !text.contains(&format!("const {name}:")),
+                    "{} declares {name}, a constant shared with the host: the prelude \
+                     (src/gpu/shaders.rs) declares it",
+                    path.display()
+                );
+            }
         }
     }
 }

@@ -5,6 +5,11 @@ use std::ops::Range;
 
 use crate::error::{Error, Result};
 
+/// Bytes of the kernels' word, a `vec4` of four f32 or eight 16-bit values: a kernel reads its
+/// input, dense targets and gradient as whole words, so each such binding is a whole number of
+/// them.
+pub(crate) const WORD_BYTES: u64 = 16;
+
 /// The largest chunk uploaded at once. Smaller than lavapipe's 128 MiB binding limit so that the
 /// upload of one chunk overlaps the kernel on the previous one, and host-side staging stays small.
 const CHUNK_CAP_BYTES: u64 = 32 << 20;
@@ -25,7 +30,7 @@ pub(crate) fn row_chunks(
     classes: usize,
     max_bytes: u64,
 ) -> Result<Vec<Range<usize>>> {
-    let max_bytes = max_bytes / 16 * 16;
+    let max_bytes = max_bytes / WORD_BYTES * WORD_BYTES;
     let row_bytes = classes as u64 * 4;
     let rows_per_chunk = max_bytes / row_bytes;
     // Chunks of a whole number of quads keep every row's first element at the same place in its
@@ -62,7 +67,7 @@ pub(crate) fn device_chunks(
 ) -> Result<Vec<Range<usize>>> {
     let row_bytes = classes as u64 * 4;
     // The whole batch in one binding, wherever it starts.
-    if (batch as u64).saturating_mul(row_bytes) <= max_binding.saturating_sub(16) {
+    if (batch as u64).saturating_mul(row_bytes) <= max_binding.saturating_sub(WORD_BYTES) {
         return Ok(std::iter::once(0..batch).collect());
     }
     // The fewest rows whose bytes, in every dtype (2 or 4 per element), are a multiple of align.
@@ -70,7 +75,7 @@ pub(crate) fn device_chunks(
         let half_row = classes as u64 * 2;
         align / gcd(half_row, align)
     };
-    let fit = max_binding.saturating_sub(16) / row_bytes / step * step;
+    let fit = max_binding.saturating_sub(WORD_BYTES) / row_bytes / step * step;
     if fit == 0 {
         return Err(Error::TooLarge {
             what: "logits",
@@ -90,11 +95,6 @@ pub(crate) fn device_chunks(
 /// The greatest common divisor.
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
-}
-
-/// `n` rounded up to a multiple of `to`.
-pub(crate) fn round_up(n: u64, to: u64) -> u64 {
-    n.div_ceil(to) * to
 }
 
 #[cfg(test)]
@@ -118,10 +118,10 @@ mod tests {
                 assert_eq!(pair[0].end, pair[1].start);
             }
             for c in &chunks {
-                assert!(round_up(c.len() as u64 * classes as u64 * 4, 16) <= max);
+                assert!((c.len() as u64 * classes as u64 * 4).next_multiple_of(WORD_BYTES) <= max);
             }
             // Where four rows fit, every chunk starts on a whole quad of the batch.
-            if max / 16 * 16 >= 4 * classes as u64 * 4 {
+            if max / WORD_BYTES * WORD_BYTES >= 4 * classes as u64 * 4 {
                 assert!(chunks.iter().all(|c| c.start * classes % 4 == 0));
             }
         }

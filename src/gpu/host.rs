@@ -7,8 +7,8 @@ use std::sync::PoisonError;
 
 use super::bindings::{Bound, RowBindings};
 use super::buffer_pool::Slot;
-use super::chunk::round_up;
-use super::plan::{Call, Plan};
+use super::chunk::WORD_BYTES;
+use super::plan::{Call, Plan, SharedBuffers};
 use super::timing::Timing;
 use super::workspace::{Workspace, current};
 use super::{GpuEngine, UNUSED_BYTES, rows};
@@ -23,14 +23,6 @@ struct Pending {
     after: wgpu::SubmissionIndex,
     elements: Range<usize>,
     grad: bool,
-}
-
-/// The buffers that every chunk of a host call binds alike.
-struct Shared {
-    class_targets: wgpu::Buffer,
-    weight: wgpu::Buffer,
-    pos_weight: wgpu::Buffer,
-    partials: wgpu::Buffer,
 }
 
 /// Where a call's per-row results come back, in one readback buffer: the loss (the scalar, or
@@ -71,13 +63,11 @@ impl GpuEngine {
             values,
             shape: req.unreduced_shape(),
         };
-        if req.batch == 0 {
+        if let Some(empty) = call.empty() {
             let empty = Output {
-                loss: if call.scalar {
-                    Loss::Scalar(0.0)
-                } else {
-                    unreduced(Vec::new())
-                },
+                loss: empty
+                    .scalar
+                    .map_or_else(|| unreduced(Vec::new()), Loss::Scalar),
                 lse: req.options.lse.then(Vec::new),
                 grad: None,
                 valid_rows: 0,
@@ -86,15 +76,14 @@ impl GpuEngine {
         }
         let plan = Plan::new(self, call)?;
         let call = &plan.call;
-        let row_bytes = req.batch as u64 * 4;
         let loss_bytes = match (call.scalar, call.elementwise || call.merged.is_some()) {
             (true, _) => 4,
             (false, true) => 0,
-            (false, false) => row_bytes * call.row_stride,
+            (false, false) => call.row_values_bytes(),
         };
         let readback = RowReadback {
             loss_bytes,
-            len: loss_bytes + if req.options.lse { row_bytes } else { 0 },
+            len: loss_bytes + if req.options.lse { call.row_bytes() } else { 0 },
         };
         let mut element_values = vec![0.0_f32; if call.elementwise { req.elements() } else { 0 }];
         let shared = self.prepare_host(ws, &plan, req, &readback);
@@ -119,6 +108,8 @@ impl GpuEngine {
         } else if !call.scalar {
             unreduced(row_loss)
         } else if req.divisors().is_some() {
+            // The device's fixed-order tree sum of the scaled rows, not `request::scalar`'s
+            // division of f64 sums: the host path gives the same bits as a device call.
             Loss::Scalar(row_loss[0])
         } else {
             Loss::Scalar(0.0)
@@ -145,10 +136,9 @@ impl GpuEngine {
         plan: &Plan,
         req: &Checked,
         readback: &RowReadback,
-    ) -> Shared {
+    ) -> SharedBuffers {
         let device = &self.ctx.device;
         let queue = &self.ctx.queue;
-        let row_bytes = req.batch as u64 * 4;
         queue.write_buffer(
             ws.params.get(device, plan.arena.bytes.len() as u64).0,
             0,
@@ -168,8 +158,8 @@ impl GpuEngine {
         }
         ws.empty.get(device, UNUSED_BYTES);
         ws.empty_writable.get(device, UNUSED_BYTES);
-        ws.row_values.get(device, row_bytes * plan.call.row_stride);
-        ws.row_lse.get(device, row_bytes);
+        ws.row_values.get(device, plan.call.row_values_bytes());
+        ws.row_lse.get(device, plan.call.row_bytes());
         ws.readback.get(device, readback.len);
         let partials = match plan.partials {
             Some(bytes) => ws.partials.get(device, bytes).0.clone(),
@@ -177,7 +167,8 @@ impl GpuEngine {
         };
         let or_empty =
             |slot: &Slot, used: bool| current(if used { slot } else { &ws.empty }).clone();
-        Shared {
+        SharedBuffers {
+            params: current(&ws.params).clone(),
             class_targets: or_empty(
                 &ws.class_targets,
                 matches!(req.target, CheckedTarget::Classes(_)),
@@ -185,6 +176,10 @@ impl GpuEngine {
             weight: or_empty(&ws.weight, req.weight.is_some()),
             pos_weight: or_empty(&ws.pos_weight, req.pos_weight.is_some()),
             partials,
+            scales: current(&ws.empty).clone(),
+            edges: current(&ws.empty_writable).clone(),
+            empty: current(&ws.empty).clone(),
+            empty_writable: current(&ws.empty_writable).clone(),
         }
     }
 
@@ -193,7 +188,7 @@ impl GpuEngine {
     fn run_chunk(
         &self,
         ws: &mut Workspace,
-        (plan, req, shared): (&Plan, &Checked, &Shared),
+        (plan, req, shared): (&Plan, &Checked, &SharedBuffers),
         timing: &mut Timing,
         k: usize,
         grad: bool,
@@ -202,7 +197,7 @@ impl GpuEngine {
         let rows = &plan.chunks[k];
         let elements = rows.start * req.classes..rows.end * req.classes;
         let input = req.input.bytes(elements.clone());
-        let input_bound = round_up(input.len() as u64, 16);
+        let input_bound = (input.len() as u64).next_multiple_of(WORD_BYTES);
         let dense_bytes: &[u8] = match &req.target {
             CheckedTarget::Dense(t) => bytemuck::cast_slice(&t[elements.clone()]),
             _ => &[],
@@ -210,33 +205,36 @@ impl GpuEngine {
         self.upload_chunk(ws, k, input, dense_bytes)?;
         let mut encoder = device.create_command_encoder(&Default::default());
         let input_buf = current(&ws.inputs[k % 2]);
-        let dense_bound = round_up(dense_bytes.len() as u64, 16);
-        let dense_buf = current(if dense_bytes.is_empty() {
-            &ws.empty
+        let dense_bound = (dense_bytes.len() as u64).next_multiple_of(WORD_BYTES);
+        let dense_buf = if dense_bytes.is_empty() {
+            &shared.empty
         } else {
-            &ws.dense[k % 2]
-        });
+            current(&ws.dense[k % 2])
+        };
         // The gradient's bytes, and the elementwise values'.
         let f32_bytes = elements.len() as u64 * 4;
-        let separate_grad = grad && !req.options.grad_in_place;
+        let separate_grad = grad && plan.call.separate_grad();
         let grad_buf = if separate_grad {
-            ws.grad.get(device, round_up(f32_bytes, 16)).0.clone()
+            ws.grad
+                .get(device, f32_bytes.next_multiple_of(WORD_BYTES))
+                .0
+                .clone()
         } else {
-            current(&ws.empty_writable).clone()
+            shared.empty_writable.clone()
         };
         let bindings = RowBindings {
-            params: Bound::params::<rows::Params>(current(&ws.params)),
+            params: Bound::params::<rows::Params>(&shared.params),
             input: Bound::range(input_buf, 0, input_bound),
             class_targets: &shared.class_targets,
-            dense: Bound::range(dense_buf, 0, dense_bound.max(16)),
+            dense: Bound::range(dense_buf, 0, dense_bound.max(WORD_BYTES)),
             weight: &shared.weight,
             pos_weight: &shared.pos_weight,
             values: Bound::whole(current(&ws.row_values)),
             lse: current(&ws.row_lse),
             grad: Bound::whole(&grad_buf),
             partials: &shared.partials,
-            scales: current(&ws.empty),
-            edges: current(&ws.empty_writable),
+            scales: &shared.scales,
+            edges: &shared.edges,
         };
         if let Some(stats) = plan.merged_partials(k) {
             let partials = &shared.partials;
@@ -298,7 +296,7 @@ impl GpuEngine {
             (timing, &mut encoder),
             current(&ws.params),
             current(&ws.row_values).clone(),
-            |i, bytes| ws.sums[i % 2].get(device, bytes).0.clone(),
+            |i, bytes| Ok(ws.sums[i % 2].get(device, bytes).0.clone()),
         )?;
         match sum {
             Some(sum) => encoder.copy_buffer_to_buffer(&sum, 0, &buffer, 0, 4),
@@ -308,7 +306,7 @@ impl GpuEngine {
             None => {}
         }
         if plan.call.spec.options.lse {
-            let row_bytes = plan.call.spec.batch as u64 * 4;
+            let row_bytes = plan.call.row_bytes();
             encoder.copy_buffer_to_buffer(current(&ws.row_lse), 0, &buffer, loss_bytes, row_bytes);
         }
         self.ctx.queue.submit([encoder.finish()]);

@@ -14,7 +14,6 @@ mod plan;
 mod probe;
 mod readback;
 mod record;
-mod reduce;
 mod resident;
 mod rows;
 mod shaders;
@@ -22,7 +21,9 @@ mod spec;
 mod staging;
 mod targets;
 mod timing;
+mod tree_sum;
 mod tune;
+mod variant;
 mod workspace;
 
 use std::sync::{Mutex, PoisonError};

@@ -2,9 +2,9 @@
 
 use std::ops::Range;
 
-use super::reduce;
 use super::rows;
 use super::spec::Spec;
+use super::tree_sum;
 use crate::request::Scales;
 
 /// Uniform params of every dispatch of one call, each at its own aligned dynamic offset.
@@ -21,6 +21,14 @@ pub(crate) struct CallParams {
 }
 
 impl ParamArena {
+    /// An empty arena whose offsets meet the uniform offset alignment of `limits`.
+    pub fn new(limits: &wgpu::Limits) -> Self {
+        ParamArena {
+            bytes: Vec::new(),
+            align: limits.min_uniform_buffer_offset_alignment as usize,
+        }
+    }
+
     /// The arena of one call on `chunks` of `spec`, with `segments` per row and the kernels'
     /// `scales`; with `scalar`, the passes that sum the batch's rows too.
     pub fn for_call(
@@ -31,16 +39,13 @@ impl ParamArena {
         scales: Scales,
         scalar: bool,
     ) -> (Self, CallParams) {
-        let mut arena = ParamArena {
-            bytes: Vec::new(),
-            align: limits.min_uniform_buffer_offset_alignment as usize,
-        };
+        let mut arena = ParamArena::new(limits);
         let chunks = chunks
             .iter()
             .map(|c| arena.push(&rows::Params::chunk(spec, c, segments, scales)))
             .collect();
         let passes = if scalar {
-            reduce::passes(spec.batch as u32)
+            tree_sum::passes(spec.batch as u32)
                 .into_iter()
                 .map(|(groups, p)| (groups, arena.push(&p)))
                 .collect()

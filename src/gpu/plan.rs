@@ -10,14 +10,15 @@ use super::GpuEngine;
 use super::chunk::{chunk_cap, device_chunks, row_chunks};
 use super::params::{CallParams, ParamArena};
 use super::pipelines::Pipeline;
-use super::rows::{self, RowKernel, Variant};
+use super::rows::{self, RowKernel};
 use super::spec::{Residence, Spec};
 use super::tune::Trial;
+use super::variant::Variant;
 use crate::error::Result;
 use crate::request::{Checked, CheckedDevice, MergedRow, Reduction, Scales, ShardPass, TargetKind};
 
 /// Bytes of one row's (or one segment's) statistics: `Stats` in `rows_stats.wgsl`, six f32.
-const STATS_BYTES: u64 = 24;
+pub(super) const SEGMENT_STATS_BYTES: u64 = 24;
 
 /// A checked request as its plan reads it, whichever side holds its values: what its kernels are
 /// specialized to, and what comes out of them.
@@ -77,20 +78,64 @@ impl<'r> Call<'r> {
         scales: impl FnOnce() -> Scales,
     ) -> Result<Self> {
         let merged = pass.and_then(ShardPass::merged);
-        let row_stride = pass.map_or(1, ShardPass::row_stride);
-        let row_bytes = spec.batch as u64 * 4;
-        engine.fits_binding("per-row results", spec.batch, row_bytes * row_stride)?;
         let scalar = spec.options.reduction != Reduction::None && merged.is_none();
-        Ok(Call {
+        let call = Call {
             merged: merged.map(|(rows, _)| rows),
             scales: merged.map_or_else(scales, |(_, scales)| scales),
             scalar,
             elementwise: !scalar && spec.loss.elementwise(),
-            row_stride,
+            row_stride: pass.map_or(1, ShardPass::row_stride),
             spec,
             residence,
+        };
+        engine.fits_binding("per-row results", spec.batch, call.row_values_bytes())?;
+        Ok(call)
+    }
+
+    /// Bytes of one f32 a row of the batch: each row's lse.
+    pub fn row_bytes(&self) -> u64 {
+        self.spec.batch as u64 * 4
+    }
+
+    /// Bytes of the values the row kernels write per row: `row_stride` f32 a row.
+    pub fn row_values_bytes(&self) -> u64 {
+        self.row_bytes() * self.row_stride
+    }
+
+    /// The gradient is written into a buffer of its own: it is asked for, and not in place.
+    pub fn separate_grad(&self) -> bool {
+        self.spec.options.grad && !self.spec.options.grad_in_place
+    }
+
+    /// What the call returns when it has no rows, in which case it records nothing and has no
+    /// plan; `None` when it has rows.
+    pub fn empty(&self) -> Option<Empty> {
+        (self.spec.batch == 0).then(|| Empty {
+            scalar: self.scalar.then_some(0.0),
         })
     }
+}
+
+/// What a call of no rows returns: its per-row and elementwise results are empty.
+pub(crate) struct Empty {
+    /// The scalar reduction's value, where the call has one: the sum or mean of nothing is 0.
+    pub scalar: Option<f32>,
+}
+
+/// The buffers that every chunk of a call binds alike, whoever made them: the host path's reused
+/// workspace, or a device call's own.
+pub(crate) struct SharedBuffers {
+    pub params: wgpu::Buffer,
+    pub class_targets: wgpu::Buffer,
+    pub weight: wgpu::Buffer,
+    pub pos_weight: wgpu::Buffer,
+    pub partials: wgpu::Buffer,
+    pub scales: wgpu::Buffer,
+    pub edges: wgpu::Buffer,
+    /// Bound where a pass reads nothing.
+    pub empty: wgpu::Buffer,
+    /// Bound where a pass writes nothing.
+    pub empty_writable: wgpu::Buffer,
 }
 
 /// The passes of one call, in the order they run on each chunk: the statistics-only row passes
@@ -155,7 +200,7 @@ impl<'r> Plan<'r> {
             ParamArena::for_call(limits, spec, &chunks, segments, call.scales, call.scalar);
         let most_rows = chunks.iter().map(Range::len).max().unwrap_or(0);
         let partials = (kernel.split.is_some() || rows::keeps_stats(spec))
-            .then(|| most_rows as u64 * u64::from(segments) * STATS_BYTES);
+            .then(|| most_rows as u64 * u64::from(segments) * SEGMENT_STATS_BYTES);
         if let Some(bytes) = partials {
             engine.fits_binding("row statistics", most_rows, bytes)?;
         }

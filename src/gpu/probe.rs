@@ -2,7 +2,8 @@
 
 use super::GpuEngine;
 use super::bindings::{Bound, ProbeBindings};
-use super::chunk::{chunk_cap, round_up};
+use super::chunk::{WORD_BYTES, chunk_cap};
+use super::params::ParamArena;
 use super::pipelines::Key;
 use super::shaders::Module;
 use super::timing::Timing;
@@ -12,9 +13,9 @@ use crate::output::KernelTime;
 /// Mirrors `Params` in `probe.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    quads: u32,
-    per_group: u32,
+pub(super) struct Params {
+    pub quads: u32,
+    pub per_group: u32,
     _pad: [u32; 2],
 }
 
@@ -28,34 +29,32 @@ impl GpuEngine {
         self.ctx.scoped("bandwidth probe", || {
             let device = &self.ctx.device;
             let limits = &self.ctx.limits;
-            let cap = chunk_cap(limits) as usize / 16 * 4;
-            let align = limits.min_uniform_buffer_offset_alignment as usize;
+            let cap = chunk_cap(limits) as usize / WORD_BYTES as usize * 4;
             let pieces: Vec<&[f32]> = data.chunks(cap.max(4)).collect();
-            let mut params = Vec::new();
-            let mut offsets = Vec::new();
-            for piece in &pieces {
-                offsets.push(params.len() as u32);
-                let quads = piece.len().div_ceil(4) as u32;
-                params.extend_from_slice(bytemuck::bytes_of(&Params {
-                    quads,
-                    per_group: QUADS_PER_GROUP,
-                    _pad: [0; 2],
-                }));
-                params.resize(params.len().next_multiple_of(align), 0);
-            }
+            let mut arena = ParamArena::new(limits);
+            let offsets: Vec<u32> = pieces
+                .iter()
+                .map(|piece| {
+                    arena.push(&Params {
+                        quads: piece.len().div_ceil(4) as u32,
+                        per_group: QUADS_PER_GROUP,
+                        _pad: [0; 2],
+                    })
+                })
+                .collect();
             let uniform = device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("xent probe params"),
-                size: params.len() as u64,
+                size: arena.bytes.len() as u64,
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
-            self.ctx.queue.write_buffer(&uniform, 0, &params);
+            self.ctx.queue.write_buffer(&uniform, 0, &arena.bytes);
             let buffers = pieces
                 .iter()
                 .map(|piece| {
                     let buf = device.create_buffer(&wgpu::BufferDescriptor {
                         label: Some("xent probe data"),
-                        size: round_up(piece.len() as u64 * 4, 16),
+                        size: (piece.len() as u64 * 4).next_multiple_of(WORD_BYTES),
                         usage: wgpu::BufferUsages::STORAGE,
                         mapped_at_creation: true,
                     });

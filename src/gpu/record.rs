@@ -5,9 +5,9 @@ use super::GpuEngine;
 use super::bindings::{Bound, ReduceBindings, RowBindings};
 use super::pipelines::Pipeline;
 use super::plan::Plan;
-use super::reduce;
 use super::rows::{self, RowKernel};
 use super::timing::Timing;
+use super::tree_sum;
 use crate::error::Result;
 
 /// Where a chunk's passes go, and what they bind: the timing, the encoder, the row bind group,
@@ -70,7 +70,7 @@ impl Plan<'_> {
     }
 
     /// Records the reduction of a scalar call: the passes that sum `source` (the row values) to
-    /// one value, pass i writing into the buffer `out(i, bytes)` gives. Returns the last, whose
+    /// one value, pass i writing into the buffer `out(i, bytes)` makes. Returns the last, whose
     /// first f32 is the sum; `None` where the call has no scalar.
     pub fn record_reduce(
         &self,
@@ -78,16 +78,16 @@ impl Plan<'_> {
         (timing, encoder): (&mut Timing, &mut wgpu::CommandEncoder),
         params: &wgpu::Buffer,
         mut source: wgpu::Buffer,
-        mut out: impl FnMut(usize, u64) -> wgpu::Buffer,
+        mut out: impl FnMut(usize, u64) -> Result<wgpu::Buffer>,
     ) -> Result<Option<wgpu::Buffer>> {
         if !self.call.scalar {
             return Ok(None);
         }
-        let reduce = engine.pipeline(&reduce::key());
+        let reduce = engine.pipeline(&tree_sum::key());
         for (i, &(groups, offset)) in self.params.passes.iter().enumerate() {
-            let sums = out(i, u64::from(groups) * 4);
+            let sums = out(i, u64::from(groups) * 4)?;
             let bind = ReduceBindings {
-                params: Bound::params::<reduce::Params>(params),
+                params: Bound::params::<tree_sum::Params>(params),
                 values: &source,
                 sums: &sums,
             }

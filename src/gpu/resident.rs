@@ -6,8 +6,8 @@
 use wgpu::util::DeviceExt;
 
 use super::bindings::{Bound, RowBindings};
-use super::chunk::round_up;
-use super::plan::{Call, Plan};
+use super::chunk::WORD_BYTES;
+use super::plan::{Call, Plan, SharedBuffers};
 use super::targets::{TargetBuffers, TargetParams};
 use super::timing::Timing;
 use super::{GpuEngine, UNUSED_BYTES, rows};
@@ -24,19 +24,6 @@ struct Results {
     /// The gradient, unless it is in place.
     grad: Option<wgpu::Buffer>,
     element_values: Option<wgpu::Buffer>,
-}
-
-/// The buffers that every chunk of a device call binds alike.
-struct Shared {
-    params: wgpu::Buffer,
-    class_targets: wgpu::Buffer,
-    weight: wgpu::Buffer,
-    pos_weight: wgpu::Buffer,
-    partials: wgpu::Buffer,
-    scales: wgpu::Buffer,
-    edges: wgpu::Buffer,
-    empty: wgpu::Buffer,
-    empty_writable: wgpu::Buffer,
 }
 
 /// Device-side usage, offset and size checks of one buffer a request names.
@@ -132,8 +119,10 @@ impl GpuEngine {
                 .filter(|_| call.merged.is_none())
                 .map(|s| (s, classes)),
         };
-        if batch == 0 {
-            output.loss = call.scalar.then(|| self.storage_init("xent loss", &[0; 4]));
+        if let Some(empty) = call.empty() {
+            output.loss = empty
+                .scalar
+                .map(|zero| self.storage_init("xent loss", bytemuck::bytes_of(&zero)));
             return Ok(output);
         }
         let mut plan = Plan::new(self, call)?;
@@ -146,7 +135,12 @@ impl GpuEngine {
         let dense = match &req.target {
             CheckedDeviceTarget::Host(CheckedTarget::Dense(t)) => {
                 let mut bytes = bytemuck::cast_slice::<f32, u8>(t).to_vec();
-                bytes.resize(round_up(bytes.len() as u64, 16).max(16) as usize, 0);
+                bytes.resize(
+                    (bytes.len() as u64)
+                        .next_multiple_of(WORD_BYTES)
+                        .max(WORD_BYTES) as usize,
+                    0,
+                );
                 uploaded = self.storage_init("xent dense target", &bytes);
                 Some((&uploaded, 0))
             }
@@ -168,13 +162,15 @@ impl GpuEngine {
                 input: Bound::range(
                     input.buffer,
                     input.offset + first * size,
-                    round_up(count * size, 16),
+                    (count * size).next_multiple_of(WORD_BYTES),
                 ),
                 class_targets: &shared.class_targets,
                 dense: match dense {
-                    Some((buffer, offset)) => {
-                        Bound::range(buffer, offset + first * 4, round_up(count * 4, 16))
-                    }
+                    Some((buffer, offset)) => Bound::range(
+                        buffer,
+                        offset + first * 4,
+                        (count * 4).next_multiple_of(WORD_BYTES),
+                    ),
                     None => Bound::whole(&shared.empty),
                 },
                 weight: &shared.weight,
@@ -182,7 +178,11 @@ impl GpuEngine {
                 values: Bound::whole(&results.row_values),
                 lse: &results.lse,
                 grad: match &results.grad {
-                    Some(g) => Bound::range(g, first * grad_size, round_up(count * grad_size, 16)),
+                    Some(g) => Bound::range(
+                        g,
+                        first * grad_size,
+                        (count * grad_size).next_multiple_of(WORD_BYTES),
+                    ),
                     None => Bound::whole(&shared.empty_writable),
                 },
                 partials: merged.as_ref().unwrap_or(&shared.partials),
@@ -200,14 +200,7 @@ impl GpuEngine {
             (&mut timing, encoder),
             &shared.params,
             results.row_values,
-            |_, bytes| {
-                self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("xent partial sums"),
-                    size: bytes,
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                    mapped_at_creation: false,
-                })
-            },
+            |_, bytes| self.output_buffer("xent partial sums", bytes),
         )?;
         Ok(output)
     }
@@ -215,17 +208,19 @@ impl GpuEngine {
     /// The buffers of a call's results.
     fn results(&self, call: &Call) -> Result<Results> {
         let spec = &call.spec;
-        let o = &spec.options;
         let batch = spec.batch as u64;
         let elements = batch * spec.classes as u64;
         let grad_size = spec.grad_size();
-        let grad = if o.grad && !o.grad_in_place {
-            Some(self.output_buffer("xent gradient", round_up(elements * grad_size, 16))?)
+        let grad = if call.separate_grad() {
+            Some(self.output_buffer(
+                "xent gradient",
+                (elements * grad_size).next_multiple_of(WORD_BYTES),
+            )?)
         } else {
             None
         };
-        let row_values = self.output_buffer("xent row values", batch * 4 * call.row_stride)?;
-        let lse = self.output_buffer("xent row lse", batch * 4)?;
+        let row_values = self.output_buffer("xent row values", call.row_values_bytes())?;
+        let lse = self.output_buffer("xent row lse", call.row_bytes())?;
         let element_values = if call.elementwise {
             Some(self.output_buffer("xent elementwise values", elements * 4)?)
         } else {
@@ -248,7 +243,7 @@ impl GpuEngine {
         plan: &mut Plan,
         req: &CheckedDevice,
         status: &wgpu::Buffer,
-    ) -> Result<Shared> {
+    ) -> Result<SharedBuffers> {
         let head = &req.head;
         let o = &head.options;
         let [batch, classes] = head.shape;
@@ -314,7 +309,7 @@ impl GpuEngine {
             Some(bytes) => self.output_buffer("xent gradient row edges", bytes)?,
             None => empty_writable.clone(),
         };
-        Ok(Shared {
+        Ok(SharedBuffers {
             params,
             class_targets,
             weight,

@@ -5,7 +5,7 @@
 use super::bindings::{
     Binding, ProbeBindings, ReduceBindings, RowBindings, TargetBindings, declarations,
 };
-use crate::request::{BAD, ELSEWHERE, IGNORED, ONE_AT, WORDS};
+use crate::request::{BAD, Dtype, ELSEWHERE, IGNORED, InputKind, ONE_AT, WORDS};
 
 const ROWS_PARAMS: &str = include_str!("../../shaders/rows_params.wgsl");
 const ROWS_LOAD: &str = include_str!("../../shaders/rows_load.wgsl");
@@ -32,9 +32,28 @@ pub(crate) const REDUCE_WORKGROUP: u32 = 256;
 /// `REDUCE_WORKGROUP * REDUCE_ITEMS` of them.
 pub(crate) const REDUCE_ITEMS: u32 = 8;
 
+/// The code of an input kind, as the row kernels' `INPUT_KIND` holds it.
+pub(crate) const fn input_kind_code(kind: InputKind) -> u32 {
+    match kind {
+        InputKind::Logits => 0,
+        InputKind::Probs => 1,
+        InputKind::LogProbs => 2,
+    }
+}
+
+/// The code of an input element type, as the row kernels' `INPUT_DTYPE` holds it.
+pub(crate) const fn dtype_code(dtype: Dtype) -> u32 {
+    match dtype {
+        Dtype::F32 => 0,
+        Dtype::F16 => 1,
+        Dtype::Bf16 => 2,
+    }
+}
+
 /// The constants that the kernels share with the host, by their WGSL names: the encoded targets'
-/// markers, the exact sum's layout, and the workgroup sizes that the host dispatches by.
-const SHARED: [(&str, u32); 8] = [
+/// markers, the exact sum's layout, the workgroup sizes that the host dispatches by, and the codes
+/// of the input kinds and element types.
+const SHARED: [(&str, u32); 14] = [
     ("IGNORED", IGNORED),
     ("BAD", BAD),
     ("ELSEWHERE", ELSEWHERE),
@@ -43,6 +62,12 @@ const SHARED: [(&str, u32); 8] = [
     ("TARGETS_WORKGROUP", TARGETS_WORKGROUP),
     ("REDUCE_WORKGROUP", REDUCE_WORKGROUP),
     ("REDUCE_ITEMS", REDUCE_ITEMS),
+    ("LOGITS", input_kind_code(InputKind::Logits)),
+    ("PROBS", input_kind_code(InputKind::Probs)),
+    ("LOG_PROBS", input_kind_code(InputKind::LogProbs)),
+    ("F32", dtype_code(Dtype::F32)),
+    ("F16", dtype_code(Dtype::F16)),
+    ("BF16", dtype_code(Dtype::Bf16)),
 ];
 
 /// One WGSL module the engine can build: its name, the files it is made of, and its source.
@@ -177,4 +202,127 @@ pub fn shader_modules() -> Vec<ShaderModule> {
             Module::Targets.shader(),
         ])
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::{offset_of, size_of};
+
+    use super::{Family, Module};
+    use crate::gpu::{plan, probe, rows, targets, tree_sum};
+
+    /// The size and the named members' offsets of struct `name` in `module`'s WGSL, as naga lays
+    /// it out.
+    fn wgsl_layout(module: Module, name: &str) -> (usize, Vec<(String, usize)>) {
+        let source = module.shader().source;
+        let parsed = naga::front::wgsl::parse_str(&source).expect("the module parses");
+        let (members, span) = parsed
+            .types
+            .iter()
+            .find_map(|(_, ty)| match &ty.inner {
+                naga::TypeInner::Struct { members, span } if ty.name.as_deref() == Some(name) => {
+                    Some((members, *span))
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no struct {name} in {module:?}"));
+        let members = members
+            .iter()
+            .filter_map(|m| Some((m.name.clone()?, m.offset as usize)))
+            .filter(|(name, _)| !name.starts_with("_pad"))
+            .collect();
+        (span as usize, members)
+    }
+
+    /// Asserts that the WGSL struct `name` of `module` has the size `size` and exactly the members
+    /// `fields` (name, offset) of its Rust mirror, padding aside.
+    fn assert_mirrors(module: Module, name: &str, size: usize, fields: &[(&str, usize)]) {
+        let (wgsl_size, members) = wgsl_layout(module, name);
+        assert_eq!(
+            wgsl_size, size,
+            "{name} in {module:?}: WGSL and Rust sizes differ"
+        );
+        let rust: Vec<(String, usize)> = fields.iter().map(|&(n, o)| (n.to_owned(), o)).collect();
+        assert_eq!(
+            members, rust,
+            "{name} in {module:?}: WGSL and Rust members differ"
+        );
+    }
+
+    macro_rules! fields {
+        ($ty:ty { $($field:ident),+ }) => {
+            &[$((stringify!($field), offset_of!($ty, $field))),+]
+        };
+    }
+
+    #[test]
+    fn every_params_struct_matches_its_rust_mirror() {
+        for family in Family::ALL {
+            for subgroups in [false, true] {
+                assert_mirrors(
+                    Module::Rows { family, subgroups },
+                    "Params",
+                    size_of::<rows::Params>(),
+                    fields!(rows::Params {
+                        rows,
+                        classes,
+                        row_base,
+                        segments,
+                        label_smoothing,
+                        z_loss,
+                        softcap,
+                        main_scale,
+                        z_scale,
+                        segment_quads,
+                        total_classes
+                    }),
+                );
+            }
+        }
+        assert_mirrors(
+            Module::Reduce,
+            "Params",
+            size_of::<tree_sum::Params>(),
+            fields!(tree_sum::Params { n }),
+        );
+        assert_mirrors(
+            Module::Probe,
+            "Params",
+            size_of::<probe::Params>(),
+            fields!(probe::Params { quads, per_group }),
+        );
+        assert_mirrors(
+            Module::Targets,
+            "Params",
+            size_of::<targets::TargetParams>(),
+            fields!(targets::TargetParams {
+                rows,
+                classes,
+                ignore_lo,
+                ignore_hi,
+                ln_lo,
+                ln_hi,
+                first,
+                held
+            }),
+        );
+    }
+
+    /// The host writes a row's `Stats` as six f32 (`Plan::merged_partials`) and sizes them by
+    /// `SEGMENT_STATS_BYTES`.
+    #[test]
+    fn stats_are_six_f32_in_order() {
+        let (size, members) = wgsl_layout(
+            Module::Rows {
+                family: Family::CrossEntropy,
+                subgroups: false,
+            },
+            "Stats",
+        );
+        assert_eq!(size as u64, plan::SEGMENT_STATS_BYTES);
+        assert_eq!(size, size_of::<[f32; 6]>());
+        let names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["m", "s", "t", "a", "b", "c"]);
+        assert!(members.iter().zip(0..).all(|((_, at), i)| *at == 4 * i));
+    }
 }

@@ -29,7 +29,7 @@ pub(crate) struct Spec {
     /// The gradient of 16-bit input is written in the input's dtype, packed, rather than as f32.
     pub grad_packed: bool,
     /// A vocabulary shard's pass: its rows' total classes.
-    pub shard_classes: Option<usize>,
+    pub total_classes: Option<usize>,
 }
 
 impl Spec {
@@ -61,7 +61,7 @@ impl Spec {
             options: head.options,
             device_scales,
             grad_packed,
-            shard_classes: shard.map(|s| s.total_classes),
+            total_classes: shard.map(|s| s.total_classes),
         }
     }
 

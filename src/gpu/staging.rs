@@ -1,12 +1,14 @@
 //! Uploads from the host: each chunk's input (and dense targets) written into a MAP_WRITE staging
 //! buffer and copied to the device in a submission of its own, two staging buffers in turn, so
-//! that the upload of one chunk overlaps the kernels on the one before.
+//! that the upload of one chunk overlaps the kernels on the one before. The staging buffers
+//! themselves (`Staging`) are reused buffers, kept in `buffer_pool.rs` with the other slots: the
+//! workspace holds them, and this module reads the workspace.
 
 use std::sync::PoisonError;
 
 use super::GpuEngine;
 use super::buffer_pool::Staging;
-use super::chunk::{chunk_cap, round_up};
+use super::chunk::{WORD_BYTES, chunk_cap};
 use super::workspace::Workspace;
 use crate::error::Result;
 
@@ -64,15 +66,16 @@ impl GpuEngine {
         dense: &[u8],
     ) -> Result<()> {
         let device = &self.ctx.device;
-        let input_bound = round_up(input.len() as u64, 16);
+        let input_bound = (input.len() as u64).next_multiple_of(WORD_BYTES);
         let staging = self.stage(&mut ws.staging[k % 2], input, input_bound, dense)?;
         let mut encoder = device.create_command_encoder(&Default::default());
         let (input_buf, _) = ws.inputs[k % 2].get(device, input_bound);
         // Copies come in whole u32 words; `stage` padded an odd count of f16 values.
-        let input_len = round_up(input.len() as u64, 4);
+        let input_len = (input.len() as u64).next_multiple_of(4);
         encoder.copy_buffer_to_buffer(&staging, 0, input_buf, 0, input_len);
         if !dense.is_empty() {
-            let (dense_buf, _) = ws.dense[k % 2].get(device, round_up(dense.len() as u64, 16));
+            let (dense_buf, _) =
+                ws.dense[k % 2].get(device, (dense.len() as u64).next_multiple_of(WORD_BYTES));
             encoder.copy_buffer_to_buffer(&staging, input_bound, dense_buf, 0, dense.len() as u64);
         }
         ws.staging[k % 2].copied = Some(self.ctx.queue.submit([encoder.finish()]));
@@ -90,7 +93,7 @@ impl GpuEngine {
     ) -> Result<wgpu::Buffer> {
         let (buf, fresh) = staging.slot.get(
             &self.ctx.device,
-            dense_at + round_up(dense.len() as u64, 16),
+            dense_at + (dense.len() as u64).next_multiple_of(WORD_BYTES),
         );
         if !fresh && !staging.mapped {
             self.ctx

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use super::rows::Variant;
 use super::spec::Spec;
+use super::variant::Variant;
 use crate::request::{Dtype, LossKind};
 
 /// Samples per candidate before one is chosen.

@@ -1,4 +1,5 @@
-//! Host side of `shaders/reduce.wgsl`: the chain of passes that sums n values to one.
+//! Host side of `shaders/reduce.wgsl` and `shaders/tree_sum.wgsl`: the chain of passes that sums
+//! n values to one, in a fixed-order tree.
 
 use super::pipelines::Key;
 use super::shaders::{Module, REDUCE_ITEMS, REDUCE_WORKGROUP};
