@@ -83,7 +83,7 @@ fn batch_over_the_128_mib_storage_binding() {
 }
 
 #[test]
-fn every_width_around_the_vec4_and_row_per_thread_boundaries() {
+fn every_width_around_the_vec4_and_row_per_invocation_boundaries() {
     let mut rng = rng("widths");
     for classes in (1..=9).chain(60..=70).chain([255, 256, 257, 1023, 1025]) {
         let batch = 13;
