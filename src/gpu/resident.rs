@@ -200,7 +200,7 @@ impl GpuEngine {
             (&mut timing, encoder),
             &shared.params,
             results.row_values,
-            |_, bytes| self.output_buffer("xent partial sums", bytes),
+            |_, bytes| self.exact_output_buffer("xent partial sums", bytes),
         )?;
         Ok(output)
     }
@@ -329,6 +329,12 @@ impl GpuEngine {
     /// A new STORAGE | COPY_SRC buffer of `bytes` (at least 16) for a call's results, within the
     /// device's buffer limit.
     fn output_buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+        self.exact_output_buffer(label, bytes.max(16))
+    }
+
+    /// A new STORAGE | COPY_SRC buffer of exactly `bytes`, within the device's buffer limit: the
+    /// reduction's sums, whose last is the one f32 of [`DeviceOutput::loss`].
+    fn exact_output_buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
         let limit = self.ctx.limits.max_buffer_size;
         if bytes > limit {
             return Err(Error::TooLarge {
@@ -338,7 +344,7 @@ impl GpuEngine {
         }
         Ok(self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: bytes.max(16),
+            size: bytes,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         }))
