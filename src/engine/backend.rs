@@ -187,7 +187,7 @@ impl Backend for GpuEngine {
     }
 
     fn bandwidth_probe(&self, data: &[f32]) -> Result<KernelTime> {
-        self.probe(data)
+        GpuEngine::bandwidth_probe(self, data)
     }
 
     fn shard_stats(&self, req: &Checked) -> Result<Vec<f32>> {
@@ -202,7 +202,7 @@ impl Backend for GpuEngine {
     }
 
     fn rebuild(&self) -> Result<Arc<dyn Backend>> {
-        Ok(Arc::new(self.reopen()?))
+        Ok(Arc::new(GpuEngine::rebuild(self)?))
     }
 
     fn set_autotune(&self, on: bool) {
@@ -218,7 +218,7 @@ impl Backend for GpuEngine {
     }
 
     fn upload_time(&self, data: &[f32]) -> Result<Option<f64>> {
-        self.upload(data).map(Some)
+        GpuEngine::upload_time(self, data).map(Some)
     }
 
     fn pooled_bytes(&self) -> u64 {

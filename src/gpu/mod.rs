@@ -76,7 +76,7 @@ impl GpuEngine {
 
     /// The same adapter opened afresh, with the same autotune setting: what a lost device is
     /// replaced with. A device of the caller's is the caller's to replace.
-    pub fn reopen(&self) -> Result<Self> {
+    pub fn rebuild(&self) -> Result<Self> {
         if !self.ctx.owned {
             return Err(Error::DeviceLost(
                 "the engine is on a device of the caller's; request a new device and use Engine::from_wgpu".into(),
@@ -221,7 +221,7 @@ mod faults {
                 "{err:?}"
             );
             assert_eq!(err.to_string().lines().count(), 1);
-            let rebuilt = engine.reopen().unwrap();
+            let rebuilt = engine.rebuild().unwrap();
             assert_eq!(rebuilt.info(), engine.info());
             still_works(&rebuilt);
         }
@@ -232,7 +232,7 @@ mod faults {
         for engine in engines() {
             let borrowed = GpuEngine::borrowed(engine.ctx.device.clone(), engine.ctx.queue.clone());
             let err = borrowed
-                .reopen()
+                .rebuild()
                 .err()
                 .expect("a borrowed device is refused");
             assert!(matches!(err, Error::DeviceLost(_)), "{err:?}");

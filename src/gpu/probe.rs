@@ -25,7 +25,7 @@ const QUADS_PER_GROUP: u32 = 4096;
 impl GpuEngine {
     /// Uploads `data` (not timed) in the same chunks as a loss call, then reads and sums it once
     /// on the device, and returns the time of that read.
-    pub fn probe(&self, data: &[f32]) -> Result<KernelTime> {
+    pub fn bandwidth_probe(&self, data: &[f32]) -> Result<KernelTime> {
         self.ctx.scoped("bandwidth probe", || {
             let device = &self.ctx.device;
             let limits = &self.ctx.limits;

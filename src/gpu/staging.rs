@@ -16,7 +16,7 @@ impl GpuEngine {
     /// Uploads `data` the way a call uploads its input, in the same chunks through the same
     /// staging buffers, and returns the seconds from the first write until the device holds it
     /// all: the upload alone, for the benchmark.
-    pub fn upload(&self, data: &[f32]) -> Result<f64> {
+    pub fn upload_time(&self, data: &[f32]) -> Result<f64> {
         let mut ws = self
             .workspace
             .lock()

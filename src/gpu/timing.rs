@@ -13,13 +13,13 @@ pub(crate) enum Timing {
     /// Not timed: the passes go into the caller's encoder.
     Off,
     /// Two timestamps per pass, resolved after the last one.
-    Stamps {
+    Timestamps {
         set: wgpu::QuerySet,
         capacity: u32,
         used: u32,
     },
     /// The sum of the passes' wall times.
-    Wall(Duration),
+    WallAfterSync(Duration),
 }
 
 impl Timing {
@@ -33,10 +33,10 @@ impl Timing {
             .features()
             .contains(wgpu::Features::TIMESTAMP_QUERY)
         {
-            return Timing::Wall(Duration::ZERO);
+            return Timing::WallAfterSync(Duration::ZERO);
         }
         let capacity = (2 * passes.max(1)) as u32;
-        Timing::Stamps {
+        Timing::Timestamps {
             set: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("xent pass timestamps"),
                 ty: wgpu::QueryType::Timestamp,
@@ -57,7 +57,7 @@ impl Timing {
     ) -> Result<()> {
         match self {
             Timing::Off => record(&mut encoder.begin_compute_pass(&Default::default())),
-            Timing::Stamps {
+            Timing::Timestamps {
                 set,
                 capacity,
                 used,
@@ -77,7 +77,7 @@ impl Timing {
                     }),
                 );
             }
-            Timing::Wall(total) => {
+            Timing::WallAfterSync(total) => {
                 let before = std::mem::replace(
                     encoder,
                     ctx.device.create_command_encoder(&Default::default()),
@@ -99,11 +99,11 @@ impl Timing {
     pub fn finish(self, ctx: &Context) -> Result<Option<KernelTime>> {
         match self {
             Timing::Off => Ok(None),
-            Timing::Wall(total) => Ok(Some(KernelTime {
+            Timing::WallAfterSync(total) => Ok(Some(KernelTime {
                 seconds: total.as_secs_f64(),
                 clock: Clock::WallAfterSync,
             })),
-            Timing::Stamps { set, used, .. } => {
+            Timing::Timestamps { set, used, .. } => {
                 let bytes = u64::from(used.max(2)) * 8;
                 let resolve = ctx.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("xent timestamps"),
