@@ -15,7 +15,9 @@ use super::spec::{Residence, Spec};
 use super::tune::Trial;
 use super::variant::Variant;
 use crate::error::Result;
-use crate::request::{Checked, CheckedDevice, MergedRow, Reduction, Scales, ShardPass, TargetKind};
+use crate::request::{
+    Checked, CheckedDevice, MergedRow, ROW_STATS, Reduction, Scales, ShardPass, TargetKind,
+};
 
 /// Bytes of one row's (or one segment's) statistics: `Stats` in `rows_stats.wgsl`, six f32.
 pub(super) const SEGMENT_STATS_BYTES: u64 = 24;
@@ -34,7 +36,7 @@ pub(crate) struct Call<'r> {
     pub scalar: bool,
     /// Each element has a value (BCE's and KL's `none`), from the `elementwise` pass.
     pub elementwise: bool,
-    /// f32 values the row kernels write per row: a shard's statistics pass writes several.
+    /// f32 values the row kernels write per row: a shard's statistics pass writes `ROW_STATS`.
     pub row_stride: u64,
 }
 
@@ -84,7 +86,10 @@ impl<'r> Call<'r> {
             scales: merged.map_or_else(scales, |(_, scales)| scales),
             scalar,
             elementwise: !scalar && spec.loss.elementwise(),
-            row_stride: pass.map_or(1, ShardPass::row_stride),
+            row_stride: match pass {
+                Some(ShardPass::Stats) => ROW_STATS as u64,
+                Some(ShardPass::Grad { .. }) | None => 1,
+            },
             spec,
             residence,
         };

@@ -3,7 +3,7 @@
 use super::kinds::LossKind;
 use super::options::Options;
 use super::reduce::{Reduce, Scales};
-use super::shard::{MergedRow, ROW_STATS, Shard};
+use super::shard::{MergedRow, Shard};
 use super::values::Input;
 use crate::error::{Error, Result};
 
@@ -57,14 +57,6 @@ impl ShardPass {
         match self {
             ShardPass::Stats => None,
             ShardPass::Grad { rows, scales } => Some((rows, *scales)),
-        }
-    }
-
-    /// The f32 values the row kernels write per row: the statistics pass writes `ROW_STATS`.
-    pub(crate) fn row_stride(&self) -> u64 {
-        match self {
-            ShardPass::Stats => ROW_STATS as u64,
-            ShardPass::Grad { .. } => 1,
         }
     }
 
