@@ -84,7 +84,7 @@ impl Engine {
         Self::all_gpus()
             .into_iter()
             .flatten()
-            .find(|e| e.info.device_type != format!("{:?}", wgpu::DeviceType::Cpu))
+            .find(|e| e.backend.gpu().is_some_and(|gpu| !gpu.cpu_adapter()))
             .unwrap_or_else(Self::cpu)
     }
 

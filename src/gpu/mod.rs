@@ -74,6 +74,11 @@ impl GpuEngine {
         (&self.ctx.device, &self.ctx.queue)
     }
 
+    /// Whether the adapter runs on the CPU (lavapipe, llvmpipe, WARP).
+    pub fn cpu_adapter(&self) -> bool {
+        self.ctx.cpu_adapter
+    }
+
     /// The same adapter opened afresh, with the same autotune setting: what a lost device is
     /// replaced with. A device of the caller's is the caller's to replace.
     pub fn rebuild(&self) -> Result<Self> {
