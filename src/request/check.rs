@@ -7,6 +7,7 @@ use super::checked::CheckedTarget;
 use super::kinds::{Base, InputKind, LossKind, Reduction};
 use super::markers::{ELSEWHERE, IGNORED};
 use super::options::Options;
+use super::reduce::Reduce;
 use super::shard::Shard;
 use super::values::Target;
 use crate::error::{Error, Result};
@@ -46,6 +47,23 @@ impl<'w> Head<'w> {
         values(elements)?;
         check_target_kind(self.loss, kind, self.shape)?;
         Ok(elements)
+    }
+
+    /// The reduction of this request, whose encoded class `targets` (when it has them) count
+    /// `valid_rows` rows.
+    pub(crate) fn reduce<'h>(
+        &'h self,
+        targets: Option<&'h [u32]>,
+        valid_rows: usize,
+    ) -> Reduce<'h> {
+        Reduce {
+            loss: self.loss,
+            options: &self.options,
+            shape: self.shape,
+            valid_rows,
+            targets,
+            weight: self.weight,
+        }
     }
 
     /// Makes this the head of a request on one vocabulary shard, with the options of its pass

@@ -5,7 +5,7 @@ use super::check::{Head, TargetKind, target_kind};
 use super::checked::{CheckedTarget, ShardPass};
 use super::device::{DeviceInput, DeviceRequest, DeviceTarget, IndexType};
 use super::kinds::Reduction;
-use super::reduce::{Reduce, Scales};
+use super::reduce::Scales;
 use super::shard::Shard;
 use crate::error::{Error, Result};
 
@@ -155,7 +155,7 @@ impl CheckedDevice<'_, '_> {
             && self.shard.is_none()
     }
 
-    /// The kernels' scales as the host knows them (see [`Reduce::scales`]); 0 where they are
+    /// The kernels' scales as the host knows them (see [`Reduce::scales`](super::reduce::Reduce::scales)); 0 where they are
     /// computed on the device ([`CheckedDevice::device_scales`]).
     pub fn scales(&self) -> Scales {
         if self.device_scales() {
@@ -166,14 +166,6 @@ impl CheckedDevice<'_, '_> {
             CheckedDeviceTarget::Host(t) => (t.classes(), t.valid_rows(batch)),
             _ => (None, batch),
         };
-        Reduce {
-            loss: self.head.loss,
-            options: &self.head.options,
-            shape: self.head.shape,
-            valid_rows,
-            targets,
-            weight: self.head.weight,
-        }
-        .scales()
+        self.head.reduce(targets, valid_rows).scales()
     }
 }

@@ -6,6 +6,7 @@ use super::builder::Request;
 use super::check::{Head, TargetKind, length, target_kind};
 use super::checked::{Checked, ShardInfo, ShardPass};
 use super::kinds::{Dtype, InputKind};
+use super::reduce::Scales;
 use super::shard::Shard;
 use super::values::{Input, Target};
 use crate::error::{Error, Result};
@@ -125,6 +126,20 @@ impl<'a> Request<'a> {
 }
 
 impl<'a> Checked<'a> {
+    /// The divisors of the scalar reductions: see [`Reduce::divisors`](super::reduce::Reduce::divisors).
+    pub fn divisors(&self) -> Option<(f64, f64)> {
+        self.head()
+            .reduce(self.target.classes(), self.valid_rows)
+            .divisors()
+    }
+
+    /// The kernels' scales: see [`Reduce::scales`](super::reduce::Reduce::scales).
+    pub fn scales(&self) -> Scales {
+        self.head()
+            .reduce(self.target.classes(), self.valid_rows)
+            .scales()
+    }
+
     /// Checks that a caller's gradient slice holds the whole [B, C].
     pub(crate) fn check_grad(&self, grad: &[f32]) -> Result<()> {
         length(

@@ -2,7 +2,7 @@
 
 use super::kinds::LossKind;
 use super::options::Options;
-use super::reduce::{Reduce, Scales};
+use super::reduce::Scales;
 use super::shard::{MergedRow, Shard};
 use super::values::Input;
 use crate::error::{Error, Result};
@@ -93,26 +93,5 @@ impl Checked<'_> {
     /// Class weight `c` (1 without weights).
     pub fn class_weight(&self, c: usize) -> f64 {
         self.weight.map_or(1.0, |w| f64::from(w[c]))
-    }
-
-    /// The divisors of the scalar reductions: see [`Reduce::divisors`].
-    pub fn divisors(&self) -> Option<(f64, f64)> {
-        self.reduce().divisors()
-    }
-
-    /// The kernels' scales: see [`Reduce::scales`].
-    pub fn scales(&self) -> Scales {
-        self.reduce().scales()
-    }
-
-    fn reduce(&self) -> Reduce<'_> {
-        Reduce {
-            loss: self.loss,
-            options: &self.options,
-            shape: [self.batch, self.classes],
-            valid_rows: self.valid_rows,
-            targets: self.target.classes(),
-            weight: self.weight,
-        }
     }
 }

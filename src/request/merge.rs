@@ -6,7 +6,7 @@ use super::checked::ShardPass;
 use super::kinds::{LossKind, Reduction};
 use super::markers::IGNORED;
 use super::options::Options;
-use super::reduce::{Reduce, divide, scalar};
+use super::reduce::{divide, scalar};
 use super::shard::{ShardStats, ShardedLoss};
 use super::values::Target;
 use crate::error::{Error, Result};
@@ -137,14 +137,7 @@ pub fn merge_shards(
         let b = (1.0 - eps) * w_y + spread * all_weights;
         rows.push((m as f32, sum as f32, b as f32));
     }
-    let reduce = Reduce {
-        loss: LossKind::CrossEntropy,
-        options,
-        shape: [batch, total],
-        valid_rows,
-        targets: Some(encoded),
-        weight,
-    };
+    let reduce = head.reduce(Some(encoded), valid_rows);
     let divisors = reduce.divisors();
     let loss = match divisors {
         Some(divisors) if options.reduction == Reduction::None => Loss::Unreduced {
