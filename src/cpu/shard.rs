@@ -4,20 +4,13 @@
 use super::gradient;
 use super::reference::capped_row;
 use crate::request::ROW_STATS;
-use crate::request::{Checked, CheckedTarget, IGNORED, Scales, ShardInfo, ShardPass};
-
-fn class_targets<'c>(req: &'c Checked) -> &'c [u32] {
-    match &req.target {
-        CheckedTarget::Classes(t) => t,
-        _ => &[],
-    }
-}
+use crate::request::{Checked, IGNORED, Scales, ShardInfo, ShardPass};
 
 /// Each row's statistics over the shard, `ROW_STATS` values per row as the kernels write them:
 /// max (at least the lowest finite f32), Σ exp(x − max), the target's logit, 1 when the target
 /// is here, and with smoothing Σ w (x − max) and Σ w.
 pub(crate) fn stats(req: &Checked) -> Vec<f32> {
-    let targets = class_targets(req);
+    let targets = req.target.classes().unwrap_or_default();
     let smoothing = req.options.label_smoothing > 0.0;
     let mut out = vec![0.0_f32; req.batch * ROW_STATS];
     for (r, stats) in out.chunks_exact_mut(ROW_STATS).enumerate() {
@@ -53,7 +46,7 @@ pub(crate) fn grad(req: &Checked, grad: &mut [f32]) {
         return;
     };
     let total_classes = shard.total_classes as f64;
-    let targets = class_targets(req);
+    let targets = req.target.classes().unwrap_or_default();
     let o = &req.options;
     let eps = f64::from(o.label_smoothing);
     let Scales { main, z_loss } = *scales;
