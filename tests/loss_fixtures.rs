@@ -13,10 +13,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_close, assert_scalar, cli_devices, run_cli};
+use common::{
+    assert_close, assert_scalar, cli_devices, read_input, read_safetensors, read_target,
+    read_vector, run_cli,
+};
 use serde_json::Value;
-use xent::io::npy::{read_input, read_target, read_vector};
-use xent::io::{Floats, TargetData, safetensors};
+use xent::io::{Floats, TargetData};
 use xent::{Base, Engine, InputKind, LossKind, Reduction, Request, Target};
 
 const TOL: f64 = 1e-5;
@@ -33,9 +35,9 @@ struct Case {
     spec: Value,
     /// input.npy, or input.safetensors for bfloat16.
     input_file: PathBuf,
-    input: Floats,
+    input: Floats<'static>,
     shape: [usize; 2],
-    target: Option<TargetData>,
+    target: Option<TargetData<'static>>,
     weight: Option<Vec<f32>>,
     pos_weight: Option<Vec<f32>>,
 }
@@ -64,7 +66,7 @@ fn cases() -> Vec<Case> {
                 serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap())
                     .unwrap();
             let (input_file, (input, shape)) = match optional("input.safetensors") {
-                Some(path) => (path.clone(), safetensors::read_input(&path, None).unwrap()),
+                Some(path) => (path.clone(), read_safetensors(&path, None).unwrap()),
                 None => {
                     let path = dir.join("input.npy");
                     (path.clone(), read_input(&path).unwrap())
@@ -162,7 +164,7 @@ impl Case {
     /// PyTorch autograd's gradient of the reduced loss, as f32.
     fn expected_grad(&self, reduction: &str) -> Vec<f32> {
         match read_input(&self.dir.join(format!("grad_{reduction}.npy"))).unwrap() {
-            (Floats::F32(g), shape) if shape == self.shape => g,
+            (Floats::F32(g), shape) if shape == self.shape => g.into_owned(),
             other => panic!("{}: grad_{reduction}.npy is {other:?}", self.name),
         }
     }

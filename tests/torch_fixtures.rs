@@ -5,9 +5,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_close, assert_scalar, cli_devices, run_cli};
+use common::{assert_close, assert_scalar, cli_devices, read_input, read_target, run_cli};
 use serde_json::Value;
-use xent::io::npy::{read_input, read_target};
 use xent::io::{Floats, TargetData};
 use xent::{Engine, Reduction, Request};
 
@@ -73,9 +72,9 @@ fn fixtures() -> Vec<Fixture> {
             let text = std::fs::read_to_string(dir.join("expected.json")).unwrap();
             Fixture {
                 name: dir.file_name().unwrap().to_string_lossy().into_owned(),
-                logits,
+                logits: logits.into_owned(),
                 shape,
-                targets,
+                targets: targets.into_owned(),
                 expected: serde_json::from_str(&text).unwrap(),
                 dir,
             }

@@ -1,10 +1,11 @@
 //! `xent loss`: a loss of `.npy` inputs (the input may be a `.safetensors` tensor).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
-use xent::io::{Floats, TargetData, npy};
+use xent::io::{Floats, Source, TargetData, npy};
 use xent::{
     Argument, Base, DEFAULT_IGNORE_INDEX, DeviceKind, Engine, Error, InputKind, Loss, LossKind,
     Reduction, Request, Result, Target,
@@ -144,11 +145,24 @@ impl DeviceChoice {
     }
 }
 
-fn weights(
+/// The file at `path` when there is one, opened for the reader of `flag`.
+fn optional(
     flag: &'static str,
     path: &Option<PathBuf>,
-) -> std::result::Result<Option<Vec<f32>>, Failure> {
-    let read = path.as_deref().map(npy::read_vector).transpose();
+) -> std::result::Result<Option<Source>, Failure> {
+    path.as_deref().map(|p| open(flag, p)).transpose()
+}
+
+/// The file at `path`, opened for the reader of `flag`.
+fn open(flag: &'static str, path: &Path) -> std::result::Result<Source, Failure> {
+    Source::open(path).map_err(|e| Failure::about(flag, e))
+}
+
+fn weights<'a>(
+    flag: &'static str,
+    file: Option<&'a Source>,
+) -> std::result::Result<Option<Cow<'a, [f32]>>, Failure> {
+    let read = file.map(npy::read_vector).transpose();
     read.map_err(|e| Failure::about(flag, e))
 }
 
@@ -178,11 +192,8 @@ fn request_failure(error: Error) -> Failure {
     }
 }
 
-fn target(path: Option<&Path>, loss: LossKind, shape: [usize; 2]) -> Result<Option<TargetData>> {
-    let Some(path) = path else {
-        return Ok(None);
-    };
-    let data = npy::read_target(path)?;
+fn target<'a>(file: &'a Source, loss: LossKind, shape: [usize; 2]) -> Result<TargetData<'a>> {
+    let data = npy::read_target(file)?;
     if let TargetData::Dense(_, dims) = &data
         && dims[..] != shape
     {
@@ -190,22 +201,25 @@ fn target(path: Option<&Path>, loss: LossKind, shape: [usize; 2]) -> Result<Opti
             loss: loss.name(),
             reason: format!(
                 "{}: a float target must have the input's shape {shape:?}, not {dims:?}",
-                path.display()
+                file.path().display()
             ),
         });
     }
-    Ok(Some(data))
+    Ok(data)
 }
 
 /// The input, from a `.safetensors` file (by its extension) or else a `.npy` one.
-fn input(args: &LossArgs) -> std::result::Result<(Floats, [usize; 2]), Failure> {
-    let path = &args.input;
+fn input<'a>(
+    args: &LossArgs,
+    file: &'a Source,
+) -> std::result::Result<(Floats<'a>, [usize; 2]), Failure> {
+    let path = file.path();
     let safetensors = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
     let read = match (safetensors, &args.tensor) {
-        (true, tensor) => xent::io::safetensors::read_input(path, tensor.as_deref()),
-        (false, None) => npy::read_input(path),
+        (true, tensor) => xent::io::safetensors::read_input(file, tensor.as_deref()),
+        (false, None) => npy::read_input(file),
         (false, Some(_)) => {
             return Err(Failure::about(
                 "--tensor",
@@ -224,11 +238,18 @@ fn input(args: &LossArgs) -> std::result::Result<(Floats, [usize; 2]), Failure> 
 
 pub fn run(args: &LossArgs) -> std::result::Result<(), Failure> {
     let loss = args.loss.kind();
-    let (input, shape) = input(args)?;
-    let target =
-        target(args.target.as_deref(), loss, shape).map_err(|e| Failure::about("--target", e))?;
-    let weight = weights("--weight", &args.weight)?;
-    let pos_weight = weights("--pos-weight", &args.pos_weight)?;
+    let input_file = open("--input", &args.input)?;
+    let (input, shape) = input(args, &input_file)?;
+    let target_file = optional("--target", &args.target)?;
+    let target = target_file
+        .as_ref()
+        .map(|file| target(file, loss, shape))
+        .transpose()
+        .map_err(|e| Failure::about("--target", e))?;
+    let weight_file = optional("--weight", &args.weight)?;
+    let weight = weights("--weight", weight_file.as_ref())?;
+    let pos_weight_file = optional("--pos-weight", &args.pos_weight)?;
+    let pos_weight = weights("--pos-weight", pos_weight_file.as_ref())?;
     let mut request = Request::new(
         loss,
         input.as_input(),
@@ -271,10 +292,16 @@ pub fn run(args: &LossArgs) -> std::result::Result<(), Failure> {
         .device
         .engine()
         .map_err(|e| Failure::about("--device", e))?;
-    let out = engine.compute(&request)?;
-    if let (Some(path), Some(grad)) = (&args.grad_out, &out.grad) {
-        npy::write(path, grad, &shape).map_err(|e| Failure::about("--grad-out", e))?;
-    }
+    let out = match &args.grad_out {
+        Some(path) => {
+            let about = |e| Failure::about("--grad-out", e);
+            let mut file = npy::Writer::create(path, &shape).map_err(about)?;
+            let out = engine.compute_into(&request, file.values_mut())?;
+            file.finish().map_err(about)?;
+            out
+        }
+        None => engine.compute(&request)?,
+    };
     let device = engine.device();
     if args.json {
         let mut doc = match &out.loss {

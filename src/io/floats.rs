@@ -1,5 +1,8 @@
 //! The values a file holds, as a loss takes them: [`Floats`] for an input, [`TargetData`] for a
-//! target.
+//! target. Each borrows the file's bytes where they are the values already, and owns a converted
+//! copy where they are not.
+
+use std::borrow::Cow;
 
 use half::{bf16, f16};
 
@@ -7,17 +10,17 @@ use crate::{Input, Target};
 
 /// Float values as the input of a loss.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Floats {
+pub enum Floats<'a> {
     /// float32, or float64 converted to float32.
-    F32(Vec<f32>),
+    F32(Cow<'a, [f32]>),
     /// float16.
-    F16(Vec<f16>),
+    F16(Cow<'a, [f16]>),
     /// bfloat16, which `.npy` has no dtype for: from a `.safetensors` file
     /// ([`crate::io::safetensors`]).
-    Bf16(Vec<bf16>),
+    Bf16(Cow<'a, [bf16]>),
 }
 
-impl Floats {
+impl<'a> Floats<'a> {
     /// The values as a loss input.
     pub fn as_input(&self) -> Input<'_> {
         match self {
@@ -30,7 +33,7 @@ impl Floats {
     /// The values converted to float32 (exactly: every float16 and bfloat16 is a float32).
     pub fn to_f32(&self) -> Vec<f32> {
         match self {
-            Floats::F32(v) => v.clone(),
+            Floats::F32(v) => v.to_vec(),
             Floats::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
             Floats::Bf16(v) => v.iter().map(|x| x.to_f32()).collect(),
         }
@@ -38,10 +41,28 @@ impl Floats {
 
     /// The values as float32, as [`Floats::to_f32`] gives them, without a copy when they are
     /// float32 already.
-    pub(super) fn into_f32(self) -> Vec<f32> {
+    pub(super) fn into_f32(self) -> Cow<'a, [f32]> {
         match self {
             Floats::F32(v) => v,
-            other => other.to_f32(),
+            other => Cow::Owned(other.to_f32()),
+        }
+    }
+
+    /// The values in a buffer of their own, copied where they were borrowed.
+    pub fn into_owned(self) -> Floats<'static> {
+        match self {
+            Floats::F32(v) => Floats::F32(Cow::Owned(v.into_owned())),
+            Floats::F16(v) => Floats::F16(Cow::Owned(v.into_owned())),
+            Floats::Bf16(v) => Floats::Bf16(Cow::Owned(v.into_owned())),
+        }
+    }
+
+    /// Whether the values are the file's own bytes, used in place, rather than a converted copy.
+    pub fn in_place(&self) -> bool {
+        match self {
+            Floats::F32(v) => matches!(v, Cow::Borrowed(_)),
+            Floats::F16(v) => matches!(v, Cow::Borrowed(_)),
+            Floats::Bf16(v) => matches!(v, Cow::Borrowed(_)),
         }
     }
 
@@ -57,16 +78,25 @@ impl Floats {
 
 /// A target file: class indices, or float values of any shape.
 #[derive(Clone, Debug, PartialEq)]
-pub enum TargetData {
+pub enum TargetData<'a> {
     /// int32 class indices, 1-D.
-    ClassesI32(Vec<i32>),
+    ClassesI32(Cow<'a, [i32]>),
     /// int64 class indices, 1-D.
-    ClassesI64(Vec<i64>),
+    ClassesI64(Cow<'a, [i64]>),
     /// Float values (float16 and float64 converted to float32), with their shape.
-    Dense(Vec<f32>, Vec<usize>),
+    Dense(Cow<'a, [f32]>, Vec<usize>),
 }
 
-impl TargetData {
+impl TargetData<'_> {
+    /// The values in a buffer of their own, copied where they were borrowed.
+    pub fn into_owned(self) -> TargetData<'static> {
+        match self {
+            TargetData::ClassesI32(t) => TargetData::ClassesI32(Cow::Owned(t.into_owned())),
+            TargetData::ClassesI64(t) => TargetData::ClassesI64(Cow::Owned(t.into_owned())),
+            TargetData::Dense(t, shape) => TargetData::Dense(Cow::Owned(t.into_owned()), shape),
+        }
+    }
+
     /// The values as a loss target.
     pub fn as_target(&self) -> Target<'_> {
         match self {

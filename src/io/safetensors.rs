@@ -1,23 +1,24 @@
 //! `.safetensors` input for the CLI, through the `safetensors` crate: how bfloat16 logits reach
 //! `xent loss`, `.npy` having no bfloat16 dtype.
 //!
-//! A file is read whole ([`read_input`]), or given as bytes ([`parse_input`]). Before anything is
+//! A file is read from a [`Source`] ([`read_input`]), or given as bytes ([`parse_input`]). Before anything is
 //! parsed, its 8-byte header length is checked against the bytes that follow it; the crate then
 //! parses the JSON header (in the file, so no longer than it) and checks, with overflow checked,
 //! that each tensor's offsets match its dtype and shape and that the tensors cover the rest of
 //! the file exactly. Nothing is allocated from a shape or offset before that. The tensor read is
 //! the one named, or the file's only one; it must be a [batch, classes] BF16, F16 or F32 array,
-//! and its values are kept in their dtype. Malformed bytes of any kind are a one-line
+//! and its values are kept in their dtype, borrowed from the bytes where aligned. Malformed bytes of any kind are a one-line
 //! [`Error::Safetensors`](crate::Error::Safetensors), never a panic.
 
 use std::path::Path;
 
-use half::{bf16, f16};
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
 use crate::Result;
+use crate::io::decode::{ByteOrder, values};
 use crate::io::error::{quote, safetensors_error};
 use crate::io::floats::Floats;
+use crate::io::source::Source;
 
 /// The bytes of the header-length field every `.safetensors` file begins with.
 const LENGTH_FIELD: usize = 8;
@@ -28,23 +29,24 @@ const MAX_NAMES: usize = 8;
 /// The most characters of a tensor name an error shows.
 const MAX_NAME_CHARS: usize = 100;
 
-/// Reads a 2-D BF16, F16 or F32 tensor, with its shape: the one named `tensor`, or else the
-/// file's only one.
-pub fn read_input(path: &Path, tensor: Option<&str>) -> Result<(Floats, [usize; 2])> {
-    let bytes = std::fs::read(path).map_err(|e| safetensors_error(path, e.to_string()))?;
-    parse_input(path, &bytes, tensor)
+/// Reads a 2-D BF16, F16 or F32 tensor of a file, with its shape, as [`parse_input`] does: the
+/// one named `tensor`, or else the file's only one.
+pub fn read_input<'a>(file: &'a Source, tensor: Option<&str>) -> Result<(Floats<'a>, [usize; 2])> {
+    parse_input(file.path(), file.bytes(), tensor)
 }
 
-/// Parses the bytes of a `.safetensors` file as [`read_input`] does; `name` names the file in
-/// errors.
+/// Parses the bytes of a `.safetensors` file: the 2-D BF16, F16 or F32 tensor named `tensor`, or
+/// else the file's only one, with its shape; `name` names the file in errors. Values that are
+/// aligned in `bytes` are borrowed from them (the format is little-endian); others are copied
+/// once.
 ///
 /// Any bytes give `Ok` or an [`Error::Safetensors`](crate::Error::Safetensors), never a panic,
 /// and nothing is allocated from what the header claims until the bytes are checked to be there.
-pub fn parse_input(
+pub fn parse_input<'a>(
     name: &Path,
-    bytes: &[u8],
+    bytes: &'a [u8],
     tensor: Option<&str>,
-) -> Result<(Floats, [usize; 2])> {
+) -> Result<(Floats<'a>, [usize; 2])> {
     let fail = |reason: String| Err(safetensors_error(name, reason));
     let Some((field, rest)) = bytes.split_first_chunk::<LENGTH_FIELD>() else {
         return fail(format!(
@@ -98,21 +100,9 @@ pub fn parse_input(
     };
     let data = view.data();
     let floats = match view.dtype() {
-        Dtype::BF16 => Floats::Bf16(
-            data.chunks_exact(2)
-                .map(|b| bf16::from_le_bytes([b[0], b[1]]))
-                .collect(),
-        ),
-        Dtype::F16 => Floats::F16(
-            data.chunks_exact(2)
-                .map(|b| f16::from_le_bytes([b[0], b[1]]))
-                .collect(),
-        ),
-        Dtype::F32 => Floats::F32(
-            data.chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        ),
+        Dtype::BF16 => Floats::Bf16(values(data, ByteOrder::Little)),
+        Dtype::F16 => Floats::F16(values(data, ByteOrder::Little)),
+        Dtype::F32 => Floats::F32(values(data, ByteOrder::Little)),
         other => {
             return fail(format!(
                 "tensor {} has dtype {other}, expected BF16, F16 or F32",
@@ -175,6 +165,7 @@ mod tests {
 
     use super::*;
     use crate::Error;
+    use half::{bf16, f16};
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     const NAME: &str = "bad.safetensors";
@@ -199,7 +190,7 @@ mod tests {
         )
     }
 
-    fn parse(bytes: &[u8], tensor: Option<&str>) -> Result<(Floats, [usize; 2])> {
+    fn parse<'a>(bytes: &'a [u8], tensor: Option<&str>) -> Result<(Floats<'a>, [usize; 2])> {
         parse_input(Path::new(NAME), bytes, tensor)
     }
 
@@ -233,22 +224,22 @@ mod tests {
         let bf: Vec<bf16> = values.iter().map(|&v| bf16::from_f32(v)).collect();
         assert_eq!(
             parse(&one("BF16", "[2,3]", &le_bf16(&values)), None).unwrap(),
-            (Floats::Bf16(bf), [2, 3])
+            (Floats::Bf16(bf.into()), [2, 3])
         );
         let h: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
         let bytes: Vec<u8> = h.iter().flat_map(|v| v.to_le_bytes()).collect();
         assert_eq!(
             parse(&one("F16", "[3,2]", &bytes), None).unwrap(),
-            (Floats::F16(h), [3, 2])
+            (Floats::F16(h.into()), [3, 2])
         );
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         assert_eq!(
             parse(&one("F32", "[1,6]", &bytes), None).unwrap(),
-            (Floats::F32(values.to_vec()), [1, 6])
+            (Floats::F32(values.to_vec().into()), [1, 6])
         );
         assert_eq!(
             parse(&one("BF16", "[4,0]", &[]), None).unwrap(),
-            (Floats::Bf16(vec![]), [4, 0])
+            (Floats::Bf16(vec![].into()), [4, 0])
         );
     }
 

@@ -58,7 +58,7 @@ pub fn targets(rng: &mut StdRng, batch: usize, classes: usize, ignored: f64) -> 
 /// `x` rounded to `dtype` (to nearest, ties to even), with every value that would round to 0
 /// made 0.5 instead: a kernel that reads the wrong half of a 32-bit word, or a zeroed one, cannot
 /// match by chance.
-pub fn round_to(dtype: Dtype, x: &[f32]) -> Floats {
+pub fn round_to(dtype: Dtype, x: &[f32]) -> Floats<'static> {
     let x = x.iter().map(|&v| {
         let nonzero = match dtype {
             Dtype::F32 => v != 0.0,
@@ -68,9 +68,9 @@ pub fn round_to(dtype: Dtype, x: &[f32]) -> Floats {
         if nonzero { v } else { 0.5 }
     });
     match dtype {
-        Dtype::F32 => Floats::F32(x.collect()),
-        Dtype::F16 => Floats::F16(x.map(f16::from_f32).collect()),
-        Dtype::Bf16 => Floats::Bf16(x.map(bf16::from_f32).collect()),
+        Dtype::F32 => Floats::F32(x.collect::<Vec<_>>().into()),
+        Dtype::F16 => Floats::F16(x.map(f16::from_f32).collect::<Vec<_>>().into()),
+        Dtype::Bf16 => Floats::Bf16(x.map(bf16::from_f32).collect::<Vec<_>>().into()),
     }
 }
 
@@ -108,11 +108,49 @@ fn le_bytes<T: Copy, const N: usize>(values: &[T], bytes: impl Fn(T) -> [u8; N])
     values.iter().flat_map(|&v| bytes(v)).collect()
 }
 
-/// Writes a row-major `.npy` file of `shape` holding `data`, through xent's own writer.
+/// A `.npy` input read through xent's reader ([`xent::io::Source`]), kept after the file.
+pub fn read_input(path: &std::path::Path) -> xent::Result<(Floats<'static>, [usize; 2])> {
+    let file = xent::io::Source::open(path)?;
+    xent::io::npy::read_input(&file).map(|(values, shape)| (values.into_owned(), shape))
+}
+
+/// A `.npy` target read through xent's reader, kept after the file.
+pub fn read_target(path: &std::path::Path) -> xent::Result<xent::io::TargetData<'static>> {
+    let file = xent::io::Source::open(path)?;
+    xent::io::npy::read_target(&file).map(xent::io::TargetData::into_owned)
+}
+
+/// A `.npy` vector read through xent's reader, kept after the file.
+pub fn read_vector(path: &std::path::Path) -> xent::Result<Vec<f32>> {
+    let file = xent::io::Source::open(path)?;
+    xent::io::npy::read_vector(&file).map(|v| v.into_owned())
+}
+
+/// A `.safetensors` input read through xent's reader, kept after the file.
+pub fn read_safetensors(
+    path: &std::path::Path,
+    tensor: Option<&str>,
+) -> xent::Result<(Floats<'static>, [usize; 2])> {
+    let file = xent::io::Source::open(path)?;
+    xent::io::safetensors::read_input(&file, tensor)
+        .map(|(values, shape)| (values.into_owned(), shape))
+}
+
+/// Writes a row-major `.npy` file of `shape` holding `data`, in `T`'s own dtype, through npyz.
 pub fn write_npy<T: npyz::AutoSerialize + Copy>(
     path: &std::path::Path,
     shape: &[usize],
     data: &[T],
 ) {
-    xent::io::npy::write(path, data, shape).unwrap();
+    use npyz::WriterBuilder;
+    let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&dims)
+        .writer(file)
+        .begin_nd()
+        .unwrap();
+    writer.extend(data.iter().copied()).unwrap();
+    writer.finish().unwrap();
 }

@@ -20,7 +20,7 @@ pub struct Inputs {
     /// f32 logits, when the dtype is f32.
     pub f32_logits: Vec<Vec<f32>>,
     /// float16 or bfloat16 logits, when the dtype is one of those.
-    half_logits: Vec<Floats>,
+    half_logits: Vec<Floats<'static>>,
     classes: Vec<Vec<i64>>,
     dense: Vec<Vec<f32>>,
     /// What a probe reads: as many bytes as a call reads.

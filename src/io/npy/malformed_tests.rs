@@ -79,32 +79,35 @@ fn refused(bytes: &[u8], words: &[&str]) {
     }
 }
 
-fn input(bytes: &[u8]) -> Result<(Floats, [usize; 2])> {
+fn input(bytes: &[u8]) -> Result<(Floats<'_>, [usize; 2])> {
     parse_input(Path::new(NAME), bytes)
 }
 
-fn target(bytes: &[u8]) -> Result<TargetData> {
+fn target(bytes: &[u8]) -> Result<TargetData<'_>> {
     parse_target(Path::new(NAME), bytes)
 }
 
 fn vector(bytes: &[u8]) -> Result<Vec<f32>> {
-    parse_vector(Path::new(NAME), bytes)
+    parse_vector(Path::new(NAME), bytes).map(|v| v.into_owned())
 }
 
 #[test]
 fn well_formed_hand_built_files_parse() {
     let values = [0.5_f32, -1.25, 3.0, 7.5, -0.125, 2.0];
     let v1 = plain("<f4", "(2, 3)", &le_f32(&values));
-    assert_eq!(input(&v1).unwrap(), (Floats::F32(values.to_vec()), [2, 3]));
+    assert_eq!(
+        input(&v1).unwrap(),
+        (Floats::F32(values.to_vec().into()), [2, 3])
+    );
     for major in [2, 3] {
         let file = npy(major, &dict("<f4", false, "(3, 2)"), &le_f32(&values));
         assert_eq!(
             input(&file).unwrap(),
-            (Floats::F32(values.to_vec()), [3, 2])
+            (Floats::F32(values.to_vec().into()), [3, 2])
         );
     }
     let empty = plain("<f4", "(3, 0)", &[]);
-    assert_eq!(input(&empty).unwrap(), (Floats::F32(vec![]), [3, 0]));
+    assert_eq!(input(&empty).unwrap(), (Floats::F32(vec![].into()), [3, 0]));
     let list_shape = plain("<f4", "[6]", &le_f32(&values));
     assert_eq!(vector(&list_shape).unwrap(), values.to_vec());
 }
@@ -178,7 +181,8 @@ fn fortran_order_is_refused() {
 fn big_endian_data_is_read_as_native_values() {
     let f32s = [1.5_f32, -2.25, 3.0e-3, 65504.0, f32::MIN_POSITIVE, -0.0];
     let be: Vec<u8> = f32s.iter().flat_map(|v| v.to_be_bytes()).collect();
-    let (floats, shape) = input(&plain(">f4", "(2, 3)", &be)).unwrap();
+    let file = plain(">f4", "(2, 3)", &be);
+    let (floats, shape) = input(&file).unwrap();
     assert_eq!(shape, [2, 3]);
     let Floats::F32(got) = floats else {
         panic!("float32")
@@ -193,32 +197,32 @@ fn big_endian_data_is_read_as_native_values() {
     let want: Vec<f32> = f64s.iter().map(|&v| v as f32).collect();
     assert_eq!(
         input(&plain(">f8", "(2, 2)", &be)).unwrap(),
-        (Floats::F32(want.clone()), [2, 2])
+        (Floats::F32(want.clone().into()), [2, 2])
     );
     assert_eq!(vector(&plain(">f8", "(4,)", &be)).unwrap(), want);
     assert_eq!(
         target(&plain(">f8", "(1, 4)", &be)).unwrap(),
-        TargetData::Dense(want, vec![1, 4])
+        TargetData::Dense(want.into(), vec![1, 4])
     );
 
     let halves = [f16::from_f32(1.5), f16::from_f32(-0.25)];
     let be: Vec<u8> = halves.iter().flat_map(|v| v.to_be_bytes()).collect();
     assert_eq!(
         input(&plain(">f2", "(1, 2)", &be)).unwrap(),
-        (Floats::F16(halves.to_vec()), [1, 2])
+        (Floats::F16(halves.to_vec().into()), [1, 2])
     );
 
     let i64s = [3_i64, -100, 1 << 40, i64::MIN];
     let be: Vec<u8> = i64s.iter().flat_map(|v| v.to_be_bytes()).collect();
     assert_eq!(
         target(&plain(">i8", "(4,)", &be)).unwrap(),
-        TargetData::ClassesI64(i64s.to_vec())
+        TargetData::ClassesI64(i64s.to_vec().into())
     );
     let i32s = [7_i32, -1, 65536];
     let be: Vec<u8> = i32s.iter().flat_map(|v| v.to_be_bytes()).collect();
     assert_eq!(
         target(&plain(">i4", "(3,)", &be)).unwrap(),
-        TargetData::ClassesI32(i32s.to_vec())
+        TargetData::ClassesI32(i32s.to_vec().into())
     );
 }
 

@@ -19,4 +19,4 @@ mod read;
 mod write;
 
 pub use read::{parse_input, parse_target, parse_vector, read_input, read_target, read_vector};
-pub use write::write;
+pub use write::{Writer, write};
