@@ -9,6 +9,7 @@ use clap::error::ErrorKind;
 
 fn main() -> ExitCode {
     quiet_vulkan_device_select();
+    xent::io::exit_on_shrunk_file();
     let args = match cli::Cli::try_parse() {
         Ok(args) => args,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {

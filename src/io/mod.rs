@@ -27,9 +27,11 @@
 mod decode;
 mod error;
 mod floats;
+mod guard;
 pub mod npy;
 pub mod safetensors;
 mod source;
 
 pub use floats::{Floats, TargetData};
+pub use guard::exit_on_shrunk_file;
 pub use source::Source;

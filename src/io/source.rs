@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, MmapOptions};
 
+use crate::io::guard::{self, Named};
 use crate::{Error, Result};
 
 /// The bytes of one file, opened once: a read-only mapping of a regular file, or the whole
@@ -16,7 +17,8 @@ use crate::{Error, Result};
 /// A mapping is checked against the file's length after it is made: a file that shrank in
 /// between is an error. What is trusted is that no other process shrinks the file while the
 /// `Source` lives, as with any mapped file; a read past a file shrunk under the mapping is a
-/// SIGBUS, which the CLI turns into a one-line error (see `SECURITY.md`). Contents changed in
+/// SIGBUS, which [`exit_on_shrunk_file`](crate::io::exit_on_shrunk_file) turns into a one-line
+/// error naming the file (the CLI calls it; see `SECURITY.md`). Contents changed in
 /// place change the values read, never their bounds: every length and offset is checked
 /// against [`Source::bytes`] itself, once, before values are read.
 ///
@@ -35,6 +37,8 @@ use crate::{Error, Result};
 /// ```
 pub struct Source {
     path: PathBuf,
+    /// Dropped before `bytes` (fields drop in order): a mapping is unnamed before it is unmapped.
+    _named: Named,
     bytes: Bytes,
 }
 
@@ -80,8 +84,13 @@ impl Source {
                 )));
             }
         }
+        let named = match &bytes {
+            Bytes::Mapped(map) => guard::name(map, path),
+            Bytes::Read(..) => Named::none(),
+        };
         Ok(Source {
             path: path.to_path_buf(),
+            _named: named,
             bytes,
         })
     }

@@ -92,11 +92,12 @@ impl Writer {
             .write(true)
             .create_new(true)
             .open(&temp)
-            .map_err(|e| fail(format!("cannot create {}: {e}", temp.display())))?;
+            .map_err(|e| fail(e.to_string()))?;
         let mut cleanup = Cleanup(Some(temp));
         file.write_all(&header).map_err(|e| fail(e.to_string()))?;
         file.set_len(total as u64)
             .map_err(|e| fail(e.to_string()))?;
+        reserve(&file, total).map_err(|e| fail(e.to_string()))?;
         // SAFETY: the file was created by this writer under a name of its own, and nothing else
         // writes or shrinks it while it is mapped.
         let map = unsafe { MmapOptions::new().len(total).map_mut(&file) }
@@ -160,6 +161,24 @@ impl Drop for Writer {
             let _ = std::fs::remove_file(temp);
         }
     }
+}
+
+/// Reserves the disk space of the file's `len` bytes where the file system can, so that a full
+/// disk is this error now rather than a SIGBUS when a page of the mapping is first written.
+fn reserve(file: &File, len: usize) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open file descriptor and a length that the file already has.
+        let done = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) };
+        let error = std::io::Error::last_os_error();
+        if done != 0 && error.raw_os_error() != Some(libc::EOPNOTSUPP) {
+            return Err(error);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, len);
+    Ok(())
 }
 
 /// Removes a temporary file when dropped, unless disarmed.
