@@ -18,9 +18,9 @@ mod request;
 
 pub use engine::{DeviceInfo, DeviceKind, Engine};
 pub use error::{Argument, Error, Result};
-pub use output::{Clock, KernelTime, Loss, Output};
+pub use output::{Clock, KernelTime, LinearGrads, LinearGradsMut, Loss, Output};
 pub use request::{
-    Base, DEFAULT_IGNORE_INDEX, DeviceInput, DeviceOutput, DeviceRequest, DeviceTarget, Dtype,
-    IndexType, Input, InputKind, LossKind, Options, Reduction, Request, Shard, ShardStats,
-    ShardedLoss, Target, merge_shards,
+    Base, DEFAULT_CHUNK_BYTES, DEFAULT_IGNORE_INDEX, DeviceInput, DeviceOutput, DeviceRequest,
+    DeviceTarget, Dtype, IndexType, Input, InputKind, Linear, LossKind, Options, Reduction,
+    Request, Shard, ShardStats, ShardedLoss, Target, merge_shards,
 };

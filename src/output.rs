@@ -43,10 +43,39 @@ pub struct Output {
     /// The gradient of the reduced loss with respect to the input, row-major [B, C] f32, when it
     /// was asked for with [`Request::with_grad`](crate::Request::with_grad) (it is then written
     /// into the caller's slice instead, with [`Engine::compute_into`](crate::Engine::compute_into)).
+    /// For a linear request, the gradient of the hidden states, [N, D].
     pub grad: Option<Vec<f32>>,
     /// Rows that count: those whose class target is not `ignore_index`, or every row for the
     /// losses without class targets.
     pub valid_rows: usize,
+    /// For a linear request asked for its gradient by [`Engine::compute`](crate::Engine::compute),
+    /// the gradients of the head's weight and bias.
+    pub linear_grads: Option<LinearGrads>,
+}
+
+/// The gradients of a linear head's weight, [V, D], and bias, [V] (when it has one).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinearGrads {
+    /// ∂loss/∂W, row-major [V, D].
+    pub weight: Vec<f32>,
+    /// ∂loss/∂b, [V].
+    pub bias: Option<Vec<f32>>,
+}
+
+/// The caller's slices that [`Engine::compute_linear_into`](crate::Engine::compute_linear_into)
+/// puts a linear request's gradients into, each optional: the hidden states' [N, D], the
+/// weight's [V, D] and the bias's [V]. A training loop that accumulates the head's gradient over
+/// micro-batches sets `add`.
+#[derive(Debug, Default)]
+pub struct LinearGradsMut<'g> {
+    /// ∂loss/∂H, row-major [N, D].
+    pub hidden: Option<&'g mut [f32]>,
+    /// ∂loss/∂W, row-major [V, D].
+    pub weight: Option<&'g mut [f32]>,
+    /// ∂loss/∂b, [V].
+    pub bias: Option<&'g mut [f32]>,
+    /// Add the gradients to what the slices hold instead of overwriting it.
+    pub add: bool,
 }
 
 /// How a [`KernelTime`] was taken.

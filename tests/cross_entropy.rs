@@ -190,7 +190,8 @@ fn all_ignored_and_empty_batches_give_zero() {
                 loss: Loss::Scalar(0.0),
                 lse: None,
                 grad: None,
-                valid_rows: 0
+                valid_rows: 0,
+                linear_grads: None,
             }
         );
     });

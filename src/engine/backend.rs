@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use crate::cpu::fast::{self, threads};
 use crate::cpu::{self, reference};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::GpuEngine;
-use crate::output::{Clock, KernelTime, Output};
-use crate::request::{Checked, Input};
+use crate::output::{Clock, KernelTime, LinearGradsMut, Output};
+use crate::request::{Checked, CheckedLinear, Input};
 
 /// What an [`Engine`](super::Engine) asks of the backend it owns. Requests arrive checked.
 pub(crate) trait Backend: Send + Sync {
@@ -20,6 +20,9 @@ pub(crate) trait Backend: Send + Sync {
 
     /// Computes a request over `logits` (its input) and writes the gradient over them.
     fn compute_in_place(&self, req: Checked, logits: &mut [f32]) -> Result<Output>;
+
+    /// Computes a linear request, its gradients into the slices of `grads`.
+    fn compute_linear(&self, req: &CheckedLinear, grads: LinearGradsMut) -> Result<Output>;
 
     /// [`Backend::compute`], with the time spent in the kernels.
     fn compute_timed(
@@ -105,6 +108,16 @@ impl Backend for Cpu {
         }
     }
 
+    fn compute_linear(&self, req: &CheckedLinear, grads: LinearGradsMut) -> Result<Output> {
+        match self {
+            Cpu::Fast => {
+                threads::spin()?;
+                Ok(cpu::linear::compute(req, grads))
+            }
+            Cpu::Reference => Ok(reference::linear::compute(req, grads)),
+        }
+    }
+
     fn compute_timed(
         &self,
         req: &Checked,
@@ -167,6 +180,15 @@ impl Backend for Cpu {
 impl Backend for GpuEngine {
     fn compute(&self, req: &Checked, grad: Option<&mut [f32]>) -> Result<Output> {
         Ok(GpuEngine::compute(self, req, grad, false)?.0)
+    }
+
+    /// The GPU kernels of a linear head are not written yet: a typed error, before anything runs.
+    fn compute_linear(&self, req: &CheckedLinear, _grads: LinearGradsMut) -> Result<Output> {
+        Err(Error::Unsupported {
+            option: "a linear head on a GPU engine (Engine::cpu() computes it)",
+            loss: req.logits.loss.name(),
+            input_kind: req.logits.options.input_kind.name(),
+        })
     }
 
     fn compute_in_place(&self, req: Checked, logits: &mut [f32]) -> Result<Output> {

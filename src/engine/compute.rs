@@ -9,7 +9,13 @@ use crate::request::{Request, Shard, ShardPass, ShardStats, ShardedLoss};
 impl Engine {
     /// Checks a request, then computes it on this engine's device. The gradient, when asked for,
     /// comes back in [`Output::grad`].
+    ///
+    /// A linear request ([`Request::linear_cross_entropy`]) returns the gradient of its hidden
+    /// states in [`Output::grad`] and those of its head in [`Output::linear_grads`].
     pub fn compute(&self, request: &Request) -> Result<Output> {
+        if request.linear().is_some() {
+            return self.compute_linear(request);
+        }
         let checked = request.check()?;
         let mut grad = vec![
             0.0;

@@ -5,6 +5,7 @@
 mod backend;
 mod compute;
 mod instrument;
+mod linear;
 mod resident;
 
 use std::sync::Arc;

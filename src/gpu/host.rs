@@ -71,6 +71,7 @@ impl GpuEngine {
                 lse: req.options.lse.then(Vec::new),
                 grad: None,
                 valid_rows: 0,
+                linear_grads: None,
             };
             return Ok((empty, None));
         }
@@ -119,6 +120,7 @@ impl GpuEngine {
             lse: req.options.lse.then_some(lse),
             grad: None,
             valid_rows: req.valid_rows,
+            linear_grads: None,
         };
         let time = timing.finish(&self.ctx)?;
         if let (Some(trial), Some(t)) = (plan.trial, time) {

@@ -1,6 +1,7 @@
 //! [`Request`]: one loss computation on host data, built option by option.
 
 use super::kinds::{Base, InputKind, LossKind, Reduction};
+use super::linear::Linear;
 use super::options::Options;
 use super::values::{Input, Target};
 
@@ -24,6 +25,10 @@ pub struct Request<'a> {
     pub(super) weight: Option<&'a [f32]>,
     pub(super) pos_weight: Option<&'a [f32]>,
     pub(super) options: Options,
+    /// The output head whose logits are the input, for a fused linear cross-entropy.
+    pub(super) linear: Option<Linear<'a>>,
+    /// A linear request's option set on a request without a linear head, refused by the check.
+    pub(super) misplaced: Option<&'static str>,
 }
 
 impl<'a> Request<'a> {
@@ -42,6 +47,8 @@ impl<'a> Request<'a> {
             weight: None,
             pos_weight: None,
             options: Options::default(),
+            linear: None,
+            misplaced: None,
         }
     }
 
@@ -191,6 +198,11 @@ impl<'a> Request<'a> {
     /// The options in force.
     pub fn options(&self) -> Options {
         self.options
+    }
+
+    /// The shape [B, C] of the input; of a linear request, [N, V], the shape of its logits.
+    pub fn shape(&self) -> [usize; 2] {
+        self.shape
     }
 
     /// The loss asked for.

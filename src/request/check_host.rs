@@ -16,7 +16,10 @@ impl<'a> Request<'a> {
     /// [`Engine::compute`](crate::Engine::compute) would give for bad input, before any device is
     /// opened.
     pub fn validate(&self) -> Result<()> {
-        self.check().map(drop)
+        match self.linear {
+            Some(_) => self.check_linear().map(drop),
+            None => self.check().map(drop),
+        }
     }
 
     /// Checks shapes, targets and options, and encodes class targets for the kernels.
@@ -65,6 +68,22 @@ impl<'a> Request<'a> {
     /// The checks, with the input's values and length taken from `values` (the request's own
     /// input but for an in-place request's).
     fn check_in(&self, shard: Option<ShardInfo>, values: Input) -> Result<Checked<'a>> {
+        if self.linear.is_some() {
+            return Err(Error::Unsupported {
+                option: "a linear head here (a linear request is computed by Engine::compute \
+                         and Engine::compute_linear_into)",
+                loss: self.loss.name(),
+                input_kind: self.options.input_kind.name(),
+            });
+        }
+        if let Some(option) = self.misplaced {
+            return Err(Error::InvalidOption {
+                option,
+                reason: "is an option of a linear head, and the request has none (see \
+                         Request::linear_cross_entropy)"
+                    .into(),
+            });
+        }
         let [batch, classes] = self.shape;
         let o = &self.options;
         let head = self.head();
@@ -114,7 +133,7 @@ impl<'a> Request<'a> {
         })
     }
 
-    fn head(&self) -> Head<'a> {
+    pub(super) fn head(&self) -> Head<'a> {
         Head {
             loss: self.loss,
             shape: self.shape,
@@ -163,7 +182,7 @@ impl<'a> Checked<'a> {
 }
 
 /// Strict mode's check: no NaN and no +inf among `values`, a [B, C] array.
-fn check_finite(
+pub(super) fn check_finite(
     what: &'static str,
     values: impl Iterator<Item = f32>,
     classes: usize,

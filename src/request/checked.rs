@@ -6,6 +6,7 @@ use super::reduce::Scales;
 use super::shard::{MergedRow, Shard};
 use super::values::Input;
 use crate::error::{Error, Result};
+use std::ops::Range;
 
 /// A checked target.
 #[derive(Debug)]
@@ -75,7 +76,39 @@ impl ShardPass {
     }
 }
 
-impl Checked<'_> {
+impl<'a> Checked<'a> {
+    /// Rows `rows` of this request, over `input` (their values, or empty where they are computed
+    /// in place), with the options `options`: what a chunk of a linear request computes, with
+    /// the whole request's reduction scales given to it.
+    pub(crate) fn rows<'b>(
+        &self,
+        rows: Range<usize>,
+        input: Input<'b>,
+        options: Options,
+    ) -> Checked<'b>
+    where
+        'a: 'b,
+    {
+        let c = self.classes;
+        let target = match &self.target {
+            CheckedTarget::None => CheckedTarget::None,
+            CheckedTarget::Classes(t) => CheckedTarget::Classes(t[rows.clone()].to_vec()),
+            CheckedTarget::Dense(t) => CheckedTarget::Dense(&t[rows.start * c..rows.end * c]),
+        };
+        Checked {
+            loss: self.loss,
+            input,
+            batch: rows.len(),
+            classes: c,
+            valid_rows: target.valid_rows(rows.len()),
+            target,
+            weight: self.weight,
+            pos_weight: self.pos_weight,
+            options,
+            shard: None,
+        }
+    }
+
     /// B·C.
     pub fn elements(&self) -> usize {
         self.batch * self.classes

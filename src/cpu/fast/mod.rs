@@ -35,7 +35,7 @@ use tasks::{ROWS_PER_TASK, Task, rows_per_task};
 use threads::run_tasks;
 
 use crate::output::{Loss, Output};
-use crate::request::{Checked, Reduction, scalar};
+use crate::request::{Checked, Reduction, Scales, scalar};
 
 /// Sums `xs` with the fast path's vector loops and threads: a read of the same bytes with no
 /// arithmetic to speak of, which bounds what the loss loops can reach.
@@ -61,32 +61,23 @@ pub(crate) fn compute_in_place(req: &Checked, logits: &mut [f32]) -> Output {
 }
 
 fn compute_on(req: &Checked, grad: Option<&mut [f32]>, in_place: bool) -> Output {
-    let c = req.classes;
     let divisors = req.divisors();
-    let scales = req.scales();
     let reduced = req.options.reduction != Reduction::None;
     let elementwise = !reduced && req.loss.elementwise();
     let mut values = vec![0.0_f32; if elementwise { req.elements() } else { 0 }];
     let mut row_values = vec![0.0_f32; if reduced || elementwise { 0 } else { req.batch }];
     let mut lse = req.options.lse.then(|| vec![0.0_f32; req.batch]);
-    let task_rows = rows_per_task(c);
-    let task_elements = task_rows * c;
-    let mut grad_blocks = grad.map(|g| g.chunks_mut(task_elements));
-    let mut value_blocks = elementwise.then(|| values.chunks_mut(task_elements));
-    let mut row_blocks = (!row_values.is_empty()).then(|| row_values.chunks_mut(task_rows));
-    let mut lse_blocks = lse.as_mut().map(|l| l.chunks_mut(task_rows));
-    let tasks: Vec<Task> = (0..req.batch)
-        .step_by(task_rows)
-        .map(|start| Task {
-            rows: start..req.batch.min(start + task_rows),
-            grad: grad_blocks.as_mut().and_then(Iterator::next),
-            values: value_blocks.as_mut().and_then(Iterator::next),
-            row_values: row_blocks.as_mut().and_then(Iterator::next),
-            lse: lse_blocks.as_mut().and_then(Iterator::next),
+    let sums = rows(
+        req,
+        req.scales(),
+        RowsOut {
+            grad,
             in_place,
-        })
-        .collect();
-    let sums = run_tasks(tasks, req.elements(), |t| t.run(req, scales));
+            values: elementwise.then_some(&mut values[..]),
+            row_values: (!row_values.is_empty()).then_some(&mut row_values[..]),
+            lse: lse.as_deref_mut(),
+        },
+    );
     let loss = match (req.options.reduction, divisors) {
         (Reduction::None, _) if elementwise => Loss::Unreduced {
             values,
@@ -96,16 +87,51 @@ fn compute_on(req: &Checked, grad: Option<&mut [f32]>, in_place: bool) -> Output
             values: row_values,
             shape: req.unreduced_shape(),
         },
-        _ => scalar(
-            sums.into_iter()
-                .fold((0.0, 0.0), |(m, z), (tm, tz)| (m + tm, z + tz)),
-            divisors,
-        ),
+        _ => scalar(sums, divisors),
     };
     Output {
         loss,
         lse,
         grad: None,
         valid_rows: req.valid_rows,
+        linear_grads: None,
     }
+}
+
+/// Where [`rows`] writes what a request asks for: the gradient (over the logits, when
+/// `in_place`), the elementwise values (BCE and KL unreduced), each row's value (the other
+/// losses unreduced), each row's log-sum-exp.
+pub(crate) struct RowsOut<'o> {
+    pub grad: Option<&'o mut [f32]>,
+    pub in_place: bool,
+    pub values: Option<&'o mut [f32]>,
+    pub row_values: Option<&'o mut [f32]>,
+    pub lse: Option<&'o mut [f32]>,
+}
+
+/// Computes every row of a checked request with the reduction's `scales` (its own, or a larger
+/// request's whose rows these are), writing into `out`; returns the sums of the rows' (main,
+/// z-loss) values, summed task by task in order, so that they do not depend on the thread count.
+pub(crate) fn rows(req: &Checked, scales: Scales, out: RowsOut) -> (f64, f64) {
+    let c = req.classes;
+    let task_rows = rows_per_task(c);
+    let task_elements = task_rows * c;
+    let mut grad_blocks = out.grad.map(|g| g.chunks_mut(task_elements));
+    let mut value_blocks = out.values.map(|v| v.chunks_mut(task_elements));
+    let mut row_blocks = out.row_values.map(|v| v.chunks_mut(task_rows));
+    let mut lse_blocks = out.lse.map(|l| l.chunks_mut(task_rows));
+    let tasks: Vec<Task> = (0..req.batch)
+        .step_by(task_rows)
+        .map(|start| Task {
+            rows: start..req.batch.min(start + task_rows),
+            grad: grad_blocks.as_mut().and_then(Iterator::next),
+            values: value_blocks.as_mut().and_then(Iterator::next),
+            row_values: row_blocks.as_mut().and_then(Iterator::next),
+            lse: lse_blocks.as_mut().and_then(Iterator::next),
+            in_place: out.in_place,
+        })
+        .collect();
+    run_tasks(tasks, req.elements(), |t| t.run(req, scales))
+        .into_iter()
+        .fold((0.0, 0.0), |(m, z), (tm, tz)| (m + tm, z + tz))
 }

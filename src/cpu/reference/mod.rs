@@ -6,6 +6,7 @@ mod bce;
 mod cross_entropy;
 mod entropy;
 mod kl_div;
+pub(crate) mod linear;
 mod row;
 mod unreduced;
 
@@ -62,6 +63,7 @@ pub(crate) fn compute(req: &Checked, grad: Option<&mut [f32]>) -> Output {
             .then(|| u.lse.iter().map(|&v| v as f32).collect()),
         grad: None,
         valid_rows: req.valid_rows,
+        linear_grads: None,
     }
 }
 

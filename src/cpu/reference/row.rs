@@ -35,20 +35,26 @@ pub(super) struct Row {
 pub(crate) fn capped_row(req: &Checked, r: usize) -> Vec<f64> {
     let c = req.classes;
     (r * c..(r + 1) * c)
-        .map(|i| {
-            let v = f64::from(req.input.get(i));
-            match req.options.softcap {
-                Some(cap) => f64::from(cap) * (v / f64::from(cap)).tanh(),
-                None => v,
-            }
-        })
+        .map(|i| cap(req, f64::from(req.input.get(i))))
         .collect()
+}
+
+/// `v` after the request's soft cap.
+pub(super) fn cap(req: &Checked, v: f64) -> f64 {
+    match req.options.softcap {
+        Some(cap) => f64::from(cap) * (v / f64::from(cap)).tanh(),
+        None => v,
+    }
 }
 
 impl Row {
     /// Row r of the request.
     pub fn read(req: &Checked, r: usize) -> Self {
-        let x = capped_row(req, r);
+        Self::of(req, capped_row(req, r))
+    }
+
+    /// The row whose input, after the soft cap, is `x`.
+    pub fn of(req: &Checked, x: Vec<f64>) -> Self {
         let (log_q, lse) = match req.options.input_kind {
             InputKind::Logits => log_softmax(&x),
             InputKind::Probs => (x.iter().map(|v| v.ln()).collect(), 0.0),

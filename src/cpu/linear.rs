@@ -1,0 +1,140 @@
+//! The fast path of a linear request. Rows are taken in chunks whose logits fit the request's
+//! byte budget; for each chunk, in order:
+//! 1. L = H_c·Wᵀ (+ b), by a GEMM into the one chunk buffer;
+//! 2. the fast row pass over L, in place, with the whole request's reduction scales, which leaves
+//!    G = ∂loss/∂L there (the soft cap's chain rule included);
+//! 3. dH_c = G·W, dW += Gᵀ·H_c (GEMMs) and db += Σ_rows G.
+//!
+//! Without a gradient, step 2 only reads L, and step 3 is skipped. The chunk size comes from the
+//! budget, never from the thread count, and every sum runs in a fixed order (the GEMMs', the row
+//! pass's, db's row by row), so the result has the same bits on any number of threads. Memory
+//! beyond the inputs and gradients: the chunk, and float32 copies of 16-bit operands (a chunk of
+//! H, and W whole).
+
+use std::borrow::Cow;
+
+use half::slice::HalfFloatSliceExt;
+
+use super::fast::{self, RowsOut};
+use super::gemm::{Operand, matmul};
+use crate::output::{LinearGradsMut, Loss, Output};
+use crate::request::{CheckedLinear, Input, Reduction, scalar};
+
+/// Values `range` of `input` as float32: borrowed, or converted.
+pub(crate) fn f32s(input: Input<'_>, range: std::ops::Range<usize>) -> Cow<'_, [f32]> {
+    match input {
+        Input::F32(v) => Cow::Borrowed(&v[range]),
+        Input::F16(v) => {
+            let mut out = vec![0.0; range.len()];
+            v[range].convert_to_f32_slice(&mut out);
+            Cow::Owned(out)
+        }
+        Input::Bf16(v) => {
+            let mut out = vec![0.0; range.len()];
+            v[range].convert_to_f32_slice(&mut out);
+            Cow::Owned(out)
+        }
+    }
+}
+
+/// Computes a checked linear request, putting the gradients into the slices `grads` holds.
+pub(crate) fn compute(req: &CheckedLinear, grads: LinearGradsMut) -> Output {
+    let logits = &req.logits;
+    let (n, v, d) = (logits.batch, logits.classes, req.head.dim);
+    let LinearGradsMut {
+        mut hidden,
+        mut weight,
+        mut bias,
+        add,
+    } = grads;
+    let grad = hidden.is_some() || weight.is_some() || bias.is_some();
+    if !add {
+        weight.iter_mut().for_each(|w| w.fill(0.0));
+        bias.iter_mut().for_each(|b| b.fill(0.0));
+    }
+    let w = f32s(req.head.weight, 0..v * d);
+    let rows_per_chunk = req.chunk_rows();
+    let mut chunk = vec![0.0_f32; rows_per_chunk.min(n) * v];
+    let unreduced = logits.options.reduction == Reduction::None;
+    let mut row_values = vec![0.0_f32; if unreduced { n } else { 0 }];
+    let mut lse = logits.options.lse.then(|| vec![0.0_f32; n]);
+    let scales = logits.scales();
+    let mut options = logits.options;
+    options.grad = grad;
+    let mut sums = (0.0, 0.0);
+    for start in (0..n).step_by(rows_per_chunk) {
+        let rows = start..n.min(start + rows_per_chunk);
+        let m = rows.len();
+        let h = f32s(req.head.hidden, rows.start * d..rows.end * d);
+        let l = &mut chunk[..m * v];
+        if let Some(b) = req.head.bias {
+            l.chunks_exact_mut(v).for_each(|row| row.copy_from_slice(b));
+        }
+        let bias_in = req.head.bias.is_some();
+        matmul(
+            [m, v, d],
+            l,
+            bias_in,
+            Operand::plain(&h),
+            Operand::transposed(&w),
+        );
+        let row_values = (!row_values.is_empty()).then(|| &mut row_values[rows.clone()]);
+        let lse = lse.as_mut().map(|l| &mut l[rows.clone()]);
+        let chunk_sums = if grad {
+            let checked = logits.rows(rows.clone(), Input::F32(&[]), options);
+            let out = RowsOut {
+                grad: Some(&mut *l),
+                in_place: true,
+                values: None,
+                row_values,
+                lse,
+            };
+            fast::rows(&checked, scales, out)
+        } else {
+            let checked = logits.rows(rows.clone(), Input::F32(l), options);
+            let out = RowsOut {
+                grad: None,
+                in_place: false,
+                values: None,
+                row_values,
+                lse,
+            };
+            fast::rows(&checked, scales, out)
+        };
+        sums = (sums.0 + chunk_sums.0, sums.1 + chunk_sums.1);
+        let g = &chunk[..m * v];
+        if let Some(dh) = hidden.as_deref_mut() {
+            let dh = &mut dh[rows.start * d..rows.end * d];
+            matmul([m, d, v], dh, add, Operand::plain(g), Operand::plain(&w));
+        }
+        if let Some(dw) = weight.as_deref_mut() {
+            matmul(
+                [v, d, m],
+                dw,
+                true,
+                Operand::transposed(g),
+                Operand::plain(&h),
+            );
+        }
+        if let Some(db) = bias.as_deref_mut() {
+            for row in g.chunks_exact(v) {
+                db.iter_mut().zip(row).for_each(|(b, g)| *b += g);
+            }
+        }
+    }
+    let loss = if unreduced {
+        Loss::Unreduced {
+            values: row_values,
+            shape: vec![n],
+        }
+    } else {
+        scalar(sums, logits.divisors())
+    };
+    Output {
+        loss,
+        lse,
+        grad: None,
+        valid_rows: logits.valid_rows,
+        linear_grads: None,
+    }
+}
