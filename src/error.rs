@@ -162,7 +162,17 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// A file could not be written, or a helper program could not be run.
+    /// What a request asks for is not available on this engine (the GPU engines have no linear
+    /// head yet).
+    #[error("{what} is not available on this engine: {reason}")]
+    NotOnThisEngine {
+        /// What was asked for.
+        what: &'static str,
+        /// Why, and where it is available.
+        reason: &'static str,
+    },
+    /// A file could not be opened, mapped, read or written, or a helper program could not be
+    /// run.
     #[error("{path}: {reason}")]
     Io {
         /// The file or program.
@@ -201,6 +211,10 @@ pub enum Argument {
     Base,
     /// [`Request::with_lse`](crate::Request::with_lse).
     Lse,
+    /// A linear head's weight ([`Request::linear_cross_entropy`](crate::Request::linear_cross_entropy)).
+    LinearWeight,
+    /// A linear head's bias ([`Request::linear_bias`](crate::Request::linear_bias)).
+    LinearBias,
 }
 
 impl Error {
@@ -224,6 +238,8 @@ impl Error {
                 "target" => Some(Argument::Target),
                 "weight" => Some(Argument::Weight),
                 "pos_weight" => Some(Argument::PosWeight),
+                "linear_weight" => Some(Argument::LinearWeight),
+                "linear_bias" => Some(Argument::LinearBias),
                 _ => None,
             },
             Error::NoClasses | Error::NotAProbability { .. } => Some(Argument::Input),
@@ -240,6 +256,8 @@ impl Error {
                     "log_target" => Some(Argument::LogTarget),
                     "base" => Some(Argument::Base),
                     "lse" => Some(Argument::Lse),
+                    "linear_weight" => Some(Argument::LinearWeight),
+                    "linear_bias" => Some(Argument::LinearBias),
                     _ => None,
                 }
             }

@@ -183,11 +183,11 @@ impl Backend for GpuEngine {
     }
 
     /// The GPU kernels of a linear head are not written yet: a typed error, before anything runs.
-    fn compute_linear(&self, req: &CheckedLinear, _grads: LinearGradsMut) -> Result<Output> {
-        Err(Error::Unsupported {
-            option: "a linear head on a GPU engine (Engine::cpu() computes it)",
-            loss: req.logits.loss.name(),
-            input_kind: req.logits.options.input_kind.name(),
+    fn compute_linear(&self, _req: &CheckedLinear, _grads: LinearGradsMut) -> Result<Output> {
+        Err(Error::NotOnThisEngine {
+            what: "a linear head (fused linear cross-entropy)",
+            reason: "its GPU kernels are still to come; the fast CPU path computes it \
+                     (Engine::cpu(), --device cpu or auto)",
         })
     }
 

@@ -1,14 +1,18 @@
-//! `xent loss`: a loss of `.npy` inputs (the input may be a `.safetensors` tensor).
+//! `xent loss`: a loss of `.npy` inputs (the input may be a `.safetensors` tensor), or of the
+//! logits of a linear head (`--linear-weight`). The files are read in `files`, a linear head's
+//! gradients written in `linear`, the result printed in `report`.
 
-use std::borrow::Cow;
-use std::path::{Path, PathBuf};
+mod files;
+mod linear;
+mod report;
+
+use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use serde_json::{Value, json};
-use xent::io::{Floats, Source, TargetData, npy};
+use xent::io::{TargetData, npy};
 use xent::{
-    Argument, Base, DEFAULT_IGNORE_INDEX, DeviceKind, Engine, Error, InputKind, Loss, LossKind,
-    Reduction, Request, Result, Target,
+    Argument, Base, DEFAULT_IGNORE_INDEX, Engine, Error, InputKind, LossKind, Reduction, Request,
+    Result, Target,
 };
 
 use super::failure::Failure;
@@ -62,8 +66,27 @@ pub struct LossArgs {
     /// Write the gradient of the loss with respect to the input (float32, the input's shape,
     /// whatever the input's dtype) to this .npy file. For `none` it is the gradient of the sum of
     /// the values.
+    /// With a linear head, the gradient of the hidden states (float32, [N, D]).
     #[arg(long)]
     grad_out: Option<PathBuf>,
+    /// A linear head: fused linear cross-entropy on the logits input · Wᵀ (+ b), where --input
+    /// holds the [N, D] hidden states and this the [V, D] weight (.npy, or a tensor of a
+    /// .safetensors file); the [N, V] logits are never held whole. Computed on the CPU.
+    #[arg(long)]
+    linear_weight: Option<PathBuf>,
+    /// The tensor of a .safetensors --linear-weight to read (`lm_head.weight`), when it holds
+    /// more than one.
+    #[arg(long)]
+    linear_weight_tensor: Option<String>,
+    /// The linear head's bias: a [V] float .npy file.
+    #[arg(long)]
+    linear_bias: Option<PathBuf>,
+    /// Write the gradient of the linear head's weight (float32, [V, D]) to this .npy file.
+    #[arg(long)]
+    linear_weight_grad_out: Option<PathBuf>,
+    /// Write the gradient of the linear head's bias (float32, [V]) to this .npy file.
+    #[arg(long)]
+    linear_bias_grad_out: Option<PathBuf>,
     /// Strict mode: a NaN or +inf in the input or a float target is an error naming its row,
     /// instead of making that row's loss NaN. −inf stays valid (a masked logit).
     #[arg(long)]
@@ -145,27 +168,6 @@ impl DeviceChoice {
     }
 }
 
-/// The file at `path` when there is one, opened for the reader of `flag`.
-fn optional(
-    flag: &'static str,
-    path: &Option<PathBuf>,
-) -> std::result::Result<Option<Source>, Failure> {
-    path.as_deref().map(|p| open(flag, p)).transpose()
-}
-
-/// The file at `path`, opened for the reader of `flag`.
-fn open(flag: &'static str, path: &Path) -> std::result::Result<Source, Failure> {
-    Source::open(path).map_err(|e| Failure::about(flag, e))
-}
-
-fn weights<'a>(
-    flag: &'static str,
-    file: Option<&'a Source>,
-) -> std::result::Result<Option<Cow<'a, [f32]>>, Failure> {
-    let read = file.map(npy::read_vector).transpose();
-    read.map_err(|e| Failure::about(flag, e))
-}
-
 /// The flag that sets `argument`, if the CLI has one.
 fn flag_of(argument: Argument) -> Option<&'static str> {
     match argument {
@@ -179,6 +181,8 @@ fn flag_of(argument: Argument) -> Option<&'static str> {
         Argument::Softcap => Some("--softcap"),
         Argument::LogTarget => Some("--log-target"),
         Argument::Base => Some("--base"),
+        Argument::LinearWeight => Some("--linear-weight"),
+        Argument::LinearBias => Some("--linear-bias"),
         // The CLI never asks for the log-sum-exp.
         Argument::Lse => None,
     }
@@ -192,95 +196,82 @@ fn request_failure(error: Error) -> Failure {
     }
 }
 
-fn target<'a>(file: &'a Source, loss: LossKind, shape: [usize; 2]) -> Result<TargetData<'a>> {
-    let data = npy::read_target(file)?;
-    if let TargetData::Dense(_, dims) = &data
-        && dims[..] != shape
-    {
-        return Err(Error::InvalidTarget {
-            loss: loss.name(),
-            reason: format!(
-                "{}: a float target must have the input's shape {shape:?}, not {dims:?}",
-                file.path().display()
-            ),
+/// `request` with the options the flags set.
+fn with_options<'a>(args: &LossArgs, mut request: Request<'a>) -> Request<'a> {
+    request = request
+        .input_kind(match args.input_kind {
+            InputKindArg::Logits => InputKind::Logits,
+            InputKindArg::Probs => InputKind::Probs,
+            InputKindArg::LogProbs => InputKind::LogProbs,
+        })
+        .reduction(match args.reduction {
+            ReductionArg::Mean => Reduction::Mean,
+            ReductionArg::Sum => Reduction::Sum,
+            ReductionArg::None => Reduction::None,
+            ReductionArg::Batchmean => Reduction::BatchMean,
+        })
+        .ignore_index(args.ignore_index)
+        .label_smoothing(args.label_smoothing)
+        .z_loss(args.z_loss)
+        .log_target(args.log_target)
+        .with_grad(args.grad_out.is_some())
+        .strict(args.strict)
+        .base(match args.base {
+            BaseArg::E => Base::E,
+            BaseArg::Two => Base::Two,
+            BaseArg::Ten => Base::Ten,
         });
+    match args.softcap {
+        Some(cap) => request.softcap(cap),
+        None => request,
     }
-    Ok(data)
-}
-
-/// The input, from a `.safetensors` file (by its extension) or else a `.npy` one.
-fn input<'a>(
-    args: &LossArgs,
-    file: &'a Source,
-) -> std::result::Result<(Floats<'a>, [usize; 2]), Failure> {
-    let path = file.path();
-    let safetensors = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
-    let read = match (safetensors, &args.tensor) {
-        (true, tensor) => xent::io::safetensors::read_input(file, tensor.as_deref()),
-        (false, None) => npy::read_input(file),
-        (false, Some(_)) => {
-            return Err(Failure::about(
-                "--tensor",
-                Error::InvalidOption {
-                    option: "tensor",
-                    reason: format!(
-                        "names a tensor of a .safetensors input, and {} is read as .npy",
-                        path.display()
-                    ),
-                },
-            ));
-        }
-    };
-    read.map_err(|e| Failure::about("--input", e))
 }
 
 pub fn run(args: &LossArgs) -> std::result::Result<(), Failure> {
     let loss = args.loss.kind();
-    let input_file = open("--input", &args.input)?;
-    let (input, shape) = input(args, &input_file)?;
-    let target_file = optional("--target", &args.target)?;
+    let input_file = files::open("--input", &args.input)?;
+    let (input, shape) = files::matrix("--input", &input_file, args.tensor.as_deref(), "--tensor")?;
+    let head_files = linear::HeadFiles::open(args)?;
+    let head = head_files.as_ref().map(|h| h.read(args)).transpose()?;
+    if head.is_some() && loss != LossKind::CrossEntropy {
+        return Err(Failure::about(
+            "--linear-weight",
+            Error::Unsupported {
+                option: "a linear head",
+                loss: loss.name(),
+                input_kind: "logits",
+            },
+        ));
+    }
+    let logits_shape = head.as_ref().map_or(shape, |h| [shape[0], h.shape[0]]);
+    let whose = if head.is_some() { "logits'" } else { "input's" };
+    let target_file = files::optional("--target", &args.target)?;
     let target = target_file
         .as_ref()
-        .map(|file| target(file, loss, shape))
-        .transpose()
-        .map_err(|e| Failure::about("--target", e))?;
-    let weight_file = optional("--weight", &args.weight)?;
-    let weight = weights("--weight", weight_file.as_ref())?;
-    let pos_weight_file = optional("--pos-weight", &args.pos_weight)?;
-    let pos_weight = weights("--pos-weight", pos_weight_file.as_ref())?;
-    let mut request = Request::new(
-        loss,
-        input.as_input(),
-        shape,
-        target.as_ref().map_or(Target::None, TargetData::as_target),
-    )
-    .input_kind(match args.input_kind {
-        InputKindArg::Logits => InputKind::Logits,
-        InputKindArg::Probs => InputKind::Probs,
-        InputKindArg::LogProbs => InputKind::LogProbs,
-    })
-    .reduction(match args.reduction {
-        ReductionArg::Mean => Reduction::Mean,
-        ReductionArg::Sum => Reduction::Sum,
-        ReductionArg::None => Reduction::None,
-        ReductionArg::Batchmean => Reduction::BatchMean,
-    })
-    .ignore_index(args.ignore_index)
-    .label_smoothing(args.label_smoothing)
-    .z_loss(args.z_loss)
-    .log_target(args.log_target)
-    .with_grad(args.grad_out.is_some())
-    .strict(args.strict)
-    .base(match args.base {
-        BaseArg::E => Base::E,
-        BaseArg::Two => Base::Two,
-        BaseArg::Ten => Base::Ten,
-    });
-    if let Some(cap) = args.softcap {
-        request = request.softcap(cap);
-    }
+        .map(|file| files::target(file, loss, logits_shape, whose))
+        .transpose()?;
+    let target = target.as_ref().map_or(Target::None, TargetData::as_target);
+    let weight_file = files::optional("--weight", &args.weight)?;
+    let weight = files::vector("--weight", weight_file.as_ref())?;
+    let pos_weight_file = files::optional("--pos-weight", &args.pos_weight)?;
+    let pos_weight = files::vector("--pos-weight", pos_weight_file.as_ref())?;
+    let mut request = match &head {
+        Some(h) => {
+            let r = Request::linear_cross_entropy(
+                input.as_input(),
+                shape,
+                h.weight.as_input(),
+                h.shape,
+                target,
+            );
+            match &h.bias {
+                Some(b) => r.linear_bias(b),
+                None => r,
+            }
+        }
+        None => Request::new(loss, input.as_input(), shape, target),
+    };
+    request = with_options(args, request);
     if let Some(w) = &weight {
         request = request.weight(w);
     }
@@ -288,57 +279,41 @@ pub fn run(args: &LossArgs) -> std::result::Result<(), Failure> {
         request = request.pos_weight(w);
     }
     request.validate().map_err(request_failure)?;
-    let engine = args
-        .device
-        .engine()
-        .map_err(|e| Failure::about("--device", e))?;
-    let out = match &args.grad_out {
-        Some(path) => {
+    // The GPU kernels of a linear head are to come: `auto` computes it on the fast CPU path.
+    let engine = match (args.device, &head) {
+        (DeviceChoice::Auto, Some(_)) => Ok(Engine::cpu()),
+        (device, _) => device.engine(),
+    }
+    .map_err(|e| Failure::about("--device", e))?;
+    let out = match (&head, &args.grad_out) {
+        (Some(h), _) => linear::compute(&engine, &request, args, shape, h.shape)?,
+        (None, Some(path)) => {
             let about = |e| Failure::about("--grad-out", e);
             let mut file = npy::Writer::create(path, &shape).map_err(about)?;
             let out = engine.compute_into(&request, file.values_mut())?;
             file.finish().map_err(about)?;
             out
         }
-        None => engine.compute(&request)?,
+        (None, None) => engine.compute(&request)?,
     };
-    let device = engine.device();
-    if args.json {
-        let mut doc = match &out.loss {
-            Loss::Scalar(v) => json!({ "loss": v }),
-            Loss::Unreduced { values, shape } => json!({ "losses": values, "shape": shape }),
-        };
-        let kind = match device.kind {
-            DeviceKind::Gpu => "gpu",
-            DeviceKind::Cpu => "cpu",
-        };
-        if let Value::Object(map) = &mut doc {
-            map.insert("device".into(), kind.into());
-            map.insert("adapter".into(), device.adapter.clone().into());
-            map.insert("backend".into(), device.backend.clone().into());
-            map.insert("valid_rows".into(), out.valid_rows.into());
-        }
-        println!("{doc}");
-    } else {
-        match &out.loss {
-            Loss::Scalar(v) => println!("{v}"),
-            Loss::Unreduced { values, shape } => {
-                let width = if shape.len() == 2 { shape[1] } else { 1 };
-                for row in values.chunks(width) {
-                    let row: Vec<String> = row.iter().map(f32::to_string).collect();
-                    println!("{}", row.join(" "));
-                }
-            }
-        }
-        eprintln!(
-            "{} on {} {} input, {} valid of {} rows, on {}",
+    let what = match &head {
+        Some(h) => format!(
+            "linear {} on {} hidden states [{}, {}] and a {} head [{}, {}]",
             loss.name(),
             input.dtype(),
-            request.options().input_kind.name(),
-            out.valid_rows,
             shape[0],
-            device
-        );
-    }
+            shape[1],
+            h.weight.dtype(),
+            h.shape[0],
+            h.shape[1]
+        ),
+        None => format!(
+            "{} on {} {} input",
+            loss.name(),
+            input.dtype(),
+            request.options().input_kind.name()
+        ),
+    };
+    report::print(&out, &engine, args.json, &what, shape[0]);
     Ok(())
 }
