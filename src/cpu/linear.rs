@@ -138,3 +138,68 @@ pub(crate) fn compute(req: &CheckedLinear, grads: LinearGradsMut) -> Output {
         linear_grads: None,
     }
 }
+
+/// L [m, v] ← h [m, d] · wᵀ (+ each row of `bias`).
+fn logits(l: &mut [f32], h: &[f32], w: &[f32], bias: Option<&[f32]>, [m, d, v]: [usize; 3]) {
+    if let Some(b) = bias {
+        l.chunks_exact_mut(v).for_each(|row| row.copy_from_slice(b));
+    }
+    let add = bias.is_some();
+    matmul([m, v, d], l, add, Operand::plain(h), Operand::transposed(w));
+}
+
+/// dh [m, d] ← g [m, v] · w (or += where `add`), and dw [v, d] += gᵀ · h, each when given.
+fn backward(
+    g: &[f32],
+    h: &[f32],
+    w: &[f32],
+    dh: Option<&mut [f32]>,
+    dw: Option<&mut [f32]>,
+    add: bool,
+    [m, d, v]: [usize; 3],
+) {
+    if let Some(dh) = dh {
+        matmul([m, d, v], dh, add, Operand::plain(g), Operand::plain(w));
+    }
+    if let Some(dw) = dw {
+        matmul(
+            [v, d, m],
+            dw,
+            true,
+            Operand::transposed(g),
+            Operand::plain(h),
+        );
+    }
+}
+
+/// The seconds the GEMMs of a linear request take alone, chunk by chunk as [`compute`] runs
+/// them: the logits' product, and with `backward` the two of the gradients (over the logits in
+/// place of G). The buffers are made before the clock starts.
+pub(crate) fn probe(req: &CheckedLinear, backward_too: bool) -> f64 {
+    let (n, v, d) = (req.logits.batch, req.logits.classes, req.head.dim);
+    let w = f32s(req.head.weight, 0..v * d);
+    let rows_per_chunk = req.chunk_rows();
+    let mut chunk = vec![0.0_f32; rows_per_chunk.min(n) * v];
+    let mut dh = vec![0.0_f32; if backward_too { n * d } else { 0 }];
+    let mut dw = vec![0.0_f32; if backward_too { v * d } else { 0 }];
+    let start = std::time::Instant::now();
+    for first in (0..n).step_by(rows_per_chunk) {
+        let rows = first..n.min(first + rows_per_chunk);
+        let m = rows.len();
+        let h = f32s(req.head.hidden, rows.start * d..rows.end * d);
+        logits(&mut chunk[..m * v], &h, &w, req.head.bias, [m, d, v]);
+        if backward_too {
+            let dh = &mut dh[rows.start * d..rows.end * d];
+            backward(
+                &chunk[..m * v],
+                &h,
+                &w,
+                Some(dh),
+                Some(&mut dw),
+                false,
+                [m, d, v],
+            );
+        }
+    }
+    start.elapsed().as_secs_f64()
+}

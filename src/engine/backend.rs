@@ -24,6 +24,9 @@ pub(crate) trait Backend: Send + Sync {
     /// Computes a linear request, its gradients into the slices of `grads`.
     fn compute_linear(&self, req: &CheckedLinear, grads: LinearGradsMut) -> Result<Output>;
 
+    /// Times the GEMMs of a linear request alone (with `backward`, all three).
+    fn linear_probe(&self, req: &CheckedLinear, backward: bool) -> Result<KernelTime>;
+
     /// [`Backend::compute`], with the time spent in the kernels.
     fn compute_timed(
         &self,
@@ -118,6 +121,15 @@ impl Backend for Cpu {
         }
     }
 
+    /// Both CPU paths set their linear rows against the fast path's GEMMs: the machine's roof.
+    fn linear_probe(&self, req: &CheckedLinear, backward: bool) -> Result<KernelTime> {
+        threads::spin()?;
+        Ok(KernelTime {
+            seconds: cpu::linear::probe(req, backward),
+            clock: Clock::Host,
+        })
+    }
+
     fn compute_timed(
         &self,
         req: &Checked,
@@ -177,6 +189,13 @@ impl Backend for Cpu {
     }
 }
 
+/// What a GPU engine answers a linear request with, before anything runs.
+const NO_LINEAR_HEAD: Error = Error::NotOnThisEngine {
+    what: "a linear head (fused linear cross-entropy)",
+    reason: "its GPU kernels are still to come; the fast CPU path computes it (Engine::cpu(), \
+             --device cpu or auto)",
+};
+
 impl Backend for GpuEngine {
     fn compute(&self, req: &Checked, grad: Option<&mut [f32]>) -> Result<Output> {
         Ok(GpuEngine::compute(self, req, grad, false)?.0)
@@ -184,11 +203,11 @@ impl Backend for GpuEngine {
 
     /// The GPU kernels of a linear head are not written yet: a typed error, before anything runs.
     fn compute_linear(&self, _req: &CheckedLinear, _grads: LinearGradsMut) -> Result<Output> {
-        Err(Error::NotOnThisEngine {
-            what: "a linear head (fused linear cross-entropy)",
-            reason: "its GPU kernels are still to come; the fast CPU path computes it \
-                     (Engine::cpu(), --device cpu or auto)",
-        })
+        Err(NO_LINEAR_HEAD)
+    }
+
+    fn linear_probe(&self, _req: &CheckedLinear, _backward: bool) -> Result<KernelTime> {
+        Err(NO_LINEAR_HEAD)
     }
 
     fn compute_in_place(&self, req: Checked, logits: &mut [f32]) -> Result<Output> {

@@ -32,6 +32,15 @@ impl Engine {
         self.backend.bandwidth_probe(data)
     }
 
+    /// Times the matrix products of a linear request ([`Request::linear_cross_entropy`]) alone,
+    /// chunk by chunk through the same GEMM code as its computation: the logits' product, and
+    /// with `backward` also the two of the gradients. The ceiling for the request's own time,
+    /// as [`Engine::bandwidth_probe`] is for a loss on materialized logits.
+    pub fn linear_probe(&self, request: &Request, backward: bool) -> Result<KernelTime> {
+        self.backend
+            .linear_probe(&request.check_linear()?, backward)
+    }
+
     /// Turns on (or off) the autotune of a GPU engine's row kernels, for this engine and its
     /// clones: for each class of shapes (loss, dtype, gradient, and B and C to the next power of
     /// two), the first calls each run one candidate kernel (workgroup sizes, and on CPU adapters
