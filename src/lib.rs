@@ -7,6 +7,9 @@ mod losses_md {}
 #[cfg(doctest)]
 #[doc = include_str!("../docs/device-resident.md")]
 mod device_resident_md {}
+#[cfg(doctest)]
+#[doc = include_str!("../docs/linear.md")]
+mod linear_md {}
 
 mod cpu;
 mod engine;

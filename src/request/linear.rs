@@ -10,9 +10,14 @@ use super::kinds::{InputKind, LossKind};
 use super::values::{Input, Target};
 use crate::error::{Error, Result};
 
-/// The logits' bytes a chunk of rows holds at most unless a request says otherwise
-/// ([`Request::linear_chunk_bytes`]): at a vocabulary of 32 000, 256 rows.
+/// The most logits' bytes a chunk of rows holds unless a request says otherwise
+/// ([`Request::linear_chunk_bytes`]): at a vocabulary of 32 000, 256 rows. A chunk also holds at
+/// most a sixteenth of the whole logits' bytes (or 1 MiB, if more), so that a linear request
+/// never needs more than a small part of what its logits would take.
 pub const DEFAULT_CHUNK_BYTES: usize = 32 << 20;
+
+/// The least a chunk holds by default, however small the logits (one row, at least, always).
+const MIN_DEFAULT_CHUNK_BYTES: usize = 1 << 20;
 
 /// The output head of a fused linear cross-entropy: logits = hidden · weightᵀ + bias.
 #[derive(Clone, Copy, Debug)]
@@ -27,8 +32,9 @@ pub struct Linear<'a> {
     pub dim: usize,
     /// D as the weight's shape gives it, checked against `dim`.
     pub weight_dim: usize,
-    /// The most bytes of logits a chunk of rows holds.
-    pub chunk_bytes: usize,
+    /// The most bytes of logits a chunk of rows holds, when the request sets it (see
+    /// [`DEFAULT_CHUNK_BYTES`] for what it is otherwise).
+    pub chunk_bytes: Option<usize>,
 }
 
 impl<'a> Request<'a> {
@@ -69,7 +75,7 @@ impl<'a> Request<'a> {
             bias: None,
             dim,
             weight_dim,
-            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            chunk_bytes: None,
         });
         request
     }
@@ -86,11 +92,12 @@ impl<'a> Request<'a> {
 
     /// Sets the most bytes of logits a chunk of rows holds (at least one row's, whatever the
     /// budget), which bounds the memory a linear request takes beyond its inputs and gradients;
-    /// [`DEFAULT_CHUNK_BYTES`] unless set. The result does not depend on it beyond rounding.
+    /// see [`DEFAULT_CHUNK_BYTES`] for the default. The result does not depend on it beyond
+    /// rounding, and never on the thread count.
     #[must_use]
     pub fn linear_chunk_bytes(mut self, bytes: usize) -> Self {
         match &mut self.linear {
-            Some(linear) => linear.chunk_bytes = bytes,
+            Some(linear) => linear.chunk_bytes = Some(bytes),
             None => self.misplaced = Some("linear_chunk_bytes"),
         }
         self
@@ -216,9 +223,15 @@ pub(crate) struct CheckedLinear<'a> {
 }
 
 impl CheckedLinear<'_> {
-    /// How many rows a chunk takes: as many as fit the head's byte budget, at least one.
+    /// How many rows a chunk takes: as many as fit the request's byte budget, or the default's
+    /// (see [`DEFAULT_CHUNK_BYTES`]), at least one.
     pub fn chunk_rows(&self) -> usize {
         let row_bytes = self.logits.classes.max(1) * 4;
-        (self.head.chunk_bytes / row_bytes).clamp(1, self.logits.batch.max(1))
+        let logits_bytes = row_bytes.saturating_mul(self.logits.batch);
+        let budget = self
+            .head
+            .chunk_bytes
+            .unwrap_or(DEFAULT_CHUNK_BYTES.min((logits_bytes / 16).max(MIN_DEFAULT_CHUNK_BYTES)));
+        (budget / row_bytes).clamp(1, self.logits.batch.max(1))
     }
 }
