@@ -267,7 +267,7 @@ def _(rng):
     n, d, v = 23, 29, 71
     return LCase(hidden(rng, n, d), head(rng, v, d, scale=20.0), targets(rng, n, v, 0.2),
                  bias=bias(rng, v), class_weight=class_weight(rng, v), label_smoothing=0.1,
-                 z_loss=1e-3, softcap=30.0, base="2")
+                 z_loss=1e-3, softcap=30.0)
 
 
 @case("lce_soft_all_options_9x17x33")
@@ -275,7 +275,7 @@ def _(rng):
     n, d, v = 9, 17, 33
     return LCase(hidden(rng, n, d), head(rng, v, d, scale=20.0), soft(rng, n, v),
                  bias=bias(rng, v), class_weight=class_weight(rng, v), label_smoothing=0.1,
-                 z_loss=1e-3, softcap=30.0, base="2")
+                 z_loss=1e-3, softcap=30.0)
 
 
 @case("lce_all_ignored_4x6x5")

@@ -368,12 +368,9 @@ fn no_allocation_of_the_logits_size() {
 
 /// The module's own account of its memory (`src/cpu/linear.rs`: "the chunk, and float32 copies
 /// of 16-bit operands") with the gradients: at most the budget and gemm's buffers.
-///
-/// FINDING (reported, not fixed here): with the gradients the peak is twice the chunk, because
-/// gemm 0.19 packs the whole of Gᵀ ([V, rows], the chunk's size) to compute dW += Gᵀ·H_c:
-/// 17.8 MB at the default budget for these 8 MiB of logits, 9.4 MB at a budget of 4 MiB.
+/// (dW's products read G a block of classes at a time, so that gemm never packs the whole of
+/// Gᵀ, which doubled the peak.)
 #[test]
-#[ignore = "with gradients the fast path's peak is twice the chunk (gemm packs Gᵀ for dW)"]
 fn with_gradients_the_peak_is_one_chunk() {
     let p = Problem::new("with gradients the peak is one chunk", [512, 64, 4096]);
     for rows in [64, 256, 512] {

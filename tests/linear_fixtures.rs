@@ -232,37 +232,7 @@ fn check_output(what: &str, case: &Case, name: &str, out: &Output) {
     }
 }
 
-/// Whether xent's cross-entropy refuses the case's options: a z-loss with a base other than e
-/// ("z-loss is defined in nats; use base e", `src/request/check.rs`).
-///
-/// FINDING (reported): `scripts/gen_linear_fixtures.py` combines z-loss with base 2 in its two
-/// all-options cases, so xent refuses them; they are checked to be refused with that typed
-/// error. Each option is still checked against PyTorch in the other cases, only not all at once
-/// (z-loss with softcap and a bias in `lce_*_bias_softcap_zloss_*`, base 2 in `lce_base2_*`).
-fn refused(case: &Case) -> bool {
-    case.spec["z_loss"].as_f64().unwrap() != 0.0 && case.spec["base"] != "e"
-}
-
 fn check(engine: &Engine, case: &Case) {
-    if refused(case) {
-        let (_, target) = &case.targets[0];
-        let err = engine
-            .compute(&case.request(target.as_target(), Reduction::Mean))
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                xent::Error::InvalidOption {
-                    option: "z_loss",
-                    ..
-                }
-            ),
-            "{}: {err:?}",
-            case.name
-        );
-        assert_eq!(err.argument(), Some(xent::Argument::ZLoss));
-        return;
-    }
     for (file, target) in &case.targets {
         for (name, reduction) in REDUCTIONS {
             let what = format!("{} {} {file} {name}", engine.device(), case.name);
@@ -292,17 +262,7 @@ fn check(engine: &Engine, case: &Case) {
 
 #[test]
 fn the_fast_path_matches_pytorch() {
-    let cases = cases();
-    let refused: Vec<&str> = cases
-        .iter()
-        .filter(|c| refused(c))
-        .map(|c| &c.name[..])
-        .collect();
-    assert_eq!(
-        refused,
-        ["lce_all_options_23x29x71", "lce_soft_all_options_9x17x33"]
-    );
-    for case in &cases {
+    for case in &cases() {
         check(&Engine::cpu(), case);
     }
 }
@@ -402,13 +362,9 @@ fn writing_and_adding_into_slices_agree_with_compute() {
     into_slices_agree_with_compute(8);
 }
 
-/// FINDING (reported, not fixed here): with `add`, a chunk of one row adds G·W into dH through
-/// gemm 0.19's one-row (gemv) path, which accumulates into the destination term by term over V:
-/// dH = start + G·W comes out about 10–25 ulps of |start| off (2.5e-6 at |start| = 1, V = 1000),
-/// where every other chunk size is within 1 ulp. A budget under two rows' logits, N = 1, or a
-/// last chunk of one row hits it.
+/// With `add`, chunks of one row (gemm's one-row path accumulates term by term) are as precise
+/// as any other: dH's product is computed whole, then added.
 #[test]
-#[ignore = "add into dH through one-row chunks is ~20 ulps off on the fast path (gemm's gemv path)"]
 fn adding_through_one_row_chunks_is_as_precise() {
     into_slices_agree_with_compute(1);
 }

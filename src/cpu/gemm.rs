@@ -7,11 +7,13 @@ use gemm::{Parallelism, gemm};
 /// Products of fewer multiply-adds than this stay on the calling thread.
 const PARALLEL_MIN_FLOPS: usize = 1 << 20;
 
-/// An operand of [`matmul`]: its row-major values, as the product takes them or transposed.
+/// An operand of [`matmul`]: row-major values, as the product takes them or transposed, whose
+/// stored rows are `stride` apart (a block of a wider matrix), or packed.
 #[derive(Clone, Copy)]
 pub(crate) struct Operand<'a> {
     pub values: &'a [f32],
     pub transposed: bool,
+    pub stride: Option<usize>,
 }
 
 impl<'a> Operand<'a> {
@@ -20,6 +22,7 @@ impl<'a> Operand<'a> {
         Operand {
             values,
             transposed: false,
+            stride: None,
         }
     }
 
@@ -28,54 +31,80 @@ impl<'a> Operand<'a> {
         Operand {
             values,
             transposed: true,
+            stride: None,
         }
     }
 
-    /// The (column, row) strides of a `rows` × `columns` operand.
-    fn strides(&self, rows: usize, columns: usize) -> (isize, isize) {
-        if self.transposed {
-            (rows as isize, 1)
-        } else {
-            (1, columns as isize)
+    /// The same operand, its stored rows `stride` apart.
+    pub fn strided(self, stride: usize) -> Self {
+        Operand {
+            stride: Some(stride),
+            ..self
         }
+    }
+
+    /// The (column, row) strides of the `rows` × `columns` matrix the product takes, and the
+    /// values it reaches.
+    fn strides(&self, rows: usize, columns: usize) -> ((isize, isize), usize) {
+        let (stored_rows, stored_columns) = if self.transposed {
+            (columns, rows)
+        } else {
+            (rows, columns)
+        };
+        let stride = self.stride.unwrap_or(stored_columns);
+        let reach = (stored_rows.max(1) - 1) * stride + stored_columns;
+        let strides = if self.transposed {
+            (stride as isize, 1)
+        } else {
+            (1, stride as isize)
+        };
+        (strides, reach)
     }
 }
 
-/// `dst` [m, n] row-major ← a [m, k] · b [k, n], or += where `add`.
+/// `dst` ← a [m, k] · b [k, n], or += where `add`; `dst` is [m, n] row-major, or with
+/// `dst_transposed` the product's transpose, [n, m] row-major.
 pub(crate) fn matmul(
     [m, n, k]: [usize; 3],
     dst: &mut [f32],
-    add: bool,
+    (add, dst_transposed): (bool, bool),
     a: Operand<'_>,
     b: Operand<'_>,
 ) {
-    assert!(dst.len() >= m * n && a.values.len() >= m * k && b.values.len() >= k * n);
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
+        assert!(dst.len() >= m * n);
         if !add {
             dst[..m * n].fill(0.0);
         }
         return;
     }
-    let (a_cs, a_rs) = a.strides(m, k);
-    let (b_cs, b_rs) = b.strides(k, n);
+    let ((a_cs, a_rs), a_reach) = a.strides(m, k);
+    let ((b_cs, b_rs), b_reach) = b.strides(k, n);
+    let dst_operand = Operand {
+        values: dst,
+        transposed: dst_transposed,
+        stride: None,
+    };
+    let ((dst_cs, dst_rs), dst_reach) = dst_operand.strides(m, n);
+    assert!(dst.len() >= dst_reach && a.values.len() >= a_reach && b.values.len() >= b_reach);
     let threads = if m * n * k < PARALLEL_MIN_FLOPS {
         Parallelism::None
     } else {
         Parallelism::Rayon(rayon::current_num_threads())
     };
-    // SAFETY: the asserts above keep every index the strides reach within its slice; `dst`
-    // does not alias `a` or `b` (it is borrowed mutably).
+    // SAFETY: the assert above keeps every index the strides reach within its slice; `dst` does
+    // not alias `a` or `b` (it is borrowed mutably).
     unsafe {
         gemm(
             m,
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_cs,
+            dst_rs,
             add,
             a.values.as_ptr(),
             a_cs,
@@ -118,10 +147,26 @@ mod tests {
             (Operand::transposed(&at), Operand::transposed(&bt)),
         ] {
             let mut dst = vec![1.0; m * n];
-            matmul([m, n, k], &mut dst, false, a, b);
+            matmul([m, n, k], &mut dst, (false, false), a, b);
             assert_eq!(dst, want);
-            matmul([m, n, k], &mut dst, true, a, b);
+            matmul([m, n, k], &mut dst, (true, false), a, b);
             assert_eq!(dst, want.iter().map(|x| 2.0 * x).collect::<Vec<_>>());
+            let mut dst_t = vec![1.0; m * n];
+            matmul([m, n, k], &mut dst_t, (false, true), a, b);
+            assert_eq!(dst_t, transpose(&want, m, n));
+        }
+        // Columns 2..5 of b, a block of its rows 7 apart.
+        let mut block = vec![0.0; m * 3];
+        let b_block = Operand::plain(&b[2..]).strided(n);
+        matmul(
+            [m, 3, k],
+            &mut block,
+            (false, false),
+            Operand::plain(&a),
+            b_block,
+        );
+        for i in 0..m {
+            assert_eq!(block[i * 3..i * 3 + 3], want[i * n + 2..i * n + 5]);
         }
     }
 }

@@ -67,17 +67,7 @@ pub(crate) fn compute(req: &CheckedLinear, grads: LinearGradsMut) -> Output {
         let m = rows.len();
         let h = f32s(req.head.hidden, rows.start * d..rows.end * d);
         let l = &mut chunk[..m * v];
-        if let Some(b) = req.head.bias {
-            l.chunks_exact_mut(v).for_each(|row| row.copy_from_slice(b));
-        }
-        let bias_in = req.head.bias.is_some();
-        matmul(
-            [m, v, d],
-            l,
-            bias_in,
-            Operand::plain(&h),
-            Operand::transposed(&w),
-        );
+        forward(l, &h, &w, req.head.bias, [m, d, v]);
         let row_values = (!row_values.is_empty()).then(|| &mut row_values[rows.clone()]);
         let lse = lse.as_mut().map(|l| &mut l[rows.clone()]);
         let chunk_sums = if grad {
@@ -103,19 +93,10 @@ pub(crate) fn compute(req: &CheckedLinear, grads: LinearGradsMut) -> Output {
         };
         sums = (sums.0 + chunk_sums.0, sums.1 + chunk_sums.1);
         let g = &chunk[..m * v];
-        if let Some(dh) = hidden.as_deref_mut() {
-            let dh = &mut dh[rows.start * d..rows.end * d];
-            matmul([m, d, v], dh, add, Operand::plain(g), Operand::plain(&w));
-        }
-        if let Some(dw) = weight.as_deref_mut() {
-            matmul(
-                [v, d, m],
-                dw,
-                true,
-                Operand::transposed(g),
-                Operand::plain(&h),
-            );
-        }
+        let dh = hidden
+            .as_deref_mut()
+            .map(|dh| &mut dh[rows.start * d..rows.end * d]);
+        backward(g, &h, &w, dh, weight.as_deref_mut(), add, [m, d, v]);
         if let Some(db) = bias.as_deref_mut() {
             for row in g.chunks_exact(v) {
                 db.iter_mut().zip(row).for_each(|(b, g)| *b += g);
@@ -139,16 +120,31 @@ pub(crate) fn compute(req: &CheckedLinear, grads: LinearGradsMut) -> Output {
     }
 }
 
-/// L [m, v] ← h [m, d] · wᵀ (+ each row of `bias`).
-fn logits(l: &mut [f32], h: &[f32], w: &[f32], bias: Option<&[f32]>, [m, d, v]: [usize; 3]) {
+/// L [m, v] ← h [m, d] · wᵀ, then + `bias` on each row: added once to each finished product, so
+/// that a product's rounding never depends on the bias's magnitude.
+fn forward(l: &mut [f32], h: &[f32], w: &[f32], bias: Option<&[f32]>, [m, d, v]: [usize; 3]) {
+    matmul(
+        [m, v, d],
+        l,
+        (false, false),
+        Operand::plain(h),
+        Operand::transposed(w),
+    );
     if let Some(b) = bias {
-        l.chunks_exact_mut(v).for_each(|row| row.copy_from_slice(b));
+        for row in l.chunks_exact_mut(v) {
+            row.iter_mut().zip(b).for_each(|(x, b)| *x += b);
+        }
     }
-    let add = bias.is_some();
-    matmul([m, v, d], l, add, Operand::plain(h), Operand::transposed(w));
 }
 
-/// dh [m, d] ← g [m, v] · w (or += where `add`), and dw [v, d] += gᵀ · h, each when given.
+/// The most bytes of G one of dW's products reads: the GEMM packs that block of G whole, so this
+/// bounds its copy (at least 64 classes a block, however many rows).
+const DW_BLOCK_BYTES: usize = 512 << 10;
+
+/// dh [m, d] ← g [m, v] · w (with `add`, dh += that product, computed whole first), and dw
+/// [v, d] += gᵀ · h, each when given. dw takes the product's transpose, hᵀ · g, written
+/// transposed, a block of [`DW_BLOCK_BYTES`] of g at a time, so that the GEMM never copies the
+/// whole of g.
 fn backward(
     g: &[f32],
     h: &[f32],
@@ -159,16 +155,41 @@ fn backward(
     [m, d, v]: [usize; 3],
 ) {
     if let Some(dh) = dh {
-        matmul([m, d, v], dh, add, Operand::plain(g), Operand::plain(w));
+        if add {
+            let mut product = vec![0.0; m * d];
+            matmul(
+                [m, d, v],
+                &mut product,
+                (false, false),
+                Operand::plain(g),
+                Operand::plain(w),
+            );
+            dh.iter_mut().zip(&product).for_each(|(x, p)| *x += p);
+        } else {
+            matmul(
+                [m, d, v],
+                dh,
+                (false, false),
+                Operand::plain(g),
+                Operand::plain(w),
+            );
+        }
     }
     if let Some(dw) = dw {
-        matmul(
-            [v, d, m],
-            dw,
-            true,
-            Operand::transposed(g),
-            Operand::plain(h),
-        );
+        let block = (DW_BLOCK_BYTES / (4 * m.max(1))).max(64);
+        for first in (0..v).step_by(block) {
+            let classes = first..v.min(first + block);
+            let g_block = Operand::plain(&g[first..]).strided(v);
+            let dw_block = &mut dw[classes.start * d..classes.end * d];
+            let shape = [d, classes.len(), m];
+            matmul(
+                shape,
+                dw_block,
+                (true, true),
+                Operand::transposed(h),
+                g_block,
+            );
+        }
     }
 }
 
@@ -187,7 +208,7 @@ pub(crate) fn probe(req: &CheckedLinear, backward_too: bool) -> f64 {
         let rows = first..n.min(first + rows_per_chunk);
         let m = rows.len();
         let h = f32s(req.head.hidden, rows.start * d..rows.end * d);
-        logits(&mut chunk[..m * v], &h, &w, req.head.bias, [m, d, v]);
+        forward(&mut chunk[..m * v], &h, &w, req.head.bias, [m, d, v]);
         if backward_too {
             let dh = &mut dh[rows.start * d..rows.end * d];
             backward(

@@ -57,22 +57,27 @@ impl Engine {
         self.backend.compute_linear(&checked, grads)
     }
 
-    /// [`Engine::compute`] of a linear request: the gradients, when asked for, in new vectors.
+    /// [`Engine::compute`] of a linear request: the gradients, when asked for, in new vectors,
+    /// allocated once the request is checked.
     pub(super) fn compute_linear(&self, request: &Request) -> Result<Output> {
-        let Some(linear) = request.linear().filter(|_| request.options().grad) else {
-            return self.compute_linear_into(request, LinearGradsMut::default());
-        };
-        let [n, v] = request.shape();
-        let mut hidden = vec![0.0; n.saturating_mul(linear.dim)];
-        let mut weight = vec![0.0; v.saturating_mul(linear.dim)];
-        let mut bias = linear.bias.map(|_| vec![0.0; v]);
+        let checked = request.check_linear()?;
+        if !checked.logits.options.grad {
+            return self
+                .backend
+                .compute_linear(&checked, LinearGradsMut::default());
+        }
+        let [n, v] = [checked.logits.batch, checked.logits.classes];
+        let d = checked.head.dim;
+        let mut hidden = vec![0.0; n * d];
+        let mut weight = vec![0.0; v * d];
+        let mut bias = checked.head.bias.map(|_| vec![0.0; v]);
         let grads = LinearGradsMut {
             hidden: Some(&mut hidden),
             weight: Some(&mut weight),
             bias: bias.as_deref_mut(),
             add: false,
         };
-        let mut out = self.compute_linear_into(request, grads)?;
+        let mut out = self.backend.compute_linear(&checked, grads)?;
         out.grad = Some(hidden);
         out.linear_grads = Some(LinearGrads { weight, bias });
         Ok(out)

@@ -62,6 +62,11 @@ pub(super) fn f64_as_f32(data: &[u8], order: ByteOrder) -> Vec<f32> {
     converted(data, |b| f64::from_bytes(b, order) as f32)
 }
 
+/// float16 values as float32 (exactly), in one pass into one buffer.
+pub(super) fn f16_as_f32(data: &[u8], order: ByteOrder) -> Vec<f32> {
+    converted(data, |b| f16::from_bytes(b, order).to_f32())
+}
+
 /// Each `N` bytes of `data` through `convert`, in parallel where `data` is over
 /// [`PARALLEL_BYTES`], written once into the returned buffer.
 fn converted<T: Send, const N: usize>(

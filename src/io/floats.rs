@@ -39,15 +39,6 @@ impl<'a> Floats<'a> {
         }
     }
 
-    /// The values as float32, as [`Floats::to_f32`] gives them, without a copy when they are
-    /// float32 already.
-    pub(super) fn into_f32(self) -> Cow<'a, [f32]> {
-        match self {
-            Floats::F32(v) => v,
-            other => Cow::Owned(other.to_f32()),
-        }
-    }
-
     /// The values in a buffer of their own, copied where they were borrowed.
     pub fn into_owned(self) -> Floats<'static> {
         match self {

@@ -123,9 +123,10 @@ impl<'a> Request<'a> {
         let d = linear.dim;
         let o = &self.options;
         if self.loss != LossKind::CrossEntropy || o.input_kind != InputKind::Logits {
+            // A linear request is built as cross-entropy: only its input kind can be changed.
             return Err(Error::Unsupported {
-                option: "a linear head",
-                loss: self.loss.name(),
+                option: "input kind",
+                loss: "linear-cross-entropy",
                 input_kind: o.input_kind.name(),
             });
         }

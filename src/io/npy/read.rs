@@ -8,7 +8,7 @@ use std::path::Path;
 use npyz::{DType, Endianness, NpyFile, NpyHeader, Order, TypeChar};
 
 use crate::Result;
-use crate::io::decode::{ByteOrder, f64_as_f32, values};
+use crate::io::decode::{ByteOrder, f16_as_f32, f64_as_f32, values};
 use crate::io::error::{npy_error, quote};
 use crate::io::floats::{Floats, TargetData};
 use crate::io::npy::header::check_header;
@@ -83,6 +83,17 @@ fn open<'a>(path: &Path, bytes: &'a [u8]) -> Result<Npy<'a>> {
 }
 
 impl<'a> Npy<'a> {
+    /// Float values as float32, borrowed where they are float32 already and converted in one
+    /// pass where not, or None when the dtype is not a float.
+    fn f32s(&self) -> Option<Cow<'a, [f32]>> {
+        match (self.kind, self.item) {
+            (TypeChar::Float, 2) => Some(Cow::Owned(f16_as_f32(self.data, self.order))),
+            (TypeChar::Float, 4) => Some(values(self.data, self.order)),
+            (TypeChar::Float, 8) => Some(Cow::Owned(f64_as_f32(self.data, self.order))),
+            _ => None,
+        }
+    }
+
     /// Float values, float64 converted to float32, or None when the dtype is not a float.
     fn floats(&self) -> Option<Floats<'a>> {
         match (self.kind, self.item) {
@@ -147,8 +158,8 @@ pub fn parse_target<'a>(name: &Path, bytes: &'a [u8]) -> Result<TargetData<'a>> 
         )),
         (TypeChar::Int, 4) => Ok(TargetData::ClassesI32(values(npy.data, npy.order))),
         (TypeChar::Int, 8) => Ok(TargetData::ClassesI64(values(npy.data, npy.order))),
-        _ => match npy.floats() {
-            Some(floats) => Ok(TargetData::Dense(floats.into_f32(), npy.shape)),
+        _ => match npy.f32s() {
+            Some(values) => Ok(TargetData::Dense(values, npy.shape)),
             None => Err(npy_error(
                 name,
                 format!(
@@ -176,8 +187,8 @@ pub fn parse_vector<'a>(name: &Path, bytes: &'a [u8]) -> Result<Cow<'a, [f32]>> 
             format!("shape is {:?}, expected [classes]", npy.shape),
         ));
     }
-    match npy.floats() {
-        Some(floats) => Ok(floats.into_f32()),
+    match npy.f32s() {
+        Some(values) => Ok(values),
         None => Err(npy_error(
             name,
             format!("dtype is {}, expected float values", npy.descr),
