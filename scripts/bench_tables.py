@@ -24,7 +24,8 @@ def time(seconds):
 
 
 def main(path):
-    rows = json.load(open(path))
+    # Rows on logits (BxC); a linear head's rows (NxDxV, in GFLOP/s) have tables of their own.
+    rows = [r for r in json.load(open(path)) if r["shape"].count("x") == 1]
     shapes = list(dict.fromkeys(r["shape"] for r in rows))
 
     def find(shape, pass_, measure, path_prefix):

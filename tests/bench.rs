@@ -290,3 +290,143 @@ fn the_in_place_pass_times_the_fast_path_and_needs_f32() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("f32"), "{stderr}");
 }
+
+/// `--linear-shape` alone runs no logits shape: on the CPU, the GEMM probe of each pass and the
+/// fast path's and the reference's calls, in GFLOP/s with their peak memory; a GPU gets a note.
+#[test]
+fn linear_shapes_get_gflops_probes_and_peak_memory() {
+    let (json, csv) = (temp("linear.json"), temp("linear.csv"));
+    let (code, stdout, stderr) = run_cli(
+        &[
+            "bench",
+            "--linear-shape",
+            "64x32x1000",
+            "--runs",
+            "2",
+            "--warmup",
+            "1",
+            "--json",
+            json.to_str().unwrap(),
+            "--csv",
+            csv.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("GFLOP/s") && stdout.contains("peak MiB"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stderr.matches("no linear rows on").count(),
+        gpus().len(),
+        "{stderr}"
+    );
+    let rows: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = rows.as_array().expect("an array of rows");
+    // Probes fwd and fwd+bwd; fwd and fwd+bwd calls on the fast path and the reference
+    // (64·32·1000 multiply-adds are within --reference-max-elements).
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    let paths: Vec<&str> = rows.iter().map(|r| r["path"].as_str().unwrap()).collect();
+    assert_eq!(paths.iter().filter(|p| **p == "cpu gemm probe").count(), 2);
+    assert_eq!(paths.iter().filter(|p| p.contains("cpu fast")).count(), 2);
+    assert_eq!(paths.iter().filter(|p| p.contains("reference")).count(), 2);
+    for row in rows {
+        assert_eq!(row["shape"], "64x32x1000", "{row}");
+        assert_eq!(
+            (&row["batch"], &row["dim"], &row["classes"]),
+            (&Value::from(64), &Value::from(32), &Value::from(1000))
+        );
+        assert!(
+            row.get("bytes").is_none() && row.get("gb_per_s").is_none(),
+            "{row}"
+        );
+        let gemms = if row["pass"] == "fwd+bwd" { 3 } else { 1 };
+        assert_eq!(row["flops"], 2 * 64 * 32 * 1000 * gemms, "{row}");
+        let median = row["median_s"].as_f64().unwrap();
+        let gflops = row["gflop_per_s"].as_f64().unwrap();
+        assert!(gflops > 0.0, "{row}");
+        let want = row["flops"].as_f64().unwrap() / median / 1e9;
+        assert!((gflops - want).abs() <= 1e-9 * want, "{row}");
+        assert!(row["of_probe"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row.get("peak_bytes").is_some(), "{row}");
+        if row["measure"] == "call" && cfg!(target_os = "linux") {
+            assert!(row["peak_bytes"].is_u64(), "{row}");
+        }
+    }
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(csv.lines().count(), rows.len() + 1);
+    let header = csv.lines().next().unwrap();
+    for field in [
+        "shape",
+        "dim",
+        "flops",
+        "gflop_per_s",
+        "of_probe",
+        "peak_bytes",
+    ] {
+        assert!(header.split(',').any(|h| h == field), "{header}");
+    }
+    assert!(csv.lines().skip(1).all(|l| l.starts_with("64x32x1000,")));
+}
+
+/// With both flags both kinds run, each in its own section of the table; the plot draws the
+/// logits' rows.
+#[test]
+fn logits_and_linear_shapes_run_together() {
+    let (json, svg) = (temp("both.json"), temp("both.svg"));
+    let (code, stdout, stderr) = run_cli(
+        &[
+            "bench",
+            "--shape",
+            "16x100",
+            "--linear-shape",
+            "8x4x50",
+            "--device",
+            "cpu",
+            "--pass",
+            "fwd",
+            "--runs",
+            "1",
+            "--json",
+            json.to_str().unwrap(),
+            "--plot",
+            svg.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("xent bench: cross-entropy loss"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\nxent bench: linear heads"), "{stdout}");
+    let rows: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let shapes: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["shape"].as_str().unwrap())
+        .collect();
+    // A bandwidth probe and a call on logits; a GEMM probe and a call on the head.
+    assert_eq!(shapes, ["16x100", "16x100", "8x4x50", "8x4x50"]);
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+}
+
+#[test]
+fn bad_linear_shapes_and_options_are_one_line_errors() {
+    for (args, want) in [
+        (&["bench", "--linear-shape", "0x4x4"][..], 2),
+        (&["bench", "--linear-shape", "4x4"], 2),
+        (&["bench", "--linear-shape", "4x4x4", "--dtype", "f16"], 1),
+        (
+            &["bench", "--linear-shape", "4x4x4", "--loss", "entropy"],
+            1,
+        ),
+    ] {
+        let (code, _, stderr) = run_cli(args, &[]);
+        assert_eq!(code, want, "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("linear-shape"), "{args:?}: {stderr}");
+    }
+}

@@ -37,6 +37,9 @@ enum Command {
     /// Time every path on a grid of shapes against each device's bandwidth probe, and print a
     /// table (JSON, CSV and an SVG plot on request).
     Bench(bench::BenchArgs),
+    /// One linear call of `xent bench` in a process of its own, which prints its peak memory.
+    #[command(name = "bench-linear-child", hide = true)]
+    BenchLinearChild(bench::LinearChildArgs),
 }
 
 /// Runs the parsed command line.
@@ -49,6 +52,7 @@ pub fn run(cli: Cli) -> std::result::Result<(), Failure> {
         }
         Command::Loss(args) => loss::run(&args),
         Command::Bench(args) => Ok(bench::run(&args)?),
+        Command::BenchLinearChild(args) => Ok(bench::run_linear_child(&args)?),
         Command::Verify(args) => match verify::run(&args)? {
             (0, _) => Ok(()),
             (failed, checks) => Err(Failure::Verify { failed, checks }),

@@ -6,26 +6,32 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use xent::Dtype;
 
-use super::report::{Pass, Shape, parse_shape};
+use super::report::{Pass, Shape, parse_linear_shape, parse_shape};
 use crate::cli::loss::LossArg;
 
 /// The default grid: small and large vocabularies, tiny rows, and huge rows in a small batch.
 const DEFAULT_SHAPES: [Shape; 6] = [
-    Shape(64, 1000),
-    Shape(1024, 32_000),
-    Shape(4096, 32_000),
-    Shape(256, 128_256),
-    Shape(8192, 10),
-    Shape(32, 262_144),
+    Shape::Logits(64, 1000),
+    Shape::Logits(1024, 32_000),
+    Shape::Logits(4096, 32_000),
+    Shape::Logits(256, 128_256),
+    Shape::Logits(8192, 10),
+    Shape::Logits(32, 262_144),
 ];
 
 /// The arguments of `xent bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// A shape to run, as BxC; repeat for several. Default: 64x1000, 1024x32000, 4096x32000,
-    /// 256x128256, 8192x10 and 32x262144.
+    /// A shape to run, as BxC; repeat for several. Default (when no --linear-shape is given
+    /// either): 64x1000, 1024x32000, 4096x32000, 256x128256, 8192x10 and 32x262144.
     #[arg(long = "shape", value_parser = parse_shape)]
     shapes: Vec<Shape>,
+    /// A fused linear cross-entropy to run, as NxDxV: N hidden states of D values against a
+    /// head of V classes (f32, with a bias, class targets, mean); repeat for several. Its rows:
+    /// the GEMM probe, fwd (the loss) and fwd+bwd (the gradients of H, W and b), in GFLOP/s,
+    /// with each call's peak memory.
+    #[arg(long = "linear-shape", value_parser = parse_linear_shape)]
+    linear_shapes: Vec<Shape>,
     /// The loss (mean reduction, on logits).
     #[arg(long, value_enum, default_value_t = LossArg::CrossEntropy)]
     pub loss: LossArg,
@@ -46,10 +52,12 @@ pub struct BenchArgs {
     /// Untimed runs before them.
     #[arg(long, default_value_t = 2)]
     pub warmup: u32,
-    /// The float64 reference runs at shapes of at most this many elements.
+    /// The float64 reference runs at shapes of at most this many elements: B·C logits, or for
+    /// a linear head N·D·V multiply-adds.
     #[arg(long, default_value_t = 1 << 22)]
     pub reference_max_elements: usize,
-    /// Also time PyTorch's F.cross_entropy, forward and forward+backward, in this run (through
+    /// Also time PyTorch's F.cross_entropy, forward and forward+backward, in this run, and for
+    /// linear shapes F.linear_cross_entropy on its reference and chunked paths (through
     /// benches/compare_torch.py; skipped with a message when python or torch is missing).
     #[arg(long)]
     pub torch: bool,
@@ -76,12 +84,13 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
-    /// The shapes to run: those given, or else the default grid.
+    /// The shapes to run: those given (logits first, then linear heads), or else the default
+    /// grid.
     pub fn shapes(&self) -> Vec<Shape> {
-        if self.shapes.is_empty() {
+        if self.shapes.is_empty() && self.linear_shapes.is_empty() {
             DEFAULT_SHAPES.to_vec()
         } else {
-            self.shapes.clone()
+            [&self.shapes[..], &self.linear_shapes[..]].concat()
         }
     }
 

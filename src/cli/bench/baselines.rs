@@ -1,5 +1,6 @@
-//! Rows of other libraries, set beside xent's: PyTorch timed in the same run, and rows measured
-//! elsewhere (candle, by `benches/compare_candle`), read from JSON lines.
+//! Rows of other libraries, set beside xent's: PyTorch timed in the same run (on logits, and on
+//! linear heads on both paths of `F.linear_cross_entropy`), and rows measured elsewhere (candle,
+//! by `benches/compare_candle`), read from JSON lines.
 
 use std::path::Path;
 use std::process::Command;
@@ -9,15 +10,17 @@ use xent::{Dtype, Error, LossKind, Result};
 
 use super::args::BenchArgs;
 use super::files::read;
-use super::report::{Measure, Pass, Row, Shape, moved_bytes, parse_shape};
+use super::report::{Measure, Pass, Row, Shape, Work, parse_any_shape, work};
 
 /// Rows of another library, from JSON lines of the form that `benches/compare_torch.py --json`
-/// and `benches/compare_candle` print.
+/// and `benches/compare_candle` print: `shape` BxC or NxDxV, `pass`, `impl`, `version`, the
+/// times, and optionally `threads`, `variant` (a linear head's path: "reference" or "chunked")
+/// and `peak_bytes`.
 fn external_rows(
     text: &str,
     source: &str,
     shapes: &[Shape],
-    bytes: impl Fn(Shape, Pass) -> u64,
+    work: impl Fn(Shape, Pass) -> Work,
 ) -> Result<Vec<Row>> {
     let bad = |line: usize, why: &str| Error::Io {
         path: source.to_string(),
@@ -43,21 +46,21 @@ fn external_rows(
                 .filter(|s| s.is_finite() && *s > 0.0)
                 .ok_or_else(|| bad(n + 1, &format!("\"{k}\" is not a positive number")))
         };
-        let shape = parse_shape(&text_of("shape")?).map_err(|e| bad(n + 1, &e))?;
+        let shape = parse_any_shape(&text_of("shape")?).map_err(|e| bad(n + 1, &e))?;
         if !shapes.contains(&shape) {
             continue;
         }
-        let pass = match text_of("pass")?.as_str() {
-            "fwd" => Pass::Fwd,
-            "fwd+bwd" => Pass::FwdBwd,
-            other => return Err(bad(n + 1, &format!("unknown pass \"{other}\""))),
-        };
+        let pass = Pass::parse_call(&text_of("pass")?).map_err(|e| bad(n + 1, &e))?;
         let threads = v
             .get("threads")
             .and_then(Value::as_u64)
             .map_or(String::new(), |t| format!(", {t} threads"));
+        let variant = match v.get("variant") {
+            Some(_) => format!(" {}", text_of("variant")?),
+            None => String::new(),
+        };
         let path = format!(
-            "{} {} (cpu{threads})",
+            "{} {}{variant} (cpu{threads})",
             text_of("impl")?,
             text_of("version")?
         );
@@ -70,8 +73,9 @@ fn external_rows(
             measure: Measure::Call,
             clock: "host".into(),
             device: "cpu".into(),
-            bytes: bytes(shape, pass),
+            work: work(shape, pass),
             seconds,
+            peak_bytes: v.get("peak_bytes").and_then(Value::as_u64),
         });
     }
     Ok(rows)
@@ -86,12 +90,13 @@ pub fn baseline_rows(
 ) -> Result<Vec<Row>> {
     let text = read(path)?;
     external_rows(&text, &path.display().to_string(), shapes, |s, pass| {
-        moved_bytes(s, loss, dtype, pass)
+        work(s, loss, dtype, pass)
     })
 }
 
-/// PyTorch's rows, timed now by `benches/compare_torch.py` on the same shapes and the same thread
-/// count as the fast path. Missing Python or torch is a message, not an error.
+/// PyTorch's rows, timed now by `benches/compare_torch.py` on the same shapes (logits and linear
+/// heads) and the same thread count as the fast path. Missing Python or torch is a message, not
+/// an error.
 pub fn torch_rows(
     args: &BenchArgs,
     loss: LossKind,
@@ -110,7 +115,11 @@ pub fn torch_rows(
         .args(["--threads", &rayon::current_num_threads().to_string()])
         .args(["--runs", &args.runs.to_string()]);
     for s in shapes {
-        cmd.args(["--shape", &s.to_string()]);
+        let flag = match s {
+            Shape::Logits(..) => "--shape",
+            Shape::Linear(..) => "--linear-shape",
+        };
+        cmd.args([flag, &s.to_string()]);
     }
     let out = match cmd.output() {
         Ok(out) => out,
@@ -137,7 +146,7 @@ pub fn torch_rows(
         });
     }
     let rows = external_rows(&stdout, script, shapes, |s, pass| {
-        moved_bytes(s, loss, dtype, pass)
+        work(s, loss, dtype, pass)
     })?;
     if rows.is_empty() {
         eprintln!(
@@ -167,17 +176,25 @@ mod tests {
             r#"{"impl":"torch","version":"2.15","shape":"64x1000","pass":"fwd+bwd","threads":2,"runs":5,"median_s":0.002,"min_s":0.001,"max_s":0.003}"#,
             "\n",
             r#"{"impl":"torch","version":"2.15","shape":"8x8","pass":"fwd","threads":2,"runs":5,"median_s":0.002,"min_s":0.001,"max_s":0.003}"#,
+            "\n",
+            r#"{"impl":"torch","version":"2.15","shape":"64x32x1000","pass":"fwd+bwd","variant":"chunked","threads":2,"runs":5,"median_s":0.002,"min_s":0.001,"max_s":0.003,"peak_bytes":4096}"#,
             "\n"
         );
-        let bytes = |s, pass| moved_bytes(s, LossKind::CrossEntropy, Dtype::F32, pass);
-        let rows = external_rows(text, "t", &[Shape(64, 1000)], bytes).unwrap();
-        assert_eq!(rows.len(), 2);
+        let work = |s, pass| work(s, LossKind::CrossEntropy, Dtype::F32, pass);
+        let shapes = [Shape::Logits(64, 1000), Shape::Linear(64, 32, 1000)];
+        let rows = external_rows(text, "t", &shapes, work).unwrap();
+        assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].path, "torch 2.15 (cpu, 2 threads)");
         // 256 000 bytes of logits read in 2 ms; with the gradient, as many written too.
-        assert!((rows[0].gbs() - 0.128).abs() < 1e-9);
-        assert!((rows[1].gbs() - 0.256).abs() < 1e-9);
+        assert!((rows[0].rate() - 0.128).abs() < 1e-9);
+        assert!((rows[1].rate() - 0.256).abs() < 1e-9);
+        assert_eq!(rows[0].peak_bytes, None);
+        // 3 GEMMs of 2·64·32·1000 flops in 2 ms.
+        assert_eq!(rows[2].path, "torch 2.15 chunked (cpu, 2 threads)");
+        assert!((rows[2].rate() - 6.144).abs() < 1e-9);
+        assert_eq!(rows[2].peak_bytes, Some(4096));
         let broken = r#"{"impl":"torch","version":"2","shape":"64x1000","pass":"fwd","median_s":-1,"min_s":1,"max_s":1}"#;
-        let e = external_rows(broken, "t", &[Shape(64, 1000)], |_, _| 1).unwrap_err();
+        let e = external_rows(broken, "t", &shapes, |_, _| Work::Bytes(1)).unwrap_err();
         assert!(e.to_string().contains("median_s"), "{e}");
     }
 }

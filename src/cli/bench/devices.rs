@@ -57,9 +57,15 @@ impl Device {
         self.engine.device().kind == DeviceKind::Gpu
     }
 
-    /// Whether it runs `shape`: the reference runs shapes of at most `reference_max_elements`.
+    /// Whether it runs `shape`: the reference runs shapes of at most `reference_max_elements`
+    /// elements, B·C logits or, for a linear head, N·D·V multiply-adds (each logit costs it D of
+    /// them in float64).
     pub fn runs_at(&self, shape: Shape, reference_max_elements: usize) -> bool {
-        !self.reference || shape.elements() <= reference_max_elements
+        let elements = match shape {
+            Shape::Logits(b, c) => b * c,
+            Shape::Linear(n, d, v) => n * d * v,
+        };
+        !self.reference || elements <= reference_max_elements
     }
 
     /// The rows its call gives for `pass`: end to end and kernel on a GPU (in place, end to end

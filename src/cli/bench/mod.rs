@@ -8,8 +8,11 @@
 //! - on the CPU, the fast path's call, and the float64 reference's at small shapes;
 //! - on each device, a bandwidth probe that reads the same bytes once and sums them, the ceiling
 //!   every row is set against;
+//! - for each linear head (`--linear-shape NxDxV`), on the CPU paths, a GEMM probe of each pass
+//!   and the calls, in GFLOP/s, each call's peak memory taken in a child process (`peak`);
 //! - with `--torch`, PyTorch's `F.cross_entropy` on the same shapes and thread count, in the same
-//!   run; with `--baseline`, rows measured elsewhere (candle, by `benches/compare_candle`).
+//!   run, and its `F.linear_cross_entropy` on the linear heads; with `--baseline`, rows measured
+//!   elsewhere (candle, by `benches/compare_candle`).
 //!
 //! It prints a table, and writes JSON, CSV and an SVG plot when asked. Data flows one way: the
 //! arguments select inputs and devices, the runner and the baselines make rows of the report
@@ -21,16 +24,20 @@ mod devices;
 mod export;
 mod files;
 mod inputs;
+mod linear;
+mod peak;
 mod plot;
 mod report;
 mod runner;
 mod table;
+mod timing;
 
-use xent::{Dtype, Error, Result};
+use xent::{Dtype, Error, LossKind, Result};
 
 pub use args::BenchArgs;
 use devices::Device;
-use report::Pass;
+pub use peak::{LinearChildArgs, run_child as run_linear_child};
+use report::{Pass, Shape};
 
 /// Runs the benchmark that `args` describes, and prints and writes its report.
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -43,6 +50,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             option: "pass",
             reason: format!(
                 "a gradient in place is written over f32 logits, not {}",
+                dtype.name()
+            ),
+        });
+    }
+    let linear = shapes.iter().any(|s| matches!(s, Shape::Linear(..)));
+    if linear && (loss != LossKind::CrossEntropy || dtype != Dtype::F32) {
+        return Err(Error::InvalidOption {
+            option: "linear-shape",
+            reason: format!(
+                "a linear head is timed with cross-entropy on f32 hidden states and weights, \
+                 not {} on {}",
+                loss.name(),
                 dtype.name()
             ),
         });

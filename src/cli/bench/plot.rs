@@ -1,12 +1,13 @@
 //! The benchmark plot: forward GB/s against bytes per row, one line per path (the kernel time on
-//! GPUs, the call on CPUs), each device's bandwidth probe drawn dashed as its ceiling.
+//! GPUs, the call on CPUs), each device's bandwidth probe drawn dashed as its ceiling. A loss on
+//! logits only: linear heads' rows (GFLOP/s, in the table and the files) are not drawn.
 
 use std::path::Path;
 
 use plotters::prelude::*;
 use xent::{Error, Result};
 
-use super::report::{Measure, Pass, Row};
+use super::report::{Measure, Pass, Row, Shape};
 
 const COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
@@ -34,10 +35,14 @@ fn short(path: &str) -> &str {
     path.split(" (").next().unwrap_or(path)
 }
 
-/// The forward pass of every path (the kernel time on GPUs, the call on CPUs), and each probe.
+/// The forward pass of every path (the kernel time on GPUs, the call on CPUs), and each probe,
+/// on logits.
 fn lines(rows: &[Row]) -> Vec<Line> {
     let mut lines: Vec<Line> = Vec::new();
     for row in rows {
+        let Shape::Logits(batch, _) = row.shape else {
+            continue;
+        };
         let probe = row.measure == Measure::Probe;
         let label = match row.measure {
             Measure::Probe => format!("{} probe", short(&row.device)),
@@ -46,7 +51,7 @@ fn lines(rows: &[Row]) -> Vec<Line> {
             }
             _ => continue,
         };
-        let point = (row.bytes as f64 / row.shape.0 as f64, row.gbs());
+        let point = (row.work.amount() as f64 / batch as f64, row.rate());
         match lines.iter_mut().find(|l| l.label == label) {
             Some(line) => line.points.push(point),
             None => lines.push(Line {
@@ -80,7 +85,10 @@ pub fn draw(path: &Path, rows: &[Row]) -> Result<()> {
         (lo.min(y), hi.max(y))
     });
     if lines.is_empty() || !(x_min > 0.0 && y_min > 0.0) {
-        return Err(failed(path, "no rows with a positive rate to draw"));
+        return Err(failed(
+            path,
+            "no rows on logits with a positive rate to draw (linear heads are not drawn)",
+        ));
     }
     let root = SVGBackend::new(path, (1100, 800)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| failed(path, e))?;
