@@ -349,7 +349,7 @@ fn tensor_picks_a_tensor_of_a_safetensors_input() {
         &target,
         &["--tensor", "logits"],
         &npy_input,
-        &["xent: error: --tensor: names a tensor of a .safetensors input"],
+        &["xent: error: --tensor: names a tensor of a .safetensors file"],
     );
     for path in [npy_input, target, two, alone] {
         std::fs::remove_file(path).unwrap();

@@ -195,14 +195,16 @@ fn backward(
 
 /// The seconds the GEMMs of a linear request take alone, chunk by chunk as [`compute`] runs
 /// them: the logits' product, and with `backward` the two of the gradients (over the logits in
-/// place of G). The buffers are made before the clock starts.
+/// place of G). The buffers are made, and their pages touched, before the clock starts, as a
+/// training loop's are.
 pub(crate) fn probe(req: &CheckedLinear, backward_too: bool) -> f64 {
     let (n, v, d) = (req.logits.batch, req.logits.classes, req.head.dim);
     let w = f32s(req.head.weight, 0..v * d);
     let rows_per_chunk = req.chunk_rows();
-    let mut chunk = vec![0.0_f32; rows_per_chunk.min(n) * v];
-    let mut dh = vec![0.0_f32; if backward_too { n * d } else { 0 }];
-    let mut dw = vec![0.0_f32; if backward_too { v * d } else { 0 }];
+    let touched = |len: usize| vec![1.0_f32; len];
+    let mut chunk = touched(rows_per_chunk.min(n) * v);
+    let mut dh = touched(if backward_too { n * d } else { 0 });
+    let mut dw = touched(if backward_too { v * d } else { 0 });
     let start = std::time::Instant::now();
     for first in (0..n).step_by(rows_per_chunk) {
         let rows = first..n.min(first + rows_per_chunk);

@@ -1,7 +1,7 @@
 //! [`Request`]: one loss computation on host data, built option by option.
 
 use super::kinds::{Base, InputKind, LossKind, Reduction};
-use super::linear::Linear;
+use super::linear_head::Linear;
 use super::options::Options;
 use super::values::{Input, Target};
 

@@ -1,41 +1,16 @@
-//! A fused linear cross-entropy: cross-entropy on the logits H·Wᵀ + b of an output head, which
-//! are computed a chunk of rows at a time and never held whole. The request is a [`Request`] for
-//! cross-entropy on [N, V] logits, with the head in place of its input.
+//! A fused linear cross-entropy's request: the builder methods of a [`Request`] for cross-entropy
+//! on the [N, V] logits of an output head ([`Linear`]), its check, and what it is checked into.
 
 use super::builder::Request;
 use super::check::{length, target_kind};
 use super::check_host::check_finite;
 use super::checked::Checked;
 use super::kinds::{InputKind, LossKind};
+use super::linear_head::{
+    DEFAULT_CHUNK_BYTES, DEFAULT_LOGITS_PARTS, Linear, MIN_DEFAULT_CHUNK_BYTES,
+};
 use super::values::{Input, Target};
 use crate::error::{Error, Result};
-
-/// The most logits' bytes a chunk of rows holds unless a request says otherwise
-/// ([`Request::linear_chunk_bytes`]): at a vocabulary of 32 000, 256 rows. A chunk also holds at
-/// most a sixteenth of the whole logits' bytes (or 1 MiB, if more), so that a linear request
-/// never needs more than a small part of what its logits would take.
-pub const DEFAULT_CHUNK_BYTES: usize = 32 << 20;
-
-/// The least a chunk holds by default, however small the logits (one row, at least, always).
-const MIN_DEFAULT_CHUNK_BYTES: usize = 1 << 20;
-
-/// The output head of a fused linear cross-entropy: logits = hidden · weightᵀ + bias.
-#[derive(Clone, Copy, Debug)]
-pub struct Linear<'a> {
-    /// The hidden states H, [N, D] row-major.
-    pub hidden: Input<'a>,
-    /// The head's weight W, [V, D] row-major: one row per class.
-    pub weight: Input<'a>,
-    /// The head's bias b, [V], when it has one.
-    pub bias: Option<&'a [f32]>,
-    /// D, the columns of both.
-    pub dim: usize,
-    /// D as the weight's shape gives it, checked against `dim`.
-    pub weight_dim: usize,
-    /// The most bytes of logits a chunk of rows holds, when the request sets it (see
-    /// [`DEFAULT_CHUNK_BYTES`] for what it is otherwise).
-    pub chunk_bytes: Option<usize>,
-}
 
 impl<'a> Request<'a> {
     /// Cross-entropy on the logits `hidden · weightᵀ` of an output head, as PyTorch's
@@ -229,10 +204,10 @@ impl CheckedLinear<'_> {
     pub fn chunk_rows(&self) -> usize {
         let row_bytes = self.logits.classes.max(1) * 4;
         let logits_bytes = row_bytes.saturating_mul(self.logits.batch);
-        let budget = self
-            .head
-            .chunk_bytes
-            .unwrap_or(DEFAULT_CHUNK_BYTES.min((logits_bytes / 16).max(MIN_DEFAULT_CHUNK_BYTES)));
+        let budget = self.head.chunk_bytes.unwrap_or(
+            DEFAULT_CHUNK_BYTES
+                .min((logits_bytes / DEFAULT_LOGITS_PARTS).max(MIN_DEFAULT_CHUNK_BYTES)),
+        );
         (budget / row_bytes).clamp(1, self.logits.batch.max(1))
     }
 }
