@@ -53,18 +53,18 @@ pub struct Output {
     pub linear_grads: Option<LinearGrads>,
 }
 
-/// The gradients of a linear head's weight, [V, D], and bias, [V] (when it has one).
+/// The gradients of a linear head's weight, [V, D], and bias, `[V]` (when it has one).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LinearGrads {
     /// ∂loss/∂W, row-major [V, D].
     pub weight: Vec<f32>,
-    /// ∂loss/∂b, [V].
+    /// ∂loss/∂b, `[V]`.
     pub bias: Option<Vec<f32>>,
 }
 
 /// The caller's slices that [`Engine::compute_linear_into`](crate::Engine::compute_linear_into)
 /// puts a linear request's gradients into, each optional: the hidden states' [N, D], the
-/// weight's [V, D] and the bias's [V]. A training loop that accumulates the head's gradient over
+/// weight's [V, D] and the bias's `[V]`. A training loop that accumulates the head's gradient over
 /// micro-batches sets `add`.
 #[derive(Debug, Default)]
 pub struct LinearGradsMut<'g> {
@@ -72,7 +72,7 @@ pub struct LinearGradsMut<'g> {
     pub hidden: Option<&'g mut [f32]>,
     /// ∂loss/∂W, row-major [V, D].
     pub weight: Option<&'g mut [f32]>,
-    /// ∂loss/∂b, [V].
+    /// ∂loss/∂b, `[V]`.
     pub bias: Option<&'g mut [f32]>,
     /// Add the gradients to what the slices hold instead of overwriting it.
     pub add: bool,

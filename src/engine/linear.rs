@@ -9,7 +9,7 @@ use crate::request::Request;
 impl Engine {
     /// Computes a linear request ([`Request::linear_cross_entropy`]) and puts its gradients into
     /// the caller's slices: those of the hidden states [N, D], the weight [V, D] and the bias
-    /// [V], each when given, written over or, with [`LinearGradsMut::add`], added to what they
+    /// `[V]`, each when given, written over or, with [`LinearGradsMut::add`], added to what they
     /// hold (a weight's gradient accumulated over micro-batches). With none given it computes
     /// the loss only, and skips the backward products. A slice of the wrong length, or one for a
     /// bias the head lacks, is an error before anything is written.

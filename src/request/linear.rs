@@ -55,7 +55,7 @@ impl<'a> Request<'a> {
         request
     }
 
-    /// Sets the head's bias, [V] (a linear request's only; refused on others).
+    /// Sets the head's bias, `[V]` (a linear request's only; refused on others).
     #[must_use]
     pub fn linear_bias(mut self, bias: &'a [f32]) -> Self {
         match &mut self.linear {

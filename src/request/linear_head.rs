@@ -25,7 +25,7 @@ pub struct Linear<'a> {
     pub hidden: Input<'a>,
     /// The head's weight W, [V, D] row-major: one row per class.
     pub weight: Input<'a>,
-    /// The head's bias b, [V], when it has one.
+    /// The head's bias b, `[V]`, when it has one.
     pub bias: Option<&'a [f32]>,
     /// D, the columns of both.
     pub dim: usize,
