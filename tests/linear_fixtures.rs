@@ -13,20 +13,14 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{
-    assert_close, assert_scalar, read_input, read_safetensors, read_target, read_vector,
-    relative_norm_error,
+    REDUCTIONS, assert_close, assert_scalar, read_input, read_safetensors, read_target,
+    read_vector, relative_norm_error,
 };
 use serde_json::Value;
 use xent::io::{Floats, TargetData};
 use xent::{Base, Engine, LinearGradsMut, Output, Reduction, Request, Target};
 
 const TOL: f64 = 1e-5;
-const REDUCTIONS: [(&str, Reduction); 4] = [
-    ("mean", Reduction::Mean),
-    ("sum", Reduction::Sum),
-    ("none", Reduction::None),
-    ("batchmean", Reduction::BatchMean),
-];
 
 struct Case {
     name: String,

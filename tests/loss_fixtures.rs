@@ -14,20 +14,14 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{
-    assert_close, assert_scalar, cli_devices, read_input, read_safetensors, read_target,
-    read_vector, run_cli,
+    REDUCTIONS, assert_close, assert_scalar, cli_devices, read_input, read_safetensors,
+    read_target, read_vector, run_cli,
 };
 use serde_json::Value;
 use xent::io::{Floats, TargetData};
 use xent::{Base, Engine, InputKind, LossKind, Reduction, Request, Target};
 
 const TOL: f64 = 1e-5;
-const REDUCTIONS: [(&str, Reduction); 4] = [
-    ("mean", Reduction::Mean),
-    ("sum", Reduction::Sum),
-    ("none", Reduction::None),
-    ("batchmean", Reduction::BatchMean),
-];
 
 struct Case {
     name: String,

@@ -154,3 +154,11 @@ pub fn write_npy<T: npyz::AutoSerialize + Copy>(
     writer.extend(data.iter().copied()).unwrap();
     writer.finish().unwrap();
 }
+
+/// Every reduction, with the name the fixtures give it.
+pub const REDUCTIONS: [(&str, xent::Reduction); 4] = [
+    ("mean", xent::Reduction::Mean),
+    ("sum", xent::Reduction::Sum),
+    ("none", xent::Reduction::None),
+    ("batchmean", xent::Reduction::BatchMean),
+];

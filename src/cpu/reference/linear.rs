@@ -5,8 +5,8 @@
 use super::cross_entropy;
 use super::row::{Row, cap};
 use super::unreduced::Unreduced;
-use crate::output::{LinearGradsMut, Loss, Output};
-use crate::request::{CheckedLinear, Reduction, scalar};
+use crate::output::{LinearGradsMut, Output};
+use crate::request::CheckedLinear;
 
 /// Computes a checked linear request in float64, putting the gradients into `grads`' slices.
 pub(crate) fn compute(req: &CheckedLinear, grads: LinearGradsMut) -> Output {
@@ -16,7 +16,6 @@ pub(crate) fn compute(req: &CheckedLinear, grads: LinearGradsMut) -> Output {
     let grad = grads.hidden.is_some() || grads.weight.is_some() || grads.bias.is_some();
     let mut options = logits.options;
     options.grad = grad;
-    let ln = logits.options.base.ln();
     let divisors = logits.divisors();
     let (main_divisor, z_divisor) = divisors.unwrap_or((f64::INFINITY, f64::INFINITY));
     let mut u = Unreduced::default();
@@ -79,18 +78,7 @@ pub(crate) fn compute(req: &CheckedLinear, grads: LinearGradsMut) -> Output {
             }
         }
     }
-    let loss = match logits.options.reduction {
-        Reduction::None => Loss::Unreduced {
-            values: u
-                .main
-                .iter()
-                .zip(&u.z)
-                .map(|(m, z)| (m / ln + z) as f32)
-                .collect(),
-            shape: vec![n],
-        },
-        _ => scalar((u.main.iter().sum(), u.z.iter().sum()), divisors),
-    };
+    let loss = super::reduced(&u, logits, divisors);
     Output {
         loss,
         lse: logits

@@ -30,20 +30,8 @@ fn unreduced(req: &Checked) -> Unreduced {
 /// gradient of the reduced loss (of the sum of the values, for `none`) into `grad` when asked.
 pub(crate) fn compute(req: &Checked, grad: Option<&mut [f32]>) -> Output {
     let u = unreduced(req);
-    let ln = req.options.base.ln();
     let divisors = req.divisors();
-    let loss = match (req.options.reduction, divisors) {
-        (Reduction::None, _) => Loss::Unreduced {
-            values: u
-                .main
-                .iter()
-                .zip(&u.z)
-                .map(|(m, z)| (m / ln + z) as f32)
-                .collect(),
-            shape: req.unreduced_shape(),
-        },
-        _ => scalar((u.main.iter().sum(), u.z.iter().sum()), divisors),
-    };
+    let loss = reduced(&u, req, divisors);
     if let Some(grad) = grad {
         let (main_divisor, z_divisor) = divisors.unwrap_or((f64::INFINITY, f64::INFINITY));
         for (i, g) in grad.iter_mut().enumerate() {
@@ -64,6 +52,24 @@ pub(crate) fn compute(req: &Checked, grad: Option<&mut [f32]>) -> Output {
         grad: None,
         valid_rows: req.valid_rows,
         linear_grads: None,
+    }
+}
+
+/// The loss of `u`, a request's values before the reduction, reduced as `req` says: each value in
+/// its base with its z term for `none`, or the sums over the divisors.
+fn reduced(u: &Unreduced, req: &Checked, divisors: Option<(f64, f64)>) -> Loss {
+    let ln = req.options.base.ln();
+    match req.options.reduction {
+        Reduction::None => Loss::Unreduced {
+            values: u
+                .main
+                .iter()
+                .zip(&u.z)
+                .map(|(m, z)| (m / ln + z) as f32)
+                .collect(),
+            shape: req.unreduced_shape(),
+        },
+        _ => scalar((u.main.iter().sum(), u.z.iter().sum()), divisors),
     }
 }
 
