@@ -70,27 +70,20 @@ pub(crate) fn compute(req: &CheckedLinear, grads: LinearGradsMut) -> Output {
         forward(l, &h, &w, req.head.bias, [m, d, v]);
         let row_values = (!row_values.is_empty()).then(|| &mut row_values[rows.clone()]);
         let lse = lse.as_mut().map(|l| &mut l[rows.clone()]);
-        let chunk_sums = if grad {
-            let checked = logits.rows(rows.clone(), Input::F32(&[]), options);
-            let out = RowsOut {
-                grad: Some(&mut *l),
-                in_place: true,
-                values: None,
-                row_values,
-                lse,
-            };
-            fast::rows(&checked, scales, out)
+        // With a gradient the row pass writes G over the logits it reads; without, it only reads.
+        let (input, grad_out) = if grad {
+            (Input::F32(&[]), Some(&mut *l))
         } else {
-            let checked = logits.rows(rows.clone(), Input::F32(l), options);
-            let out = RowsOut {
-                grad: None,
-                in_place: false,
-                values: None,
-                row_values,
-                lse,
-            };
-            fast::rows(&checked, scales, out)
+            (Input::F32(l), None)
         };
+        let out = RowsOut {
+            in_place: grad_out.is_some(),
+            grad: grad_out,
+            values: None,
+            row_values,
+            lse,
+        };
+        let chunk_sums = fast::rows(&logits.rows(rows.clone(), input, options), scales, out);
         sums = (sums.0 + chunk_sums.0, sums.1 + chunk_sums.1);
         let g = &chunk[..m * v];
         let dh = hidden
