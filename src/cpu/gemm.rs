@@ -62,34 +62,79 @@ impl<'a> Operand<'a> {
     }
 }
 
-/// `dst` ← a [m, k] · b [k, n], or += where `add`; `dst` is [m, n] row-major, or with
-/// `dst_transposed` the product's transpose, [n, m] row-major.
-pub(crate) fn matmul(
-    [m, n, k]: [usize; 3],
-    dst: &mut [f32],
-    (add, dst_transposed): (bool, bool),
-    a: Operand<'_>,
-    b: Operand<'_>,
-) {
+/// Where [`matmul`] puts its product: row-major values (or the product's transpose), whose rows
+/// are `stride` apart (a block of a wider matrix) or packed, overwritten or added to.
+pub(crate) struct Dst<'a> {
+    pub values: &'a mut [f32],
+    pub transposed: bool,
+    pub stride: Option<usize>,
+    pub add: bool,
+}
+
+impl<'a> Dst<'a> {
+    /// The product written over `values`, row-major and packed.
+    pub fn write(values: &'a mut [f32]) -> Self {
+        Dst {
+            values,
+            transposed: false,
+            stride: None,
+            add: false,
+        }
+    }
+
+    /// The same, added to what `values` hold where `add`.
+    pub fn adding(self, add: bool) -> Self {
+        Dst { add, ..self }
+    }
+
+    /// The same, the product's transpose stored.
+    pub fn transposed(self) -> Self {
+        Dst {
+            transposed: true,
+            ..self
+        }
+    }
+
+    /// The same, its rows `stride` apart.
+    pub fn strided(self, stride: usize) -> Self {
+        Dst {
+            stride: Some(stride),
+            ..self
+        }
+    }
+}
+
+/// `dst` ← a [m, k] · b [k, n], or `dst` += that product.
+pub(crate) fn matmul([m, n, k]: [usize; 3], dst: Dst<'_>, a: Operand<'_>, b: Operand<'_>) {
+    let Dst {
+        values: dst,
+        transposed: dst_transposed,
+        stride: dst_stride,
+        add,
+    } = dst;
     if m == 0 || n == 0 {
         return;
     }
+    let dst_operand = Operand {
+        values: &*dst,
+        transposed: dst_transposed,
+        stride: dst_stride,
+    };
+    let ((dst_cs, dst_rs), dst_reach) = dst_operand.strides(m, n);
+    assert!(dst.len() >= dst_reach);
     if k == 0 {
-        assert!(dst.len() >= m * n);
         if !add {
-            dst[..m * n].fill(0.0);
+            for i in 0..m {
+                for j in 0..n {
+                    dst[i * dst_rs as usize + j * dst_cs as usize] = 0.0;
+                }
+            }
         }
         return;
     }
     let ((a_cs, a_rs), a_reach) = a.strides(m, k);
     let ((b_cs, b_rs), b_reach) = b.strides(k, n);
-    let dst_operand = Operand {
-        values: dst,
-        transposed: dst_transposed,
-        stride: None,
-    };
-    let ((dst_cs, dst_rs), dst_reach) = dst_operand.strides(m, n);
-    assert!(dst.len() >= dst_reach && a.values.len() >= a_reach && b.values.len() >= b_reach);
+    assert!(a.values.len() >= a_reach && b.values.len() >= b_reach);
     let threads = if m * n * k < PARALLEL_MIN_FLOPS {
         Parallelism::None
     } else {
@@ -147,26 +192,22 @@ mod tests {
             (Operand::transposed(&at), Operand::transposed(&bt)),
         ] {
             let mut dst = vec![1.0; m * n];
-            matmul([m, n, k], &mut dst, (false, false), a, b);
+            matmul([m, n, k], Dst::write(&mut dst), a, b);
             assert_eq!(dst, want);
-            matmul([m, n, k], &mut dst, (true, false), a, b);
+            matmul([m, n, k], Dst::write(&mut dst).adding(true), a, b);
             assert_eq!(dst, want.iter().map(|x| 2.0 * x).collect::<Vec<_>>());
             let mut dst_t = vec![1.0; m * n];
-            matmul([m, n, k], &mut dst_t, (false, true), a, b);
+            matmul([m, n, k], Dst::write(&mut dst_t).transposed(), a, b);
             assert_eq!(dst_t, transpose(&want, m, n));
         }
-        // Columns 2..5 of b, a block of its rows 7 apart.
-        let mut block = vec![0.0; m * 3];
+        // Columns 2..5 of b, a block of its rows 7 apart, into columns 2..5 of a [m, n] product.
+        let mut block = vec![9.0; m * n];
         let b_block = Operand::plain(&b[2..]).strided(n);
-        matmul(
-            [m, 3, k],
-            &mut block,
-            (false, false),
-            Operand::plain(&a),
-            b_block,
-        );
+        let dst = Dst::write(&mut block[2..]).strided(n);
+        matmul([m, 3, k], dst, Operand::plain(&a), b_block);
         for i in 0..m {
-            assert_eq!(block[i * 3..i * 3 + 3], want[i * n + 2..i * n + 5]);
+            assert_eq!(block[i * n + 2..i * n + 5], want[i * n + 2..i * n + 5]);
+            assert_eq!(block[i * n..i * n + 2], [9.0; 2]);
         }
     }
 }

@@ -8,15 +8,15 @@
 //! Without a gradient, step 2 only reads L, and step 3 is skipped. The chunk size comes from the
 //! budget, never from the thread count, and every sum runs in a fixed order (the GEMMs', the row
 //! pass's, db's row by row), so the result has the same bits on any number of threads. Memory
-//! beyond the inputs and gradients: the chunk, and float32 copies of 16-bit operands (a chunk of
-//! H, and W whole).
+//! beyond the inputs and gradients: the chunk, the GEMMs' packing, and float32 copies of 16-bit
+//! operands: a chunk of H, and a block of W's classes at a time ([`Weight`]).
 
 use std::borrow::Cow;
 
 use half::slice::HalfFloatSliceExt;
 
 use super::fast::{self, RowsOut};
-use super::gemm::{Operand, matmul};
+use super::gemm::{Dst, Operand, matmul};
 use crate::output::{LinearGradsMut, Loss, Output};
 use crate::request::{CheckedLinear, Input, Reduction, scalar};
 
@@ -24,15 +24,70 @@ use crate::request::{CheckedLinear, Input, Reduction, scalar};
 pub(crate) fn f32s(input: Input<'_>, range: std::ops::Range<usize>) -> Cow<'_, [f32]> {
     match input {
         Input::F32(v) => Cow::Borrowed(&v[range]),
-        Input::F16(v) => {
-            let mut out = vec![0.0; range.len()];
-            v[range].convert_to_f32_slice(&mut out);
+        other => {
+            let mut out = Vec::new();
+            widen(other, range, &mut out);
             Cow::Owned(out)
         }
-        Input::Bf16(v) => {
-            let mut out = vec![0.0; range.len()];
-            v[range].convert_to_f32_slice(&mut out);
-            Cow::Owned(out)
+    }
+}
+
+/// Values `range` of `input` converted to float32 into `out`, which is reused.
+fn widen(input: Input<'_>, range: std::ops::Range<usize>, out: &mut Vec<f32>) {
+    out.resize(range.len(), 0.0);
+    match input {
+        Input::F32(v) => out.copy_from_slice(&v[range]),
+        Input::F16(v) => v[range].convert_to_f32_slice(out),
+        Input::Bf16(v) => v[range].convert_to_f32_slice(out),
+    }
+}
+
+/// The most bytes of a 16-bit W converted to float32 at once.
+const WEIGHT_BLOCK_BYTES: usize = 8 << 20;
+
+/// W [V, D] as the GEMMs take it: float32 in place, whole; or 16-bit, a block of at most
+/// [`WEIGHT_BLOCK_BYTES`] (64 classes at least) converted at a time into one reused buffer, so
+/// that no float32 copy of the whole head is made.
+struct Weight<'a> {
+    input: Input<'a>,
+    dim: usize,
+    block: usize,
+    classes: usize,
+    buffer: Vec<f32>,
+}
+
+impl<'a> Weight<'a> {
+    fn new(input: Input<'a>, [classes, dim]: [usize; 2]) -> Self {
+        let block = match input {
+            Input::F32(_) => classes.max(1),
+            _ => (WEIGHT_BLOCK_BYTES / (4 * dim.max(1))).max(64),
+        };
+        Weight {
+            input,
+            dim,
+            block,
+            classes,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// The blocks of classes the products take W in, in order.
+    fn blocks(&self) -> Vec<std::ops::Range<usize>> {
+        (0..self.classes)
+            .step_by(self.block)
+            .map(|first| first..self.classes.min(first + self.block))
+            .collect()
+    }
+
+    /// W's rows `classes` as float32.
+    fn rows(&mut self, classes: std::ops::Range<usize>) -> &[f32] {
+        let values = classes.start * self.dim..classes.end * self.dim;
+        match self.input {
+            Input::F32(w) => &w[values],
+            other => {
+                widen(other, values, &mut self.buffer);
+                &self.buffer
+            }
         }
     }
 }
@@ -52,7 +107,7 @@ pub(crate) fn compute(req: &CheckedLinear, grads: LinearGradsMut) -> Output {
         weight.iter_mut().for_each(|w| w.fill(0.0));
         bias.iter_mut().for_each(|b| b.fill(0.0));
     }
-    let w = f32s(req.head.weight, 0..v * d);
+    let mut w = Weight::new(req.head.weight, [v, d]);
     let rows_per_chunk = req.chunk_rows();
     let mut chunk = vec![0.0_f32; rows_per_chunk.min(n) * v];
     let unreduced = logits.options.reduction == Reduction::None;
@@ -67,7 +122,7 @@ pub(crate) fn compute(req: &CheckedLinear, grads: LinearGradsMut) -> Output {
         let m = rows.len();
         let h = f32s(req.head.hidden, rows.start * d..rows.end * d);
         let l = &mut chunk[..m * v];
-        forward(l, &h, &w, req.head.bias, [m, d, v]);
+        forward(l, &h, &mut w, req.head.bias, [m, d, v]);
         let row_values = (!row_values.is_empty()).then(|| &mut row_values[rows.clone()]);
         let lse = lse.as_mut().map(|l| &mut l[rows.clone()]);
         // With a gradient the row pass writes G over the logits it reads; without, it only reads.
@@ -89,7 +144,7 @@ pub(crate) fn compute(req: &CheckedLinear, grads: LinearGradsMut) -> Output {
         let dh = hidden
             .as_deref_mut()
             .map(|dh| &mut dh[rows.start * d..rows.end * d]);
-        backward(g, &h, &w, dh, weight.as_deref_mut(), add, [m, d, v]);
+        backward(g, &h, &mut w, dh, weight.as_deref_mut(), add, [m, d, v]);
         if let Some(db) = bias.as_deref_mut() {
             for row in g.chunks_exact(v) {
                 db.iter_mut().zip(row).for_each(|(b, g)| *b += g);
@@ -113,16 +168,15 @@ pub(crate) fn compute(req: &CheckedLinear, grads: LinearGradsMut) -> Output {
     }
 }
 
-/// L [m, v] ← h [m, d] · wᵀ, then + `bias` on each row: added once to each finished product, so
-/// that a product's rounding never depends on the bias's magnitude.
-fn forward(l: &mut [f32], h: &[f32], w: &[f32], bias: Option<&[f32]>, [m, d, v]: [usize; 3]) {
-    matmul(
-        [m, v, d],
-        l,
-        (false, false),
-        Operand::plain(h),
-        Operand::transposed(w),
-    );
+/// L [m, v] ← h [m, d] · wᵀ, a block of W's classes at a time, then + `bias` on each row: added
+/// once to each finished product, so that a product's rounding never depends on the bias.
+fn forward(l: &mut [f32], h: &[f32], w: &mut Weight, bias: Option<&[f32]>, [m, d, v]: [usize; 3]) {
+    for classes in w.blocks() {
+        let (first, width) = (classes.start, classes.len());
+        let w_block = Operand::transposed(w.rows(classes));
+        let dst = Dst::write(&mut l[first..]).strided(v);
+        matmul([m, width, d], dst, Operand::plain(h), w_block);
+    }
     if let Some(b) = bias {
         for row in l.chunks_exact_mut(v) {
             row.iter_mut().zip(b).for_each(|(x, b)| *x += b);
@@ -134,38 +188,30 @@ fn forward(l: &mut [f32], h: &[f32], w: &[f32], bias: Option<&[f32]>, [m, d, v]:
 /// bounds its copy (at least 64 classes a block, however many rows).
 const DW_BLOCK_BYTES: usize = 512 << 10;
 
-/// dh [m, d] ← g [m, v] · w (with `add`, dh += that product, computed whole first), and dw
-/// [v, d] += gᵀ · h, each when given. dw takes the product's transpose, hᵀ · g, written
-/// transposed, a block of [`DW_BLOCK_BYTES`] of g at a time, so that the GEMM never copies the
-/// whole of g.
+/// dh [m, d] ← g [m, v] · w, summed over W's blocks of classes in order (with `add`, dh += that
+/// product, formed whole first), and dw [v, d] += gᵀ · h, each when given. dw takes the product's
+/// transpose, hᵀ · g, written transposed, a block of [`DW_BLOCK_BYTES`] of g at a time, so that
+/// the GEMM never copies the whole of g.
 fn backward(
     g: &[f32],
     h: &[f32],
-    w: &[f32],
+    w: &mut Weight,
     dh: Option<&mut [f32]>,
     dw: Option<&mut [f32]>,
     add: bool,
     [m, d, v]: [usize; 3],
 ) {
     if let Some(dh) = dh {
+        let mut product = if add { vec![0.0; m * d] } else { Vec::new() };
+        let to: &mut [f32] = if add { &mut product } else { dh };
+        for (k, classes) in w.blocks().into_iter().enumerate() {
+            let (first, width) = (classes.start, classes.len());
+            let g_block = Operand::plain(&g[first..]).strided(v);
+            let dst = Dst::write(&mut *to).adding(k > 0);
+            matmul([m, d, width], dst, g_block, Operand::plain(w.rows(classes)));
+        }
         if add {
-            let mut product = vec![0.0; m * d];
-            matmul(
-                [m, d, v],
-                &mut product,
-                (false, false),
-                Operand::plain(g),
-                Operand::plain(w),
-            );
             dh.iter_mut().zip(&product).for_each(|(x, p)| *x += p);
-        } else {
-            matmul(
-                [m, d, v],
-                dh,
-                (false, false),
-                Operand::plain(g),
-                Operand::plain(w),
-            );
         }
     }
     if let Some(dw) = dw {
@@ -173,12 +219,10 @@ fn backward(
         for first in (0..v).step_by(block) {
             let classes = first..v.min(first + block);
             let g_block = Operand::plain(&g[first..]).strided(v);
-            let dw_block = &mut dw[classes.start * d..classes.end * d];
-            let shape = [d, classes.len(), m];
+            let dst = Dst::write(&mut dw[classes.start * d..classes.end * d]).transposed();
             matmul(
-                shape,
-                dw_block,
-                (true, true),
+                [d, classes.len(), m],
+                dst.adding(true),
                 Operand::transposed(h),
                 g_block,
             );
@@ -192,7 +236,7 @@ fn backward(
 /// training loop's are.
 pub(crate) fn probe(req: &CheckedLinear, backward_too: bool) -> f64 {
     let (n, v, d) = (req.logits.batch, req.logits.classes, req.head.dim);
-    let w = f32s(req.head.weight, 0..v * d);
+    let mut w = Weight::new(req.head.weight, [v, d]);
     let rows_per_chunk = req.chunk_rows();
     let touched = |len: usize| vec![1.0_f32; len];
     let mut chunk = touched(rows_per_chunk.min(n) * v);
@@ -203,13 +247,13 @@ pub(crate) fn probe(req: &CheckedLinear, backward_too: bool) -> f64 {
         let rows = first..n.min(first + rows_per_chunk);
         let m = rows.len();
         let h = f32s(req.head.hidden, rows.start * d..rows.end * d);
-        forward(&mut chunk[..m * v], &h, &w, req.head.bias, [m, d, v]);
+        forward(&mut chunk[..m * v], &h, &mut w, req.head.bias, [m, d, v]);
         if backward_too {
             let dh = &mut dh[rows.start * d..rows.end * d];
             backward(
                 &chunk[..m * v],
                 &h,
-                &w,
+                &mut w,
                 Some(dh),
                 Some(&mut dw),
                 false,
