@@ -3,16 +3,8 @@
 
 mod common;
 
-use common::{logits, rng, targets};
+use common::{in_pool, logits, rng, targets};
 use xent::{Engine, Loss, Reduction, Request};
-
-fn in_pool<T: Send>(threads: usize, work: impl FnOnce() -> T + Send) -> T {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("a rayon pool")
-        .install(work)
-}
 
 #[test]
 fn the_mean_is_within_1e6_and_rows_within_1e5_of_the_reference() {

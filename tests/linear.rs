@@ -7,20 +7,13 @@ mod common;
 #[path = "common/counting.rs"]
 mod counting;
 
+use common::in_pool;
 use counting::peak_during;
 use proptest::prelude::*;
 use xent::{
     Argument, Base, DEFAULT_CHUNK_BYTES, Engine, Error, Input, LinearGradsMut, Output, Reduction,
     Request, Target,
 };
-
-fn in_pool<T: Send>(threads: usize, work: impl FnOnce() -> T + Send) -> T {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("a rayon pool")
-        .install(work)
-}
 
 /// The loss (scalar or per row), lse, dH, dW and db of an output, in that order.
 fn parts(out: &Output) -> [Vec<f32>; 5] {

@@ -12,7 +12,7 @@ mod counting;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{logits, rng, round_to, run_cli, safetensors_file, targets};
+use common::{in_pool, logits, rng, round_to, run_cli, safetensors_file, targets};
 use counting::peak_during;
 use half::f16;
 use xent::io::{Floats, Source, npy, safetensors};
@@ -171,11 +171,7 @@ fn an_aligned_little_endian_file_is_computed_on_without_a_copy() {
     let input_bytes = std::fs::metadata(&input_path).unwrap().len() as usize;
     let grad_path = dir.join("g.npy");
     // One thread, so that every allocation of the call is on the counted thread.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
-    let (loss, peak) = pool.install(|| {
+    let (loss, peak) = in_pool(1, || {
         peak_during(|| {
             let file = Source::open(&input_path).unwrap();
             let (input, shape) = npy::read_input(&file).unwrap();

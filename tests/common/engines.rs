@@ -89,3 +89,13 @@ pub fn caller_devices_with(
         })
         .collect()
 }
+
+/// `work`'s result, run in a rayon pool of `threads` threads (the fast CPU path and its GEMMs take
+/// their thread count from the pool they run in).
+pub fn in_pool<T: Send>(threads: usize, work: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a rayon pool")
+        .install(work)
+}

@@ -23,6 +23,6 @@ pub use data::{
     round_to, safetensors_file, safetensors_raw, targets, write_npy,
 };
 pub use engines::{
-    caller_devices, caller_devices_with, check_expected_backends, gpus, on_every_engine, open_gpus,
-    under_test,
+    caller_devices, caller_devices_with, check_expected_backends, gpus, in_pool, on_every_engine,
+    open_gpus, under_test,
 };
