@@ -13,7 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{
-    REDUCTIONS, assert_close, assert_scalar, read_input, read_safetensors, read_target,
+    REDUCTIONS, assert_close, assert_scalar, fixture_dirs, read_input, read_matrix, read_target,
     read_vector, relative_norm_error,
 };
 use serde_json::Value;
@@ -40,28 +40,14 @@ struct Case {
 
 /// A 2-D float file of the case: `.safetensors` (bfloat16 cases) or `.npy`.
 fn matrix(dir: &Path, file: &str) -> (Floats<'static>, [usize; 2]) {
-    let path = dir.join(file);
-    if file.ends_with(".safetensors") {
-        read_safetensors(&path, None).unwrap()
-    } else {
-        read_input(&path).unwrap()
-    }
+    read_matrix(&dir.join(file)).unwrap()
 }
 
 fn cases() -> Vec<Case> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/linear_cross_entropy");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
+    let cases: Vec<Case> = fixture_dirs("linear_cross_entropy", 28)
+        .into_iter()
+        .map(load)
         .collect();
-    dirs.sort();
-    assert!(
-        dirs.len() >= 28,
-        "fixtures missing under {}",
-        root.display()
-    );
-    let cases: Vec<Case> = dirs.into_iter().map(load).collect();
     for dtype in ["float32", "float16", "bfloat16"] {
         let count = cases.iter().filter(|c| c.hidden.dtype() == dtype).count();
         assert!(count >= 4, "{dtype} fixtures missing");

@@ -14,7 +14,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{
-    REDUCTIONS, assert_close, assert_scalar, cli_devices, read_input, read_safetensors,
+    REDUCTIONS, assert_close, assert_scalar, cli_devices, fixture_dirs, read_input, read_matrix,
     read_target, read_vector, run_cli,
 };
 use serde_json::Value;
@@ -37,19 +37,7 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/losses");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    assert!(
-        dirs.len() >= 80,
-        "fixtures missing under {}",
-        root.display()
-    );
-    let cases: Vec<Case> = dirs
+    let cases: Vec<Case> = fixture_dirs("losses", 80)
         .into_iter()
         .map(|dir| {
             let optional = |file: &str| {
@@ -59,13 +47,8 @@ fn cases() -> Vec<Case> {
             let spec: Value =
                 serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap())
                     .unwrap();
-            let (input_file, (input, shape)) = match optional("input.safetensors") {
-                Some(path) => (path.clone(), read_safetensors(&path, None).unwrap()),
-                None => {
-                    let path = dir.join("input.npy");
-                    (path.clone(), read_input(&path).unwrap())
-                }
-            };
+            let input_file = optional("input.safetensors").unwrap_or_else(|| dir.join("input.npy"));
+            let (input, shape) = read_matrix(&input_file).unwrap();
             Case {
                 name: dir.file_name().unwrap().to_string_lossy().into_owned(),
                 target: optional("target.npy").map(|p| read_target(&p).unwrap()),

@@ -5,7 +5,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_close, assert_scalar, cli_devices, read_input, read_target, run_cli};
+use common::{
+    assert_close, assert_scalar, cli_devices, fixture_dirs, read_input, read_target, run_cli,
+};
 use serde_json::Value;
 use xent::io::{Floats, TargetData};
 use xent::{Engine, Reduction, Request};
@@ -48,14 +50,8 @@ impl Fixture {
 }
 
 fn fixtures() -> Vec<Fixture> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cross_entropy");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    dirs.sort();
-    assert!(dirs.len() >= 8, "fixtures missing under {}", root.display());
-    dirs.into_iter()
+    fixture_dirs("cross_entropy", 8)
+        .into_iter()
         .map(|dir| {
             let TargetData::ClassesI64(targets) = read_target(&dir.join("target.npy")).unwrap()
             else {

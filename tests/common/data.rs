@@ -126,6 +126,35 @@ pub fn read_vector(path: &std::path::Path) -> xent::Result<Vec<f32>> {
     xent::io::npy::read_vector(&file).map(|v| v.into_owned())
 }
 
+/// A 2-D float file read through xent's reader, kept after the file: a `.safetensors` file's
+/// only tensor (by the extension), or else a `.npy` array.
+pub fn read_matrix(path: &std::path::Path) -> xent::Result<(Floats<'static>, [usize; 2])> {
+    if path.extension().is_some_and(|e| e == "safetensors") {
+        read_safetensors(path, None)
+    } else {
+        read_input(path)
+    }
+}
+
+/// The case folders of `tests/fixtures/<name>`, sorted; at least `at_least` of them.
+pub fn fixture_dirs(name: &str, at_least: usize) -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    assert!(
+        dirs.len() >= at_least,
+        "fixtures missing under {}",
+        root.display()
+    );
+    dirs
+}
+
 /// A `.safetensors` input read through xent's reader, kept after the file.
 pub fn read_safetensors(
     path: &std::path::Path,

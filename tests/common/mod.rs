@@ -19,8 +19,8 @@ pub use assert::{assert_close, assert_scalar, norms, relative_norm_error};
 pub use buffers::{floats, storage_buffer};
 pub use cli::{cli_devices, run_cli};
 pub use data::{
-    REDUCTIONS, distribution, logits, read_input, read_safetensors, read_target, read_vector, rng,
-    round_to, safetensors_file, safetensors_raw, targets, write_npy,
+    REDUCTIONS, distribution, fixture_dirs, logits, read_input, read_matrix, read_safetensors,
+    read_target, read_vector, rng, round_to, safetensors_file, safetensors_raw, targets, write_npy,
 };
 pub use engines::{
     caller_devices, caller_devices_with, check_expected_backends, gpus, in_pool, on_every_engine,
