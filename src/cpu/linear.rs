@@ -11,36 +11,10 @@
 //! beyond the inputs and gradients: the chunk, the GEMMs' packing, and float32 copies of 16-bit
 //! operands: a chunk of H, and a block of W's classes at a time ([`Weight`]).
 
-use std::borrow::Cow;
-
-use half::slice::HalfFloatSliceExt;
-
 use super::fast::{self, RowsOut};
 use super::gemm::{Dst, Operand, matmul};
 use crate::output::{LinearGradsMut, Loss, Output};
 use crate::request::{CheckedLinear, Input, Reduction, scalar};
-
-/// Values `range` of `input` as float32: borrowed, or converted.
-pub(crate) fn f32s(input: Input<'_>, range: std::ops::Range<usize>) -> Cow<'_, [f32]> {
-    match input {
-        Input::F32(v) => Cow::Borrowed(&v[range]),
-        other => {
-            let mut out = Vec::new();
-            widen(other, range, &mut out);
-            Cow::Owned(out)
-        }
-    }
-}
-
-/// Values `range` of `input` converted to float32 into `out`, which is reused.
-fn widen(input: Input<'_>, range: std::ops::Range<usize>, out: &mut Vec<f32>) {
-    out.resize(range.len(), 0.0);
-    match input {
-        Input::F32(v) => out.copy_from_slice(&v[range]),
-        Input::F16(v) => v[range].convert_to_f32_slice(out),
-        Input::Bf16(v) => v[range].convert_to_f32_slice(out),
-    }
-}
 
 /// The most bytes of a 16-bit W converted to float32 at once.
 const WEIGHT_BLOCK_BYTES: usize = 8 << 20;
@@ -85,7 +59,7 @@ impl<'a> Weight<'a> {
         match self.input {
             Input::F32(w) => &w[values],
             other => {
-                widen(other, values, &mut self.buffer);
+                other.widen_into(values, &mut self.buffer);
                 &self.buffer
             }
         }
@@ -120,7 +94,7 @@ pub(crate) fn compute(req: &CheckedLinear, grads: LinearGradsMut) -> Output {
     for start in (0..n).step_by(rows_per_chunk) {
         let rows = start..n.min(start + rows_per_chunk);
         let m = rows.len();
-        let h = f32s(req.head.hidden, rows.start * d..rows.end * d);
+        let h = req.head.hidden.f32s(rows.start * d..rows.end * d);
         let l = &mut chunk[..m * v];
         forward(l, &h, &mut w, req.head.bias, [m, d, v]);
         let row_values = (!row_values.is_empty()).then(|| &mut row_values[rows.clone()]);
@@ -246,7 +220,7 @@ pub(crate) fn probe(req: &CheckedLinear, backward_too: bool) -> f64 {
     for first in (0..n).step_by(rows_per_chunk) {
         let rows = first..n.min(first + rows_per_chunk);
         let m = rows.len();
-        let h = f32s(req.head.hidden, rows.start * d..rows.end * d);
+        let h = req.head.hidden.f32s(rows.start * d..rows.end * d);
         forward(&mut chunk[..m * v], &h, &mut w, req.head.bias, [m, d, v]);
         if backward_too {
             let dh = &mut dh[rows.start * d..rows.end * d];

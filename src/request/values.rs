@@ -1,5 +1,9 @@
 //! A request's host data: the input values and the target.
 
+use std::borrow::Cow;
+use std::ops::Range;
+
+use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
 use super::kinds::Dtype;
@@ -16,7 +20,29 @@ pub enum Input<'a> {
     Bf16(&'a [bf16]),
 }
 
-impl Input<'_> {
+impl<'a> Input<'a> {
+    /// Elements `range` as f32: borrowed, or converted.
+    pub(crate) fn f32s(&self, range: Range<usize>) -> Cow<'a, [f32]> {
+        match *self {
+            Input::F32(v) => Cow::Borrowed(&v[range]),
+            other => {
+                let mut out = Vec::new();
+                other.widen_into(range, &mut out);
+                Cow::Owned(out)
+            }
+        }
+    }
+
+    /// Elements `range` converted to f32 into `out`, which is reused.
+    pub(crate) fn widen_into(&self, range: Range<usize>, out: &mut Vec<f32>) {
+        out.resize(range.len(), 0.0);
+        match self {
+            Input::F32(v) => out.copy_from_slice(&v[range]),
+            Input::F16(v) => v[range].convert_to_f32_slice(out),
+            Input::Bf16(v) => v[range].convert_to_f32_slice(out),
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         match self {
             Input::F32(v) => v.len(),
@@ -44,7 +70,7 @@ impl Input<'_> {
     }
 
     /// The raw bytes of elements `range`.
-    pub(crate) fn bytes(&self, range: std::ops::Range<usize>) -> &[u8] {
+    pub(crate) fn bytes(&self, range: Range<usize>) -> &[u8] {
         match self {
             Input::F32(v) => bytemuck::cast_slice(&v[range]),
             Input::F16(v) => bytemuck::cast_slice(&v[range]),
