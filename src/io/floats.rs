@@ -32,11 +32,8 @@ impl<'a> Floats<'a> {
 
     /// The values converted to float32 (exactly: every float16 and bfloat16 is a float32).
     pub fn to_f32(&self) -> Vec<f32> {
-        match self {
-            Floats::F32(v) => v.to_vec(),
-            Floats::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
-            Floats::Bf16(v) => v.iter().map(|x| x.to_f32()).collect(),
-        }
+        let input = self.as_input();
+        input.f32s(0..input.len()).into_owned()
     }
 
     /// The values in a buffer of their own, copied where they were borrowed.
