@@ -23,7 +23,8 @@ pub use engine::{DeviceInfo, DeviceKind, Engine};
 pub use error::{Argument, Error, Result};
 pub use output::{Clock, KernelTime, LinearGrads, LinearGradsMut, Loss, Output};
 pub use request::{
-    Base, DEFAULT_CHUNK_BYTES, DEFAULT_IGNORE_INDEX, DeviceInput, DeviceOutput, DeviceRequest,
-    DeviceTarget, Dtype, IndexType, Input, InputKind, Linear, LossKind, Options, Reduction,
+    Base, DEFAULT_CHUNK_BYTES, DEFAULT_IGNORE_INDEX, DeviceGrad, DeviceInput, DeviceLinearGrads,
+    DeviceLinearOutput, DeviceLinearRequest, DeviceOutput, DeviceRequest, DeviceTarget,
+    DeviceVector, Dtype, IndexType, Input, InputKind, Linear, LossKind, Options, Reduction,
     Request, Shard, ShardStats, ShardedLoss, Target, merge_shards,
 };

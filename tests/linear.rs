@@ -178,8 +178,11 @@ fn fast_matches_reference(c: &Case) {
     for grad in [false, true] {
         let r = r.with_grad(grad);
         let want = Engine::reference().compute(&r).unwrap();
-        let got = Engine::cpu().compute(&r).unwrap();
-        assert_parts_close(&format!("{what} grad {grad}"), &got, &want, 1e-4);
+        for engine in common::under_test() {
+            let got = engine.compute(&r).unwrap();
+            let what = format!("{} {what} grad {grad}", engine.device());
+            assert_parts_close(&what, &got, &want, 1e-4);
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::cpu::fast::{self, threads};
 use crate::cpu::{self, reference};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::GpuEngine;
 use crate::output::{Clock, KernelTime, LinearGradsMut, Output};
 use crate::request::{Checked, CheckedLinear, Input};
@@ -189,25 +189,17 @@ impl Backend for Cpu {
     }
 }
 
-/// What a GPU engine answers a linear request with, before anything runs.
-const NO_LINEAR_HEAD: Error = Error::NotOnThisEngine {
-    what: "a linear head (fused linear cross-entropy)",
-    reason: "its GPU kernels are still to come; the fast CPU path computes it (Engine::cpu(), \
-             --device cpu or auto)",
-};
-
 impl Backend for GpuEngine {
     fn compute(&self, req: &Checked, grad: Option<&mut [f32]>) -> Result<Output> {
         Ok(GpuEngine::compute(self, req, grad, false)?.0)
     }
 
-    /// The GPU kernels of a linear head are not written yet: a typed error, before anything runs.
-    fn compute_linear(&self, _req: &CheckedLinear, _grads: LinearGradsMut) -> Result<Output> {
-        Err(NO_LINEAR_HEAD)
+    fn compute_linear(&self, req: &CheckedLinear, grads: LinearGradsMut) -> Result<Output> {
+        Ok(GpuEngine::compute_linear(self, req, grads, false)?.0)
     }
 
-    fn linear_probe(&self, _req: &CheckedLinear, _backward: bool) -> Result<KernelTime> {
-        Err(NO_LINEAR_HEAD)
+    fn linear_probe(&self, req: &CheckedLinear, backward: bool) -> Result<KernelTime> {
+        GpuEngine::linear_probe(self, req, backward)
     }
 
     fn compute_in_place(&self, req: Checked, logits: &mut [f32]) -> Result<Output> {

@@ -6,7 +6,8 @@ use super::Engine;
 use crate::error::{Error, Result};
 use crate::gpu::GpuEngine;
 use crate::request::{
-    DeviceOutput, DeviceRequest, ROW_STATS, Shard, ShardPass, ShardStats, ShardedLoss,
+    DeviceLinearGrads, DeviceLinearOutput, DeviceLinearRequest, DeviceOutput, DeviceRequest,
+    ROW_STATS, Shard, ShardPass, ShardStats, ShardedLoss,
 };
 
 impl Engine {
@@ -80,6 +81,57 @@ impl Engine {
     ) -> Result<DeviceOutput> {
         self.gpu_engine()?
             .record(encoder, request, Some((shard, &merged.grad_pass())))
+    }
+
+    /// A fused linear cross-entropy on device buffers ([`DeviceLinearRequest`]), recorded into
+    /// `encoder` as [`Engine::record`] records a request: the logits H·Wᵀ + b are made a chunk
+    /// of rows at a time in one buffer of the engine's, never whole, and the gradients go where
+    /// `request.grads` says (new buffers, the caller's, added to, or dH over H). Read the loss
+    /// with [`Engine::read_loss`] on [`DeviceLinearOutput::loss`].
+    pub fn record_linear(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        request: &DeviceLinearRequest,
+    ) -> Result<DeviceLinearOutput> {
+        self.gpu_engine()?
+            .record_linear_request(encoder, request, None)
+    }
+
+    /// [`Engine::record_shard_stats`] for a linear head whose weight (and bias) hold the shard's
+    /// classes: read the statistics with [`Engine::read_shard_stats`] on
+    /// [`DeviceLinearOutput::loss`]. The gradients are not computed.
+    pub fn record_linear_shard_stats(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        request: &DeviceLinearRequest,
+        shard: Shard,
+    ) -> Result<DeviceLinearOutput> {
+        let request = DeviceLinearRequest {
+            grads: DeviceLinearGrads::default(),
+            ..*request
+        };
+        self.gpu_engine()?.record_linear_request(
+            encoder,
+            &request,
+            Some((shard, &ShardPass::Stats)),
+        )
+    }
+
+    /// [`Engine::record_shard_grad`] for a linear head whose weight (and bias) hold the shard's
+    /// classes: the shard's dW and db, and its part of dH (which the caller sums over the
+    /// shards), where `request.grads` says.
+    pub fn record_linear_shard_grad(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        request: &DeviceLinearRequest,
+        shard: Shard,
+        merged: &ShardedLoss,
+    ) -> Result<DeviceLinearOutput> {
+        self.gpu_engine()?.record_linear_request(
+            encoder,
+            request,
+            Some((shard, &merged.grad_pass())),
+        )
     }
 
     /// Blocks until the device is done, then returns a device-resident call's scalar loss; the

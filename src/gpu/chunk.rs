@@ -92,6 +92,26 @@ pub(crate) fn device_chunks(
         .collect())
 }
 
+/// Row chunks of a linear head's logits, `rows` rows each (its byte budget's) within one
+/// storage binding of `max_binding` bytes. With `aligned` (a dense target in a buffer, bound at
+/// each chunk's rows) chunks start at multiples of `align` bytes of f32 rows, at the cost of
+/// more rows than the budget's where fewer cannot be aligned.
+pub(crate) fn linear_chunks(
+    [batch, classes]: [usize; 2],
+    rows: usize,
+    max_binding: u64,
+    (aligned, align): (bool, u64),
+) -> Result<Vec<Range<usize>>> {
+    let row_bytes = classes as u64 * 4;
+    let budget = (rows as u64 * row_bytes).next_multiple_of(WORD_BYTES);
+    if !aligned {
+        return row_chunks(batch, classes, budget.min(max_binding));
+    }
+    let step = align / gcd(classes as u64 * 2, align);
+    let bytes = budget.max(step * row_bytes + WORD_BYTES);
+    device_chunks([batch, classes], bytes.min(max_binding), align)
+}
+
 /// The greatest common divisor.
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }

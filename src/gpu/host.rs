@@ -29,9 +29,30 @@ struct Pending {
 /// each row's values) in its first `loss_bytes`, then each row's lse; `len` bytes in all. A
 /// chunk's gradient and elementwise values come back chunk by chunk instead (see
 /// `drain_chunk`), so that device memory stays bounded.
-struct RowReadback {
+pub(super) struct RowReadback {
     loss_bytes: u64,
     len: u64,
+}
+
+impl RowReadback {
+    /// Where `plan`'s per-row results come back.
+    pub(super) fn of(plan: &Plan) -> Self {
+        let call = &plan.call;
+        let loss_bytes = match (call.scalar, call.elementwise || call.merged.is_some()) {
+            (true, _) => 4,
+            (false, true) => 0,
+            (false, false) => call.row_values_bytes(),
+        };
+        RowReadback {
+            loss_bytes,
+            len: loss_bytes
+                + if call.spec.options.lse {
+                    call.row_bytes()
+                } else {
+                    0
+                },
+        }
+    }
 }
 
 impl GpuEngine {
@@ -77,15 +98,7 @@ impl GpuEngine {
         }
         let plan = Plan::new(self, call)?;
         let call = &plan.call;
-        let loss_bytes = match (call.scalar, call.elementwise || call.merged.is_some()) {
-            (true, _) => 4,
-            (false, true) => 0,
-            (false, false) => call.row_values_bytes(),
-        };
-        let readback = RowReadback {
-            loss_bytes,
-            len: loss_bytes + if req.options.lse { call.row_bytes() } else { 0 },
-        };
+        let readback = RowReadback::of(&plan);
         let mut element_values = vec![0.0_f32; if call.elementwise { req.elements() } else { 0 }];
         let shared = self.prepare_host(ws, &plan, req, &readback);
         let timed_passes = plan.passes();
@@ -132,7 +145,7 @@ impl GpuEngine {
 
     /// Writes the call's params, uploads its class targets and weights, and sizes the buffers of
     /// its per-row results and their readback; returns the buffers every chunk binds alike.
-    fn prepare_host(
+    pub(super) fn prepare_host(
         &self,
         ws: &mut Workspace,
         plan: &Plan,
@@ -282,7 +295,7 @@ impl GpuEngine {
     /// Records the reduction and the copies of the per-row results into the readback buffer,
     /// submits them, maps the staging buffers again in the same wait (so that the next call can
     /// write into them at once), and returns the loss part and the lse part of the readback.
-    fn read_rows(
+    pub(super) fn read_rows(
         &self,
         ws: &mut Workspace,
         plan: &Plan,

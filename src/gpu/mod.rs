@@ -7,7 +7,10 @@ mod bindings;
 mod buffer_pool;
 mod chunk;
 mod context;
+mod gemm;
 mod host;
+mod linear;
+mod linear_record;
 mod params;
 mod pipelines;
 mod plan;
@@ -147,7 +150,7 @@ mod faults {
     use crate::request::Request;
 
     /// A fresh engine on every adapter; with `XENT_REQUIRE_GPU=1`, none is a failure.
-    fn engines() -> Vec<GpuEngine> {
+    pub(super) fn engines() -> Vec<GpuEngine> {
         let engines: Vec<GpuEngine> = adapter::ranked(&adapter::instance())
             .iter()
             .map(|a| GpuEngine::open(a).expect("the adapter opens"))

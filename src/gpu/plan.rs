@@ -16,7 +16,7 @@ use super::tune::Trial;
 use super::variant::Variant;
 use crate::error::Result;
 use crate::request::{
-    Checked, CheckedDevice, MergedRow, ROW_STATS, Reduction, Scales, ShardPass, TargetKind,
+    Checked, DeviceRows, Dtype, MergedRow, ROW_STATS, Reduction, Scales, ShardPass, TargetKind,
 };
 
 /// Bytes of one row's (or one segment's) statistics: `Stats` in `rows_stats.wgsl`, six f32.
@@ -54,14 +54,14 @@ impl<'r> Call<'r> {
         Self::new(engine, spec, Residence::Host, pass, || req.scales())
     }
 
-    /// A device call on `req`.
-    pub fn device(engine: &GpuEngine, req: &CheckedDevice<'_, 'r>) -> Result<Self> {
+    /// A device call on the rows `req`, whose values are of `dtype`.
+    pub fn device(engine: &GpuEngine, req: &DeviceRows<'_, 'r>, dtype: Dtype) -> Result<Self> {
         let residence = Residence::Device {
             device_scales: req.device_scales(),
         };
         let spec = Spec::new(
             &req.head,
-            req.input.dtype,
+            dtype,
             req.target_kind(),
             req.shard.map(|(s, _)| s),
             residence,
@@ -194,10 +194,26 @@ impl<'r> Plan<'r> {
                 u64::from(limits.min_storage_buffer_offset_alignment),
             )?,
         };
-        let (variant, trial) = match (call.merged, call.residence) {
-            (Some(_), _) => (Variant::merged_stats(spec, ctx.cpu_adapter), None),
-            (None, Residence::Host) => engine.tuner.pick(spec, ctx.cpu_adapter),
-            (None, Residence::Device { .. }) => (engine.tuner.settled(spec, ctx.cpu_adapter), None),
+        let trials = call.residence == Residence::Host;
+        Self::over_chunks(engine, call, chunks, trials)
+    }
+
+    /// The plan of `call` over the row chunks `chunks`, which its caller has cut (a linear
+    /// head's logits, which the device makes a chunk at a time); with `trials`, it may run one
+    /// of the autotune's trials, and otherwise it runs what the autotune has chosen.
+    pub fn over_chunks(
+        engine: &GpuEngine,
+        call: Call<'r>,
+        chunks: Vec<Range<usize>>,
+        trials: bool,
+    ) -> Result<Self> {
+        let ctx = &engine.ctx;
+        let limits = &ctx.limits;
+        let spec = &call.spec;
+        let (variant, trial) = match call.merged {
+            Some(_) => (Variant::merged_stats(spec, ctx.cpu_adapter), None),
+            None if trials => engine.tuner.pick(spec, ctx.cpu_adapter),
+            None => (engine.tuner.settled(spec, ctx.cpu_adapter), None),
         };
         let kernel = RowKernel::new(spec, ctx.subgroups, variant);
         let segments = kernel.segments();

@@ -70,4 +70,31 @@ impl GpuEngine {
             Ok(bytes)
         })
     }
+
+    /// Waits for everything submitted, then copies the first `out.len()` f32 of `buffer` into
+    /// `out`, through one staging buffer of at most `READ_PIECE_BYTES` reused piece by piece, so
+    /// that a large gradient costs no host copy beyond the caller's slice.
+    pub(super) fn read_into(&self, buffer: &wgpu::Buffer, out: &mut [f32]) -> Result<()> {
+        let bytes = out.len() as u64 * 4;
+        let piece = bytes.clamp(4, READ_PIECE_BYTES);
+        let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("xent read"),
+            size: piece,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        for (k, values) in out.chunks_mut((piece / 4) as usize).enumerate() {
+            let len = values.len() as u64 * 4;
+            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(buffer, k as u64 * piece, &staging, 0, len);
+            self.ctx.queue.submit([encoder.finish()]);
+            self.ctx.map(&staging, wgpu::MapMode::Read)?;
+            bytemuck::cast_slice_mut(values).copy_from_slice(&staging.get_mapped_range(..len)?);
+            staging.unmap();
+        }
+        Ok(())
+    }
 }
+
+/// The most bytes `read_into` stages at once.
+const READ_PIECE_BYTES: u64 = 16 << 20;

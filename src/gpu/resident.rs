@@ -13,21 +13,20 @@ use super::timing::Timing;
 use super::{GpuEngine, UNUSED_BYTES, rows};
 use crate::error::{Error, Result};
 use crate::request::{
-    CheckedDevice, CheckedDeviceTarget, CheckedTarget, DeviceOutput, DeviceRequest, Shard,
-    ShardPass,
+    CheckedDeviceTarget, CheckedTarget, DeviceOutput, DeviceRequest, DeviceRows, Shard, ShardPass,
 };
 
 /// The buffers a device call makes for its results.
-struct Results {
-    row_values: wgpu::Buffer,
-    lse: wgpu::Buffer,
+pub(super) struct Results {
+    pub row_values: wgpu::Buffer,
+    pub lse: wgpu::Buffer,
     /// The gradient, unless it is in place.
-    grad: Option<wgpu::Buffer>,
-    element_values: Option<wgpu::Buffer>,
+    pub grad: Option<wgpu::Buffer>,
+    pub element_values: Option<wgpu::Buffer>,
 }
 
 /// Device-side usage, offset and size checks of one buffer a request names.
-fn check_buffer(
+pub(super) fn check_buffer(
     what: &'static str,
     buffer: &wgpu::Buffer,
     offset: u64,
@@ -90,12 +89,14 @@ impl GpuEngine {
         let req = req.check(shard, |what, buffer, offset, bytes| {
             check_buffer(what, buffer, offset, bytes, align)
         })?;
+        let input = req.input;
+        let req = req.rows;
         let [batch, classes] = req.head.shape;
         if matches!(req.target, CheckedDeviceTarget::Classes { .. }) {
             // The target passes' weights and counts, 8 bytes a row.
             self.fits_binding("target counts", batch, batch as u64 * 8)?;
         }
-        let call = Call::device(self, &req)?;
+        let call = Call::device(self, &req, input.dtype)?;
         let status = self.storage_init(
             "xent target status",
             bytemuck::cast_slice(&[u32::MAX, 0, 0, 0]),
@@ -127,26 +128,9 @@ impl GpuEngine {
         }
         let mut plan = Plan::new(self, call)?;
         let shared = self.prepare_device(encoder, &mut plan, &req, &status)?;
-        let input = &req.input;
         let size = input.dtype.size() as u64;
         let grad_size = plan.call.spec.grad_size();
-        // A dense target from the host is uploaded whole.
-        let uploaded;
-        let dense = match &req.target {
-            CheckedDeviceTarget::Host(CheckedTarget::Dense(t)) => {
-                let mut bytes = bytemuck::cast_slice::<f32, u8>(t).to_vec();
-                bytes.resize(
-                    (bytes.len() as u64)
-                        .next_multiple_of(WORD_BYTES)
-                        .max(WORD_BYTES) as usize,
-                    0,
-                );
-                uploaded = self.storage_init("xent dense target", &bytes);
-                Some((&uploaded, 0))
-            }
-            CheckedDeviceTarget::Dense { buffer, offset } => Some((*buffer, *offset)),
-            _ => None,
-        };
+        let dense = self.dense_target(&req.target);
         let mut timing = Timing::Off;
         for (k, rows) in plan.chunks.iter().enumerate() {
             let first = rows.start as u64 * classes as u64;
@@ -165,7 +149,7 @@ impl GpuEngine {
                     (count * size).next_multiple_of(WORD_BYTES),
                 ),
                 class_targets: &shared.class_targets,
-                dense: match dense {
+                dense: match &dense {
                     Some((buffer, offset)) => Bound::range(
                         buffer,
                         offset + first * 4,
@@ -206,7 +190,7 @@ impl GpuEngine {
     }
 
     /// The buffers of a call's results.
-    fn results(&self, call: &Call) -> Result<Results> {
+    pub(super) fn results(&self, call: &Call) -> Result<Results> {
         let spec = &call.spec;
         let batch = spec.batch as u64;
         let elements = batch * spec.classes as u64;
@@ -237,11 +221,11 @@ impl GpuEngine {
     /// Makes the params (the plan's, and the target passes') and the buffers every chunk binds
     /// alike, uploads the class weights and host targets, and records the target passes of class
     /// targets that only the device holds, which write into `status`.
-    fn prepare_device(
+    pub(super) fn prepare_device(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         plan: &mut Plan,
-        req: &CheckedDevice,
+        req: &DeviceRows,
         status: &wgpu::Buffer,
     ) -> Result<SharedBuffers> {
         let head = &req.head;
@@ -328,13 +312,13 @@ impl GpuEngine {
 
     /// A new STORAGE | COPY_SRC buffer of `bytes` (at least 16) for a call's results, within the
     /// device's buffer limit.
-    fn output_buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+    pub(super) fn output_buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
         self.exact_output_buffer(label, bytes.max(16))
     }
 
     /// A new STORAGE | COPY_SRC buffer of exactly `bytes`, within the device's buffer limit: the
     /// reduction's sums, whose last is the one f32 of [`DeviceOutput::loss`].
-    fn exact_output_buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+    pub(super) fn exact_output_buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
         let limit = self.ctx.limits.max_buffer_size;
         if bytes > limit {
             return Err(Error::TooLarge {
@@ -351,7 +335,7 @@ impl GpuEngine {
     }
 
     /// A new STORAGE | COPY_SRC buffer holding `bytes`.
-    fn storage_init(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+    pub(super) fn storage_init(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
         self.ctx
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -359,5 +343,24 @@ impl GpuEngine {
                 contents: bytes,
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             })
+    }
+
+    /// Where a call's dense target is: the caller's buffer and offset, or a host target uploaded
+    /// whole; `None` for other targets.
+    pub(super) fn dense_target(&self, target: &CheckedDeviceTarget) -> Option<(wgpu::Buffer, u64)> {
+        match target {
+            CheckedDeviceTarget::Host(CheckedTarget::Dense(t)) => {
+                let mut bytes = bytemuck::cast_slice::<f32, u8>(t).to_vec();
+                bytes.resize(
+                    (bytes.len() as u64)
+                        .next_multiple_of(WORD_BYTES)
+                        .max(WORD_BYTES) as usize,
+                    0,
+                );
+                Some((self.storage_init("xent dense target", &bytes), 0))
+            }
+            CheckedDeviceTarget::Dense { buffer, offset } => Some(((*buffer).clone(), *offset)),
+            _ => None,
+        }
     }
 }

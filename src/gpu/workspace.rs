@@ -9,6 +9,8 @@ pub(crate) struct Workspace {
     pub inputs: [Slot; 2],
     pub dense: [Slot; 2],
     pub elements: Slot,
+    /// A linear request's chunk of logits, then of their gradient.
+    pub logits: Slot,
     pub grad: Slot,
     pub class_targets: Slot,
     pub weight: Slot,
@@ -44,6 +46,7 @@ impl Workspace {
                 Slot::new("xent dense target chunk 1", storage),
             ],
             elements: Slot::new("xent elementwise values", output),
+            logits: Slot::new("xent linear logits chunk", storage),
             grad: Slot::new("xent gradient chunk", output),
             class_targets: Slot::new("xent class targets", storage),
             weight: Slot::new("xent weight", storage),
@@ -71,6 +74,7 @@ impl Workspace {
     pub fn slots(&self) -> impl Iterator<Item = &Slot> {
         let single = [
             &self.elements,
+            &self.logits,
             &self.grad,
             &self.class_targets,
             &self.weight,

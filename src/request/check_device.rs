@@ -29,16 +29,23 @@ pub(crate) enum CheckedDeviceTarget<'a> {
     },
 }
 
-/// A validated device-resident request.
+/// The rows of a validated device-resident request, whatever holds their values: what its row
+/// kernels compute.
 #[derive(Debug)]
-pub(crate) struct CheckedDevice<'a, 'p> {
+pub(crate) struct DeviceRows<'a, 'p> {
     /// Its loss, shape, options (a gradient in place is a gradient; a shard's pass has its own)
     /// and class weights.
     pub head: Head<'a>,
-    pub input: DeviceInput<'a>,
     pub target: CheckedDeviceTarget<'a>,
     /// A vocabulary shard's pass, when the request is one.
     pub shard: Option<(Shard, &'p ShardPass)>,
+}
+
+/// A validated device-resident request: its rows, and the buffer that holds their values.
+#[derive(Debug)]
+pub(crate) struct CheckedDevice<'a, 'p> {
+    pub rows: DeviceRows<'a, 'p>,
+    pub input: DeviceInput<'a>,
 }
 
 impl<'a> DeviceRequest<'a> {
@@ -52,12 +59,7 @@ impl<'a> DeviceRequest<'a> {
         shard: Option<(Shard, &'p ShardPass)>,
         buffer: impl Fn(&'static str, &wgpu::Buffer, u64, u64) -> Result<()>,
     ) -> Result<CheckedDevice<'a, 'p>> {
-        let kind = match &self.target {
-            DeviceTarget::None => TargetKind::None,
-            DeviceTarget::Host(t) => target_kind(t),
-            DeviceTarget::Classes { .. } => TargetKind::Classes,
-            DeviceTarget::Dense { .. } => TargetKind::Dense,
-        };
+        let kind = target_kind_of(&self.target);
         let mut head = Head {
             loss: self.loss,
             shape: self.input.shape,
@@ -84,60 +86,93 @@ impl<'a> DeviceRequest<'a> {
             },
         )?;
         let [batch, _] = head.shape;
-        let target = match self.target {
-            DeviceTarget::None => CheckedDeviceTarget::Host(CheckedTarget::None),
-            DeviceTarget::Host(t) => {
-                CheckedDeviceTarget::Host(head.check_target(t, shard.map(|(s, _)| s))?)
-            }
-            DeviceTarget::Classes {
-                buffer: held,
-                offset,
-                index,
-            } => {
-                let bytes = (batch as u64 * index.size() as u64).next_multiple_of(4);
-                buffer("target", held, offset, bytes)?;
-                CheckedDeviceTarget::Classes {
-                    buffer: held,
-                    offset,
-                    bytes,
-                    index,
-                }
-            }
-            DeviceTarget::Dense {
-                buffer: held,
-                offset,
-            } => {
-                buffer(
-                    "target",
-                    held,
-                    offset,
-                    (elements as u64 * 4).next_multiple_of(16),
-                )?;
-                if held == input.buffer {
-                    return Err(Error::DeviceBuffer {
-                        what: "target",
-                        reason: "is the input's buffer: one dispatch may not bind a buffer both read-write (the input) and read-only (the target); put them in two buffers".into(),
-                    });
-                }
-                CheckedDeviceTarget::Dense {
-                    buffer: held,
-                    offset,
-                }
-            }
-        };
+        let target = device_target(
+            self.target,
+            &head,
+            shard.map(|(s, _)| s),
+            elements,
+            Some(input.buffer),
+            &buffer,
+        )?;
         if let Some((_, pass)) = shard {
             pass.check_rows(batch)?;
         }
         Ok(CheckedDevice {
-            head,
+            rows: DeviceRows {
+                head,
+                target,
+                shard,
+            },
             input: self.input,
-            target,
-            shard,
         })
     }
 }
 
-impl CheckedDevice<'_, '_> {
+/// The kind of a device-resident request's target.
+pub(crate) fn target_kind_of(target: &DeviceTarget) -> TargetKind {
+    match target {
+        DeviceTarget::None => TargetKind::None,
+        DeviceTarget::Host(t) => target_kind(t),
+        DeviceTarget::Classes { .. } => TargetKind::Classes,
+        DeviceTarget::Dense { .. } => TargetKind::Dense,
+    }
+}
+
+/// Checks a device-resident request's `target` for rows of `head` (of `elements` values), on
+/// vocabulary `shard` when it is a shard's: a host target as a host request's, and each buffer
+/// it names by `buffer`; a dense target may not be in `input`'s buffer, which the kernels bind
+/// read-write.
+pub(crate) fn device_target<'a>(
+    target: DeviceTarget<'a>,
+    head: &Head,
+    shard: Option<Shard>,
+    elements: usize,
+    input: Option<&wgpu::Buffer>,
+    buffer: &impl Fn(&'static str, &wgpu::Buffer, u64, u64) -> Result<()>,
+) -> Result<CheckedDeviceTarget<'a>> {
+    let [batch, _] = head.shape;
+    Ok(match target {
+        DeviceTarget::None => CheckedDeviceTarget::Host(CheckedTarget::None),
+        DeviceTarget::Host(t) => CheckedDeviceTarget::Host(head.check_target(t, shard)?),
+        DeviceTarget::Classes {
+            buffer: held,
+            offset,
+            index,
+        } => {
+            let bytes = (batch as u64 * index.size() as u64).next_multiple_of(4);
+            buffer("target", held, offset, bytes)?;
+            CheckedDeviceTarget::Classes {
+                buffer: held,
+                offset,
+                bytes,
+                index,
+            }
+        }
+        DeviceTarget::Dense {
+            buffer: held,
+            offset,
+        } => {
+            buffer(
+                "target",
+                held,
+                offset,
+                (elements as u64 * 4).next_multiple_of(16),
+            )?;
+            if input == Some(held) {
+                return Err(Error::DeviceBuffer {
+                    what: "target",
+                    reason: "is the input's buffer: one dispatch may not bind a buffer both read-write (the input) and read-only (the target); put them in two buffers".into(),
+                });
+            }
+            CheckedDeviceTarget::Dense {
+                buffer: held,
+                offset,
+            }
+        }
+    })
+}
+
+impl DeviceRows<'_, '_> {
     /// The kind of its target.
     pub fn target_kind(&self) -> TargetKind {
         match &self.target {
@@ -156,7 +191,7 @@ impl CheckedDevice<'_, '_> {
     }
 
     /// The kernels' scales as the host knows them (see [`Reduce::scales`](super::reduce::Reduce::scales)); 0 where they are
-    /// computed on the device ([`CheckedDevice::device_scales`]).
+    /// computed on the device ([`DeviceRows::device_scales`]).
     pub fn scales(&self) -> Scales {
         if self.device_scales() {
             return Scales::default();

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use std::ops::Range;
 
 /// A checked target.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum CheckedTarget<'a> {
     None,
     /// Class indices, with [`IGNORED`](super::markers::IGNORED) for ignored rows.

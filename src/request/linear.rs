@@ -6,9 +6,7 @@ use super::check::{length, target_kind};
 use super::check_host::check_finite;
 use super::checked::Checked;
 use super::kinds::{InputKind, LossKind};
-use super::linear_head::{
-    DEFAULT_CHUNK_BYTES, DEFAULT_LOGITS_PARTS, Linear, MIN_DEFAULT_CHUNK_BYTES,
-};
+use super::linear_head::{Linear, chunk_rows};
 use super::values::{Input, Target};
 use crate::error::{Error, Result};
 
@@ -67,7 +65,7 @@ impl<'a> Request<'a> {
 
     /// Sets the most bytes of logits a chunk of rows holds (at least one row's, whatever the
     /// budget), which bounds the memory a linear request takes beyond its inputs and gradients;
-    /// see [`DEFAULT_CHUNK_BYTES`] for the default. The result does not depend on it beyond
+    /// see [`DEFAULT_CHUNK_BYTES`](crate::DEFAULT_CHUNK_BYTES) for the default. The result does not depend on it beyond
     /// rounding, and never on the thread count.
     #[must_use]
     pub fn linear_chunk_bytes(mut self, bytes: usize) -> Self {
@@ -200,14 +198,11 @@ pub(crate) struct CheckedLinear<'a> {
 
 impl CheckedLinear<'_> {
     /// How many rows a chunk takes: as many as fit the request's byte budget, or the default's
-    /// (see [`DEFAULT_CHUNK_BYTES`]), at least one.
+    /// (see [`DEFAULT_CHUNK_BYTES`](crate::DEFAULT_CHUNK_BYTES)), at least one.
     pub fn chunk_rows(&self) -> usize {
-        let row_bytes = self.logits.classes.max(1) * 4;
-        let logits_bytes = row_bytes.saturating_mul(self.logits.batch);
-        let budget = self.head.chunk_bytes.unwrap_or(
-            DEFAULT_CHUNK_BYTES
-                .min((logits_bytes / DEFAULT_LOGITS_PARTS).max(MIN_DEFAULT_CHUNK_BYTES)),
-        );
-        (budget / row_bytes).clamp(1, self.logits.batch.max(1))
+        chunk_rows(
+            [self.logits.batch, self.logits.classes],
+            self.head.chunk_bytes,
+        )
     }
 }

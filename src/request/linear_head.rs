@@ -13,10 +13,10 @@ use super::values::Input;
 pub const DEFAULT_CHUNK_BYTES: usize = 64 << 20;
 
 /// The most of the whole logits' bytes a default chunk holds: one part in this many.
-pub(super) const DEFAULT_LOGITS_PARTS: usize = 10;
+const DEFAULT_LOGITS_PARTS: usize = 10;
 
 /// The least a chunk holds by default, however small the logits (one row, at least, always).
-pub(super) const MIN_DEFAULT_CHUNK_BYTES: usize = 1 << 20;
+const MIN_DEFAULT_CHUNK_BYTES: usize = 1 << 20;
 
 /// The output head of a fused linear cross-entropy: logits = hidden · weightᵀ + bias.
 #[derive(Clone, Copy, Debug)]
@@ -34,4 +34,15 @@ pub struct Linear<'a> {
     /// The most bytes of logits a chunk of rows holds, when the request sets it (see
     /// [`DEFAULT_CHUNK_BYTES`] for what it is otherwise).
     pub chunk_bytes: Option<usize>,
+}
+
+/// How many of `rows` rows of `classes` logits a chunk takes: as many as fit `chunk_bytes`, or
+/// the default's budget (see [`DEFAULT_CHUNK_BYTES`]), at least one.
+pub(crate) fn chunk_rows([rows, classes]: [usize; 2], chunk_bytes: Option<usize>) -> usize {
+    let row_bytes = classes.max(1) * 4;
+    let logits_bytes = row_bytes.saturating_mul(rows);
+    let budget = chunk_bytes.unwrap_or(
+        DEFAULT_CHUNK_BYTES.min((logits_bytes / DEFAULT_LOGITS_PARTS).max(MIN_DEFAULT_CHUNK_BYTES)),
+    );
+    (budget / row_bytes).clamp(1, rows.max(1))
 }
