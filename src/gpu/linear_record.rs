@@ -12,10 +12,13 @@
 
 use std::ops::Range;
 
+use wgpu::util::DeviceExt;
+
 use super::bindings::{Bound, RowBindings};
 use super::buffer_pool::Slot;
 use super::chunk::{WORD_BYTES, linear_chunks};
 use super::gemm::{ColumnSums, F32s, Layout, Operand, Product, Tile};
+use super::params::ParamArena;
 use super::plan::{Call, Plan};
 use super::timing::Timing;
 use super::{GpuEngine, rows};
@@ -69,6 +72,13 @@ impl GpuEngine {
             weight: grads[1].as_ref().map(|(b, _)| b.clone()),
             bias: grads[2].as_ref().map(|(b, _)| b.clone()),
         };
+        if let Some(empty) = call.empty() {
+            output.loss.loss = empty
+                .scalar
+                .map(|zero| self.storage_init("xent loss", bytemuck::bytes_of(&zero)));
+            self.zero_head_grads(encoder, req, &grads)?;
+            return Ok(output);
+        }
         let chunks = self.linear_chunks(req)?;
         let mut plan = Plan::over_chunks(self, call, chunks, false)?;
         let most = plan.chunks.iter().map(Range::len).max().unwrap_or(0);
@@ -171,6 +181,57 @@ impl GpuEngine {
             };
         }
         Ok(out)
+    }
+
+    /// For a head of no rows: writes zeros where dW and db are written (not added to) into the
+    /// caller's buffers, by products of no depth. New buffers are zeros already; dH has nothing.
+    fn zero_head_grads(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        req: &CheckedDeviceLinear,
+        grads: &[Option<Dst>; 3],
+    ) -> Result<()> {
+        let [_, v] = req.rows.head.shape;
+        let d = req.hidden.shape[1];
+        let mut arena = ParamArena::new(&self.ctx.limits);
+        let mut passes = Vec::new();
+        let weight = operand(&req.weight, 0, Layout::Plain);
+        for (i, shape) in [(1, [v as u32, d as u32]), (2, [1, v as u32])] {
+            let (Some(GradTo::Into { add: false, .. }), Some((buffer, offset))) =
+                (req.grads[i], &grads[i])
+            else {
+                continue;
+            };
+            let product = Product {
+                shape: [shape[0], shape[1], 0],
+                a: weight,
+                b: weight,
+                c: F32s {
+                    buffer,
+                    offset: offset / 4,
+                },
+                ldc: shape[1],
+                bias: None,
+                accumulate: false,
+            };
+            let at = arena.push(&product.params(&self.ctx.limits)?);
+            passes.push((Gemm::Product(product), at));
+        }
+        if passes.is_empty() {
+            return Ok(());
+        }
+        let params = self
+            .ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("xent params"),
+                contents: &arena.bytes,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        for pass in &passes {
+            self.record_gemm(&mut Timing::Off, encoder, &params, pass)?;
+        }
+        Ok(())
     }
 
     /// Records one of a linear head's products, its params at `offset` of `params`.

@@ -279,12 +279,10 @@ pub fn run(args: &LossArgs) -> std::result::Result<(), Failure> {
         request = request.pos_weight(w);
     }
     request.validate().map_err(request_failure)?;
-    // The GPU kernels of a linear head are to come: `auto` computes it on the fast CPU path.
-    let engine = match (args.device, &head) {
-        (DeviceChoice::Auto, Some(_)) => Ok(Engine::cpu()),
-        (device, _) => device.engine(),
-    }
-    .map_err(|e| Failure::about("--device", e))?;
+    let engine = args
+        .device
+        .engine()
+        .map_err(|e| Failure::about("--device", e))?;
     let out = match (&head, &args.grad_out) {
         (Some(h), _) => linear::compute(&engine, &request, args, shape, h.shape)?,
         (None, Some(path)) => {
