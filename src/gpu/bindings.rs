@@ -239,6 +239,22 @@ binding_tables! {
         sums: &'b wgpu::Buffer => ReadWrite sums: "array<f32>",
     }
 
+    /// What a matrix product or a column sum binds (gemm.wgsl): the smallest ranges of the
+    /// buffers it reads and writes, each from an aligned start; the params locate the matrices
+    /// within them.
+    GemmBindings("xent gemm") {
+        /// The pass's `Params` (gemm.wgsl).
+        params: Bound<'b> => Uniform params: "Params",
+        /// A's elements (f32, or two 16-bit values a word, the lower first).
+        a: Bound<'b> => Read a: "array<u32>",
+        /// B's elements, as A's.
+        b: Bound<'b> => Read b: "array<u32>",
+        /// The bias; bound to A's range where the product has none (it is then never read).
+        bias: Bound<'b> => Read bias: "array<f32>",
+        /// C, written (or read and written, to accumulate).
+        c: Bound<'b> => ReadWrite c: "array<f32>",
+    }
+
     /// What the device's check and encoding of class targets binds (targets.wgsl).
     TargetBindings("xent targets") {
         /// The call's `Params` (targets.wgsl).

@@ -7,6 +7,7 @@ mod bindings;
 mod buffer_pool;
 mod chunk;
 mod context;
+mod gemm;
 mod host;
 mod params;
 mod pipelines;
@@ -147,7 +148,7 @@ mod faults {
     use crate::request::Request;
 
     /// A fresh engine on every adapter; with `XENT_REQUIRE_GPU=1`, none is a failure.
-    fn engines() -> Vec<GpuEngine> {
+    pub(super) fn engines() -> Vec<GpuEngine> {
         let engines: Vec<GpuEngine> = adapter::ranked(&adapter::instance())
             .iter()
             .map(|a| GpuEngine::open(a).expect("the adapter opens"))

@@ -3,8 +3,9 @@
 //! declarations, from its table in `bindings.rs`; then its files, in order.
 
 use super::bindings::{
-    Binding, ProbeBindings, ReduceBindings, RowBindings, TargetBindings, declarations,
+    Binding, GemmBindings, ProbeBindings, ReduceBindings, RowBindings, TargetBindings, declarations,
 };
+use super::gemm::Tile;
 use crate::request::{BAD, Dtype, ELSEWHERE, IGNORED, InputKind, ONE_AT, WORDS};
 
 const ROWS_PARAMS: &str = include_str!("../../shaders/rows_params.wgsl");
@@ -23,6 +24,7 @@ const PROBE: &str = include_str!("../../shaders/probe.wgsl");
 const TREE_SUM: &str = include_str!("../../shaders/tree_sum.wgsl");
 const EXACT_SUM: &str = include_str!("../../shaders/exact_sum.wgsl");
 const TARGETS: &str = include_str!("../../shaders/targets.wgsl");
+const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
 
 /// Invocations of a workgroup of `encode_targets` and `device_scales` (targets.wgsl).
 pub(crate) const TARGETS_WORKGROUP: u32 = 256;
@@ -31,6 +33,8 @@ pub(crate) const REDUCE_WORKGROUP: u32 = 256;
 /// Values each invocation of `reduce_sum` adds: a workgroup sums
 /// `REDUCE_WORKGROUP * REDUCE_ITEMS` of them.
 pub(crate) const REDUCE_ITEMS: u32 = 8;
+/// Invocations of a workgroup of `column_sums` (gemm.wgsl), one column each.
+pub(crate) const COLUMNS_GROUP: u32 = 64;
 
 /// The code of an input kind, as the row kernels' `INPUT_KIND` holds it.
 pub(crate) const fn input_kind_code(kind: InputKind) -> u32 {
@@ -53,7 +57,7 @@ pub(crate) const fn dtype_code(dtype: Dtype) -> u32 {
 /// The constants that the kernels share with the host, by their WGSL names: the encoded targets'
 /// markers, the exact sum's layout, the workgroup sizes that the host dispatches by, and the codes
 /// of the input kinds and element types.
-const SHARED: [(&str, u32); 14] = [
+const SHARED: [(&str, u32); 15] = [
     ("IGNORED", IGNORED),
     ("BAD", BAD),
     ("ELSEWHERE", ELSEWHERE),
@@ -62,6 +66,7 @@ const SHARED: [(&str, u32); 14] = [
     ("TARGETS_WORKGROUP", TARGETS_WORKGROUP),
     ("REDUCE_WORKGROUP", REDUCE_WORKGROUP),
     ("REDUCE_ITEMS", REDUCE_ITEMS),
+    ("COLUMNS_GROUP", COLUMNS_GROUP),
     ("LOGITS", input_kind_code(InputKind::Logits)),
     ("PROBS", input_kind_code(InputKind::Probs)),
     ("LOG_PROBS", input_kind_code(InputKind::LogProbs)),
@@ -123,6 +128,8 @@ pub(crate) enum Module {
     Probe,
     /// The check and encoding of class targets on the device, and the mean's scales.
     Targets,
+    /// Matrix products on one tile, and column sums.
+    Gemm { tile: Tile },
 }
 
 impl Module {
@@ -133,6 +140,7 @@ impl Module {
             Module::Reduce => ReduceBindings::TABLE,
             Module::Probe => ProbeBindings::TABLE,
             Module::Targets => TargetBindings::TABLE,
+            Module::Gemm { .. } => GemmBindings::TABLE,
         }
     }
 
@@ -155,6 +163,7 @@ impl Module {
             Module::Reduce => vec![("tree_sum.wgsl", TREE_SUM), ("reduce.wgsl", REDUCE)],
             Module::Probe => vec![("tree_sum.wgsl", TREE_SUM), ("probe.wgsl", PROBE)],
             Module::Targets => vec![("exact_sum.wgsl", EXACT_SUM), ("targets.wgsl", TARGETS)],
+            Module::Gemm { .. } => vec![("gemm.wgsl", GEMM)],
         };
         let files: Vec<&'static str> = parts.iter().map(|(f, _)| *f).collect();
         let prelude = self.prelude();
@@ -175,10 +184,16 @@ impl Module {
         }
     }
 
-    /// The shared constants as WGSL `const`s, then the module's binding declarations.
+    /// The shared constants as WGSL `const`s (and a product's tile's), then the module's binding
+    /// declarations.
     fn prelude(self) -> String {
+        let tile = match self {
+            Module::Gemm { tile } => tile.constants().to_vec(),
+            _ => Vec::new(),
+        };
         let constants: String = SHARED
             .iter()
+            .chain(&tile)
             .map(|(name, value)| format!("const {name}: u32 = {value}u;\n"))
             .collect();
         format!(
@@ -201,6 +216,11 @@ pub fn shader_modules() -> Vec<ShaderModule> {
             Module::Probe.shader(),
             Module::Targets.shader(),
         ])
+        .chain(
+            Tile::candidates()
+                .iter()
+                .map(|&tile| Module::Gemm { tile }.shader()),
+        )
         .collect()
 }
 
@@ -209,7 +229,7 @@ mod tests {
     use std::mem::{offset_of, size_of};
 
     use super::{Family, Module};
-    use crate::gpu::{plan, probe, rows, targets, tree_sum};
+    use crate::gpu::{gemm, plan, probe, rows, targets, tree_sum};
 
     /// The size and the named members' offsets of struct `name` in `module`'s WGSL, as naga lays
     /// it out.
@@ -306,6 +326,27 @@ mod tests {
                 held
             }),
         );
+        for &tile in gemm::Tile::candidates() {
+            assert_mirrors(
+                Module::Gemm { tile },
+                "Params",
+                size_of::<gemm::Params>(),
+                fields!(gemm::Params {
+                    m,
+                    n,
+                    k,
+                    accumulate,
+                    lda,
+                    a_offset,
+                    ldb,
+                    b_offset,
+                    ldc,
+                    c_offset,
+                    bias,
+                    bias_offset
+                }),
+            );
+        }
     }
 
     /// The host writes a row's `Stats` as six f32 (`Plan::merged_partials`) and sizes them by
