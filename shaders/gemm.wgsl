@@ -41,11 +41,28 @@ override B_TRANSPOSED: u32 = 0u;
 // Invocations of a workgroup of a tile.
 const GROUP: u32 = (BM / TM) * (BN / TN);
 
+// An IEEE half float (the low 16 bits of `h`) as f32, by its bits, as `halves_to_f32` in
+// rows_load.wgsl: unpack2x16float would need naga's SHADER_FLOAT16_IN_FLOAT32 capability, which
+// not every adapter grants.
+fn half_to_f32(h: u32) -> f32 {
+    let sign = (h & 0x8000u) << 16u;
+    let exponent = (h >> 10u) & 0x1fu;
+    let mantissa = h & 0x3ffu;
+    if exponent == 0u {
+        // Subnormal halves are mantissa · 2^-24.
+        let magnitude = f32(mantissa) * 5.9604645e-8;
+        return select(magnitude, -magnitude, sign != 0u);
+    }
+    if exponent == 31u {
+        return bitcast<f32>(sign | 0x7f800000u | (mantissa << 13u));
+    }
+    return bitcast<f32>(sign | ((exponent + 112u) << 23u) | (mantissa << 13u));
+}
+
 // The 16-bit value of `word` in its high half when `odd`, else its low half, as f32.
 fn unpack_half(word: u32, odd: bool, dtype: u32) -> f32 {
     if dtype == F16 {
-        let pair = unpack2x16float(word);
-        return select(pair.x, pair.y, odd);
+        return half_to_f32(select(word & 0xffffu, word >> 16u, odd));
     }
     return bitcast<f32>(select(word << 16u, word & 0xffff0000u, odd));
 }

@@ -29,16 +29,12 @@ struct Stored {
     buffer: wgpu::Buffer,
 }
 
-/// `len` random elements of `dtype` in [-1, 1), rounded to it, in a new buffer; none a
-/// subnormal f16, which an adapter may flush.
+/// `len` random elements of `dtype` in [-1, 1), rounded to it, in a new buffer.
 fn stored(engine: &GpuEngine, rng: &mut StdRng, len: usize, dtype: Dtype) -> Stored {
     let mut bytes = Vec::with_capacity(len * dtype.size() + 4);
     let values = (0..len)
         .map(|_| {
-            let mut v: f32 = rng.random_range(-1.0..1.0);
-            if v.abs() < f16::MIN_POSITIVE.to_f32() {
-                v = 0.5;
-            }
+            let v: f32 = rng.random_range(-1.0..1.0);
             match dtype {
                 Dtype::F32 => {
                     bytes.extend_from_slice(&v.to_le_bytes());
@@ -78,13 +74,39 @@ fn index(layout: Layout, offset: u64, ld: u32, r: u32, c: u32) -> usize {
     (offset + u64::from(row) * u64::from(ld) + u64::from(col)) as usize
 }
 
+/// An operand's buffer and where it lies there.
+struct Side {
+    stored: Stored,
+    layout: Layout,
+    dtype: Dtype,
+    offset: u64,
+    ld: u32,
+}
+
+impl Side {
+    fn operand(&self) -> Operand<'_> {
+        Operand {
+            buffer: &self.stored.buffer,
+            offset: self.offset,
+            ld: self.ld,
+            dtype: self.dtype,
+            layout: self.layout,
+        }
+    }
+
+    /// Logical element [r, c].
+    fn at(&self, r: u32, c: u32) -> f64 {
+        self.stored.values[index(self.layout, self.offset, self.ld, r, c)]
+    }
+}
+
 /// One product's operands: an [m, k] A and a [k, n] B of the given element types and layouts,
 /// at odd offsets with rows padded apart, and an [m, n] C among other values that it must not
 /// touch.
 struct Fixture {
     shape: [u32; 3],
-    a: (Stored, Layout, Dtype, u64, u32),
-    b: (Stored, Layout, Dtype, u64, u32),
+    a: Side,
+    b: Side,
     c: (Stored, u64, u32),
     bias: Option<(Stored, u64)>,
     accumulate: bool,
@@ -107,13 +129,19 @@ impl Fixture {
             let offset = rng.random_range(0..300);
             let ld = stored_cols + rng.random_range(0..5);
             let len = offset as usize + (stored_rows * ld) as usize + 3;
-            (stored(engine, rng, len, dtype), layout, dtype, offset, ld)
+            let stored = stored(engine, rng, len, dtype);
+            Side {
+                stored,
+                layout,
+                dtype,
+                offset,
+                ld,
+            }
         };
         let a = operand(m, k, a);
         let b = operand(k, n, b);
-        let (_, _, _, c_offset, ldc) = operand(m, n, (Dtype::F32, Layout::Plain));
-        let c_len = c_offset as usize + (m * ldc) as usize + 3;
-        let c = (stored(engine, rng, c_len, Dtype::F32), c_offset, ldc);
+        let c = operand(m, n, (Dtype::F32, Layout::Plain));
+        let c = (c.stored, c.offset, c.ld);
         let bias = bias.then(|| {
             let offset = rng.random_range(0..100);
             (
@@ -132,18 +160,10 @@ impl Fixture {
     }
 
     fn product(&self) -> Product<'_> {
-        let operand =
-            |(s, layout, dtype, offset, ld): &(Stored, Layout, Dtype, u64, u32)| Operand {
-                buffer: &s.buffer,
-                offset: *offset,
-                ld: *ld,
-                dtype: *dtype,
-                layout: *layout,
-            };
         Product {
             shape: self.shape,
-            a: operand(&self.a),
-            b: operand(&self.b),
+            a: self.a.operand(),
+            b: self.b.operand(),
             c: F32s {
                 buffer: &self.c.0.buffer,
                 offset: self.c.1,
@@ -163,16 +183,13 @@ impl Fixture {
         let [m, n, k] = self.shape;
         let (c, c_offset, ldc) = &self.c;
         let mut out: Vec<(f64, f64)> = c.values.iter().map(|&v| (v, 0.0)).collect();
-        let at = |(s, layout, _, offset, ld): &(Stored, Layout, Dtype, u64, u32), r, col| {
-            s.values[index(*layout, *offset, *ld, r, col)]
-        };
         // fma steps, then the bias, then the accumulation: k + 2 roundings at most.
         let unit = f64::from(k + 2) * f64::from(f32::EPSILON) / 2.0 * 1.01;
         for i in 0..m {
             for j in 0..n {
                 let (mut sum, mut size) = (0.0, 0.0);
                 for kk in 0..k {
-                    let term = at(&self.a, i, kk) * at(&self.b, kk, j);
+                    let term = self.a.at(i, kk) * self.b.at(kk, j);
                     sum += term;
                     size += term.abs();
                 }

@@ -48,16 +48,12 @@ const CANDIDATES: [Tile; 5] = [
 impl Tile {
     /// The tile for a product of `shape` (m, n, k) on this adapter, with no measurement.
     #[allow(dead_code, reason = "chosen by the linear head's call (linear.rs)")]
-    pub fn rule(cpu_adapter: bool, shape: [u32; 3]) -> Tile {
+    pub fn rule(_cpu_adapter: bool, shape: [u32; 3]) -> Tile {
         let [m, n, _] = shape;
         if m.min(n) <= 32 {
             return CANDIDATES[1];
         }
-        if cpu_adapter {
-            CANDIDATES[0]
-        } else {
-            CANDIDATES[0]
-        }
+        CANDIDATES[0]
     }
 
     /// Every tile a caller may time against the rule's.
