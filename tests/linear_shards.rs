@@ -14,7 +14,7 @@ use half::bf16;
 use rand::Rng;
 use xent::{
     Engine, Error, Input, LinearGradsMut, Loss, Options, Output, Reduction, Request, Shard,
-    ShardedLoss, merge_shards,
+    ShardedLoss, Target, merge_shards,
 };
 
 /// A random head and batch, [N, D] hidden states, a [V, D] weight, its bias, class weights and
@@ -480,54 +480,37 @@ fn the_wrong_pass_or_slices_are_typed_errors() {
         .unwrap_err();
     assert!(reason(e).contains("Engine::shard_grad"));
 
-    // Slices of the wrong length, or for a bias the head lacks, before anything is written.
-    let mut short = vec![7.0_f32; 4 * d - 1];
-    let e = engine
-        .shard_linear_grad(
-            &linear,
-            shard,
-            &merged,
-            LinearGradsMut {
-                weight: Some(&mut short),
-                ..Default::default()
-            },
+    // Slices of the wrong length (the whole head's, or one short), or for a bias the head
+    // lacks, before anything is written.
+    let refused = |request: &Request, grads: LinearGradsMut<'_>| {
+        reason(
+            engine
+                .shard_linear_grad(request, shard, &merged, grads)
+                .unwrap_err(),
         )
-        .unwrap_err();
+    };
+    for len in [4 * d - 1, v * d] {
+        let mut dw = vec![7.0_f32; len];
+        let grads = LinearGradsMut {
+            weight: Some(&mut dw),
+            ..Default::default()
+        };
+        let needs = format!("it holds {len} values, and needs {}", 4 * d);
+        assert_eq!(
+            refused(&linear, grads),
+            format!("linear weight's gradient: {needs}")
+        );
+        assert!(dw.iter().all(|&x| x == 7.0));
+    }
+    let no_bias = head.request(head.f32s(), 0..4, &Ask { bias: false, ..ask });
+    let grads = LinearGradsMut {
+        bias: Some(&mut [0.0; 4]),
+        ..Default::default()
+    };
     assert_eq!(
-        reason(e),
-        format!(
-            "linear weight's gradient: it holds {} values, and needs {}",
-            4 * d - 1,
-            4 * d
-        )
+        refused(&no_bias, grads),
+        "linear bias's gradient: the head has no bias"
     );
-    assert!(short.iter().all(|&x| x == 7.0));
-    let no_bias = Ask { bias: false, ..ask };
-    let e = engine
-        .shard_linear_grad(
-            &head.request(head.f32s(), 0..4, &no_bias),
-            shard,
-            &merged,
-            LinearGradsMut {
-                bias: Some(&mut [0.0; 4]),
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
-    assert_eq!(reason(e), "linear bias's gradient: the head has no bias");
-    let mut whole_dw = vec![0.0_f32; v * d];
-    let e = engine
-        .shard_linear_grad(
-            &linear,
-            shard,
-            &merged,
-            LinearGradsMut {
-                weight: Some(&mut whole_dw),
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
-    assert!(reason(e).starts_with("linear weight's gradient"));
 
     // The shard's own checks, as a plain shard's: classes past the head's, merged rows of
     // another batch, soft targets.
@@ -558,35 +541,18 @@ fn the_wrong_pass_or_slices_are_typed_errors() {
             n - 1
         )
     );
-    let soft = vec![1.0 / v as f32; n * v];
-    let e = engine
-        .shard_stats(
-            &Request::linear_cross_entropy(
-                &head.hidden[..],
-                [n, d],
-                &head.weight[..4 * d],
-                [4, d],
-                &soft[..4 * n],
-            ),
-            shard,
-        )
-        .unwrap_err();
-    assert!(reason(e).contains("against class indices"));
-    // A target outside the whole head's classes, where a shard's classes would not do.
-    let mut targets = head.targets.clone();
-    targets[2] = v as i64;
-    let e = engine
-        .shard_stats(
-            &Request::linear_cross_entropy(
-                &head.hidden[..],
-                [n, d],
-                &head.weight[..4 * d],
-                [4, d],
-                &targets[..],
-            ),
-            shard,
-        )
-        .unwrap_err();
+    // Soft targets, and a target outside the whole head's classes (where a shard's classes
+    // would not do).
+    let soft = vec![1.0 / v as f32; n * 4];
+    let mut outside = head.targets.clone();
+    outside[2] = v as i64;
+    let stats_refused = |target: Target<'_>| {
+        let w = &head.weight[..4 * d];
+        let request = Request::linear_cross_entropy(&head.hidden[..], [n, d], w, [4, d], target);
+        engine.shard_stats(&request, shard).unwrap_err()
+    };
+    assert!(reason(stats_refused(Target::Dense(&soft))).contains("against class indices"));
+    let e = stats_refused(Target::ClassesI64(&outside));
     assert!(
         matches!(e, Error::TargetOutOfRange { row: 2, classes, .. } if classes == v),
         "{e}"
