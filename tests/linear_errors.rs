@@ -294,7 +294,8 @@ fn a_gradient_of_an_impossible_shape_is_an_error() {
     }
 }
 
-/// A linear request only goes through `compute` and `compute_linear_into`, the linear options
+/// A linear request only goes through `compute`, `compute_linear_into` and the shard passes
+/// (`shard_stats`, and `shard_linear_grad`, not `shard_grad`), the linear options
 /// only on a linear request, and a GPU engine refuses a linear request before anything runs.
 #[test]
 fn linear_requests_and_options_stay_in_their_place() {
@@ -357,9 +358,21 @@ fn linear_requests_and_options_stay_in_their_place() {
                 check(&err) && in_place == logits,
                 "{what}: compute_in_place gave {err:?}"
             );
-            let err = engine.shard_stats(&request, shard).unwrap_err();
-            assert!(check(&err), "{what}: shard_stats gave {err:?}");
-            if name != "linear request" {
+            if name == "linear request" {
+                // A shard of a head: its statistics are shard_stats', its gradients
+                // shard_linear_grad's, not shard_grad's.
+                let stats = engine.shard_stats(&request, shard).unwrap();
+                let merged = xent::merge_shards(&[stats], &t, None, &Default::default()).unwrap();
+                let err = engine
+                    .shard_grad(&request, shard, &merged, &mut [0.0; 6])
+                    .unwrap_err();
+                assert!(
+                    err.to_string().contains("Engine::shard_linear_grad"),
+                    "{what}: shard_grad gave {err:?}"
+                );
+            } else {
+                let err = engine.shard_stats(&request, shard).unwrap_err();
+                assert!(check(&err), "{what}: shard_stats gave {err:?}");
                 let err = engine.compute(&request).unwrap_err();
                 assert!(check(&err), "{what}: compute gave {err:?}");
                 let err = request.validate().unwrap_err();

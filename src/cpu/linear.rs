@@ -15,6 +15,7 @@ use super::fast::{self, RowsOut};
 use super::gemm::{Dst, Operand, matmul};
 use crate::output::{LinearGradsMut, Loss, Output};
 use crate::request::{CheckedLinear, Input, Reduction, scalar};
+use std::ops::Range;
 
 /// The most bytes of a 16-bit W converted to float32 at once.
 const WEIGHT_BLOCK_BYTES: usize = 8 << 20;
@@ -46,7 +47,7 @@ impl<'a> Weight<'a> {
     }
 
     /// The blocks of classes the products take W in, in order.
-    fn blocks(&self) -> Vec<std::ops::Range<usize>> {
+    fn blocks(&self) -> Vec<Range<usize>> {
         (0..self.classes)
             .step_by(self.block)
             .map(|first| first..self.classes.min(first + self.block))
@@ -54,7 +55,7 @@ impl<'a> Weight<'a> {
     }
 
     /// W's rows `classes` as float32.
-    fn rows(&mut self, classes: std::ops::Range<usize>) -> &[f32] {
+    fn rows(&mut self, classes: Range<usize>) -> &[f32] {
         let values = classes.start * self.dim..classes.end * self.dim;
         match self.input {
             Input::F32(w) => &w[values],
@@ -69,21 +70,8 @@ impl<'a> Weight<'a> {
 /// Computes a checked linear request, putting the gradients into the slices `grads` holds.
 pub(crate) fn compute(req: &CheckedLinear, grads: LinearGradsMut) -> Output {
     let logits = &req.logits;
-    let (n, v, d) = (logits.batch, logits.classes, req.head.dim);
-    let LinearGradsMut {
-        mut hidden,
-        mut weight,
-        mut bias,
-        add,
-    } = grads;
-    let grad = hidden.is_some() || weight.is_some() || bias.is_some();
-    if !add {
-        weight.iter_mut().for_each(|w| w.fill(0.0));
-        bias.iter_mut().for_each(|b| b.fill(0.0));
-    }
-    let mut w = Weight::new(req.head.weight, [v, d]);
-    let rows_per_chunk = req.chunk_rows();
-    let mut chunk = vec![0.0_f32; rows_per_chunk.min(n) * v];
+    let n = logits.batch;
+    let grad = grads.hidden.is_some() || grads.weight.is_some() || grads.bias.is_some();
     let unreduced = logits.options.reduction == Reduction::None;
     let mut row_values = vec![0.0_f32; if unreduced { n } else { 0 }];
     let mut lse = logits.options.lse.then(|| vec![0.0_f32; n]);
@@ -91,17 +79,12 @@ pub(crate) fn compute(req: &CheckedLinear, grads: LinearGradsMut) -> Output {
     let mut options = logits.options;
     options.grad = grad;
     let mut sums = (0.0, 0.0);
-    for start in (0..n).step_by(rows_per_chunk) {
-        let rows = start..n.min(start + rows_per_chunk);
-        let m = rows.len();
-        let h = req.head.hidden.f32s(rows.start * d..rows.end * d);
-        let l = &mut chunk[..m * v];
-        forward(l, &h, &mut w, req.head.bias, [m, d, v]);
+    chunks(req, grads, |rows, l| {
         let row_values = (!row_values.is_empty()).then(|| &mut row_values[rows.clone()]);
         let lse = lse.as_mut().map(|l| &mut l[rows.clone()]);
         // With a gradient the row pass writes G over the logits it reads; without, it only reads.
         let (input, grad_out) = if grad {
-            (Input::F32(&[]), Some(&mut *l))
+            (Input::F32(&[]), Some(l))
         } else {
             (Input::F32(l), None)
         };
@@ -112,19 +95,9 @@ pub(crate) fn compute(req: &CheckedLinear, grads: LinearGradsMut) -> Output {
             row_values,
             lse,
         };
-        let chunk_sums = fast::rows(&logits.rows(rows.clone(), input, options), scales, out);
+        let chunk_sums = fast::rows(&logits.rows(rows, input, options), scales, out);
         sums = (sums.0 + chunk_sums.0, sums.1 + chunk_sums.1);
-        let g = &chunk[..m * v];
-        let dh = hidden
-            .as_deref_mut()
-            .map(|dh| &mut dh[rows.start * d..rows.end * d]);
-        backward(g, &h, &mut w, dh, weight.as_deref_mut(), add, [m, d, v]);
-        if let Some(db) = bias.as_deref_mut() {
-            for row in g.chunks_exact(v) {
-                db.iter_mut().zip(row).for_each(|(b, g)| *b += g);
-            }
-        }
-    }
+    });
     let loss = if unreduced {
         Loss::Unreduced {
             values: row_values,
@@ -139,6 +112,54 @@ pub(crate) fn compute(req: &CheckedLinear, grads: LinearGradsMut) -> Output {
         grad: None,
         valid_rows: logits.valid_rows,
         linear_grads: None,
+    }
+}
+
+/// A linear request's chunks of rows, in order: for each, L = H_c·Wᵀ + b into the one chunk
+/// buffer, then `pass(rows, L)`, the row pass. Where `grads` holds any slice, the row pass
+/// leaves G = ∂loss/∂L in L, and the backward products follow: dH_c = G·W into the hidden
+/// states' rows, dW += Gᵀ·H_c and db += Σ_rows G, each written or, with `add`, added to what
+/// its slice holds.
+pub(super) fn chunks(
+    req: &CheckedLinear,
+    grads: LinearGradsMut,
+    mut pass: impl FnMut(Range<usize>, &mut [f32]),
+) {
+    let (n, v, d) = (req.logits.batch, req.logits.classes, req.head.dim);
+    let LinearGradsMut {
+        mut hidden,
+        mut weight,
+        mut bias,
+        add,
+    } = grads;
+    let grad = hidden.is_some() || weight.is_some() || bias.is_some();
+    if !add {
+        weight.iter_mut().for_each(|w| w.fill(0.0));
+        bias.iter_mut().for_each(|b| b.fill(0.0));
+    }
+    let mut w = Weight::new(req.head.weight, [v, d]);
+    let rows_per_chunk = req.chunk_rows();
+    let mut chunk = vec![0.0_f32; rows_per_chunk.min(n) * v];
+    for start in (0..n).step_by(rows_per_chunk) {
+        let rows = start..n.min(start + rows_per_chunk);
+        let m = rows.len();
+        let h = req.head.hidden.f32s(rows.start * d..rows.end * d);
+        let l = &mut chunk[..m * v];
+        forward(l, &h, &mut w, req.head.bias, [m, d, v]);
+        pass(rows.clone(), l);
+        if !grad {
+            continue;
+        }
+        let g = &chunk[..m * v];
+        let dh = hidden
+            .as_deref_mut()
+            .map(|dh| &mut dh[rows.start * d..rows.end * d]);
+        backward(g, &h, &mut w, dh, weight.as_deref_mut(), add, [m, d, v]);
+        if let Some(db) = bias.as_deref_mut() {
+            for row in g.chunks_exact(v) {
+                db.iter_mut().zip(row).for_each(|(b, g)| *b += g);
+            }
+        }
     }
 }
 

@@ -4,5 +4,6 @@ pub(crate) mod fast;
 pub(crate) mod gemm;
 mod gradient;
 pub(crate) mod linear;
+pub(crate) mod linear_shard;
 pub(crate) mod reference;
 pub(crate) mod shard;

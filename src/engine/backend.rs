@@ -43,6 +43,13 @@ pub(crate) trait Backend: Send + Sync {
     /// A vocabulary shard's slice of the gradient.
     fn shard_grad(&self, req: &Checked, grad: &mut [f32]) -> Result<()>;
 
+    /// A vocabulary shard of a linear head's statistics, `ROW_STATS` f32 per row.
+    fn shard_linear_stats(&self, req: &CheckedLinear) -> Result<Vec<f32>>;
+
+    /// A vocabulary shard of a linear head's gradients into the slices of `grads`: its slices of
+    /// dW and db, and its partial dH.
+    fn shard_linear_grad(&self, req: &CheckedLinear, grads: LinearGradsMut) -> Result<()>;
+
     /// The same backend, opened afresh after its device was lost.
     fn rebuild(&self) -> Result<Arc<dyn Backend>>;
 
@@ -162,6 +169,27 @@ impl Backend for Cpu {
         Ok(())
     }
 
+    fn shard_linear_stats(&self, req: &CheckedLinear) -> Result<Vec<f32>> {
+        match self {
+            Cpu::Fast => {
+                threads::spin()?;
+                Ok(cpu::linear_shard::stats(req))
+            }
+            Cpu::Reference => Ok(reference::linear::shard_stats(req)),
+        }
+    }
+
+    fn shard_linear_grad(&self, req: &CheckedLinear, grads: LinearGradsMut) -> Result<()> {
+        match self {
+            Cpu::Fast => {
+                threads::spin()?;
+                cpu::linear_shard::grad(req, grads);
+            }
+            Cpu::Reference => reference::linear::shard_grad(req, grads),
+        }
+        Ok(())
+    }
+
     fn rebuild(&self) -> Result<Arc<dyn Backend>> {
         Ok(Arc::new(*self))
     }
@@ -232,6 +260,18 @@ impl Backend for GpuEngine {
 
     fn shard_grad(&self, req: &Checked, grad: &mut [f32]) -> Result<()> {
         GpuEngine::compute(self, req, Some(grad), false).map(drop)
+    }
+
+    fn shard_linear_stats(&self, req: &CheckedLinear) -> Result<Vec<f32>> {
+        let out = GpuEngine::compute_linear(self, req, LinearGradsMut::default(), false)?.0;
+        Ok(match out.loss {
+            crate::Loss::Unreduced { values, .. } => values,
+            crate::Loss::Scalar(_) => Vec::new(),
+        })
+    }
+
+    fn shard_linear_grad(&self, req: &CheckedLinear, grads: LinearGradsMut) -> Result<()> {
+        GpuEngine::compute_linear(self, req, grads, false).map(drop)
     }
 
     fn rebuild(&self) -> Result<Arc<dyn Backend>> {

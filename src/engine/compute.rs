@@ -2,7 +2,7 @@
 //! output returned; and a vocabulary shard's two passes.
 
 use super::Engine;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::request::{Request, Shard, ShardPass, ShardStats, ShardedLoss};
 
@@ -81,16 +81,30 @@ impl Engine {
     /// columns ([B, C_s], with the weights of those classes) against the batch's class indices
     /// over all `shard.total_classes`; its reduction, lse and gradient options are set aside.
     /// The result goes to [`merge_shards`](crate::merge_shards) with the other shards'.
+    ///
+    /// A linear request ([`Request::linear_cross_entropy`]) is a shard of a head when its
+    /// weight (and bias, and class weights) hold the head's classes
+    /// [`first_class`, `first_class` + V_s), V_s its weight's rows; its targets are the whole
+    /// head's class indices. Its statistics are those of its logits H·W_sᵀ + b_s, computed a
+    /// chunk of rows at a time as [`Engine::compute`] computes them; its gradients are
+    /// [`Engine::shard_linear_grad`]'s.
     pub fn shard_stats(&self, request: &Request, shard: Shard) -> Result<ShardStats> {
-        let checked = request.check_shard(shard, ShardPass::Stats)?;
-        let rows = self.backend.shard_stats(&checked)?;
-        Ok(ShardStats::from_rows(shard, checked.classes, &rows))
+        let (classes, rows) = if request.linear().is_some() {
+            let checked = request.check_linear_shard(shard, ShardPass::Stats)?;
+            let rows = self.backend.shard_linear_stats(&checked)?;
+            (checked.logits.classes, rows)
+        } else {
+            let checked = request.check_shard(shard, ShardPass::Stats)?;
+            (checked.classes, self.backend.shard_stats(&checked)?)
+        };
+        Ok(ShardStats::from_rows(shard, classes, &rows))
     }
 
     /// One vocabulary shard's slice of the gradient ([B, C_s], row-major) of the merged loss:
     /// `request` and `shard` as for [`Engine::shard_stats`], and `merged` what
     /// [`merge_shards`](crate::merge_shards) gave, whose scales carry the reduction (the
-    /// request's own is set aside).
+    /// request's own is set aside). A linear request's shard has gradients of its head and
+    /// hidden states instead: [`Engine::shard_linear_grad`].
     pub fn shard_grad(
         &self,
         request: &Request,
@@ -98,6 +112,14 @@ impl Engine {
         merged: &ShardedLoss,
         grad: &mut [f32],
     ) -> Result<()> {
+        if request.linear().is_some() {
+            return Err(Error::InvalidOption {
+                option: "shard",
+                reason: "a linear request's shard writes the gradients of its head and hidden \
+                         states, by Engine::shard_linear_grad, not Engine::shard_grad"
+                    .into(),
+            });
+        }
         let checked = request.check_shard(shard, merged.grad_pass())?;
         checked.check_grad(grad)?;
         self.backend.shard_grad(&checked, grad)

@@ -47,22 +47,29 @@ impl<'a> Request<'a> {
     }
 
     /// Checks a request on one vocabulary shard (see [`Head::for_shard`]); the gradient pass writes
-    /// its gradient to the caller's slice.
+    /// its gradient to the caller's slice. A linear request's shards are checked by
+    /// [`check_linear_shard`](Self::check_linear_shard).
     pub(crate) fn check_shard(&self, shard: Shard, pass: ShardPass) -> Result<Checked<'a>> {
+        self.on_shard(shard, &pass)?
+            .check_in(Some(ShardInfo { shard, pass }), self.input)
+    }
+
+    /// This request as a vocabulary shard's `pass` takes it: the shard's checks (see
+    /// [`Head::for_shard`]), including that a gradient pass's merged statistics are for the
+    /// request's rows, and the options of the pass. What the request's input or head holds is
+    /// checked by the caller, with the [`ShardInfo`] of the pass.
+    pub(super) fn on_shard(&self, shard: Shard, pass: &ShardPass) -> Result<Request<'a>> {
         let mut head = self.head();
         head.for_shard(
             target_kind(&self.target) == TargetKind::Classes,
             shard,
             matches!(pass, ShardPass::Grad { .. }),
         )?;
+        pass.check_rows(self.shape[0])?;
         let mut request = *self;
         request.options = head.options;
         request.options.grad_in_place = false;
-        let checked = request.check_in(Some(ShardInfo { shard, pass }), request.input)?;
-        if let Some(info) = &checked.shard {
-            info.pass.check_rows(checked.batch)?;
-        }
-        Ok(checked)
+        Ok(request)
     }
 
     /// The checks, with the input's values and length taken from `values` (the request's own

@@ -61,6 +61,21 @@ impl ShardPass {
         }
     }
 
+    /// The pass over rows `rows` of the request: a gradient pass's merged statistics sliced to
+    /// them.
+    fn rows(&self, rows: Range<usize>) -> ShardPass {
+        match self {
+            ShardPass::Stats => ShardPass::Stats,
+            ShardPass::Grad {
+                rows: merged,
+                scales,
+            } => ShardPass::Grad {
+                rows: merged[rows].to_vec(),
+                scales: *scales,
+            },
+        }
+    }
+
     /// Checks that a gradient pass's merged statistics are for the request's `batch` rows.
     pub(crate) fn check_rows(&self, batch: usize) -> Result<()> {
         match self.merged() {
@@ -79,7 +94,8 @@ impl ShardPass {
 impl<'a> Checked<'a> {
     /// Rows `rows` of this request, over `input` (their values, or empty where they are computed
     /// in place), with the options `options`: what a chunk of a linear request computes, with
-    /// the whole request's reduction scales given to it.
+    /// the whole request's reduction scales given to it. A vocabulary shard's pass stays one,
+    /// over those rows' merged statistics.
     pub(crate) fn rows<'b>(
         &self,
         rows: Range<usize>,
@@ -105,7 +121,10 @@ impl<'a> Checked<'a> {
             weight: self.weight,
             pos_weight: self.pos_weight,
             options,
-            shard: None,
+            shard: self.shard.as_ref().map(|info| ShardInfo {
+                shard: info.shard,
+                pass: info.pass.rows(rows),
+            }),
         }
     }
 

@@ -4,11 +4,13 @@
 use super::builder::Request;
 use super::check::{length, target_kind};
 use super::check_host::check_finite;
-use super::checked::Checked;
+use super::checked::{Checked, ShardInfo, ShardPass};
 use super::kinds::{InputKind, LossKind};
 use super::linear_head::{Linear, chunk_rows};
+use super::shard::Shard;
 use super::values::{Input, Target};
 use crate::error::{Error, Result};
+use crate::output::LinearGradsMut;
 
 impl<'a> Request<'a> {
     /// Cross-entropy on the logits `hidden · weightᵀ` of an output head, as PyTorch's
@@ -84,6 +86,25 @@ impl<'a> Request<'a> {
     /// Checks a linear request: the head's shapes, the target against [N, V], the options of
     /// cross-entropy on logits, and in strict mode the head's values.
     pub(crate) fn check_linear(&self) -> Result<CheckedLinear<'a>> {
+        self.check_linear_in(None)
+    }
+
+    /// Checks a linear request on one vocabulary shard: its weight (and bias, and class weights)
+    /// hold the V_s classes [`first_class`, `first_class` + V_s) of the head's
+    /// `total_classes`, its targets are the whole head's class indices, and its options are
+    /// those of the pass, as [`check_shard`](Self::check_shard) checks a request on logits.
+    pub(crate) fn check_linear_shard(
+        &self,
+        shard: Shard,
+        pass: ShardPass,
+    ) -> Result<CheckedLinear<'a>> {
+        self.on_shard(shard, &pass)?
+            .check_linear_in(Some(ShardInfo { shard, pass }))
+    }
+
+    /// The checks of [`check_linear`](Self::check_linear), in a vocabulary shard's pass when
+    /// `shard` is given.
+    fn check_linear_in(&self, shard: Option<ShardInfo>) -> Result<CheckedLinear<'a>> {
         let Some(linear) = self.linear else {
             return Err(Error::InvalidOption {
                 option: "linear_weight",
@@ -162,7 +183,7 @@ impl<'a> Request<'a> {
                 Ok(())
             },
         )?;
-        let target = head.check_target(self.target, None)?;
+        let target = head.check_target(self.target, shard.as_ref().map(|s| s.shard))?;
         Ok(CheckedLinear {
             logits: Checked {
                 loss: self.loss,
@@ -174,7 +195,7 @@ impl<'a> Request<'a> {
                 weight: self.weight,
                 pos_weight: None,
                 options: self.options,
-                shard: None,
+                shard,
             },
             head: linear,
         })
@@ -197,6 +218,34 @@ pub(crate) struct CheckedLinear<'a> {
 }
 
 impl CheckedLinear<'_> {
+    /// Checks the caller's gradient slices against the head: the hidden states' [N, D], the
+    /// weight's [V, D], and the bias's `[V]` (none where the head has no bias).
+    pub fn check_grads(&self, grads: &LinearGradsMut) -> Result<()> {
+        let [n, v] = [self.logits.batch, self.logits.classes];
+        let d = self.head.dim;
+        let bias = if self.head.bias.is_some() { v } else { 0 };
+        for (what, slice, expected) in [
+            ("hidden states' gradient", grads.hidden.as_deref(), n * d),
+            ("linear weight's gradient", grads.weight.as_deref(), v * d),
+            ("linear bias's gradient", grads.bias.as_deref(), bias),
+        ] {
+            if let Some(slice) = slice
+                && slice.len() != expected
+            {
+                let reason = if expected == 0 {
+                    "the head has no bias".into()
+                } else {
+                    format!("it holds {} values, and needs {expected}", slice.len())
+                };
+                return Err(Error::InvalidOption {
+                    option: what,
+                    reason,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// How many rows a chunk takes: as many as fit the request's byte budget, or the default's
     /// (see [`DEFAULT_CHUNK_BYTES`](crate::DEFAULT_CHUNK_BYTES)), at least one.
     pub fn chunk_rows(&self) -> usize {

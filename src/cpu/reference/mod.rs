@@ -10,7 +10,7 @@ pub(crate) mod linear;
 mod row;
 mod unreduced;
 
-pub(crate) use row::capped_row;
+pub(crate) use row::{cap, capped_row};
 use unreduced::Unreduced;
 
 use crate::output::{Loss, Output};

@@ -40,7 +40,7 @@ pub(crate) fn capped_row(req: &Checked, r: usize) -> Vec<f64> {
 }
 
 /// `v` after the request's soft cap.
-pub(super) fn cap(req: &Checked, v: f64) -> f64 {
+pub(crate) fn cap(req: &Checked, v: f64) -> f64 {
     match req.options.softcap {
         Some(cap) => f64::from(cap) * (v / f64::from(cap)).tanh(),
         None => v,
