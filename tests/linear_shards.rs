@@ -310,9 +310,23 @@ fn shards_of_a_head_give_the_unsharded_loss_and_gradients() {
     let cut_sets = [vec![0..1, 1..30, 30..53], vec![0..26, 26..53]];
     for ask in asks() {
         let wants = unsharded(&head, head.f32s(), &ask);
+        // Every GPU adapter with the fast path, in both orders: sharded over Vulkan, GL and
+        // the CPU.
+        let gpus: Vec<&Engine> = common::gpus().iter().collect();
+        let mixed: Vec<&Engine> = gpus.iter().copied().chain([&fast]).collect();
+        let reversed: Vec<&Engine> = mixed.iter().rev().copied().collect();
+        let orders: Vec<Vec<&Engine>> = [vec![&fast, &reference], vec![&reference, &fast]]
+            .into_iter()
+            .chain(
+                (!gpus.is_empty())
+                    .then_some([mixed, reversed])
+                    .into_iter()
+                    .flatten(),
+            )
+            .collect();
         for cuts in &cut_sets {
-            for engines in [[&fast, &reference], [&reference, &fast]] {
-                let (merged, grads) = head.sharded(head.f32s(), cuts, &engines, &ask);
+            for engines in &orders {
+                let (merged, grads) = head.sharded(head.f32s(), cuts, engines, &ask);
                 for (engine, want) in &wants {
                     let what = format!(
                         "{ask:?} on {cuts:?}, {} first, against {}",
