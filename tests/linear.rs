@@ -10,6 +10,7 @@ mod counting;
 use common::in_pool;
 use counting::peak_during;
 use proptest::prelude::*;
+use rand::Rng;
 use xent::{
     Argument, Base, DEFAULT_CHUNK_BYTES, Engine, Error, Input, LinearGradsMut, Output, Reduction,
     Request, Target,
@@ -447,7 +448,10 @@ fn with_gradients_the_peak_is_one_chunk() {
 fn edge_shapes() {
     let b = [0.5_f32, -1.0, 2.0];
     let t = [2_i64, 0];
-    for engine in [Engine::cpu(), Engine::reference()] {
+    for engine in common::under_test()
+        .into_iter()
+        .chain([Engine::reference()])
+    {
         let what = engine.device().to_string();
         let empty = Request::linear_cross_entropy(
             Input::F32(&[]),
@@ -492,5 +496,26 @@ fn edge_shapes() {
         let err = engine.compute(&no_classes).unwrap_err();
         assert!(matches!(err, Error::NoClasses), "{what}: {err:?}");
         assert_eq!(err.argument(), Some(Argument::Input));
+    }
+}
+
+/// A head whose W (and dW) is over one storage binding of a GPU adapter (128 MiB on lavapipe)
+/// is taken a block of classes at a time, and agrees with the fast path.
+#[test]
+fn a_head_over_one_storage_binding() {
+    let (n, d, v) = (5, 1024, 40_000);
+    let mut rng = common::rng("a head over one storage binding");
+    let hidden: Vec<f32> = (0..n * d).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let weight: Vec<f32> = (0..v * d).map(|_| rng.random_range(-0.05..0.05)).collect();
+    let bias: Vec<f32> = (0..v).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let targets: Vec<i64> = (0..n).map(|_| rng.random_range(0..v as i64)).collect();
+    let request =
+        Request::linear_cross_entropy(&hidden[..], [n, d], &weight[..], [v, d], &targets[..])
+            .linear_bias(&bias)
+            .with_grad(true);
+    let want = Engine::cpu().compute(&request).unwrap();
+    for engine in common::gpus() {
+        let got = engine.compute(&request).unwrap();
+        assert_parts_close(&engine.device().to_string(), &got, &want, 1e-5);
     }
 }

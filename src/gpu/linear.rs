@@ -7,6 +7,7 @@ use std::sync::PoisonError;
 
 use super::GpuEngine;
 use super::chunk::WORD_BYTES;
+use super::linear_record::class_blocks;
 use super::resident::check_buffer;
 use super::timing::Timing;
 use crate::error::{Error, Result};
@@ -53,7 +54,8 @@ impl GpuEngine {
             let up = self.upload_head(req, &slices, add)?;
             let wanted = [0, 1, 2].map(|i| slices[i].is_some());
             let checked = device_request(req, &up, wanted);
-            let mut timing = Timing::new(&self.ctx, timed, linear_passes(&checked));
+            let mut timing =
+                Timing::new(&self.ctx, timed, linear_passes(&checked, &self.ctx.limits));
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
             let out =
                 self.record_linear(&mut encoder, &mut timing, &checked, &mut ws.logits, false)?;
@@ -117,7 +119,8 @@ impl GpuEngine {
             let up = self.upload_head(req, &[None, None, None], false)?;
             let bias = req.head.bias.is_some();
             let checked = device_request(req, &up, [backward, backward, backward && bias]);
-            let mut timing = Timing::new(&self.ctx, true, linear_passes(&checked));
+            let mut timing =
+                Timing::new(&self.ctx, true, linear_passes(&checked, &self.ctx.limits));
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
             self.record_linear(&mut encoder, &mut timing, &checked, &mut ws.logits, true)?;
             self.ctx.queue.submit([encoder.finish()]);
@@ -136,12 +139,7 @@ impl GpuEngine {
         slices: &[Option<&mut [f32]>; 3],
         add: bool,
     ) -> Result<Uploaded> {
-        let n = req.logits.batch;
-        let whole = |input: Input, what| {
-            let bytes = input.bytes(0..input.len());
-            self.fits_binding(what, n, bytes.len() as u64)?;
-            self.buffer_with(what, bytes)
-        };
+        let whole = |input: Input, what| self.buffer_with(what, input.bytes(0..input.len()));
         let hidden = whole(req.head.hidden, "hidden states")?;
         let weight = whole(req.head.weight, "linear weight")?;
         let bias = match req.head.bias {
@@ -166,10 +164,17 @@ impl GpuEngine {
     }
 
     /// A STORAGE | COPY_SRC buffer holding `bytes`, padded to whole words.
-    fn buffer_with(&self, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
+    fn buffer_with(&self, label: &'static str, bytes: &[u8]) -> Result<wgpu::Buffer> {
         let size = (bytes.len() as u64)
             .next_multiple_of(WORD_BYTES)
             .max(WORD_BYTES);
+        let limit = self.ctx.limits.max_buffer_size;
+        if size > limit {
+            return Err(Error::TooLarge {
+                what: label,
+                reason: format!("{size} bytes, over the device's {limit}-byte buffer limit"),
+            });
+        }
         let buffer = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
@@ -213,12 +218,13 @@ impl GpuEngine {
     }
 }
 
-/// The most compute passes a linear call records: per chunk, the logits' product, at most six
-/// row passes and three of the gradients; then the reduction's tree.
-fn linear_passes(req: &CheckedDeviceLinear) -> usize {
+/// The most compute passes a linear call records: per chunk, three products per block of
+/// classes, db's sums and at most six row passes; then the reduction's tree.
+fn linear_passes(req: &CheckedDeviceLinear, limits: &wgpu::Limits) -> usize {
     let shape = req.rows.head.shape;
     let chunks = shape[0].div_ceil(linear_chunk_rows(shape, req.chunk_bytes));
-    chunks * 10 + 8
+    let blocks = class_blocks([shape[1], req.hidden.shape[1]], limits).len();
+    chunks * (7 + 3 * blocks) + 8
 }
 
 /// The device request of a host linear request on what `up` uploaded, with the gradients

@@ -124,9 +124,10 @@ impl GpuEngine {
                 scales: &shared.scales,
                 edges: &shared.edges,
             };
-            let (logits_product, backward) =
-                products[k].split_first().expect("the logits' product");
-            self.record_gemm(timing, encoder, &shared.params, logits_product)?;
+            let (forward, backward) = &products[k];
+            for pass in forward {
+                self.record_gemm(timing, encoder, &shared.params, pass)?;
+            }
             if !products_only {
                 plan.record_chunk(self, (timing, encoder), k, &bindings, None)?;
             }
@@ -253,6 +254,9 @@ impl GpuEngine {
     }
 }
 
+/// A chunk's products, each with its params' offset: the logits', then the gradients'.
+type ChunkProducts<'b> = (Vec<(Gemm<'b>, u32)>, Vec<(Gemm<'b>, u32)>);
+
 /// One of a linear head's products.
 enum Gemm<'b> {
     Product(Product<'b>),
@@ -270,17 +274,19 @@ struct Operands<'r, 'b> {
 impl<'b> Operands<'_, 'b> {
     /// Every product of every chunk, in the order they run, each with its params pushed into
     /// the plan's arena (before the arena is written): the logits' product, then the
-    /// gradients' asked for (dW, db, then dH, which may be over H).
-    fn passes(&self, plan: &mut Plan, limits: &wgpu::Limits) -> Result<Vec<Vec<(Gemm<'b>, u32)>>> {
+    /// gradients' asked for (dW, db, then dH, which may be over H). Each product takes W (and
+    /// dW) a block of classes at a time, blocks that fit one storage binding (`class_blocks`):
+    /// one block for a head within it, and then dH sums its blocks' products in order.
+    fn passes(&self, plan: &mut Plan, limits: &wgpu::Limits) -> Result<Vec<ChunkProducts<'b>>> {
         let req = self.req;
         let [_, v] = req.rows.head.shape;
         let d = req.hidden.shape[1];
         let backward = req.rows.head.options.grad;
         let add = |i: usize| matches!(req.grads[i], Some(GradTo::Into { add: true, .. }));
         let f32s = |buffer, offset| F32s { buffer, offset };
-        let g = |layout| Operand {
+        let g = |layout, first: usize| Operand {
             buffer: self.logits,
-            offset: 0,
+            offset: first as u64,
             ld: v as u32,
             dtype: Dtype::F32,
             layout,
@@ -289,63 +295,79 @@ impl<'b> Operands<'_, 'b> {
             let (buffer, offset) = self.grads[i].as_ref().expect("a gradient's buffer");
             (buffer, offset / 4)
         };
+        let blocks = class_blocks([v, d], limits);
         let chunks = plan.chunks.clone();
         let mut all = Vec::with_capacity(chunks.len());
         for (k, rows) in chunks.iter().enumerate() {
             let m = rows.len() as u32;
             let hidden = operand(&req.hidden, rows.start * d, Layout::Plain);
-            let mut passes = vec![Gemm::Product(Product {
-                shape: [m, v as u32, d as u32],
-                a: hidden,
-                b: operand(&req.weight, 0, Layout::Transposed),
-                c: f32s(self.logits, 0),
-                ldc: v as u32,
-                bias: req.bias.map(|b| f32s(b.buffer, b.offset / 4)),
-                accumulate: false,
-            })];
+            let mut forward = Vec::new();
+            for classes in &blocks {
+                let (first, width) = (classes.start, classes.len() as u32);
+                forward.push(Gemm::Product(Product {
+                    shape: [m, width, d as u32],
+                    a: hidden,
+                    b: operand(&req.weight, first * d, Layout::Transposed),
+                    c: f32s(self.logits, first as u64),
+                    ldc: v as u32,
+                    bias: req
+                        .bias
+                        .map(|b| f32s(b.buffer, b.offset / 4 + first as u64)),
+                    accumulate: false,
+                }));
+            }
+            let mut passes = Vec::new();
             if backward && self.grads[1].is_some() {
                 let (buffer, offset) = dst(1);
-                passes.push(Gemm::Product(Product {
-                    shape: [v as u32, d as u32, m],
-                    a: g(Layout::Transposed),
-                    b: hidden,
-                    c: f32s(buffer, offset),
-                    ldc: d as u32,
-                    bias: None,
-                    accumulate: add(1) || k > 0,
-                }));
+                for classes in &blocks {
+                    let (first, width) = (classes.start, classes.len() as u32);
+                    passes.push(Gemm::Product(Product {
+                        shape: [width, d as u32, m],
+                        a: g(Layout::Transposed, first),
+                        b: hidden,
+                        c: f32s(buffer, offset + (first * d) as u64),
+                        ldc: d as u32,
+                        bias: None,
+                        accumulate: add(1) || k > 0,
+                    }));
+                }
             }
             if backward && self.grads[2].is_some() {
                 let (buffer, offset) = dst(2);
                 passes.push(Gemm::Sums(ColumnSums {
                     shape: [m, v as u32],
-                    g: g(Layout::Plain),
+                    g: g(Layout::Plain, 0),
                     out: f32s(buffer, offset),
                     accumulate: add(2) || k > 0,
                 }));
             }
             if backward && self.grads[0].is_some() {
                 let (buffer, offset) = dst(0);
-                passes.push(Gemm::Product(Product {
-                    shape: [m, d as u32, v as u32],
-                    a: g(Layout::Plain),
-                    b: operand(&req.weight, 0, Layout::Plain),
-                    c: f32s(buffer, offset + (rows.start * d) as u64),
-                    ldc: d as u32,
-                    bias: None,
-                    accumulate: add(0),
-                }));
+                for (j, classes) in blocks.iter().enumerate() {
+                    let (first, width) = (classes.start, classes.len() as u32);
+                    passes.push(Gemm::Product(Product {
+                        shape: [m, d as u32, width],
+                        a: g(Layout::Plain, first),
+                        b: operand(&req.weight, first * d, Layout::Plain),
+                        c: f32s(buffer, offset + (rows.start * d) as u64),
+                        ldc: d as u32,
+                        bias: None,
+                        accumulate: add(0) || j > 0,
+                    }));
+                }
             }
-            let mut pushed = Vec::with_capacity(passes.len());
-            for pass in passes {
-                let params = match &pass {
-                    Gemm::Product(p) => p.params(limits)?,
-                    Gemm::Sums(s) => s.params(limits)?,
-                };
-                let offset = plan.arena.push(&params);
-                pushed.push((pass, offset));
-            }
-            all.push(pushed);
+            let mut push = |list: Vec<Gemm<'b>>| -> Result<Vec<(Gemm<'b>, u32)>> {
+                list.into_iter()
+                    .map(|pass| {
+                        let params = match &pass {
+                            Gemm::Product(p) => p.params(limits)?,
+                            Gemm::Sums(s) => s.params(limits)?,
+                        };
+                        Ok((pass, plan.arena.push(&params)))
+                    })
+                    .collect()
+            };
+            all.push((push(forward)?, push(passes)?));
         }
         Ok(all)
     }
@@ -361,4 +383,17 @@ fn operand<'b>(input: &DeviceInput<'b>, first: usize, layout: Layout) -> Operand
         dtype: input.dtype,
         layout,
     }
+}
+
+/// The blocks of classes whose rows of W, and of dW in f32, fit one storage binding: W [V, D]
+/// whole where it fits.
+pub(super) fn class_blocks([classes, dim]: [usize; 2], limits: &wgpu::Limits) -> Vec<Range<usize>> {
+    let row_bytes = (dim as u64 * 4).max(4);
+    let per = usize::try_from(limits.max_storage_buffer_binding_size / row_bytes)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    (0..classes)
+        .step_by(per)
+        .map(|first| first..classes.min(first + per))
+        .collect()
 }
