@@ -1,8 +1,9 @@
 //! Fused linear cross-entropy against PyTorch's float64 values and autograd gradients
-//! (`scripts/gen_linear_fixtures.py`, `tests/fixtures/linear_cross_entropy/README.md`) on the fast
-//! CPU path and the float64 reference: every case, reduction and target file (int64 and int32),
-//! the loss, lse, valid rows and the gradients of H, W and b; and the reference's gradients
-//! against finite differences of its own loss.
+//! (`scripts/gen_linear_fixtures.py`, `tests/fixtures/linear_cross_entropy/README.md`) on every
+//! GPU adapter, the fast CPU path and the float64 reference: every case, reduction and target file
+//! (int64 and int32), the loss, lse, valid rows and the gradients of H, W and b; gradients written
+//! into and added to the caller's slices; and the reference's gradients against finite differences
+//! of its own loss.
 //!
 //! Tolerance: 1e-5 relative (absolute below 1) for every value, and 1e-5 in relative norm for
 //! each gradient. The absolute tolerance of values grows with the largest logit, as in
@@ -18,7 +19,7 @@ use common::{
 };
 use serde_json::Value;
 use xent::io::{Floats, TargetData};
-use xent::{Base, Engine, LinearGradsMut, Output, Reduction, Request, Target};
+use xent::{Base, DeviceKind, Engine, LinearGradsMut, Output, Reduction, Request, Target};
 
 const TOL: f64 = 1e-5;
 
@@ -107,38 +108,47 @@ fn load(dir: PathBuf) -> Case {
 }
 
 impl Case {
-    fn request<'a>(&'a self, target: Target<'a>, reduction: Reduction) -> Request<'a> {
-        let [n, d, v] = self.size;
+    /// `r` with the case's options of cross-entropy on logits (not its reduction): a linear
+    /// request, or one on the case's logits.
+    fn with_options<'a>(&'a self, r: Request<'a>) -> Request<'a> {
         let s = &self.spec;
-        let mut r = Request::linear_cross_entropy(
-            self.hidden.as_input(),
-            [n, d],
-            self.weight.as_input(),
-            [v, d],
-            target,
-        )
-        .reduction(reduction)
-        .ignore_index(s["ignore_index"].as_i64().unwrap())
-        .label_smoothing(s["label_smoothing"].as_f64().unwrap() as f32)
-        .z_loss(s["z_loss"].as_f64().unwrap() as f32)
-        .base(match s["base"].as_str().unwrap() {
-            "e" => Base::E,
-            "2" => Base::Two,
-            "10" => Base::Ten,
-            other => panic!("unknown base {other}"),
-        })
-        .with_lse(true)
-        .with_grad(true);
+        let mut r = r
+            .ignore_index(s["ignore_index"].as_i64().unwrap())
+            .label_smoothing(s["label_smoothing"].as_f64().unwrap() as f32)
+            .z_loss(s["z_loss"].as_f64().unwrap() as f32)
+            .base(match s["base"].as_str().unwrap() {
+                "e" => Base::E,
+                "2" => Base::Two,
+                "10" => Base::Ten,
+                other => panic!("unknown base {other}"),
+            });
         if let Some(cap) = s["softcap"].as_f64() {
             r = r.softcap(cap as f32);
-        }
-        if let Some(b) = &self.bias {
-            r = r.linear_bias(b);
         }
         if let Some(w) = &self.class_weight {
             r = r.weight(w);
         }
         r
+    }
+
+    fn request<'a>(&'a self, target: Target<'a>, reduction: Reduction) -> Request<'a> {
+        let [n, d, v] = self.size;
+        let r = Request::linear_cross_entropy(
+            self.hidden.as_input(),
+            [n, d],
+            self.weight.as_input(),
+            [v, d],
+            target,
+        );
+        let r = self
+            .with_options(r)
+            .reduction(reduction)
+            .with_lse(true)
+            .with_grad(true);
+        match &self.bias {
+            Some(b) => r.linear_bias(b),
+            None => r,
+        }
     }
 
     fn numbers(value: &Value) -> Vec<f32> {
@@ -255,6 +265,28 @@ fn the_reference_matches_pytorch() {
 }
 
 #[test]
+fn every_gpu_adapter_matches_pytorch() {
+    let gpus = common::gpus();
+    common::check_expected_backends(gpus);
+    if gpus.is_empty() {
+        eprintln!("no GPU adapter: nothing to check (set XENT_REQUIRE_GPU=1 to fail instead)");
+    }
+    let cases = cases();
+    for engine in gpus {
+        for case in &cases {
+            check(engine, case);
+        }
+    }
+}
+
+/// The reference, the fast CPU path and every GPU adapter.
+fn every_engine() -> Vec<Engine> {
+    let mut engines = vec![Engine::reference()];
+    engines.extend(common::under_test());
+    engines
+}
+
+#[test]
 fn every_row_ignored_gives_a_mean_of_zero_and_zero_gradients() {
     let case = load(
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -262,7 +294,7 @@ fn every_row_ignored_gives_a_mean_of_zero_and_zero_gradients() {
     );
     assert_eq!(case.spec["torch_mean_is_nan"], true);
     assert_eq!(case.spec["valid_rows"], 0);
-    for engine in [Engine::cpu(), Engine::reference()] {
+    for engine in every_engine() {
         for (file, target) in &case.targets {
             let what = format!("{} {file}", engine.device());
             let out = engine
@@ -278,22 +310,49 @@ fn every_row_ignored_gives_a_mean_of_zero_and_zero_gradients() {
 }
 
 /// `compute_linear_into` writes what `compute` returns, bit for bit, and with `add` adds it to
-/// what the slices held, on the fast path in chunks of `chunk_rows` rows (the fixture has 64).
+/// what the slices held, in chunks of `chunk_rows` rows (the fixture has 64), on every engine.
 ///
-/// Adding rounds at the magnitude of what the slices held, once per addition into them: dH once
-/// per row (twice where V > 512, gemm's depth blocks), dW once per chunk (each chunk's Gᵀ·H_c is
-/// added into it), db once per row (db += each row of G). The bound is that many units in the
-/// last place of |held| + |added|, plus one.
+/// On the CPU, adding rounds at the magnitude of what the slices held, once per addition into
+/// them: dH once per row (twice where V > 512, gemm's depth blocks), dW once per chunk (each
+/// chunk's Gᵀ·H_c is added into it), db once per row (db += each row of G). The bound is that
+/// many units in the last place of |held| + |added|, plus one.
+///
+/// On a GPU each product is formed whole, then added to what its buffer holds (C + Σ): dH once
+/// (its product, then the slice's value), so the sum is exactly the f32 sum of the old value and
+/// the written one; dW and db once per chunk, the chunk's product (or column sums) added to the
+/// buffer, where writing adds every chunk's but the first's. Both sum the same chunk products in
+/// the same order, so they differ by the 2K − 1 roundings of those additions (K chunks), each
+/// at most half an ulp of a partial sum, which is at most |held| + Σ_r |G_r|·|H_r|
+/// (`common::assert_added`).
 fn into_slices_agree_with_compute(chunk_rows: usize) {
     let case = load(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/linear_cross_entropy/lce_large_bias_weight_ignore_64x32x1000"),
     );
     let [n, d, v] = case.size;
-    for engine in [Engine::cpu(), Engine::reference()] {
+    let target = case.targets[0].1.as_target();
+    // Bounds of the GPU's partial sums, from the reference's G on the head's logits.
+    let hidden = case.hidden.to_f32();
+    let logits = common::head_logits(
+        &hidden,
+        &case.weight.to_f32(),
+        case.bias.as_deref(),
+        [n, d, v],
+    );
+    let on_logits = case
+        .with_options(Request::cross_entropy(&logits[..], [n, v], target))
+        .with_grad(true);
+    let g = Engine::reference()
+        .compute(&on_logits)
+        .unwrap()
+        .grad
+        .unwrap();
+    let [dw_size, db_size] = common::product_magnitudes(&g, &hidden, [n, d, v]);
+    let chunks = n.div_ceil(chunk_rows);
+    for engine in every_engine() {
         let what = format!("{} chunks of {chunk_rows} rows", engine.device());
         let request = case
-            .request(case.targets[0].1.as_target(), Reduction::Mean)
+            .request(target, Reduction::Mean)
             .linear_chunk_bytes(chunk_rows * v * 4);
         let out = engine.compute(&request).unwrap();
         let want = out.linear_grads.clone().unwrap();
@@ -318,22 +377,58 @@ fn into_slices_agree_with_compute(chunk_rows: usize) {
             assert_eq!(into.lse, out.lse, "{what} add {add}");
             assert!(into.grad.is_none() && into.linear_grads.is_none());
             for (part, ((got, want), start)) in got.iter().zip(&want).zip(&start).enumerate() {
+                let what = format!("{what}: gradient {part}");
                 if !add {
-                    assert_eq!(got, want, "{what}: gradient {part} written");
-                    continue;
-                }
-                let ulps = [2, n.div_ceil(chunk_rows) + 1, n + 1][part] as f32;
-                for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(start).enumerate() {
-                    let bound = ulps * f32::EPSILON * (s.abs() + w.abs());
-                    assert!(
-                        (g - (s + w)).abs() <= bound,
-                        "{what}: gradient {part}[{i}] added to {s} is {g}, not {} (±{bound:e})",
-                        s + w
+                    assert_eq!(got, want, "{what} written");
+                } else if engine.device().kind == DeviceKind::Gpu {
+                    gpu_added(
+                        &what,
+                        part,
+                        [got, want, start],
+                        chunks,
+                        [&dw_size, &db_size],
                     );
+                } else {
+                    cpu_added(&what, [2, chunks + 1, n + 1][part], [got, want, start]);
                 }
             }
         }
     }
+}
+
+/// The fast path's and the reference's sum: within `ulps` units in the last place of
+/// |held| + |added|.
+fn cpu_added(what: &str, ulps: usize, [got, want, start]: [&Vec<f32>; 3]) {
+    for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(start).enumerate() {
+        let bound = ulps as f32 * f32::EPSILON * (s.abs() + w.abs());
+        assert!(
+            (g - (s + w)).abs() <= bound,
+            "{what}[{i}] added to {s} is {g}, not {} (±{bound:e})",
+            s + w
+        );
+    }
+}
+
+/// A GPU's sum: dH (`part` 0) exactly the f32 sum; dW and db within the 2K − 1 roundings of
+/// their K chunks' additions, at partial sums bounded by `sizes` (dW's, db's).
+fn gpu_added(
+    what: &str,
+    part: usize,
+    [got, want, start]: [&Vec<f32>; 3],
+    chunks: usize,
+    sizes: [&[f64]; 2],
+) {
+    if part == 0 {
+        for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(start).enumerate() {
+            assert_eq!(
+                g.to_bits(),
+                (s + w).to_bits(),
+                "{what}[{i}]: {w} added to {s} is {g}"
+            );
+        }
+        return;
+    }
+    common::assert_added(what, got, start, want, 2 * chunks - 1, sizes[part - 1]);
 }
 
 #[test]

@@ -14,9 +14,12 @@ mod cli;
 mod compare;
 mod data;
 mod engines;
+mod linear;
 
 pub use assert::{assert_close, assert_scalar, norms, relative_norm_error};
-pub use buffers::{floats, storage_buffer};
+pub use buffers::{
+    GUARD, GUARD_BYTE, float_bytes, floats, guarded_buffer, read_floats, storage_buffer,
+};
 pub use cli::{cli_devices, run_cli};
 pub use data::{
     REDUCTIONS, distribution, fixture_dirs, logits, read_input, read_matrix, read_safetensors,
@@ -26,3 +29,4 @@ pub use engines::{
     caller_devices, caller_devices_with, check_expected_backends, gpus, in_pool, on_every_engine,
     open_gpus, under_test,
 };
+pub use linear::{assert_added, head_logits, product_magnitudes};
