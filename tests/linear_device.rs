@@ -11,7 +11,7 @@ mod common;
 mod device_head;
 
 use common::{GUARD, GUARD_BYTE, guarded_buffer, read_floats};
-use device_head::{At, Head, OnDevice, gpus};
+use device_head::{At, Head, OnDevice, all_new, gpus};
 use rand::Rng;
 use xent::{DeviceGrad, DeviceLinearGrads, Dtype, IndexType, Options, Reduction};
 
@@ -98,15 +98,6 @@ const TARGETS: [At; 5] = [
 
 const REDUCTIONS: [Reduction; 3] = [Reduction::Mean, Reduction::Sum, Reduction::None];
 
-/// Every gradient into a new buffer of the output's.
-fn all_new<'a>() -> DeviceLinearGrads<'a> {
-    DeviceLinearGrads {
-        hidden: DeviceGrad::New,
-        weight: DeviceGrad::New,
-        bias: DeviceGrad::New,
-    }
-}
-
 #[test]
 fn device_heads_give_the_host_calls_bits() {
     let mut rng = common::rng("device heads against host calls");
@@ -132,15 +123,7 @@ fn device_heads_give_the_host_calls_bits() {
                         options.lse
                     );
                     let on = OnDevice::new(engine, &head);
-                    let grads = if bias {
-                        all_new()
-                    } else {
-                        DeviceLinearGrads {
-                            bias: DeviceGrad::Skip,
-                            ..all_new()
-                        }
-                    };
-                    let got = on.run(engine, &head, at, grads);
+                    let got = on.run(engine, &head, at, head.new_grads());
                     head.host(engine, at, true).assert_same(&what, &got);
                     // The loss alone: no backward products, and the host's loss-only bits.
                     if j == 0 {

@@ -30,6 +30,15 @@ pub fn gpus(test: &str) -> &'static [Engine] {
     gpus
 }
 
+/// Every gradient into a new buffer of the output's.
+pub fn all_new<'a>() -> DeviceLinearGrads<'a> {
+    DeviceLinearGrads {
+        hidden: DeviceGrad::New,
+        weight: DeviceGrad::New,
+        bias: DeviceGrad::New,
+    }
+}
+
 /// Where a head's target is, and its type.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum At {
@@ -87,6 +96,17 @@ impl Head {
             soft: common::distribution(rng, n, v),
             options: Options::default(),
             chunk_rows: None,
+        }
+    }
+
+    /// Each of the head's gradients into a new buffer (db only where it has a bias).
+    pub fn new_grads(&self) -> DeviceLinearGrads<'static> {
+        match self.bias {
+            Some(_) => all_new(),
+            None => DeviceLinearGrads {
+                bias: DeviceGrad::Skip,
+                ..all_new()
+            },
         }
     }
 
@@ -308,8 +328,13 @@ impl Results {
         }
     }
 
-    /// Asserts every part of `got` has these bits (NaN matching NaN).
+    /// Asserts every part of `got` has these bits (NaN matching NaN), and these are finite.
     pub fn assert_same(&self, what: &str, got: &Results) {
+        let parts = [&self.loss, &self.lse].into_iter().chain(&self.grads);
+        assert!(
+            parts.flatten().all(|x| x.is_finite()),
+            "{what}: a value expected is not finite"
+        );
         same_bits(&format!("{what}: loss"), &got.loss, &self.loss);
         same_bits(&format!("{what}: lse"), &got.lse, &self.lse);
         self.assert_grads_same(what, &got.grads);
