@@ -7,6 +7,7 @@ use std::sync::PoisonError;
 
 use super::GpuEngine;
 use super::chunk::WORD_BYTES;
+use super::gemm::MAX_DEPTH;
 use super::linear_record::class_blocks;
 use super::resident::check_buffer;
 use super::timing::Timing;
@@ -218,13 +219,20 @@ impl GpuEngine {
     }
 }
 
-/// The most compute passes a linear call records: per chunk, three products per block of
-/// classes, db's sums and at most six row passes; then the reduction's tree.
+/// The most compute passes a linear call records: per chunk, at most six row passes and the
+/// products' pieces (`gemm::MAX_DEPTH` terms each) over each block of classes; then the
+/// reduction's tree.
 fn linear_passes(req: &CheckedDeviceLinear, limits: &wgpu::Limits) -> usize {
     let shape = req.rows.head.shape;
     let chunks = shape[0].div_ceil(linear_chunk_rows(shape, req.chunk_bytes));
-    let blocks = class_blocks([shape[1], req.hidden.shape[1]], limits).len();
-    chunks * (7 + 3 * blocks) + 8
+    let d = req.hidden.shape[1];
+    let blocks = class_blocks([shape[1], d], limits).len();
+    let pieces = |terms: usize| terms.div_ceil(MAX_DEPTH as usize).max(1);
+    // Per chunk: the row passes, the logits' and dH's pieces, and dW's and db's first pieces;
+    // the rest of dW's and db's pieces, over the rows, are bounded over all chunks together.
+    let per_chunk = 6 + blocks * (pieces(d) + 1) + pieces(shape[1]) + blocks + 1;
+    let over_rows = (blocks + 1) * (shape[0] / MAX_DEPTH as usize);
+    chunks * per_chunk + over_rows + 8
 }
 
 /// The device request of a host linear request on what `up` uploaded, with the gradients

@@ -276,7 +276,8 @@ impl<'b> Operands<'_, 'b> {
     /// the plan's arena (before the arena is written): the logits' product, then the
     /// gradients' asked for (dW, db, then dH, which may be over H). Each product takes W (and
     /// dW) a block of classes at a time, blocks that fit one storage binding (`class_blocks`):
-    /// one block for a head within it, and then dH sums its blocks' products in order.
+    /// one block for a head within it, and then dH sums its blocks' products in order; and each
+    /// is dispatched in pieces of at most `gemm::MAX_DEPTH` terms (`Product::pieces`).
     fn passes(&self, plan: &mut Plan, limits: &wgpu::Limits) -> Result<Vec<ChunkProducts<'b>>> {
         let req = self.req;
         let [_, v] = req.rows.head.shape;
@@ -358,6 +359,10 @@ impl<'b> Operands<'_, 'b> {
             }
             let mut push = |list: Vec<Gemm<'b>>| -> Result<Vec<(Gemm<'b>, u32)>> {
                 list.into_iter()
+                    .flat_map(|pass| match pass {
+                        Gemm::Product(p) => p.pieces().into_iter().map(Gemm::Product).collect(),
+                        Gemm::Sums(s) => s.pieces().into_iter().map(Gemm::Sums).collect::<Vec<_>>(),
+                    })
                     .map(|pass| {
                         let params = match &pass {
                             Gemm::Product(p) => p.params(limits)?,

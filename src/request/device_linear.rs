@@ -286,6 +286,12 @@ impl<'a> DeviceLinearRequest<'a> {
                 } => {
                     let bytes = (values as u64).saturating_mul(4);
                     buffer(what, held, offset, bytes)?;
+                    if let Some(operand) = self.operand_in(held) {
+                        return Err(fail(&format!(
+                            "is in the buffer of {operand}, which the products read while they \
+                             write it; give it a buffer of its own"
+                        )));
+                    }
                     Some(GradTo::Into {
                         buffer: held,
                         offset,
@@ -302,6 +308,12 @@ impl<'a> DeviceLinearRequest<'a> {
                         "in place needs f32 hidden states (the gradient is f32); give it a buffer of its own",
                     ));
                 }
+                DeviceGrad::InPlace if self.weight.buffer == self.hidden.buffer => {
+                    return Err(fail(
+                        "in place needs H in a buffer of its own: W is in H's buffer, and dH's \
+                         product reads W while it writes H",
+                    ));
+                }
                 DeviceGrad::InPlace => Some(GradTo::Into {
                     buffer: self.hidden.buffer,
                     offset: self.hidden.offset,
@@ -310,6 +322,26 @@ impl<'a> DeviceLinearRequest<'a> {
             };
         }
         Ok(checked)
+    }
+}
+
+impl DeviceLinearRequest<'_> {
+    /// Which of the buffers the passes read (H, W, b, the targets) is `buffer`, if any.
+    fn operand_in(&self, buffer: &wgpu::Buffer) -> Option<&'static str> {
+        let target = match self.target {
+            DeviceTarget::Classes { buffer, .. } | DeviceTarget::Dense { buffer, .. } => {
+                Some(buffer)
+            }
+            DeviceTarget::None | DeviceTarget::Host(_) => None,
+        };
+        [
+            ("the hidden states", Some(self.hidden.buffer)),
+            ("the linear weight", Some(self.weight.buffer)),
+            ("the linear bias", self.bias.map(|b| b.buffer)),
+            ("the target", target),
+        ]
+        .into_iter()
+        .find_map(|(name, held)| (held == Some(buffer)).then_some(name))
     }
 }
 

@@ -105,6 +105,72 @@ struct Binding<'b> {
 }
 
 #[allow(dead_code, reason = "recorded by the linear head's call (linear.rs)")]
+/// The most terms one dispatch sums into an element of C (of a product's k, or of a column
+/// sum's rows). A longer sum is split into dispatches of this many, in order, each added to C:
+/// every shader loop stays short (llvmpipe ends any loop of an invocation after 65 535 trips,
+/// silently), and the sum is two-level, each piece's rounding then the pieces', whose error
+/// grows with 1024 + K / 1024 terms rather than with K.
+pub(crate) const MAX_DEPTH: u32 = 1024;
+
+/// `depth` terms in pieces of at most [`MAX_DEPTH`]: each piece's first term and length; one
+/// piece (of none) for an empty sum.
+fn pieces(depth: u32) -> impl Iterator<Item = (u32, u32)> {
+    (0..depth.div_ceil(MAX_DEPTH).max(1)).map(move |p| {
+        (
+            p * MAX_DEPTH,
+            depth.saturating_sub(p * MAX_DEPTH).min(MAX_DEPTH),
+        )
+    })
+}
+
+impl<'b> Operand<'b> {
+    /// The operand from term `k0` of the sum on: A's column k0 on (B's row k0 on) of the matrix
+    /// as the product reads it, wherever its layout stores it. `a_side`: A ([m, k]), else B
+    /// ([k, n]).
+    fn from_term(self, k0: u32, a_side: bool) -> Self {
+        let along_rows = (self.layout == Layout::Plain) != a_side;
+        let step = if along_rows { u64::from(self.ld) } else { 1 };
+        Operand {
+            offset: self.offset + u64::from(k0) * step,
+            ..self
+        }
+    }
+}
+
+impl<'b> Product<'b> {
+    /// The dispatches of this product, in order, each summing at most [`MAX_DEPTH`] terms: the
+    /// first as asked (with the bias, written or added to C), the rest added to C.
+    pub fn pieces(self) -> Vec<Product<'b>> {
+        let [m, n, k] = self.shape;
+        pieces(k)
+            .map(|(k0, depth)| Product {
+                shape: [m, n, depth],
+                a: self.a.from_term(k0, true),
+                b: self.b.from_term(k0, false),
+                bias: self.bias.filter(|_| k0 == 0),
+                accumulate: self.accumulate || k0 > 0,
+                ..self
+            })
+            .collect()
+    }
+}
+
+impl<'b> ColumnSums<'b> {
+    /// The dispatches of these sums, in order, each over at most [`MAX_DEPTH`] rows: the first
+    /// as asked, the rest added to the output.
+    pub fn pieces(self) -> Vec<ColumnSums<'b>> {
+        let [m, n] = self.shape;
+        pieces(m)
+            .map(|(r0, rows)| ColumnSums {
+                shape: [rows, n],
+                g: self.g.from_term(r0, false),
+                accumulate: self.accumulate || r0 > 0,
+                ..self
+            })
+            .collect()
+    }
+}
+
 impl Product<'_> {
     /// The product's params, for the caller's params buffer; `Error::TooLarge` where a range it
     /// reads or writes exceeds one storage binding, `Error::DeviceBuffer` where it does not fit
