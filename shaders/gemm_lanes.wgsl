@@ -1,11 +1,11 @@
 // Products for CPU adapters (lavapipe, llvmpipe), where an invocation is a SIMD lane and every
 // load is a loop over the lanes, whatever its address: a vec4 load costs about twice a scalar
 // one and brings four values, and workgroup memory costs as much as a buffer. So a workgroup is
-// one batch of LANES = BN / TN lanes (TN = 4, TM = BM = 8), and each load is a vec4 of four
-// consecutive elements (a "quad") where the host allows it. Lane l holds C's columns
-// c = col0 + 4l .. c + 3 for rows row0 .. row0 + 7, as eight vec4 accumulators, and takes K
-// four at a time: for each k, every row's value times its four columns' values. A module is
-// gemm.wgsl, this file, and for the subgroup kernel gemm_subgroup.wgsl.
+// one batch of LANES = BN / TN lanes (TN = 4, TM = BM = 8 or 16), and each load is a vec4 of
+// four consecutive elements (a "quad") where the host allows it. Lane l holds C's columns
+// c = col0 + 4l .. c + 3 for rows row0 .. row0 + TM - 1, as vec4 accumulators in halves of eight
+// rows, and takes K four at a time: for each k, every row's value times its four columns'
+// values. A module is gemm.wgsl, this file, and for the subgroup kernel gemm_subgroup.wgsl.
 
 // Set per pipeline by the host: 1 where A (B) is bound with `a_quads` (`b_quads`) too, its
 // element offset and row pitch a multiple of four, and every quad a kernel reads within the
@@ -124,32 +124,39 @@ fn row_steps(acc: vec4<f32>, a: vec4<f32>, cols: array<vec4<f32>, 4>) -> vec4<f3
     return fma(vec4<f32>(a.w), cols[3], sum);
 }
 
-// Four steps of k for all eight rows.
-fn block_steps(acc: ptr<function, array<vec4<f32>, 8>>, rows: array<vec4<f32>, 8>, k0: u32, c: u32) {
-    let cols = b_block(k0, c);
-    (*acc)[0] = row_steps((*acc)[0], rows[0], cols);
-    (*acc)[1] = row_steps((*acc)[1], rows[1], cols);
-    (*acc)[2] = row_steps((*acc)[2], rows[2], cols);
-    (*acc)[3] = row_steps((*acc)[3], rows[3], cols);
-    (*acc)[4] = row_steps((*acc)[4], rows[4], cols);
-    (*acc)[5] = row_steps((*acc)[5], rows[5], cols);
-    (*acc)[6] = row_steps((*acc)[6], rows[6], cols);
-    (*acc)[7] = row_steps((*acc)[7], rows[7], cols);
+// Eight rows' accumulators after four steps of k: their values `rows` at them, times B's `cols`.
+fn block_steps(
+    acc: array<vec4<f32>, 8>,
+    rows: array<vec4<f32>, 8>,
+    cols: array<vec4<f32>, 4>,
+) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(
+        row_steps(acc[0], rows[0], cols),
+        row_steps(acc[1], rows[1], cols),
+        row_steps(acc[2], rows[2], cols),
+        row_steps(acc[3], rows[3], cols),
+        row_steps(acc[4], rows[4], cols),
+        row_steps(acc[5], rows[5], cols),
+        row_steps(acc[6], rows[6], cols),
+        row_steps(acc[7], rows[7], cols),
+    );
 }
 
-// One step of k for all eight rows: their values `a` at it, times B's row `cols`.
-fn step(acc: ptr<function, array<vec4<f32>, 8>>, a: array<f32, 8>, cols: vec4<f32>) {
-    (*acc)[0] = fma(vec4<f32>(a[0]), cols, (*acc)[0]);
-    (*acc)[1] = fma(vec4<f32>(a[1]), cols, (*acc)[1]);
-    (*acc)[2] = fma(vec4<f32>(a[2]), cols, (*acc)[2]);
-    (*acc)[3] = fma(vec4<f32>(a[3]), cols, (*acc)[3]);
-    (*acc)[4] = fma(vec4<f32>(a[4]), cols, (*acc)[4]);
-    (*acc)[5] = fma(vec4<f32>(a[5]), cols, (*acc)[5]);
-    (*acc)[6] = fma(vec4<f32>(a[6]), cols, (*acc)[6]);
-    (*acc)[7] = fma(vec4<f32>(a[7]), cols, (*acc)[7]);
+// Eight rows' accumulators after one step of k: their values `a` at it, times B's row `cols`.
+fn step(acc: array<vec4<f32>, 8>, a: array<f32, 8>, cols: vec4<f32>) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(
+        fma(vec4<f32>(a[0]), cols, acc[0]),
+        fma(vec4<f32>(a[1]), cols, acc[1]),
+        fma(vec4<f32>(a[2]), cols, acc[2]),
+        fma(vec4<f32>(a[3]), cols, acc[3]),
+        fma(vec4<f32>(a[4]), cols, acc[4]),
+        fma(vec4<f32>(a[5]), cols, acc[5]),
+        fma(vec4<f32>(a[6]), cols, acc[6]),
+        fma(vec4<f32>(a[7]), cols, acc[7]),
+    );
 }
 
-// Writes the eight rows of the lane's four columns.
+// Writes eight rows from row0 of the lane's four columns.
 fn store_block(row0: u32, c: u32, acc: array<vec4<f32>, 8>) {
     for (var i = 0u; i < 8u; i++) {
         store(row0 + i, c, acc[i].x);
@@ -157,6 +164,35 @@ fn store_block(row0: u32, c: u32, acc: array<vec4<f32>, 8>) {
         store(row0 + i, c + 2u, acc[i].z);
         store(row0 + i, c + 3u, acc[i].w);
     }
+}
+
+// The eight rows' values from row0 at kk (rows past m read row m - 1, and are never stored).
+fn a_column(row0: u32, kk: u32) -> array<f32, 8> {
+    let last = params.m - 1u;
+    return array<f32, 8>(
+        a_at(min(row0, last), kk),
+        a_at(min(row0 + 1u, last), kk),
+        a_at(min(row0 + 2u, last), kk),
+        a_at(min(row0 + 3u, last), kk),
+        a_at(min(row0 + 4u, last), kk),
+        a_at(min(row0 + 5u, last), kk),
+        a_at(min(row0 + 6u, last), kk),
+        a_at(min(row0 + 7u, last), kk),
+    );
+}
+
+// The eight rows' values from row0 at k0 .. k0 + 3, every quad read by this lane.
+fn a_block(row0: u32, k0: u32) -> array<vec4<f32>, 8> {
+    return a_rows(array<vec4<f32>, 8>(
+        a_block_quad(row0, k0, 0u),
+        a_block_quad(row0, k0, 1u),
+        a_block_quad(row0, k0, 2u),
+        a_block_quad(row0, k0, 3u),
+        a_block_quad(row0, k0, 4u),
+        a_block_quad(row0, k0, 5u),
+        a_block_quad(row0, k0, 6u),
+        a_block_quad(row0, k0, 7u),
+    ));
 }
 
 // Every lane reads every value of A it needs itself (all lanes at the same addresses).
@@ -172,34 +208,87 @@ fn gemm_lanes(
     }
     let row0 = origin.x;
     let c = origin.y + TN * lane;
-    var acc: array<vec4<f32>, 8>;
+    // Rows row0 + 8h .. row0 + 8h + 7 in acc_h, for h < TM / 8 (written out: an array of them
+    // indexed in a loop would live in memory).
+    var acc_0: array<vec4<f32>, 8>;
+    var acc_1: array<vec4<f32>, 8>;
+    var acc_2: array<vec4<f32>, 8>;
+    var acc_3: array<vec4<f32>, 8>;
+    var acc_4: array<vec4<f32>, 8>;
+    var acc_5: array<vec4<f32>, 8>;
+    var acc_6: array<vec4<f32>, 8>;
+    var acc_7: array<vec4<f32>, 8>;
     let whole = params.k & ~3u;
     for (var k0 = 0u; k0 < whole; k0 += 4u) {
-        let t = array<vec4<f32>, 8>(
-            a_block_quad(row0, k0, 0u),
-            a_block_quad(row0, k0, 1u),
-            a_block_quad(row0, k0, 2u),
-            a_block_quad(row0, k0, 3u),
-            a_block_quad(row0, k0, 4u),
-            a_block_quad(row0, k0, 5u),
-            a_block_quad(row0, k0, 6u),
-            a_block_quad(row0, k0, 7u),
-        );
-        block_steps(&acc, a_rows(t), k0, c);
+        let cols = b_block(k0, c);
+        acc_0 = block_steps(acc_0, a_block(row0, k0), cols);
+        if TM > 8u {
+            acc_1 = block_steps(acc_1, a_block(row0 + 8u, k0), cols);
+        }
+        if TM > 16u {
+            acc_2 = block_steps(acc_2, a_block(row0 + 16u, k0), cols);
+        }
+        if TM > 24u {
+            acc_3 = block_steps(acc_3, a_block(row0 + 24u, k0), cols);
+        }
+        if TM > 32u {
+            acc_4 = block_steps(acc_4, a_block(row0 + 32u, k0), cols);
+        }
+        if TM > 40u {
+            acc_5 = block_steps(acc_5, a_block(row0 + 40u, k0), cols);
+        }
+        if TM > 48u {
+            acc_6 = block_steps(acc_6, a_block(row0 + 48u, k0), cols);
+        }
+        if TM > 56u {
+            acc_7 = block_steps(acc_7, a_block(row0 + 56u, k0), cols);
+        }
     }
     for (var kk = whole; kk < params.k; kk++) {
-        let last = params.m - 1u;
-        let a = array<f32, 8>(
-            a_at(min(row0, last), kk),
-            a_at(min(row0 + 1u, last), kk),
-            a_at(min(row0 + 2u, last), kk),
-            a_at(min(row0 + 3u, last), kk),
-            a_at(min(row0 + 4u, last), kk),
-            a_at(min(row0 + 5u, last), kk),
-            a_at(min(row0 + 6u, last), kk),
-            a_at(min(row0 + 7u, last), kk),
-        );
-        step(&acc, a, b_row(kk, c));
+        let cols = b_row(kk, c);
+        acc_0 = step(acc_0, a_column(row0, kk), cols);
+        if TM > 8u {
+            acc_1 = step(acc_1, a_column(row0 + 8u, kk), cols);
+        }
+        if TM > 16u {
+            acc_2 = step(acc_2, a_column(row0 + 16u, kk), cols);
+        }
+        if TM > 24u {
+            acc_3 = step(acc_3, a_column(row0 + 24u, kk), cols);
+        }
+        if TM > 32u {
+            acc_4 = step(acc_4, a_column(row0 + 32u, kk), cols);
+        }
+        if TM > 40u {
+            acc_5 = step(acc_5, a_column(row0 + 40u, kk), cols);
+        }
+        if TM > 48u {
+            acc_6 = step(acc_6, a_column(row0 + 48u, kk), cols);
+        }
+        if TM > 56u {
+            acc_7 = step(acc_7, a_column(row0 + 56u, kk), cols);
+        }
     }
-    store_block(row0, c, acc);
+    store_block(row0, c, acc_0);
+    if TM > 8u {
+        store_block(row0 + 8u, c, acc_1);
+    }
+    if TM > 16u {
+        store_block(row0 + 16u, c, acc_2);
+    }
+    if TM > 24u {
+        store_block(row0 + 24u, c, acc_3);
+    }
+    if TM > 32u {
+        store_block(row0 + 32u, c, acc_4);
+    }
+    if TM > 40u {
+        store_block(row0 + 40u, c, acc_5);
+    }
+    if TM > 48u {
+        store_block(row0 + 48u, c, acc_6);
+    }
+    if TM > 56u {
+        store_block(row0 + 56u, c, acc_7);
+    }
 }

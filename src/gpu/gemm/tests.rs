@@ -273,7 +273,8 @@ fn every_layout_and_dtype_matches_the_f64_product() {
     let mut rng = seeded();
     let sizes = [1, 3, 17, 65, 100];
     for engine in engines() {
-        let tile = engine.gemm_tile([64, 64, 64]);
+        // The rule's tile for few rows: every other tile gives the same bits (tested below).
+        let tile = engine.gemm_tile([8, 64, 64]);
         let mut flags = 0;
         for a_layout in LAYOUTS {
             for b_layout in LAYOUTS {

@@ -64,40 +64,55 @@ const fn direct(bm: u32, bn: u32, tm: u32, tn: u32) -> Tile {
     }
 }
 
-/// An 8 × 32 block of C per `LANES` lanes, each lane 8 rows × 4 columns (gemm_lanes.wgsl).
-const fn lanes(kind: Kind) -> Tile {
+/// A `tm` × 32 block of C per `LANES` lanes, each lane `tm` rows (8 or 16) × 4 columns
+/// (gemm_lanes.wgsl).
+const fn lanes(kind: Kind, tm: u32) -> Tile {
     Tile {
-        bm: 8,
+        bm: tm,
         bn: LANES * 4,
         bk: 1,
-        tm: 8,
+        tm,
         tn: 4,
         kind,
     }
 }
 
-/// Every tile, the rule's among them.
-const CANDIDATES: [Tile; 7] = [
+/// Every tile, the rule's among them; those of a kind by their rows.
+const CANDIDATES: [Tile; 12] = [
     staged(64, 64, 16, 4, 4),
     staged(32, 32, 8, 2, 2),
     staged(128, 64, 16, 8, 4),
     direct(32, 32, 4, 4),
     direct(64, 64, 8, 8),
-    lanes(Kind::Lanes),
-    lanes(Kind::Subgroup),
+    lanes(Kind::Lanes, 8),
+    lanes(Kind::Lanes, 16),
+    lanes(Kind::Lanes, 32),
+    lanes(Kind::Subgroup, 8),
+    lanes(Kind::Subgroup, 16),
+    lanes(Kind::Subgroup, 32),
+    lanes(Kind::Subgroup, 64),
 ];
 
 impl Tile {
-    /// The tile for a product of `shape` (m, n, k) on `adapter`, with no measurement.
+    /// The tile for a product of `shape` (m, n, k) on `adapter`, with no measurement. On a CPU
+    /// adapter: the subgroup kernel where it runs, else the lanes kernel, with the fewest rows
+    /// that cover m, up to the most (each load of B then serves the most rows).
     pub fn rule(adapter: Adapter, shape: [u32; 3]) -> Tile {
         let [m, n, _] = shape;
         if adapter.cpu {
-            let subgroup = lanes(Kind::Subgroup);
-            return if subgroup.runs_on(adapter) {
-                subgroup
+            let kind = if lanes(Kind::Subgroup, 8).runs_on(adapter) {
+                Kind::Subgroup
             } else {
-                lanes(Kind::Lanes)
+                Kind::Lanes
             };
+            let mut chosen = CANDIDATES[0];
+            for &tile in CANDIDATES.iter().filter(|t| t.kind == kind) {
+                chosen = tile;
+                if tile.tm >= m {
+                    break;
+                }
+            }
+            return chosen;
         }
         if m.min(n) <= 32 {
             return CANDIDATES[1];
