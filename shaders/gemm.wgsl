@@ -48,51 +48,76 @@ fn half_to_f32(h: u32) -> f32 {
     let sign = (h & 0x8000u) << 16u;
     let exponent = (h >> 10u) & 0x1fu;
     let mantissa = h & 0x3ffu;
-    if exponent == 0u {
-        // Subnormal halves are mantissa · 2^-24.
-        let magnitude = f32(mantissa) * 5.9604645e-8;
-        return select(magnitude, -magnitude, sign != 0u);
-    }
-    if exponent == 31u {
-        return bitcast<f32>(sign | 0x7f800000u | (mantissa << 13u));
-    }
-    return bitcast<f32>(sign | ((exponent + 112u) << 23u) | (mantissa << 13u));
+    let normal = sign | ((exponent + 112u) << 23u) | (mantissa << 13u);
+    let special = sign | 0x7f800000u | (mantissa << 13u);
+    // Subnormal halves are mantissa · 2^-24.
+    let magnitude = f32(mantissa) * 5.9604645e-8;
+    let subnormal = select(magnitude, -magnitude, sign != 0u);
+    let wide = bitcast<f32>(select(normal, special, exponent == 31u));
+    return select(wide, subnormal, exponent == 0u);
 }
 
-// The 16-bit value of `word` in its high half when `odd`, else its low half, as f32.
-fn unpack_half(word: u32, odd: bool, dtype: u32) -> f32 {
+// The word of a buffer of `dtype` elements that holds element `e`.
+fn word_of(e: u32, dtype: u32) -> u32 {
+    if dtype == F32 {
+        return e;
+    }
+    return e >> 1u;
+}
+
+// Element `e` of `dtype` from its `word`, as bits that `value` takes: an f32's for f32 and bf16
+// (a bfloat16 is the high half of an f32), a half's for f16.
+fn bits(word: u32, e: u32, dtype: u32) -> u32 {
+    let odd = (e & 1u) == 1u;
+    if dtype == F32 {
+        return word;
+    }
+    if dtype == BF16 {
+        return select(word << 16u, word & 0xffff0000u, odd);
+    }
+    return select(word & 0xffffu, word >> 16u, odd);
+}
+
+// The f32 value of an element's `bits`.
+fn value(bits: u32, dtype: u32) -> f32 {
     if dtype == F16 {
-        return half_to_f32(select(word & 0xffffu, word >> 16u, odd));
+        return half_to_f32(bits);
     }
-    return bitcast<f32>(select(word << 16u, word & 0xffff0000u, odd));
+    return bitcast<f32>(bits);
 }
 
-// A[i, kk]; i < m and kk < k.
-fn a_at(i: u32, kk: u32) -> f32 {
-    var e: u32;
+// Where A[i, kk] is stored, as an element index; i < m and kk < k.
+fn a_index(i: u32, kk: u32) -> u32 {
     if A_TRANSPOSED == 1u {
-        e = params.a_offset + kk * params.lda + i;
-    } else {
-        e = params.a_offset + i * params.lda + kk;
+        return params.a_offset + kk * params.lda + i;
     }
-    if A_DTYPE == F32 {
-        return bitcast<f32>(a[e]);
-    }
-    return unpack_half(a[e >> 1u], (e & 1u) == 1u, A_DTYPE);
+    return params.a_offset + i * params.lda + kk;
 }
 
-// B[kk, j]; kk < k and j < n.
-fn b_at(kk: u32, j: u32) -> f32 {
-    var e: u32;
+// Element `e` of A.
+fn a_element(e: u32) -> f32 {
+    return value(bits(a[word_of(e, A_DTYPE)], e, A_DTYPE), A_DTYPE);
+}
+
+fn a_at(i: u32, kk: u32) -> f32 {
+    return a_element(a_index(i, kk));
+}
+
+// Where B[kk, j] is stored, as an element index; kk < k and j < n.
+fn b_index(kk: u32, j: u32) -> u32 {
     if B_TRANSPOSED == 1u {
-        e = params.b_offset + j * params.ldb + kk;
-    } else {
-        e = params.b_offset + kk * params.ldb + j;
+        return params.b_offset + j * params.ldb + kk;
     }
-    if B_DTYPE == F32 {
-        return bitcast<f32>(b[e]);
-    }
-    return unpack_half(b[e >> 1u], (e & 1u) == 1u, B_DTYPE);
+    return params.b_offset + kk * params.ldb + j;
+}
+
+// Element `e` of B.
+fn b_element(e: u32) -> f32 {
+    return value(bits(b[word_of(e, B_DTYPE)], e, B_DTYPE), B_DTYPE);
+}
+
+fn b_at(kk: u32, j: u32) -> f32 {
+    return b_element(b_index(kk, j));
 }
 
 // Writes C[i, j] from its product `sum`, with the bias and the accumulation the params ask for.
@@ -247,3 +272,4 @@ fn column_sums(
     }
     c[at] = sum;
 }
+

@@ -253,6 +253,10 @@ binding_tables! {
         bias: Bound<'b> => Read bias: "array<f32>",
         /// C, written (or read and written, to accumulate).
         c: Bound<'b> => ReadWrite c: "array<f32>",
+        /// A's range again, read 16 bytes at a time by the CPU adapters' kernels.
+        a_quads: Bound<'b> => Read a_quads: "array<vec4<u32>>",
+        /// B's range again, as `a_quads`.
+        b_quads: Bound<'b> => Read b_quads: "array<vec4<u32>>",
     }
 
     /// What the device's check and encoding of class targets binds (targets.wgsl).

@@ -5,7 +5,7 @@
 use super::bindings::{
     Binding, GemmBindings, ProbeBindings, ReduceBindings, RowBindings, TargetBindings, declarations,
 };
-use super::gemm::Tile;
+use super::gemm::{Kind, Tile};
 use crate::request::{BAD, Dtype, ELSEWHERE, IGNORED, InputKind, ONE_AT, WORDS};
 
 const ROWS_PARAMS: &str = include_str!("../../shaders/rows_params.wgsl");
@@ -25,6 +25,8 @@ const TREE_SUM: &str = include_str!("../../shaders/tree_sum.wgsl");
 const EXACT_SUM: &str = include_str!("../../shaders/exact_sum.wgsl");
 const TARGETS: &str = include_str!("../../shaders/targets.wgsl");
 const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
+const GEMM_LANES: &str = include_str!("../../shaders/gemm_lanes.wgsl");
+const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
 
 /// Invocations of a workgroup of `encode_targets` and `device_scales` (targets.wgsl).
 pub(crate) const TARGETS_WORKGROUP: u32 = 256;
@@ -163,19 +165,25 @@ impl Module {
             Module::Reduce => vec![("tree_sum.wgsl", TREE_SUM), ("reduce.wgsl", REDUCE)],
             Module::Probe => vec![("tree_sum.wgsl", TREE_SUM), ("probe.wgsl", PROBE)],
             Module::Targets => vec![("exact_sum.wgsl", EXACT_SUM), ("targets.wgsl", TARGETS)],
-            Module::Gemm { .. } => vec![("gemm.wgsl", GEMM)],
+            Module::Gemm { tile } => {
+                let gemm = ("gemm.wgsl", GEMM);
+                let lanes = ("gemm_lanes.wgsl", GEMM_LANES);
+                match tile.kind {
+                    Kind::Staged | Kind::Direct => vec![gemm],
+                    Kind::Lanes => vec![gemm, lanes],
+                    Kind::Subgroup => vec![gemm, lanes, ("gemm_subgroup.wgsl", GEMM_SUBGROUP)],
+                }
+            }
         };
         let files: Vec<&'static str> = parts.iter().map(|(f, _)| *f).collect();
         let prelude = self.prelude();
         ShaderModule {
             name: files.join(" + "),
-            needs_subgroups: matches!(
-                self,
-                Module::Rows {
-                    subgroups: true,
-                    ..
-                }
-            ),
+            needs_subgroups: match self {
+                Module::Rows { subgroups, .. } => subgroups,
+                Module::Gemm { tile } => tile.kind == Kind::Subgroup,
+                _ => false,
+            },
             source: std::iter::once(prelude.as_str())
                 .chain(parts.iter().map(|(_, s)| *s))
                 .collect::<Vec<_>>()

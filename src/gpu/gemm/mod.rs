@@ -4,20 +4,25 @@
 //! (`Product::params`, `ColumnSums::params`, pushed into a `ParamArena`), so that a call of
 //! many products writes all its params at once.
 
+mod span;
 mod tile;
 
 #[cfg(test)]
+mod speed;
+#[cfg(test)]
 mod tests;
 
-pub(crate) use tile::Tile;
+use tile::Adapter;
+pub(crate) use tile::{Kind, Tile};
 
 use super::GpuEngine;
 use super::bindings::{Bound, GemmBindings};
-use super::pipelines::Key;
+use super::pipelines::{Key, Pipeline};
 use super::shaders::{COLUMNS_GROUP, Module, dtype_code};
 use super::timing::Timing;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::request::Dtype;
+use span::{Span, Stored};
 
 /// Mirrors `Params` in `gemm.wgsl`.
 #[repr(C)]
@@ -95,13 +100,14 @@ pub(crate) struct ColumnSums<'b> {
 /// `column_sums` reads no tile constant; it is built from this tile's module.
 const COLUMNS_TILE: usize = 0;
 
-/// The ranges a product binds, and its params, which locate its matrices within them.
+/// The tile of a product whose quads cannot be bound, in place of a tile that reads them.
+const FALLBACK_TILE: usize = 3;
+
+/// What a product or a column sum binds (A, B, bias, C), and its params, which locate the
+/// matrices within the ranges.
 struct Binding<'b> {
     params: Params,
-    a: Bound<'b>,
-    b: Bound<'b>,
-    bias: Bound<'b>,
-    c: Bound<'b>,
+    spans: [Span<'b>; 4],
 }
 
 #[allow(dead_code, reason = "recorded by the linear head's call (linear.rs)")]
@@ -181,12 +187,12 @@ impl Product<'_> {
 
     fn binding(&self, limits: &wgpu::Limits) -> Result<Binding<'_>> {
         let [m, n, k] = self.shape;
-        let (a, a_offset) = self.a.span("gemm A", [m, k], limits)?;
-        let (b, b_offset) = self.b.span("gemm B", [k, n], limits)?;
-        let (c, c_offset) = self.c.span("gemm C", [m, n], self.ldc, limits)?;
-        let (bias, bias_offset) = match self.bias {
-            Some(bias) => bias.span("gemm bias", [1, n], n, limits)?,
-            None => (a, 0),
+        let a = self.a.stored("gemm A", [m, k]).span(limits)?;
+        let b = self.b.stored("gemm B", [k, n]).span(limits)?;
+        let c = self.c.stored("gemm C", [m, n], self.ldc).span(limits)?;
+        let bias = match self.bias {
+            Some(bias) => bias.stored("gemm bias", [1, n], n).span(limits)?,
+            None => a,
         };
         let params = Params {
             m,
@@ -194,20 +200,17 @@ impl Product<'_> {
             k,
             accumulate: u32::from(self.accumulate),
             lda: self.a.ld,
-            a_offset,
+            a_offset: a.within,
             ldb: self.b.ld,
-            b_offset,
+            b_offset: b.within,
             ldc: self.ldc,
-            c_offset,
+            c_offset: c.within,
             bias: u32::from(self.bias.is_some()),
-            bias_offset,
+            bias_offset: bias.within,
         };
         Ok(Binding {
             params,
-            a,
-            b,
-            bias,
-            c,
+            spans: [a, b, bias, c],
         })
     }
 }
@@ -221,135 +224,131 @@ impl ColumnSums<'_> {
 
     fn binding(&self, limits: &wgpu::Limits) -> Result<Binding<'_>> {
         let [m, n] = self.shape;
-        let (g, g_offset) = self.g.span("column sums' input", [m, n], limits)?;
-        let (out, out_offset) = self.out.span("column sums' output", [1, n], n, limits)?;
+        let g = self.g.stored("column sums' input", [m, n]).span(limits)?;
+        let out = self
+            .out
+            .stored("column sums' output", [1, n], n)
+            .span(limits)?;
         let params = Params {
             m,
             n,
             accumulate: u32::from(self.accumulate),
             lda: self.g.ld,
-            a_offset: g_offset,
-            c_offset: out_offset,
+            a_offset: g.within,
+            c_offset: out.within,
             ..Params::default()
         };
         Ok(Binding {
             params,
-            a: g,
-            b: g,
-            bias: g,
-            c: out,
+            spans: [g, g, g, out],
         })
     }
 }
 
 impl<'b> Operand<'b> {
-    /// The binding of the operand as a [rows, cols] matrix (A: [m, k], B: [k, n]), stored as
-    /// its layout says.
-    fn span(
-        &self,
-        what: &'static str,
-        [rows, cols]: [u32; 2],
-        limits: &wgpu::Limits,
-    ) -> Result<(Bound<'b>, u32)> {
-        let stored = match self.layout {
-            Layout::Plain => [rows, cols],
-            Layout::Transposed => [cols, rows],
-        };
-        let bytes = self.dtype.size() as u64;
-        span(
+    /// The operand as a [rows, cols] matrix (A: [m, k], B: [k, n]), stored as its layout says.
+    fn stored(&self, what: &'static str, [rows, cols]: [u32; 2]) -> Stored<'b> {
+        Stored {
             what,
-            self.buffer,
-            (self.offset, bytes),
-            stored,
-            self.ld,
-            limits,
-        )
+            buffer: self.buffer,
+            offset: self.offset,
+            bytes: self.dtype.size() as u64,
+            shape: match self.layout {
+                Layout::Plain => [rows, cols],
+                Layout::Transposed => [cols, rows],
+            },
+            ld: self.ld,
+        }
     }
 }
 
 impl<'b> F32s<'b> {
-    /// The binding of a [rows, cols] f32 matrix here, rows `ld` apart.
-    fn span(
-        &self,
-        what: &'static str,
-        shape: [u32; 2],
-        ld: u32,
-        limits: &wgpu::Limits,
-    ) -> Result<(Bound<'b>, u32)> {
-        span(what, self.buffer, (self.offset, 4), shape, ld, limits)
-    }
-}
-
-/// The smallest binding of a [rows, cols] matrix of `bytes`-byte elements, from element `offset`
-/// of `buffer` with rows `ld` apart: a range from a start aligned down to the storage offset
-/// alignment, and the matrix's first element counted from that start. An empty matrix binds its
-/// first word.
-fn span<'b>(
-    what: &'static str,
-    buffer: &'b wgpu::Buffer,
-    (offset, bytes): (u64, u64),
-    [rows, cols]: [u32; 2],
-    ld: u32,
-    limits: &wgpu::Limits,
-) -> Result<(Bound<'b>, u32)> {
-    let misfit = |reason: String| Err(Error::DeviceBuffer { what, reason });
-    if rows > 1 && ld < cols {
-        return misfit(format!("rows {ld} elements apart are shorter than {cols}"));
-    }
-    let extent = match (rows, cols) {
-        (0, _) | (_, 0) => 1,
-        _ => u64::from(rows - 1) * u64::from(ld) + u64::from(cols),
-    };
-    let align = u64::from(limits.min_storage_buffer_offset_alignment).max(4);
-    let (Some(first), Some(last)) = (
-        offset.checked_mul(bytes),
-        offset
-            .checked_add(extent)
-            .and_then(|end| end.checked_mul(bytes)),
-    ) else {
-        return misfit(format!("element {offset} is past any buffer"));
-    };
-    let start = first / align * align;
-    let end = last.next_multiple_of(4);
-    let binding = limits.max_storage_buffer_binding_size;
-    let within = offset - start / bytes;
-    if end - start > binding || within + extent > u64::from(u32::MAX) {
-        return Err(Error::TooLarge {
+    /// A [rows, cols] f32 matrix here, rows `ld` apart.
+    fn stored(&self, what: &'static str, shape: [u32; 2], ld: u32) -> Stored<'b> {
+        Stored {
             what,
-            reason: format!(
-                "[{rows}, {cols}] with rows {ld} apart takes {} bytes, over the {binding}-byte \
-                 storage binding",
-                end - start
-            ),
-        });
+            buffer: self.buffer,
+            offset: self.offset,
+            bytes: 4,
+            shape,
+            ld,
+        }
     }
-    if end > buffer.size() {
-        return misfit(format!(
-            "[{rows}, {cols}] with rows {ld} apart from element {offset} ends at byte {end}, past \
-             the buffer's {}",
-            buffer.size()
-        ));
-    }
-    Ok((Bound::range(buffer, start, end - start), within as u32))
 }
 
-/// The pipeline of `entry` on `tile`'s module, for operands `a` and `b`.
-fn key(tile: Tile, entry: &'static str, a: &Operand, b: &Operand) -> Key {
+impl Binding<'_> {
+    /// The bind group of `pipeline`, for a kernel that reads quads (`quads`) or not.
+    fn bind(
+        &self,
+        device: &wgpu::Device,
+        params: &wgpu::Buffer,
+        pipeline: &Pipeline,
+        quads: Option<(Bound, Bound)>,
+    ) -> wgpu::BindGroup {
+        let [a, b, bias, c] = self.spans;
+        let (a_quads, b_quads) = quads.unwrap_or((a.range, b.range));
+        GemmBindings {
+            params: Bound::params::<Params>(params),
+            a: a.range,
+            b: b.range,
+            bias: bias.range,
+            c: c.range,
+            a_quads,
+            b_quads,
+        }
+        .bind(device, &pipeline.layout)
+    }
+}
+
+/// The pipeline of `entry` on `tile`'s module, for operands `a` and `b`, whose quads are
+/// aligned as `quads` says where the tile reads quads.
+fn key(tile: Tile, entry: &'static str, (a, b): (&Operand, &Operand), quads: [bool; 2]) -> Key {
     let transposed = |o: &Operand| u32::from(o.layout == Layout::Transposed);
+    let mut constants = vec![
+        ("A_DTYPE", dtype_code(a.dtype)),
+        ("B_DTYPE", dtype_code(b.dtype)),
+        ("A_TRANSPOSED", transposed(a)),
+        ("B_TRANSPOSED", transposed(b)),
+    ];
+    if tile.reads_quads() {
+        constants.extend([
+            ("A_QUADS", u32::from(quads[0])),
+            ("B_QUADS", u32::from(quads[1])),
+        ]);
+    }
     Key {
         module: Module::Gemm { tile },
         entry,
-        constants: vec![
-            ("A_DTYPE", dtype_code(a.dtype)),
-            ("B_DTYPE", dtype_code(b.dtype)),
-            ("A_TRANSPOSED", transposed(a)),
-            ("B_TRANSPOSED", transposed(b)),
-        ],
+        constants,
     }
 }
 
 #[allow(dead_code, reason = "recorded by the linear head's call (linear.rs)")]
 impl GpuEngine {
+    /// The tile of the rule for a product of `shape` (m, n, k) on this device.
+    pub(crate) fn gemm_tile(&self, shape: [u32; 3]) -> Tile {
+        Tile::rule(self.tile_adapter(), shape)
+    }
+
+    /// The candidate tiles that run on this device.
+    pub(crate) fn gemm_tiles(&self) -> Vec<Tile> {
+        let adapter = self.tile_adapter();
+        Tile::candidates()
+            .iter()
+            .copied()
+            .filter(|t| t.runs_on(adapter))
+            .collect()
+    }
+
+    fn tile_adapter(&self) -> Adapter {
+        let info = &self.ctx.info;
+        Adapter {
+            cpu: self.ctx.cpu_adapter,
+            subgroups: self.ctx.subgroups,
+            subgroup_sizes: (info.subgroup_min_size, info.subgroup_max_size),
+        }
+    }
+
     /// Records `product` into `encoder` (timed as `timing` says) on `tile`, reading its params at
     /// byte `offset` of `params`, where the caller wrote `product.params(limits)`. Errors as
     /// `Product::params`; records nothing for an empty C.
@@ -365,15 +364,19 @@ impl GpuEngine {
         if m == 0 || n == 0 {
             return Ok(());
         }
-        let pipeline = self.pipeline(&key(tile, tile.entry(), &product.a, &product.b));
-        let bind = GemmBindings {
-            params: Bound::params::<Params>(params),
-            a: binding.a,
-            b: binding.b,
-            bias: binding.bias,
-            c: binding.c,
-        }
-        .bind(&self.ctx.device, &pipeline.layout);
+        let [a, b, ..] = binding.spans;
+        let quads = a.quads.zip(b.quads).filter(|_| tile.reads_quads());
+        // Every tile gives the same bits: where a matrix is too near its buffer's end for the
+        // quads of the CPU adapters' kernels, another tile serves.
+        let tile = match quads {
+            None if tile.reads_quads() => Tile::candidates()[FALLBACK_TILE],
+            _ => tile,
+        };
+        let aligned = quads.map_or([false; 2], |((_, a), (_, b))| [a, b]);
+        let operands = (&product.a, &product.b);
+        let pipeline = self.pipeline(&key(tile, tile.entry(), operands, aligned));
+        let quads = quads.map(|((a, _), (b, _))| (a, b));
+        let bind = binding.bind(&self.ctx.device, params, &pipeline, quads);
         let groups = tile.groups(m, n);
         self.dispatch(timing, encoder, &pipeline.pipeline, &bind, offset, groups)
     }
@@ -392,15 +395,8 @@ impl GpuEngine {
             return Ok(());
         }
         let tile = Tile::candidates()[COLUMNS_TILE];
-        let pipeline = self.pipeline(&key(tile, "column_sums", &sums.g, &sums.g));
-        let bind = GemmBindings {
-            params: Bound::params::<Params>(params),
-            a: binding.a,
-            b: binding.b,
-            bias: binding.bias,
-            c: binding.c,
-        }
-        .bind(&self.ctx.device, &pipeline.layout);
+        let pipeline = self.pipeline(&key(tile, "column_sums", (&sums.g, &sums.g), [false; 2]));
+        let bind = binding.bind(&self.ctx.device, params, &pipeline, None);
         let groups = n.div_ceil(COLUMNS_GROUP);
         self.dispatch(timing, encoder, &pipeline.pipeline, &bind, offset, groups)
     }
