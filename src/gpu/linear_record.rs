@@ -17,7 +17,7 @@ use wgpu::util::DeviceExt;
 use super::bindings::{Bound, RowBindings};
 use super::buffer_pool::Slot;
 use super::chunk::{WORD_BYTES, linear_chunks};
-use super::gemm::{ColumnSums, F32s, Layout, Operand, Product, Tile};
+use super::gemm::{ColumnSums, F32s, Layout, Operand, Product};
 use super::params::ParamArena;
 use super::plan::{Call, Plan};
 use super::timing::Timing;
@@ -246,7 +246,7 @@ impl GpuEngine {
         let at = (params, *offset);
         match pass {
             Gemm::Product(p) => {
-                let tile = Tile::rule(self.ctx.cpu_adapter, p.shape);
+                let tile = self.gemm_tile(p.shape);
                 self.record_product((timing, encoder), p, at, tile)
             }
             Gemm::Sums(sums) => self.record_column_sums((timing, encoder), sums, at),
