@@ -1,11 +1,11 @@
 // Products for CPU adapters (lavapipe, llvmpipe), where an invocation is a SIMD lane and every
 // load is a loop over the lanes, whatever its address: a vec4 load costs about twice a scalar
 // one and brings four values, and workgroup memory costs as much as a buffer. So a workgroup is
-// one batch of LANES = BN / TN lanes (TN = 4, TM = BM = 8 or 16), and each load is a vec4 of
-// four consecutive elements (a "quad") where the host allows it. Lane l holds C's columns
-// c = col0 + 4l .. c + 3 for rows row0 .. row0 + TM - 1, as vec4 accumulators in halves of eight
-// rows, and takes K four at a time: for each k, every row's value times its four columns'
-// values. A module is gemm.wgsl, this file, and for the subgroup kernel gemm_subgroup.wgsl.
+// one batch of LANES = BN / TN lanes (TM = BM a multiple of 8), and each load is a vec4 of four
+// consecutive elements (a "quad") where the host allows it. Lane l holds C's columns
+// c = col0 + 4l .. c + 3 (and with TN = 8, c + 32 .. c + 35) for rows row0 .. row0 + TM - 1, as
+// vec4 accumulators in halves of eight rows, and takes K four at a time: for each k, every row's
+// value times its columns' values. A module is gemm.wgsl, this file, and for the subgroup kernel gemm_subgroup.wgsl.
 
 // Set per pipeline by the host: 1 where A (B) is bound with `a_quads` (`b_quads`) too, its
 // element offset and row pitch a multiple of four, and every quad a kernel reads within the
@@ -195,7 +195,9 @@ fn a_block(row0: u32, k0: u32) -> array<vec4<f32>, 8> {
     ));
 }
 
-// Every lane reads every value of A it needs itself (all lanes at the same addresses).
+// Every lane reads every value of A it needs itself (all lanes at the same addresses), so each
+// quad of A serves TN / 4 quads of columns: lane l's columns c + 32w .. c + 32w + 3 for
+// w < TN / 4, c = col0 + 4l. TM is at most 32.
 @compute @workgroup_size(BN / TN)
 fn gemm_lanes(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -207,88 +209,104 @@ fn gemm_lanes(
         return;
     }
     let row0 = origin.x;
-    let c = origin.y + TN * lane;
-    // Rows row0 + 8h .. row0 + 8h + 7 in acc_h, for h < TM / 8 (written out: an array of them
-    // indexed in a loop would live in memory).
-    var acc_0: array<vec4<f32>, 8>;
-    var acc_1: array<vec4<f32>, 8>;
-    var acc_2: array<vec4<f32>, 8>;
-    var acc_3: array<vec4<f32>, 8>;
-    var acc_4: array<vec4<f32>, 8>;
-    var acc_5: array<vec4<f32>, 8>;
-    var acc_6: array<vec4<f32>, 8>;
-    var acc_7: array<vec4<f32>, 8>;
+    let c = origin.y + 4u * lane;
+    // Rows row0 + 8h .. row0 + 8h + 7 of columns c + 32w .. in acc_h_w, for h < TM / 8 and
+    // w < TN / 4 (written out: an array of them indexed in a loop would live in memory).
+    var acc_0_0: array<vec4<f32>, 8>;
+    var acc_0_1: array<vec4<f32>, 8>;
+    var acc_1_0: array<vec4<f32>, 8>;
+    var acc_1_1: array<vec4<f32>, 8>;
+    var acc_2_0: array<vec4<f32>, 8>;
+    var acc_2_1: array<vec4<f32>, 8>;
+    var acc_3_0: array<vec4<f32>, 8>;
+    var acc_3_1: array<vec4<f32>, 8>;
     let whole = params.k & ~3u;
     for (var k0 = 0u; k0 < whole; k0 += 4u) {
-        let cols = b_block(k0, c);
-        acc_0 = block_steps(acc_0, a_block(row0, k0), cols);
+        let cols_0 = b_block(k0, c);
+        var cols_1 = cols_0;
+        if TN > 4u {
+            cols_1 = b_block(k0, c + 32u);
+        }
+        let rows_0 = a_block(row0 + 0u, k0);
+        acc_0_0 = block_steps(acc_0_0, rows_0, cols_0);
+        if TN > 4u {
+            acc_0_1 = block_steps(acc_0_1, rows_0, cols_1);
+        }
         if TM > 8u {
-            acc_1 = block_steps(acc_1, a_block(row0 + 8u, k0), cols);
+            let rows_1 = a_block(row0 + 8u, k0);
+            acc_1_0 = block_steps(acc_1_0, rows_1, cols_0);
+            if TN > 4u {
+                acc_1_1 = block_steps(acc_1_1, rows_1, cols_1);
+            }
         }
         if TM > 16u {
-            acc_2 = block_steps(acc_2, a_block(row0 + 16u, k0), cols);
+            let rows_2 = a_block(row0 + 16u, k0);
+            acc_2_0 = block_steps(acc_2_0, rows_2, cols_0);
+            if TN > 4u {
+                acc_2_1 = block_steps(acc_2_1, rows_2, cols_1);
+            }
         }
         if TM > 24u {
-            acc_3 = block_steps(acc_3, a_block(row0 + 24u, k0), cols);
-        }
-        if TM > 32u {
-            acc_4 = block_steps(acc_4, a_block(row0 + 32u, k0), cols);
-        }
-        if TM > 40u {
-            acc_5 = block_steps(acc_5, a_block(row0 + 40u, k0), cols);
-        }
-        if TM > 48u {
-            acc_6 = block_steps(acc_6, a_block(row0 + 48u, k0), cols);
-        }
-        if TM > 56u {
-            acc_7 = block_steps(acc_7, a_block(row0 + 56u, k0), cols);
+            let rows_3 = a_block(row0 + 24u, k0);
+            acc_3_0 = block_steps(acc_3_0, rows_3, cols_0);
+            if TN > 4u {
+                acc_3_1 = block_steps(acc_3_1, rows_3, cols_1);
+            }
         }
     }
     for (var kk = whole; kk < params.k; kk++) {
-        let cols = b_row(kk, c);
-        acc_0 = step(acc_0, a_column(row0, kk), cols);
+        let cols_0 = b_row(kk, c);
+        var cols_1 = cols_0;
+        if TN > 4u {
+            cols_1 = b_row(kk, c + 32u);
+        }
+        let a_0 = a_column(row0 + 0u, kk);
+        acc_0_0 = step(acc_0_0, a_0, cols_0);
+        if TN > 4u {
+            acc_0_1 = step(acc_0_1, a_0, cols_1);
+        }
         if TM > 8u {
-            acc_1 = step(acc_1, a_column(row0 + 8u, kk), cols);
+            let a_1 = a_column(row0 + 8u, kk);
+            acc_1_0 = step(acc_1_0, a_1, cols_0);
+            if TN > 4u {
+                acc_1_1 = step(acc_1_1, a_1, cols_1);
+            }
         }
         if TM > 16u {
-            acc_2 = step(acc_2, a_column(row0 + 16u, kk), cols);
+            let a_2 = a_column(row0 + 16u, kk);
+            acc_2_0 = step(acc_2_0, a_2, cols_0);
+            if TN > 4u {
+                acc_2_1 = step(acc_2_1, a_2, cols_1);
+            }
         }
         if TM > 24u {
-            acc_3 = step(acc_3, a_column(row0 + 24u, kk), cols);
-        }
-        if TM > 32u {
-            acc_4 = step(acc_4, a_column(row0 + 32u, kk), cols);
-        }
-        if TM > 40u {
-            acc_5 = step(acc_5, a_column(row0 + 40u, kk), cols);
-        }
-        if TM > 48u {
-            acc_6 = step(acc_6, a_column(row0 + 48u, kk), cols);
-        }
-        if TM > 56u {
-            acc_7 = step(acc_7, a_column(row0 + 56u, kk), cols);
+            let a_3 = a_column(row0 + 24u, kk);
+            acc_3_0 = step(acc_3_0, a_3, cols_0);
+            if TN > 4u {
+                acc_3_1 = step(acc_3_1, a_3, cols_1);
+            }
         }
     }
-    store_block(row0, c, acc_0);
+    store_block(row0, c, acc_0_0);
+    if TN > 4u {
+        store_block(row0, c + 32u, acc_0_1);
+    }
     if TM > 8u {
-        store_block(row0 + 8u, c, acc_1);
+        store_block(row0 + 8u, c, acc_1_0);
+    }
+    if TM > 8u && TN > 4u {
+        store_block(row0 + 8u, c + 32u, acc_1_1);
     }
     if TM > 16u {
-        store_block(row0 + 16u, c, acc_2);
+        store_block(row0 + 16u, c, acc_2_0);
+    }
+    if TM > 16u && TN > 4u {
+        store_block(row0 + 16u, c + 32u, acc_2_1);
     }
     if TM > 24u {
-        store_block(row0 + 24u, c, acc_3);
+        store_block(row0 + 24u, c, acc_3_0);
     }
-    if TM > 32u {
-        store_block(row0 + 32u, c, acc_4);
-    }
-    if TM > 40u {
-        store_block(row0 + 40u, c, acc_5);
-    }
-    if TM > 48u {
-        store_block(row0 + 48u, c, acc_6);
-    }
-    if TM > 56u {
-        store_block(row0 + 56u, c, acc_7);
+    if TM > 24u && TN > 4u {
+        store_block(row0 + 24u, c + 32u, acc_3_1);
     }
 }

@@ -42,7 +42,7 @@ fn gemm_subgroup(
         return;
     }
     let row0 = origin.x;
-    let c = origin.y + TN * lane;
+    let c = origin.y + 4u * lane;
     // Rows row0 + 8h .. row0 + 8h + 7 in acc_h, for h < TM / 8.
     var acc_0: array<vec4<f32>, 8>;
     var acc_1: array<vec4<f32>, 8>;

@@ -72,8 +72,9 @@ pub(crate) struct F32s<'b> {
     pub offset: u64,
 }
 
-/// C = A·B, C = A·B + bias (per column), or with `accumulate` C = C + A·B: `shape` is (m, n, k),
-/// C is [m, n] row-major with rows `ldc` apart.
+/// C = A·B, with a `bias` C = A·B + bias (bias[j] added to column j after the whole sum), and
+/// with `accumulate` C = C + that: `shape` is (m, n, k), C is [m, n] row-major with rows `ldc`
+/// apart. Each element of C is one f32 sum over k in order, the same bits on every tile.
 #[allow(dead_code, reason = "recorded by the linear head's call (linear.rs)")]
 #[derive(Clone, Copy)]
 pub(crate) struct Product<'b> {
@@ -96,12 +97,6 @@ pub(crate) struct ColumnSums<'b> {
     pub out: F32s<'b>,
     pub accumulate: bool,
 }
-
-/// `column_sums` reads no tile constant; it is built from this tile's module.
-const COLUMNS_TILE: usize = 0;
-
-/// The tile of a product whose quads cannot be bound, in place of a tile that reads them.
-const FALLBACK_TILE: usize = 3;
 
 /// What a product or a column sum binds (A, B, bias, C), and its params, which locate the
 /// matrices within the ranges.
@@ -369,7 +364,7 @@ impl GpuEngine {
         // Every tile gives the same bits: where a matrix is too near its buffer's end for the
         // quads of the CPU adapters' kernels, another tile serves.
         let tile = match quads {
-            None if tile.reads_quads() => Tile::candidates()[FALLBACK_TILE],
+            None if tile.reads_quads() => Tile::FALLBACK,
             _ => tile,
         };
         let aligned = quads.map_or([false; 2], |((_, a), (_, b))| [a, b]);
@@ -394,8 +389,8 @@ impl GpuEngine {
         if n == 0 {
             return Ok(());
         }
-        let tile = Tile::candidates()[COLUMNS_TILE];
-        let pipeline = self.pipeline(&key(tile, "column_sums", (&sums.g, &sums.g), [false; 2]));
+        let operands = (&sums.g, &sums.g);
+        let pipeline = self.pipeline(&key(Tile::WIDE, "column_sums", operands, [false; 2]));
         let bind = binding.bind(&self.ctx.device, params, &pipeline, None);
         let groups = n.div_ceil(COLUMNS_GROUP);
         self.dispatch(timing, encoder, &pipeline.pipeline, &bind, offset, groups)

@@ -8,10 +8,10 @@ use super::*;
 use crate::gpu::faults::engines;
 use crate::gpu::params::ParamArena;
 
-/// The shapes timed: (m, n, k), A's layout, B's element type and layout, and a name. The last
-/// three are a linear head's products on a chunk of 512 tokens, D = 1024, V = 32000: the logits
-/// H·Wᵀ, dH = G·W and dW = Gᵀ·H.
-const SHAPES: [([u32; 3], Layout, Dtype, Layout, &str); 5] = [
+/// The shapes timed: (m, n, k), A's layout, B's element type and layout, and a name. The others
+/// are a linear head's products on a chunk of 512 tokens, D = 1024, V = 32000: the logits H·Wᵀ,
+/// dH = G·W (W as given, [V, D], or a copy stored transposed), and dW = Gᵀ·H.
+const SHAPES: [([u32; 3], Layout, Dtype, Layout, &str); 6] = [
     (
         [1024, 1024, 1024],
         Layout::Plain,
@@ -46,6 +46,13 @@ const SHAPES: [([u32; 3], Layout, Dtype, Layout, &str); 5] = [
         Dtype::F32,
         Layout::Plain,
         "TN f32 dW",
+    ),
+    (
+        [512, 1024, 32000],
+        Layout::Plain,
+        Dtype::F32,
+        Layout::Transposed,
+        "NT f32 dH, Wᵀ copy",
     ),
 ];
 

@@ -312,6 +312,7 @@ fn every_tile_gives_the_same_bits_run_after_run() {
         [65, 67, 33],
         [130, 70, 17],
         [17, 129, 64],
+        [5, 9, 0],
     ];
     for engine in engines() {
         for (s, shape) in shapes.into_iter().enumerate() {
