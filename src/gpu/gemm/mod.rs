@@ -44,7 +44,6 @@ pub(crate) struct Params {
 
 /// How an operand is stored: A as [M, K] and B as [K, N] (`Plain`), or A as [K, M] and B as
 /// [N, K] (`Transposed`), row-major either way.
-#[allow(dead_code, reason = "recorded by the linear head's call (linear.rs)")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Layout {
     Plain,
@@ -54,7 +53,6 @@ pub(crate) enum Layout {
 /// A matrix a kernel reads: elements of `dtype` from element `offset` of `buffer`, its stored
 /// rows `ld` elements apart. 16-bit elements are two to a 4-byte word, the lower first, and may
 /// start mid-word.
-#[allow(dead_code, reason = "recorded by the linear head's call (linear.rs)")]
 #[derive(Clone, Copy)]
 pub(crate) struct Operand<'b> {
     pub buffer: &'b wgpu::Buffer,
@@ -65,7 +63,6 @@ pub(crate) struct Operand<'b> {
 }
 
 /// f32 elements of `buffer` from element `offset`.
-#[allow(dead_code, reason = "recorded by the linear head's call (linear.rs)")]
 #[derive(Clone, Copy)]
 pub(crate) struct F32s<'b> {
     pub buffer: &'b wgpu::Buffer,
@@ -75,7 +72,6 @@ pub(crate) struct F32s<'b> {
 /// C = A·B, with a `bias` C = A·B + bias (bias[j] added to column j after the whole sum), and
 /// with `accumulate` C = C + that: `shape` is (m, n, k), C is [m, n] row-major with rows `ldc`
 /// apart. Each element of C is one f32 sum over k in order, the same bits on every tile.
-#[allow(dead_code, reason = "recorded by the linear head's call (linear.rs)")]
 #[derive(Clone, Copy)]
 pub(crate) struct Product<'b> {
     pub shape: [u32; 3],
@@ -89,7 +85,6 @@ pub(crate) struct Product<'b> {
 
 /// out[j] = Σ_i G[i, j] over i in order (with `accumulate`, out[j] + that sum), for an [m, n] G
 /// (`shape` is (m, n)) stored as an A operand is.
-#[allow(dead_code, reason = "recorded by the linear head's call (linear.rs)")]
 #[derive(Clone, Copy)]
 pub(crate) struct ColumnSums<'b> {
     pub shape: [u32; 2],
@@ -105,7 +100,6 @@ struct Binding<'b> {
     spans: [Span<'b>; 4],
 }
 
-#[allow(dead_code, reason = "recorded by the linear head's call (linear.rs)")]
 /// The most terms one dispatch sums into an element of C (of a product's k, or of a column
 /// sum's rows). A longer sum is split into dispatches of this many, in order, each added to C:
 /// every shader loop stays short (llvmpipe ends any loop of an invocation after 65 535 trips,
@@ -128,7 +122,7 @@ impl<'b> Operand<'b> {
     /// The operand from term `k0` of the sum on: A's column k0 on (B's row k0 on) of the matrix
     /// as the product reads it, wherever its layout stores it. `a_side`: A ([m, k]), else B
     /// ([k, n]).
-    fn from_term(self, k0: u32, a_side: bool) -> Self {
+    fn at_term(self, k0: u32, a_side: bool) -> Self {
         let along_rows = (self.layout == Layout::Plain) != a_side;
         let step = if along_rows { u64::from(self.ld) } else { 1 };
         Operand {
@@ -146,8 +140,8 @@ impl<'b> Product<'b> {
         pieces(k)
             .map(|(k0, depth)| Product {
                 shape: [m, n, depth],
-                a: self.a.from_term(k0, true),
-                b: self.b.from_term(k0, false),
+                a: self.a.at_term(k0, true),
+                b: self.b.at_term(k0, false),
                 bias: self.bias.filter(|_| k0 == 0),
                 accumulate: self.accumulate || k0 > 0,
                 ..self
@@ -164,7 +158,7 @@ impl<'b> ColumnSums<'b> {
         pieces(m)
             .map(|(r0, rows)| ColumnSums {
                 shape: [rows, n],
-                g: self.g.from_term(r0, false),
+                g: self.g.at_term(r0, false),
                 accumulate: self.accumulate || r0 > 0,
                 ..self
             })
@@ -210,7 +204,6 @@ impl Product<'_> {
     }
 }
 
-#[allow(dead_code, reason = "recorded by the linear head's call (linear.rs)")]
 impl ColumnSums<'_> {
     /// The column sums' params, for the caller's params buffer; errors as `Product::params`.
     pub fn params(&self, limits: &wgpu::Limits) -> Result<Params> {
@@ -318,14 +311,15 @@ fn key(tile: Tile, entry: &'static str, (a, b): (&Operand, &Operand), quads: [bo
     }
 }
 
-#[allow(dead_code, reason = "recorded by the linear head's call (linear.rs)")]
 impl GpuEngine {
     /// The tile of the rule for a product of `shape` (m, n, k) on this device.
     pub(crate) fn gemm_tile(&self, shape: [u32; 3]) -> Tile {
         Tile::rule(self.tile_adapter(), shape)
     }
 
-    /// The candidate tiles that run on this device.
+    /// The candidate tiles that run on this device (the tests check each against the others;
+    /// the calls take the rule's).
+    #[cfg(test)]
     pub(crate) fn gemm_tiles(&self) -> Vec<Tile> {
         let adapter = self.tile_adapter();
         Tile::candidates()
