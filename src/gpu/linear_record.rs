@@ -28,6 +28,12 @@ use crate::request::{
     GradTo, TargetKind, linear_chunk_rows,
 };
 
+/// The fewest rows a chunk of the default budget holds on a GPU (within one storage binding):
+/// dW's product sums over a chunk's rows and adds into all of dW once a chunk, so chunks of a
+/// few rows make it a pass over dW each (at 256×1024×8000 on lavapipe, the default's chunks of
+/// 32 rows ran the backward products at 7 GFLOP/s).
+const MIN_DEFAULT_CHUNK_ROWS: usize = 256;
+
 /// A gradient's buffer and the byte offset it starts at.
 type Dst = (wgpu::Buffer, u64);
 
@@ -149,16 +155,20 @@ impl GpuEngine {
     }
 
     /// The chunks of rows a linear head's logits are made in: the request's byte budget's rows
-    /// (see [`linear_chunk_rows`]) within one storage binding, as `chunk::linear_chunks` cuts
-    /// them.
+    /// (see [`linear_chunk_rows`]; the default's at least `MIN_DEFAULT_CHUNK_ROWS`) within one
+    /// storage binding, as `chunk::linear_chunks` cuts them.
     fn linear_chunks(&self, req: &CheckedDeviceLinear) -> Result<Vec<Range<usize>>> {
         let shape = req.rows.head.shape;
         let limits = &self.ctx.limits;
         let dense = req.rows.target_kind() == TargetKind::Dense;
         let align = u64::from(limits.min_storage_buffer_offset_alignment);
+        let mut rows = linear_chunk_rows(shape, req.chunk_bytes);
+        if req.chunk_bytes.is_none() {
+            rows = rows.max(MIN_DEFAULT_CHUNK_ROWS);
+        }
         linear_chunks(
             shape,
-            linear_chunk_rows(shape, req.chunk_bytes),
+            rows,
             limits.max_storage_buffer_binding_size,
             (dense, align),
         )
