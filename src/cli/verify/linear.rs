@@ -275,7 +275,10 @@ fn device_resident(engine: &Engine, head: &Head) -> Result<(f64, f64)> {
     let got = [Some(&got[0][..]), Some(&got[1][..]), Some(&got[2][..])];
     let bits = |x: Option<&[f32]>| x.map(|x| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
     let same = Some(loss) == host.loss.scalar()
-        && got.iter().zip(grads(&host)).all(|(g, h)| bits(*g) == bits(h));
+        && got
+            .iter()
+            .zip(grads(&host))
+            .all(|(g, h)| bits(*g) == bits(h));
     if !same {
         return Ok((f64::NAN, f64::NAN));
     }

@@ -82,7 +82,11 @@ pub fn run(args: &VerifyArgs) -> Result<(usize, usize)> {
             TOLERANCE,
         );
     }
-    linear::check(&engines, seed.wrapping_add(CASES.len() as u64 + 1), &mut tally)?;
+    linear::check(
+        &engines,
+        seed.wrapping_add(CASES.len() as u64 + 1),
+        &mut tally,
+    )?;
     tally.summary();
     Ok((tally.failed, tally.checks))
 }

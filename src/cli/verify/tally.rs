@@ -41,7 +41,11 @@ impl Tally {
         self.failed += usize::from(!ok);
         println!(
             "{name:<58} {:>10} {engine:<44} {loss:>9.1e} {grad:>9.1e} {:>7}",
-            shape.iter().map(usize::to_string).collect::<Vec<_>>().join("x"),
+            shape
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join("x"),
             if ok { "ok" } else { "FAILED" }
         );
     }
