@@ -108,9 +108,10 @@ impl Head {
         .linear_bias(&self.bias)
         .linear_chunk_bytes(CHUNK_ROWS * v * 4)
         .with_grad(true);
-        match sharded {
-            true => request.label_smoothing(o.label_smoothing).z_loss(o.z_loss),
-            false => request,
+        if sharded {
+            request.label_smoothing(o.label_smoothing).z_loss(o.z_loss)
+        } else {
+            request
         }
     }
 }
@@ -134,7 +135,13 @@ fn grad_errors(got: [Option<&[f32]>; 3], want: [Option<&[f32]>; 3]) -> f64 {
             (Some(g), Some(w)) => grad_error(g, w),
             _ => f64::NAN,
         })
-        .fold(0.0, |worst, e| if e.is_nan() { e } else { worst.max(e) })
+        .fold(0.0, |worst: f64, e| {
+            if worst.is_nan() || e.is_nan() {
+                f64::NAN
+            } else {
+                worst.max(e)
+            }
+        })
 }
 
 /// Checks every linear case on each of `engines` against the reference, case `i` drawn from
@@ -236,8 +243,8 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
     bytemuck::pod_collect_to_vec(bytes)
 }
 
-/// A device-resident linear head on `engine`'s buffers: dH written over H, dW into a buffer of
-/// the caller's, db into a new one. Its loss and gradients must be the host call's bit for bit;
+/// A device-resident linear head on `engine`'s buffers: dH written over H, dW written over a
+/// buffer of the caller's that holds NaNs, db into a new one. Its loss and gradients must be the host call's bit for bit;
 /// the errors against the reference are returned, or NaN for a mismatch.
 fn device_resident(engine: &Engine, head: &Head) -> Result<(f64, f64)> {
     let Some((device, queue)) = engine.wgpu() else {
@@ -248,7 +255,7 @@ fn device_resident(engine: &Engine, head: &Head) -> Result<(f64, f64)> {
     let host = engine.compute(&host_request)?;
     let want = Engine::reference().compute(&host_request)?;
     let buffers = Buffers::new(device, head, 0..v);
-    let d_weight = storage_buffer(device, "verify weight gradient", &vec![0; v * d * 4]);
+    let d_weight = storage_buffer(device, "verify weight gradient", &vec![0xff; v * d * 4]);
     let mut request = buffers.request(head, &host_request);
     request.grads = DeviceLinearGrads {
         hidden: DeviceGrad::InPlace,
