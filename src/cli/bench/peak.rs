@@ -11,9 +11,12 @@
 //! A GPU engine keeps buffers from one call for the next (`Engine::pooled_bytes`: the logits
 //! chunk, staging): resident before the second call, they are not in the difference, and are
 //! added to it. On a CPU adapter (lavapipe, llvmpipe) the device's buffers are the process's own
-//! memory, so the figure is the whole call's, as on the CPU paths; on a hardware GPU it is the
-//! host's memory and the engine's pooled buffers, without the device buffers a call makes (its
-//! copies of H, W and b, and the gradients before their readback).
+//! memory, so the figure is the whole call's, as on the CPU paths, but for one thing: wgpu's
+//! Vulkan backend keeps the memory of freed buffers in its allocator's blocks, which the second
+//! call reuses, so there its figure leaves out the call's device buffers (its copies of H, W and
+//! b, the gradients before their readback) and is a lower bound; GL frees them, and its figure
+//! is whole. On a hardware GPU the figure is the host's memory and the engine's pooled buffers,
+//! without the device buffers a call makes.
 
 use std::process::Command;
 
