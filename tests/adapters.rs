@@ -119,9 +119,10 @@ fn verify_checks_every_engine_on_every_case_and_passes() {
     let rows: Vec<&str> = out.lines().filter(|l| l.ends_with(" ok")).collect();
     // Eleven cases and two linear heads, each on every adapter and the fast CPU path; on each
     // adapter a device-resident call and the vocabulary sharded on device buffers, and a linear
-    // head on device buffers, whole and sharded; and one sharded over every engine.
+    // head on device buffers, whole and sharded; and logits and a linear head each sharded over
+    // every engine.
     let adapters = common::gpus().len();
-    assert_eq!(rows.len(), 13 * engines.len() + 4 * adapters + 1, "{out}");
+    assert_eq!(rows.len(), 13 * engines.len() + 4 * adapters + 2, "{out}");
     for engine in &engines {
         let device_resident = 4 * usize::from(!engine.contains("cpu"));
         assert_eq!(
@@ -132,10 +133,15 @@ fn verify_checks_every_engine_on_every_case_and_passes() {
     }
     assert_eq!(
         rows.iter().filter(|r| r.starts_with("linear head")).count(),
-        2 * engines.len() + 2 * adapters,
+        2 * engines.len() + 2 * adapters + 1,
         "{out}"
     );
     let shards = format!("{} engines, a shard each", engines.len());
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("linear head, W in shards") && r.contains(&shards)),
+        "{out}"
+    );
     assert!(
         rows.iter()
             .any(|r| r.contains("vocabulary shards") && r.contains(&shards)),

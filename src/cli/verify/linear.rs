@@ -1,15 +1,18 @@
 //! The linear head's checks: fused linear cross-entropy (the logits H·Wᵀ + b made a chunk of
 //! rows at a time, never whole) with the gradients of H, W and b, on every engine against the
-//! float64 reference on the same request; and on each adapter's own buffers, whole (against the
-//! host call bit for bit) and in vocabulary shards of W (the statistics merged, the partial dH
-//! summed).
+//! float64 reference on the same request; W in vocabulary shards split between the engines (the
+//! statistics merged, the parts of dH summed); and on each adapter's own buffers, whole (against
+//! the host call bit for bit) and in shards.
+
+use std::ops::Range;
 
 use half::{bf16, f16};
 use rand::SeedableRng;
 use xent::io::Floats;
 use xent::{
     DeviceGrad, DeviceInput, DeviceLinearGrads, DeviceLinearRequest, DeviceTarget, DeviceVector,
-    Dtype, Engine, IndexType, Input, Loss, Output, Request, Result, Shard, merge_shards,
+    Dtype, Engine, IndexType, Input, LinearGradsMut, Loss, Output, Request, Result, Shard,
+    ShardStats, ShardedLoss, merge_shards,
 };
 
 use super::cases::draw_classes;
@@ -93,26 +96,52 @@ impl Head {
         }
     }
 
-    /// Mean cross-entropy of H·Wᵀ + b, [`CHUNK_ROWS`] rows a chunk, with its gradients; with
-    /// the sharded checks' options when `sharded`.
-    fn request(&self, sharded: bool) -> Request<'_> {
-        let [n, d, v] = self.shape;
+    /// Mean cross-entropy of H·Wᵀ + b on W's and b's rows `classes` (all of them, or a
+    /// vocabulary shard's), [`CHUNK_ROWS`] rows a chunk, with its gradients; with the sharded
+    /// checks' options when `sharded`.
+    fn request(&self, classes: Range<usize>, sharded: bool) -> Request<'_> {
+        let [n, d, _] = self.shape;
         let o = shard_options();
+        let rows = classes.start * d..classes.end * d;
+        let weight = match self.weight.as_input() {
+            Input::F32(w) => Input::F32(&w[rows]),
+            Input::F16(w) => Input::F16(&w[rows]),
+            Input::Bf16(w) => Input::Bf16(&w[rows]),
+        };
+        let width = classes.len();
         let request = Request::linear_cross_entropy(
             self.hidden.as_input(),
             [n, d],
-            self.weight.as_input(),
-            [v, d],
+            weight,
+            [width, d],
             &self.classes[..],
         )
-        .linear_bias(&self.bias)
-        .linear_chunk_bytes(CHUNK_ROWS * v * 4)
+        .linear_bias(&self.bias[classes])
+        .linear_chunk_bytes(CHUNK_ROWS * width * 4)
         .with_grad(true);
         if sharded {
             request.label_smoothing(o.label_smoothing).z_loss(o.z_loss)
         } else {
             request
         }
+    }
+
+    /// The head's classes in `count` shards, shard k about k + 1 parts wide (uneven, so that
+    /// no shard's edge falls where another's would), and each shard's classes.
+    fn shards(&self, count: usize) -> Vec<(Shard, Range<usize>)> {
+        let v = self.shape[2];
+        let parts = (count * (count + 1) / 2).max(1);
+        let bounds: Vec<usize> = (0..=count).map(|k| v * (k * (k + 1) / 2) / parts).collect();
+        bounds
+            .windows(2)
+            .map(|w| {
+                let shard = Shard {
+                    first_class: w[0],
+                    total_classes: v,
+                };
+                (shard, w[0]..w[1])
+            })
+            .collect()
     }
 }
 
@@ -145,12 +174,12 @@ fn grad_errors(got: [Option<&[f32]>; 3], want: [Option<&[f32]>; 3]) -> f64 {
 }
 
 /// Checks every linear case on each of `engines` against the reference, case `i` drawn from
-/// `seed + i`; then on each adapter among them, the device-resident head and its shards, drawn
-/// from the next seed.
+/// `seed + i`; then, on a head drawn from the next seed, its shards split between `engines`, and
+/// on each adapter among them the device-resident head and its shards.
 pub fn check(engines: &[Engine], seed: u64, tally: &mut Tally) -> Result<()> {
     for (i, case) in LINEAR_CASES.iter().enumerate() {
         let head = Head::draw(case.shape, [case.dtype; 2], seed.wrapping_add(i as u64));
-        let request = head.request(false);
+        let request = head.request(0..case.shape[2], false);
         let want = Engine::reference().compute(&request)?;
         for engine in engines {
             let got = engine.compute(&request)?;
@@ -162,6 +191,10 @@ pub fn check(engines: &[Engine], seed: u64, tally: &mut Tally) -> Result<()> {
     }
     let seed = seed.wrapping_add(LINEAR_CASES.len() as u64);
     let head = Head::draw(DEVICE_SHAPE, [Dtype::F32, Dtype::F16], seed);
+    let errors = sharded_on(engines, &head)?;
+    let name = format!("{} engines, a shard each", engines.len());
+    let check = "linear head, W in shards over every engine, merged";
+    tally.check(check, &DEVICE_SHAPE, &name, errors, TOLERANCE);
     let adapters: Vec<&Engine> = engines.iter().filter(|e| e.wgpu().is_some()).collect();
     for engine in &adapters {
         let errors = device_resident(engine, &head)?;
@@ -251,7 +284,7 @@ fn device_resident(engine: &Engine, head: &Head) -> Result<(f64, f64)> {
         return Ok((f64::NAN, f64::NAN));
     };
     let [n, d, v] = head.shape;
-    let host_request = head.request(false);
+    let host_request = head.request(0..v, false);
     let host = engine.compute(&host_request)?;
     let want = Engine::reference().compute(&host_request)?;
     let buffers = Buffers::new(device, head, 0..v);
@@ -295,59 +328,32 @@ fn device_resident(engine: &Engine, head: &Head) -> Result<(f64, f64)> {
     ))
 }
 
-/// The head's classes in three shards of uneven width on `engine`'s buffers, with label
-/// smoothing and z-loss: each shard's statistics read back and merged, then its gradient pass
-/// (its dW and db slices, and its part of dH, summed over the shards on the host); the merged
-/// loss and the gathered gradients against the reference's on the whole head.
-fn device_sharded(engine: &Engine, head: &Head) -> Result<(f64, f64)> {
-    let Some((device, queue)) = engine.wgpu() else {
-        return Ok((f64::NAN, f64::NAN));
-    };
+/// The head in `count` shards of uneven width, with label smoothing and z-loss: shard k's
+/// statistics from `stats(k, shard, classes)`, merged, then its gradients from
+/// `grad(k, shard, classes, merged)`: its part of dH, and its dW and db slices. The merged loss
+/// and the gathered gradients (the parts of dH summed over the shards, in order) against the
+/// reference's on the whole head.
+fn sharded(
+    head: &Head,
+    count: usize,
+    stats: impl Fn(usize, Shard, Range<usize>) -> Result<ShardStats>,
+    grad: impl Fn(usize, Shard, Range<usize>, &ShardedLoss) -> Result<[Vec<f32>; 3]>,
+) -> Result<(f64, f64)> {
     let [n, d, v] = head.shape;
-    let host_request = head.request(true);
-    let want = Engine::reference().compute(&host_request)?;
-    let bounds = [0, v / 5, v / 2 + 1, v];
-    let shards: Vec<(Shard, Buffers)> = bounds
-        .windows(2)
-        .map(|w| {
-            let shard = Shard {
-                first_class: w[0],
-                total_classes: v,
-            };
-            (shard, Buffers::new(device, head, w[0]..w[1]))
-        })
-        .collect();
-    let mut stats = Vec::new();
-    for (shard, buffers) in &shards {
-        let request = buffers.request(head, &host_request);
-        let mut encoder = device.create_command_encoder(&Default::default());
-        let out = engine.record_linear_shard_stats(&mut encoder, &request, *shard)?;
-        queue.submit([encoder.finish()]);
-        stats.push(engine.read_shard_stats(&out.loss)?);
+    let whole = head.request(0..v, true);
+    let want = Engine::reference().compute(&whole)?;
+    let shards = head.shards(count);
+    let mut all = Vec::new();
+    for (k, (shard, classes)) in shards.iter().enumerate() {
+        all.push(stats(k, *shard, classes.clone())?);
     }
-    let merged = merge_shards(&stats, &head.classes, None, &host_request.options())?;
+    let merged = merge_shards(&all, &head.classes, None, &whole.options())?;
     let (mut d_hidden, mut d_weight, mut d_bias) = (vec![0.0_f32; n * d], Vec::new(), Vec::new());
-    for (shard, buffers) in &shards {
-        let mut request = buffers.request(head, &host_request);
-        request.grads = DeviceLinearGrads {
-            hidden: DeviceGrad::New,
-            weight: DeviceGrad::New,
-            bias: DeviceGrad::New,
-        };
-        let mut encoder = device.create_command_encoder(&Default::default());
-        let out = engine.record_linear_shard_grad(&mut encoder, &request, *shard, &merged)?;
-        queue.submit([encoder.finish()]);
-        engine.check_targets(&out.loss)?;
-        let read = |buffer: &Option<wgpu::Buffer>, values: usize| -> Result<Vec<f32>> {
-            match buffer {
-                Some(b) => Ok(f32s(&engine.read_buffer(b, 0..values as u64 * 4)?)),
-                None => Ok(vec![f32::NAN; values]),
-            }
-        };
-        let part = read(&out.hidden, n * d)?;
+    for (k, (shard, classes)) in shards.iter().enumerate() {
+        let [part, weight, bias] = grad(k, *shard, classes.clone(), &merged)?;
         d_hidden.iter_mut().zip(part).for_each(|(sum, p)| *sum += p);
-        d_weight.extend(read(&out.weight, buffers.classes * d)?);
-        d_bias.extend(read(&out.bias, buffers.classes)?);
+        d_weight.extend(weight);
+        d_bias.extend(bias);
     }
     Ok((
         loss_error(&merged.loss, &want.loss),
@@ -356,4 +362,78 @@ fn device_sharded(engine: &Engine, head: &Head) -> Result<(f64, f64)> {
             grads(&want),
         ),
     ))
+}
+
+/// The head's classes split between `engines`, a shard each, on host slices
+/// ([`Engine::shard_stats`], [`Engine::shard_linear_grad`]).
+fn sharded_on(engines: &[Engine], head: &Head) -> Result<(f64, f64)> {
+    let [n, d, _] = head.shape;
+    sharded(
+        head,
+        engines.len(),
+        |k, shard, classes| engines[k].shard_stats(&head.request(classes, true), shard),
+        |k, shard, classes, merged| {
+            let width = classes.len();
+            let request = head.request(classes, true);
+            let mut out = [vec![0.0; n * d], vec![0.0; width * d], vec![0.0; width]];
+            let [hidden, weight, bias] = &mut out;
+            let grads = LinearGradsMut {
+                hidden: Some(hidden),
+                weight: Some(weight),
+                bias: Some(bias),
+                add: false,
+            };
+            engines[k].shard_linear_grad(&request, shard, merged, grads)?;
+            Ok(out)
+        },
+    )
+}
+
+/// The head's classes in three shards on `engine`'s buffers: each shard's statistics read back
+/// ([`Engine::record_linear_shard_stats`]), and its gradients into new buffers
+/// ([`Engine::record_linear_shard_grad`]), read back.
+fn device_sharded(engine: &Engine, head: &Head) -> Result<(f64, f64)> {
+    let Some((device, queue)) = engine.wgpu() else {
+        return Ok((f64::NAN, f64::NAN));
+    };
+    let [n, d, _] = head.shape;
+    sharded(
+        head,
+        3,
+        |_, shard, classes| {
+            let host = head.request(classes.clone(), true);
+            let buffers = Buffers::new(device, head, classes);
+            let request = buffers.request(head, &host);
+            let mut encoder = device.create_command_encoder(&Default::default());
+            let out = engine.record_linear_shard_stats(&mut encoder, &request, shard)?;
+            queue.submit([encoder.finish()]);
+            engine.read_shard_stats(&out.loss)
+        },
+        |_, shard, classes, merged| {
+            let width = classes.len();
+            let host = head.request(classes.clone(), true);
+            let buffers = Buffers::new(device, head, classes);
+            let mut request = buffers.request(head, &host);
+            request.grads = DeviceLinearGrads {
+                hidden: DeviceGrad::New,
+                weight: DeviceGrad::New,
+                bias: DeviceGrad::New,
+            };
+            let mut encoder = device.create_command_encoder(&Default::default());
+            let out = engine.record_linear_shard_grad(&mut encoder, &request, shard, merged)?;
+            queue.submit([encoder.finish()]);
+            engine.check_targets(&out.loss)?;
+            let read = |buffer: &Option<wgpu::Buffer>, values: usize| -> Result<Vec<f32>> {
+                match buffer {
+                    Some(b) => Ok(f32s(&engine.read_buffer(b, 0..values as u64 * 4)?)),
+                    None => Ok(vec![f32::NAN; values]),
+                }
+            };
+            Ok([
+                read(&out.hidden, n * d)?,
+                read(&out.weight, width * d)?,
+                read(&out.bias, width)?,
+            ])
+        },
+    )
 }
