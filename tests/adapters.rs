@@ -117,19 +117,31 @@ fn verify_checks_every_engine_on_every_case_and_passes() {
         .map(|e| e.device().to_string())
         .collect();
     let rows: Vec<&str> = out.lines().filter(|l| l.ends_with(" ok")).collect();
-    // Eleven cases, each on every adapter and the fast CPU path; a device-resident call and the
-    // vocabulary sharded on device buffers on each adapter; and one sharded over every engine.
+    // Eleven cases and two linear heads, each on every adapter and the fast CPU path; on each
+    // adapter a device-resident call and the vocabulary sharded on device buffers, and a linear
+    // head on device buffers, whole and sharded; and logits and a linear head each sharded over
+    // every engine.
     let adapters = common::gpus().len();
-    assert_eq!(rows.len(), 11 * engines.len() + 2 * adapters + 1, "{out}");
+    assert_eq!(rows.len(), 13 * engines.len() + 4 * adapters + 2, "{out}");
     for engine in &engines {
-        let device_resident = 2 * usize::from(!engine.contains("cpu"));
+        let device_resident = 4 * usize::from(!engine.contains("cpu"));
         assert_eq!(
             rows.iter().filter(|r| r.contains(engine.as_str())).count(),
-            11 + device_resident,
+            13 + device_resident,
             "{out}"
         );
     }
+    assert_eq!(
+        rows.iter().filter(|r| r.starts_with("linear head")).count(),
+        2 * engines.len() + 2 * adapters + 1,
+        "{out}"
+    );
     let shards = format!("{} engines, a shard each", engines.len());
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("linear head, W in shards") && r.contains(&shards)),
+        "{out}"
+    );
     assert!(
         rows.iter()
             .any(|r| r.contains("vocabulary shards") && r.contains(&shards)),

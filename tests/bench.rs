@@ -291,8 +291,10 @@ fn the_in_place_pass_times_the_fast_path_and_needs_f32() {
     assert!(stderr.contains("f32"), "{stderr}");
 }
 
-/// `--linear-shape` alone runs no logits shape: on the CPU, the GEMM probe of each pass and the
-/// fast path's and the reference's calls, in GFLOP/s with their peak memory; a GPU gets a note.
+/// `--linear-shape` alone runs no logits shape: on every device but the reference, the GEMM
+/// probe of each pass; the calls of the fast path and the reference, and on each adapter its
+/// calls end to end and their kernels; in GFLOP/s with their peak memory, and each adapter's
+/// GEMM probe against the fast CPU path's.
 #[test]
 fn linear_shapes_get_gflops_probes_and_peak_memory() {
     let (json, csv) = (temp("linear.json"), temp("linear.csv"));
@@ -314,23 +316,30 @@ fn linear_shapes_get_gflops_probes_and_peak_memory() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("GFLOP/s") && stdout.contains("peak MiB"),
+        stdout.contains("GFLOP/s") && stdout.contains("peak MiB") && stdout.contains("/cpu"),
         "{stdout}"
     );
-    assert_eq!(
-        stderr.matches("no linear rows on").count(),
-        gpus().len(),
-        "{stderr}"
-    );
+    assert!(!stderr.contains("no linear rows on"), "{stderr}");
     let rows: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let rows = rows.as_array().expect("an array of rows");
-    // Probes fwd and fwd+bwd; fwd and fwd+bwd calls on the fast path and the reference
-    // (64·32·1000 multiply-adds are within --reference-max-elements).
-    assert_eq!(rows.len(), 6, "{rows:?}");
-    let paths: Vec<&str> = rows.iter().map(|r| r["path"].as_str().unwrap()).collect();
-    assert_eq!(paths.iter().filter(|p| **p == "cpu gemm probe").count(), 2);
-    assert_eq!(paths.iter().filter(|p| p.contains("cpu fast")).count(), 2);
-    assert_eq!(paths.iter().filter(|p| p.contains("reference")).count(), 2);
+    // On the CPU: probes fwd and fwd+bwd, and fwd and fwd+bwd calls on the fast path and the
+    // reference (64·32·1000 multiply-adds are within --reference-max-elements); on each
+    // adapter, probes fwd and fwd+bwd, and for each pass an end-to-end and a kernel row.
+    let adapters = gpus().len();
+    assert_eq!(rows.len(), 6 + 6 * adapters, "{rows:?}");
+    let count = |f: &dyn Fn(&Value) -> bool| rows.iter().filter(|r| f(r)).count();
+    let path = |r: &Value| r["path"].as_str().unwrap().to_string();
+    assert_eq!(count(&|r| path(r) == "cpu gemm probe"), 2);
+    assert_eq!(count(&|r| path(r).contains("cpu fast")), 2);
+    assert_eq!(count(&|r| path(r).contains("reference")), 2);
+    assert_eq!(count(&|r| r["measure"] == "probe"), 2 + 2 * adapters);
+    assert_eq!(count(&|r| r["measure"] == "end-to-end"), 2 * adapters);
+    assert_eq!(count(&|r| r["measure"] == "kernel"), 2 * adapters);
+    for engine in gpus() {
+        let name = engine.device().to_string();
+        assert_eq!(count(&|r| path(r) == format!("{name} gemm probe")), 2);
+        assert_eq!(count(&|r| path(r) == name), 4);
+    }
     for row in rows {
         assert_eq!(row["shape"], "64x32x1000", "{row}");
         assert_eq!(
@@ -350,8 +359,33 @@ fn linear_shapes_get_gflops_probes_and_peak_memory() {
         assert!((gflops - want).abs() <= 1e-9 * want, "{row}");
         assert!(row["of_probe"].as_f64().unwrap() > 0.0, "{row}");
         assert!(row.get("peak_bytes").is_some(), "{row}");
-        if row["measure"] == "call" && cfg!(target_os = "linux") {
+        let measure = row["measure"].as_str().unwrap();
+        if matches!(measure, "call" | "end-to-end") && cfg!(target_os = "linux") {
             assert!(row["peak_bytes"].is_u64(), "{row}");
+        }
+        assert_eq!(
+            row["clock"] == "host",
+            measure != "kernel" && (measure != "probe" || row["device"] == "cpu"),
+            "{row}"
+        );
+        // An adapter's GEMM probe stands against the fast CPU path's; no other row does.
+        let adapter_probe = measure == "probe" && row["device"] != "cpu";
+        let of_cpu = &row["of_cpu_probe"];
+        assert_eq!(
+            of_cpu.as_f64().is_some_and(|r| r > 0.0),
+            adapter_probe,
+            "{row}"
+        );
+        if adapter_probe {
+            let cpu = rows
+                .iter()
+                .find(|p| p["path"] == "cpu gemm probe" && p["pass"] == row["pass"])
+                .unwrap();
+            let want = gflops / cpu["gflop_per_s"].as_f64().unwrap();
+            assert!(
+                (of_cpu.as_f64().unwrap() - want).abs() <= 1e-9 * want,
+                "{row}"
+            );
         }
     }
     let csv = std::fs::read_to_string(&csv).unwrap();
@@ -364,10 +398,57 @@ fn linear_shapes_get_gflops_probes_and_peak_memory() {
         "gflop_per_s",
         "of_probe",
         "peak_bytes",
+        "of_cpu_probe",
     ] {
         assert!(header.split(',').any(|h| h == field), "{header}");
     }
     assert!(csv.lines().skip(1).all(|l| l.starts_with("64x32x1000,")));
+}
+
+/// On a GPU, a linear call's kernel time (`Engine::compute_linear_timed`) is that of its passes
+/// alone, with the call's own results; on the CPU paths, the whole call on the host clock.
+#[test]
+fn linear_kernel_times_come_with_the_call_on_every_engine() {
+    let mut rng = rng("linear kernel times");
+    let [n, d, v] = [24, 40, 300];
+    let hidden = logits(&mut rng, n * d, 1.0);
+    let weight = logits(&mut rng, v * d, 0.3);
+    let t = targets(&mut rng, n, v, 0.1);
+    let request = Request::linear_cross_entropy(&hidden[..], [n, d], &weight[..], [v, d], &t[..]);
+    let want = Engine::cpu().compute(&request.with_grad(true)).unwrap();
+    for engine in gpus().iter().chain([&Engine::cpu()]) {
+        let mut d_weight = vec![0.0_f32; v * d];
+        let grads = xent::LinearGradsMut {
+            weight: Some(&mut d_weight),
+            ..Default::default()
+        };
+        let (out, kernel) = engine.compute_linear_timed(&request, grads).unwrap();
+        let name = engine.device().to_string();
+        common::assert_scalar(
+            &name,
+            out.loss.scalar().unwrap(),
+            want.loss.scalar().unwrap(),
+            1e-5,
+        );
+        let want_weight = &want.linear_grads.as_ref().unwrap().weight;
+        assert!(
+            common::relative_norm_error(&d_weight, want_weight) < 1e-5,
+            "{name}"
+        );
+        assert!(kernel.seconds > 0.0, "{name}: {kernel:?}");
+        let gpu = engine.device().kind == xent::DeviceKind::Gpu;
+        assert_eq!(kernel.clock == Clock::Host, !gpu, "{name}: {kernel:?}");
+        // A gradient slice of the wrong length is refused before anything runs.
+        let mut short = vec![0.0_f32; 3];
+        let grads = xent::LinearGradsMut {
+            hidden: Some(&mut short),
+            ..Default::default()
+        };
+        assert!(
+            engine.compute_linear_timed(&request, grads).is_err(),
+            "{name}"
+        );
+    }
 }
 
 /// With both flags both kinds run, each in its own section of the table; the plot draws the

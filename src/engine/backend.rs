@@ -24,6 +24,13 @@ pub(crate) trait Backend: Send + Sync {
     /// Computes a linear request, its gradients into the slices of `grads`.
     fn compute_linear(&self, req: &CheckedLinear, grads: LinearGradsMut) -> Result<Output>;
 
+    /// [`Backend::compute_linear`], with the time spent in the kernels.
+    fn compute_linear_timed(
+        &self,
+        req: &CheckedLinear,
+        grads: LinearGradsMut,
+    ) -> Result<(Output, KernelTime)>;
+
     /// Times the GEMMs of a linear request alone (with `backward`, all three).
     fn linear_probe(&self, req: &CheckedLinear, backward: bool) -> Result<KernelTime>;
 
@@ -95,6 +102,20 @@ fn via_buffer(backend: &dyn Backend, req: Checked, logits: &mut [f32]) -> Result
     Ok(out)
 }
 
+/// The time since `start` on the host's clock: a CPU path's kernel time, the whole call.
+fn host_time(start: Instant) -> KernelTime {
+    KernelTime {
+        seconds: start.elapsed().as_secs_f64(),
+        clock: Clock::Host,
+    }
+}
+
+/// The kernel time of a GPU call that recorded no pass (an empty batch).
+const NO_PASSES: KernelTime = KernelTime {
+    seconds: 0.0,
+    clock: Clock::Timestamps,
+};
+
 /// The CPU paths: all of a call is kernel, there is nothing to upload or autotune, no device
 /// memory and no wgpu device.
 impl Backend for Cpu {
@@ -128,6 +149,16 @@ impl Backend for Cpu {
         }
     }
 
+    fn compute_linear_timed(
+        &self,
+        req: &CheckedLinear,
+        grads: LinearGradsMut,
+    ) -> Result<(Output, KernelTime)> {
+        let start = Instant::now();
+        let out = self.compute_linear(req, grads)?;
+        Ok((out, host_time(start)))
+    }
+
     /// Both CPU paths set their linear rows against the fast path's GEMMs: the machine's roof.
     fn linear_probe(&self, req: &CheckedLinear, backward: bool) -> Result<KernelTime> {
         threads::spin()?;
@@ -144,11 +175,7 @@ impl Backend for Cpu {
     ) -> Result<(Output, KernelTime)> {
         let start = Instant::now();
         let out = self.compute(req, grad)?;
-        let host = KernelTime {
-            seconds: start.elapsed().as_secs_f64(),
-            clock: Clock::Host,
-        };
-        Ok((out, host))
+        Ok((out, host_time(start)))
     }
 
     fn bandwidth_probe(&self, data: &[f32]) -> Result<KernelTime> {
@@ -226,6 +253,15 @@ impl Backend for GpuEngine {
         Ok(GpuEngine::compute_linear(self, req, grads, false)?.0)
     }
 
+    fn compute_linear_timed(
+        &self,
+        req: &CheckedLinear,
+        grads: LinearGradsMut,
+    ) -> Result<(Output, KernelTime)> {
+        let (out, kernel) = GpuEngine::compute_linear(self, req, grads, true)?;
+        Ok((out, kernel.unwrap_or(NO_PASSES)))
+    }
+
     fn linear_probe(&self, req: &CheckedLinear, backward: bool) -> Result<KernelTime> {
         GpuEngine::linear_probe(self, req, backward)
     }
@@ -240,11 +276,7 @@ impl Backend for GpuEngine {
         grad: Option<&mut [f32]>,
     ) -> Result<(Output, KernelTime)> {
         let (out, kernel) = GpuEngine::compute(self, req, grad, true)?;
-        let kernel = kernel.unwrap_or(KernelTime {
-            seconds: 0.0,
-            clock: Clock::Timestamps,
-        });
-        Ok((out, kernel))
+        Ok((out, kernel.unwrap_or(NO_PASSES)))
     }
 
     fn bandwidth_probe(&self, data: &[f32]) -> Result<KernelTime> {

@@ -3,7 +3,7 @@
 
 use super::Engine;
 use crate::error::Result;
-use crate::output::{KernelTime, Output};
+use crate::output::{KernelTime, LinearGradsMut, Output};
 use crate::request::Request;
 
 impl Engine {
@@ -22,6 +22,20 @@ impl Engine {
             checked.check_grad(g)?;
         }
         self.backend.compute_timed(&checked, grad)
+    }
+
+    /// [`Engine::compute_linear_into`] with the time spent in the kernels, as
+    /// [`Engine::compute_timed`] gives it for a loss on logits: on a GPU the passes alone (the
+    /// products, the row kernels and the reduction; timestamps where the device has them),
+    /// without the uploads of H, W and b and the readbacks; on the CPU paths the whole call.
+    pub fn compute_linear_timed(
+        &self,
+        request: &Request,
+        grads: LinearGradsMut,
+    ) -> Result<(Output, KernelTime)> {
+        let checked = request.check_linear()?;
+        checked.check_grads(&grads)?;
+        self.backend.compute_linear_timed(&checked, grads)
     }
 
     /// Reads `data` once and sums it, and returns the time of that read: the ceiling for a loss

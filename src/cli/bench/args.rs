@@ -42,8 +42,8 @@ pub struct BenchArgs {
     /// over the logits, or several of them.
     #[arg(long, value_enum, default_value_t = PassArg::Both)]
     pass: PassArg,
-    /// Where to run; repeat for several. Default: every GPU adapter, the fast CPU path and the
-    /// reference.
+    /// Where to run; repeat for several. Default (or `all`): every GPU adapter, the fast CPU
+    /// path and the reference.
     #[arg(long = "device", value_enum)]
     pub devices: Vec<BenchDevice>,
     /// Timed runs per row, after the warm-up.
@@ -153,6 +153,8 @@ pub enum BenchDevice {
     Cpu,
     /// The float64 reference.
     Reference,
+    /// All of the above (as no --device does).
+    All,
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use xent::{DeviceKind, Engine};
 
 use super::args::BenchDevice;
-use super::report::{Pass, Shape};
+use super::report::{CPU_PROBE, Pass, Shape};
 
 /// One device under test.
 pub struct Device {
@@ -13,25 +13,32 @@ pub struct Device {
     pub probe_key: String,
     /// Whether it is the float64 reference.
     pub reference: bool,
+    /// A GPU adapter's index among [`Engine::all_gpus`], by which a child process opens it.
+    pub adapter: Option<usize>,
 }
 
 impl Device {
-    /// The devices of `choice` (every kind when it is empty), each GPU autotuned when `autotune`
-    /// is set; an adapter that fails to open is reported and skipped.
+    /// The devices of `choice` (every kind when it is empty, or holds `all`), each GPU
+    /// autotuned when `autotune` is set; an adapter that fails to open is reported and skipped.
     pub fn open(choice: &[BenchDevice], autotune: bool) -> Vec<Device> {
         let all = [BenchDevice::Gpu, BenchDevice::Cpu, BenchDevice::Reference];
-        let choice = if choice.is_empty() { &all[..] } else { choice };
-        let cpu_key = "cpu".to_string();
+        let choice = if choice.is_empty() || choice.contains(&BenchDevice::All) {
+            &all[..]
+        } else {
+            choice
+        };
+        let cpu_key = CPU_PROBE.to_string();
         let mut devices = Vec::new();
         for &c in choice {
             match c {
                 BenchDevice::Gpu => {
-                    for engine in Engine::all_gpus() {
+                    for (index, engine) in Engine::all_gpus().into_iter().enumerate() {
                         match engine {
                             Ok(engine) => devices.push(Device {
                                 probe_key: engine.device().to_string(),
                                 engine: engine.autotune(autotune),
                                 reference: false,
+                                adapter: Some(index),
                             }),
                             Err(e) => eprintln!("xent bench: an adapter failed to open: {e}"),
                         }
@@ -41,12 +48,16 @@ impl Device {
                     engine: Engine::cpu(),
                     probe_key: cpu_key.clone(),
                     reference: false,
+                    adapter: None,
                 }),
                 BenchDevice::Reference => devices.push(Device {
                     engine: Engine::reference(),
                     probe_key: cpu_key.clone(),
                     reference: true,
+                    adapter: None,
                 }),
+                // Expanded into every kind above.
+                BenchDevice::All => {}
             }
         }
         devices

@@ -1,7 +1,8 @@
 //! The report as files: JSON and CSV, each row with its ratio to its device's probe and to
 //! PyTorch's time. A loss on logits gives `batch`, `classes`, `bytes` and `gb_per_s`; a linear
-//! head gives `batch` (N), `dim` (D), `classes` (V), `flops`, `gflop_per_s`, `peak_bytes` and
-//! `torch_chunked_over_this`.
+//! head gives `batch` (N), `dim` (D), `classes` (V), `flops`, `gflop_per_s`, `peak_bytes`,
+//! `torch_chunked_over_this` and `of_cpu_probe` (an adapter's GEMM probe against the fast CPU
+//! path's).
 
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use serde_json::{Map, Value, json};
 use xent::Result;
 
 use super::files::write;
-use super::report::{Row, Shape, Work, probe_of, torch_chunked_of, torch_of};
+use super::report::{Row, Shape, Work, cpu_probe_of, probe_of, torch_chunked_of, torch_of};
 
 /// Writes `rows` to `path` as a pretty-printed JSON array.
 pub fn write_json(path: &Path, rows: &[Row]) -> Result<()> {
@@ -25,7 +26,7 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> Result<()> {
 }
 
 /// The columns of the CSV, and the fields of the JSON, in order.
-const COLUMNS: [&str; 21] = [
+const COLUMNS: [&str; 22] = [
     "shape",
     "batch",
     "classes",
@@ -47,11 +48,12 @@ const COLUMNS: [&str; 21] = [
     "gflop_per_s",
     "peak_bytes",
     "torch_chunked_over_this",
+    "of_cpu_probe",
 ];
 
 /// The fields of `r` among `rows`, in the order of [`COLUMNS`]; `None` where the row's kind has
 /// no such field (a null is a field without a value).
-fn fields(rows: &[Row], r: &Row) -> [Option<Value>; 21] {
+fn fields(rows: &[Row], r: &Row) -> [Option<Value>; 22] {
     let (batch, dim, classes) = match r.shape {
         Shape::Logits(b, c) => (b, None, c),
         Shape::Linear(n, d, v) => (n, Some(d), v),
@@ -84,6 +86,7 @@ fn fields(rows: &[Row], r: &Row) -> [Option<Value>; 21] {
         flops.map(|_| json!(r.rate())),
         linear.then(|| json!(r.peak_bytes)),
         linear.then(|| json!(torch_chunked_of(rows, r).map(over))),
+        linear.then(|| json!(cpu_probe_of(rows, r).map(|p| r.rate() / p.rate()))),
     ]
 }
 

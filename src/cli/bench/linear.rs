@@ -1,14 +1,16 @@
-//! A linear head's rows (`--linear-shape NxDxV`): on each CPU device, the GEMM probe of each
-//! pass (the same matrix products alone, through the same GEMM code: one for the forward, three
-//! for forward+backward), then the calls, fwd (the loss alone) and fwd+bwd (the gradients of H,
-//! W and b into the caller's buffers), each with its peak memory from a process of its own. A
-//! GPU engine has no linear head yet: it gets a note, and no rows.
+//! A linear head's rows (`--linear-shape NxDxV`): on each device (every GPU adapter, the fast
+//! CPU path), the GEMM probe of each pass (the same matrix products alone, through the same GEMM
+//! code: one for the forward, three for forward+backward), then the calls, fwd (the loss alone)
+//! and fwd+bwd (the gradients of H, W and b into the caller's buffers), each with its peak memory
+//! from a process of its own; on a GPU, each call end to end and its kernels alone. An engine
+//! that answers that it has no linear head gets a note, and no rows.
 
-use xent::{Error, LinearGradsMut, Request, Result};
+use xent::{Error, Request, Result};
 
 use super::args::BenchArgs;
 use super::devices::Device;
 use super::inputs::LinearInputs;
+use super::linear_call::LinearCall;
 use super::peak;
 use super::report::{Measure, Pass, Row, Shape, Work, linear_flops};
 use super::timing::{Bench, clock_name};
@@ -23,7 +25,7 @@ fn linear_passes(passes: &[Pass]) -> Vec<Pass> {
 }
 
 /// The devices among `devices` that compute a linear head; each that answers that it has none
-/// (a GPU engine, for now) gets a note on stderr, and no rows.
+/// gets a note on stderr, and no rows.
 pub fn devices(devices: &[Device]) -> Result<Vec<&Device>> {
     let (hidden, weight, target) = ([0.0_f32], [0.0_f32], [0_i64]);
     let request =
@@ -44,20 +46,27 @@ pub fn devices(devices: &[Device]) -> Result<Vec<&Device>> {
     Ok(taking)
 }
 
-/// The progress bar's steps of a linear `shape` on `devices`: a probe and a call per pass.
+/// The progress bar's steps of a linear `shape` on `devices`: per pass a probe, and the timings
+/// of its call (on a GPU, end to end and kernel).
 pub fn steps(args: &BenchArgs, shape: Shape, passes: &[Pass], devices: &[&Device]) -> usize {
-    let passes = linear_passes(passes).len();
+    let passes = linear_passes(passes);
     devices
         .iter()
         .map(|d| {
             let probes = usize::from(!d.reference);
-            let calls = usize::from(d.runs_at(shape, args.reference_max_elements));
-            passes * (probes + calls)
+            let runs = d.runs_at(shape, args.reference_max_elements);
+            passes
+                .iter()
+                .map(|&p| probes + if runs { d.calls(p) } else { 0 })
+                .sum::<usize>()
         })
         .sum()
 }
 
-/// The rows of a linear head of N × D × V on each of `devices`, inputs drawn from `seed`.
+/// The rows of a linear head of N × D × V on each of `devices`, inputs drawn from `seed`: on
+/// every device but the reference, the GEMM probe of each pass; then each pass's call, on the
+/// host clock (a GPU's end to end: uploads, kernels, readbacks), on a GPU its kernel time too,
+/// each with its peak memory.
 pub fn measure(
     bench: &Bench,
     [n, d, v]: [usize; 3],
@@ -74,17 +83,6 @@ pub fn measure(
     progress.set_message(format!("{shape}: drawing inputs"));
     let sets = LinearInputs::sets([n, d, v]);
     let inputs = LinearInputs::draw([n, d, v], sets, seed);
-    let buffer = |len| {
-        vec![
-            0.0_f32;
-            if passes.contains(&Pass::FwdBwd) {
-                len
-            } else {
-                0
-            }
-        ]
-    };
-    let (mut d_hidden, mut d_weight, mut d_bias) = (buffer(n * d), buffer(v * d), buffer(v));
     for device in devices {
         let name = device.engine.device().to_string();
         let row = |pass, path: String, measure, clock: &str, seconds, peak_bytes| Row {
@@ -122,26 +120,34 @@ pub fn measure(
             Measure::Call
         };
         for &pass in &passes {
+            let mut call = LinearCall::new([n, d, v], pass, 0.0);
             progress.set_message(format!("{shape} {}: {name}", pass.name()));
             let seconds = bench.time(sets, |k| {
-                let request = inputs.request(k);
-                match pass {
-                    Pass::FwdBwd => {
-                        let grads = LinearGradsMut {
-                            hidden: Some(&mut d_hidden),
-                            weight: Some(&mut d_weight),
-                            bias: Some(&mut d_bias),
-                            add: false,
-                        };
-                        device.engine.compute_linear_into(&request, grads)?
-                    }
-                    _ => device.engine.compute(&request)?,
-                };
-                Ok(None)
+                call.run(&device.engine, &inputs.request(k), false)
+                    .map(|_| None)
             })?;
             progress.set_message(format!("{shape} {}: {name}, peak memory", pass.name()));
             let peak = peak::linear([n, d, v], pass, device)?;
             rows.push(row(pass, name.clone(), measure, "host", seconds, peak));
+            if device.calls(pass) == 2 {
+                progress.set_message(format!("{shape} {}: {name}, kernels", pass.name()));
+                let mut clock = "";
+                let seconds = bench.time(sets, |k| {
+                    let t = call.run(&device.engine, &inputs.request(k), true)?;
+                    Ok(t.map(|t| {
+                        clock = clock_name(t.clock);
+                        t.seconds
+                    }))
+                })?;
+                rows.push(row(
+                    pass,
+                    name.clone(),
+                    Measure::Kernel,
+                    clock,
+                    seconds,
+                    None,
+                ));
+            }
         }
     }
     Ok(rows)

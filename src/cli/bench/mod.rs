@@ -8,8 +8,9 @@
 //! - on the CPU, the fast path's call, and the float64 reference's at small shapes;
 //! - on each device, a bandwidth probe that reads the same bytes once and sums them, the ceiling
 //!   every row is set against;
-//! - for each linear head (`--linear-shape NxDxV`), on the CPU paths, a GEMM probe of each pass
-//!   and the calls, in GFLOP/s, each call's peak memory taken in a child process (`peak`);
+//! - for each linear head (`--linear-shape NxDxV`), on every device, a GEMM probe of each pass
+//!   and the calls (on a GPU, end to end and kernel), in GFLOP/s, each call's peak memory taken
+//!   in a child process (`peak`), and an adapter's GEMM probe against the CPU's;
 //! - with `--torch`, PyTorch's `F.cross_entropy` on the same shapes and thread count, in the same
 //!   run, and its `F.linear_cross_entropy` on the linear heads; with `--baseline`, rows measured
 //!   elsewhere (candle, by `benches/compare_candle`).
@@ -25,6 +26,7 @@ mod export;
 mod files;
 mod inputs;
 mod linear;
+mod linear_call;
 mod peak;
 mod plot;
 mod report;

@@ -7,15 +7,26 @@
 //! reads its resident memory (`VmRSS` in `/proc/self/status`), makes the call again and reads the
 //! high-water mark (`VmHWM`). The difference is the call's peak memory above its inputs and
 //! gradients. Where the system has no `/proc`, there is no figure.
+//!
+//! A GPU engine keeps buffers from one call for the next (`Engine::pooled_bytes`: the logits
+//! chunk, staging): resident before the second call, they are not in the difference, and are
+//! added to it. On a CPU adapter (lavapipe, llvmpipe) the device's buffers are the process's own
+//! memory, so the figure is the whole call's, as on the CPU paths, but for one thing: wgpu's
+//! Vulkan backend keeps the memory of freed buffers in its allocator's blocks, which the second
+//! call reuses, so there its figure leaves out the call's device buffers (its copies of H, W and
+//! b, the gradients before their readback) and is a lower bound; GL frees them, and its figure
+//! is whole. On a hardware GPU the figure is the host's memory and the engine's pooled buffers,
+//! without the device buffers a call makes.
 
 use std::process::Command;
 
 use clap::Args;
 use serde_json::{Value, json};
-use xent::{Engine, Error, LinearGradsMut, Result};
+use xent::{Engine, Error, Result};
 
 use super::devices::Device;
 use super::inputs::LinearInputs;
+use super::linear_call::LinearCall;
 use super::report::Pass;
 
 /// The hidden subcommand that measures one call.
@@ -37,6 +48,9 @@ pub struct LinearChildArgs {
     /// On the float64 reference, not the fast CPU path.
     #[arg(long)]
     reference: bool,
+    /// On this GPU adapter, by its index among those wgpu finds (`Engine::all_gpus`).
+    #[arg(long, conflicts_with = "reference")]
+    adapter: Option<usize>,
 }
 
 /// A figure of `/proc/self/status` (`VmRSS`, `VmHWM`), in bytes.
@@ -63,37 +77,32 @@ fn release_free_heap() {
     }
 }
 
+/// The engine `args` names: an adapter, the reference, or the fast CPU path.
+fn child_engine(args: &LinearChildArgs) -> Result<Engine> {
+    match args.adapter {
+        Some(k) => Engine::all_gpus().into_iter().nth(k).unwrap_or_else(|| {
+            Err(Error::NoAdapter(format!(
+                "wgpu finds no adapter of index {k} in this process"
+            )))
+        }),
+        None if args.reference => Ok(Engine::reference()),
+        None => Ok(Engine::cpu()),
+    }
+}
+
 /// Runs the call `args` names twice, and prints the second's peak memory above its inputs and
-/// gradients:
-/// `{"rss_before_bytes": .., "hwm_bytes": .., "peak_bytes": ..}` (null where unknown).
+/// gradients, with what the engine keeps pooled after the first:
+/// `{"rss_before_bytes": .., "hwm_bytes": .., "pooled_bytes": .., "peak_bytes": ..}` (null where
+/// unknown).
 pub fn run_child(args: &LinearChildArgs) -> Result<()> {
     let (n, d, v) = (args.n, args.d, args.v);
     let inputs = LinearInputs::draw([n, d, v], 1, 0x5eed);
     let request = inputs.request(0);
-    let engine = if args.reference {
-        Engine::reference()
-    } else {
-        Engine::cpu()
-    };
-    let grad = args.pass == Pass::FwdBwd;
-    // Written now, so that their pages are resident before the RSS is read.
-    let buffer = |len| vec![1.0_f32; if grad { len } else { 0 }];
-    let (mut d_hidden, mut d_weight, mut d_bias) = (buffer(n * d), buffer(v * d), buffer(v));
-    let mut call = || -> Result<()> {
-        if grad {
-            let grads = LinearGradsMut {
-                hidden: Some(&mut d_hidden),
-                weight: Some(&mut d_weight),
-                bias: Some(&mut d_bias),
-                add: false,
-            };
-            engine.compute_linear_into(&request, grads)?;
-        } else {
-            engine.compute(&request)?;
-        }
-        Ok(())
-    };
+    let engine = child_engine(args)?;
+    let mut call = LinearCall::new([n, d, v], args.pass, 1.0);
+    let mut call = || call.run(&engine, &request, false).map(drop);
     call()?;
+    let pooled = engine.pooled_bytes();
     release_free_heap();
     // The high-water mark starts again from what is resident now ("5": Linux 4.0 and later);
     // without it, it may hold an earlier peak, and the figure is an upper bound.
@@ -101,21 +110,17 @@ pub fn run_child(args: &LinearChildArgs) -> Result<()> {
     let before = status_bytes("VmRSS");
     call()?;
     let hwm = status_bytes("VmHWM");
-    let peak = before.zip(hwm).map(|(b, h)| h.saturating_sub(b));
+    let peak = before.zip(hwm).map(|(b, h)| h.saturating_sub(b) + pooled);
     println!(
         "{}",
-        json!({"rss_before_bytes": before, "hwm_bytes": hwm, "peak_bytes": peak})
+        json!({"rss_before_bytes": before, "hwm_bytes": hwm, "pooled_bytes": pooled, "peak_bytes": peak})
     );
     Ok(())
 }
 
 /// The peak memory of one call of `pass` on N × D × V on `device`, above its inputs and
-/// gradients, from a child process of this executable: `None` on a GPU, or where the system
-/// gives no figure.
+/// gradients, from a child process of this executable: `None` where the system gives no figure.
 pub fn linear(shape: [usize; 3], pass: Pass, device: &Device) -> Result<Option<u64>> {
-    if device.is_gpu() {
-        return Ok(None);
-    }
     let exe = std::env::current_exe().map_err(|e| Error::Io {
         path: "the xent executable".into(),
         reason: e.to_string(),
@@ -130,6 +135,9 @@ pub fn linear(shape: [usize; 3], pass: Pass, device: &Device) -> Result<Option<u
         .arg(pass.name());
     if device.reference {
         cmd.arg("--reference");
+    }
+    if let Some(k) = device.adapter {
+        cmd.args(["--adapter", &k.to_string()]);
     }
     let out = cmd.output().map_err(|e| failed(e.to_string()))?;
     if !out.status.success() {

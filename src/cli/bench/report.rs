@@ -217,6 +217,28 @@ pub fn probe_of<'a>(rows: &'a [Row], row: &Row) -> Option<&'a Row> {
     })
 }
 
+/// The probe key (a row's [`Row::device`]) of the CPU paths: the fast path's probes, which the
+/// reference's rows are set against too.
+pub const CPU_PROBE: &str = "cpu";
+
+/// For a GPU adapter's GEMM probe of a linear head, the fast CPU path's GEMM probe of the same
+/// shape and pass from the same run: how the adapter's own products stand against the CPU's
+/// (on a CPU adapter, such as lavapipe, the same cores).
+pub fn cpu_probe_of<'a>(rows: &'a [Row], row: &Row) -> Option<&'a Row> {
+    if row.measure != Measure::Probe
+        || row.device == CPU_PROBE
+        || !matches!(row.shape, Shape::Linear(..))
+    {
+        return None;
+    }
+    rows.iter().find(|p| {
+        p.measure == Measure::Probe
+            && p.device == CPU_PROBE
+            && p.shape == row.shape
+            && p.pass == row.pass
+    })
+}
+
 /// The variant that names PyTorch's rows of `F.linear_cross_entropy` on its chunked path
 /// (`LinearCrossEntropyOptions()`), in their JSON lines and paths; its reference path (the
 /// logits materialized) is "reference".
@@ -368,5 +390,16 @@ mod tests {
         assert!((rows[2].rate() / probe.rate() - 0.8).abs() < 1e-12);
         assert!((torch_of(&rows, &rows[2]).unwrap().median() - 5.0).abs() < 1e-12);
         assert!((torch_chunked_of(&rows, &rows[2]).unwrap().median() - 10.0).abs() < 1e-12);
+        // Only an adapter's GEMM probe stands against the CPU's.
+        let adapter_probe = Row {
+            path: "[Vulkan/llvmpipe] gemm probe".into(),
+            device: "[Vulkan/llvmpipe]".into(),
+            seconds: vec![8.0],
+            ..rows[1].clone()
+        };
+        let cpu = cpu_probe_of(&rows, &adapter_probe).unwrap();
+        assert!((adapter_probe.rate() / cpu.rate() - 0.25).abs() < 1e-12);
+        assert!(cpu_probe_of(&rows, &rows[1]).is_none());
+        assert!(cpu_probe_of(&rows, &rows[2]).is_none());
     }
 }

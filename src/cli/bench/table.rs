@@ -3,7 +3,7 @@
 //! GFLOP/s with each call's peak memory.
 
 use super::args::BenchArgs;
-use super::report::{Row, Shape, probe_of, torch_chunked_of, torch_of};
+use super::report::{Row, Shape, cpu_probe_of, probe_of, torch_chunked_of, torch_of};
 
 /// Prints the header line of `args`'s run and one line per row, the linear heads' rows in their
 /// own section.
@@ -68,12 +68,13 @@ fn print_linear(rows: &[Row], args: &BenchArgs) {
     );
     println!(
         "GFLOP/s counts 2·N·D·V per GEMM: 1 for fwd (the loss), 3 for fwd+bwd (the gradients of \
-         H, W and b); /probe: the GEMM probe's time over the row's; peak MiB: one call's peak \
-         memory above its inputs and gradients, in a process of its own; ×torch, ×chunked: \
+         H, W and b); /probe: the GEMM probe's time over the row's; /cpu: an adapter's GEMM \
+         probe's GFLOP/s over the fast CPU path's; peak MiB: one call's peak memory above its \
+         inputs and gradients, in a process of its own; ×torch, ×chunked: \
          F.linear_cross_entropy's time over the row's on its reference and chunked paths"
     );
     println!(
-        "{:<17} {:<7} {:<48} {:<7} {:>10} {:>21} {:>8} {:>7} {:>9} {:>7} {:>8}",
+        "{:<17} {:<7} {:<48} {:<10} {:>10} {:>21} {:>8} {:>7} {:>6} {:>9} {:>7} {:>8}",
         "shape",
         "pass",
         "path",
@@ -82,6 +83,7 @@ fn print_linear(rows: &[Row], args: &BenchArgs) {
         "min–max ms",
         "GFLOP/s",
         "/probe",
+        "/cpu",
         "peak MiB",
         "×torch",
         "×chunked"
@@ -92,7 +94,7 @@ fn print_linear(rows: &[Row], args: &BenchArgs) {
         });
         let over = |t: &Row| t.median() / row.median();
         println!(
-            "{:<17} {:<7} {:<48} {:<7} {:>10.3} {:>21} {:>8.2} {:>7} {:>9} {:>7} {:>8}",
+            "{:<17} {:<7} {:<48} {:<10} {:>10.3} {:>21} {:>8.2} {:>7} {:>6} {:>9} {:>7} {:>8}",
             row.shape.to_string(),
             row.pass.name(),
             truncate(&row.path, 48),
@@ -101,6 +103,7 @@ fn print_linear(rows: &[Row], args: &BenchArgs) {
             format!("{:.3}–{:.3}", row.min() * 1e3, row.max() * 1e3),
             row.rate(),
             ratio(row, probe_of(rows, row), |p| row.rate() / p.rate()),
+            ratio(row, cpu_probe_of(rows, row), |p| row.rate() / p.rate()),
             peak,
             ratio(row, torch_of(rows, row), over),
             ratio(row, torch_chunked_of(rows, row), over),

@@ -111,6 +111,20 @@ pub const CASES: &[Case] = &[
     },
 ];
 
+/// A class in [0, `classes`) for each of `rows` rows, 10% ignored; row 0 never, so that a batch
+/// of one row has a loss.
+pub fn draw_classes(rng: &mut impl Rng, rows: usize, classes: usize) -> Vec<i64> {
+    (0..rows)
+        .map(|row| {
+            if row > 0 && rng.random_bool(0.1) {
+                xent::DEFAULT_IGNORE_INDEX
+            } else {
+                rng.random_range(0..classes as i64)
+            }
+        })
+        .collect()
+}
+
 /// The inputs of one case, drawn once and shared by every engine.
 pub struct Data {
     /// N(0, 9) logits, [batch, classes].
@@ -130,16 +144,7 @@ impl Data {
         let n = batch * classes;
         Data {
             logits: normal(n, 3.0, seed),
-            // Row 0 is never ignored, so that a batch of one row has a loss.
-            classes: (0..batch)
-                .map(|row| {
-                    if row > 0 && rng.random_bool(0.1) {
-                        xent::DEFAULT_IGNORE_INDEX
-                    } else {
-                        rng.random_range(0..classes as i64)
-                    }
-                })
-                .collect(),
+            classes: draw_classes(&mut rng, batch, classes),
             unit: (0..n).map(|_| rng.random_range(0.0..1.0)).collect(),
             weight: (0..classes).map(|_| rng.random_range(0.1..2.0)).collect(),
         }

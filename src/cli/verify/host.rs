@@ -22,7 +22,7 @@ pub fn check(engines: &[Engine], reference: &Engine, seed: u64, tally: &mut Tall
             };
             tally.check(
                 case.name,
-                case.shape,
+                &case.shape,
                 &engine.device().to_string(),
                 (loss, grad),
                 TOLERANCE,

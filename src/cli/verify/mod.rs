@@ -1,10 +1,12 @@
 //! `xent verify`: every adapter and the fast CPU path against the float64 reference, on fresh
 //! random batches of every loss and the main options, losses and gradients; then a
 //! device-resident call on each adapter, the vocabulary sharded over every engine, and sharded
-//! on each adapter's device buffers.
+//! on each adapter's device buffers; then linear heads (fused linear cross-entropy) on every
+//! engine, and on each adapter's buffers, whole and in vocabulary shards.
 
 mod cases;
 mod host;
+mod linear;
 mod resident;
 mod shards;
 mod tally;
@@ -56,7 +58,7 @@ pub fn run(args: &VerifyArgs) -> Result<(usize, usize)> {
         let errors = resident::device_resident(engine, &data)?;
         tally.check(
             vocab.name,
-            VOCAB_SHAPE,
+            &VOCAB_SHAPE,
             &engine.device().to_string(),
             errors,
             BF16_GRADIENT_TOLERANCE,
@@ -65,7 +67,7 @@ pub fn run(args: &VerifyArgs) -> Result<(usize, usize)> {
     let errors = shards::sharded_on(&engines, &data)?;
     tally.check(
         "vocabulary shards, smoothing, z-loss, merged",
-        VOCAB_SHAPE,
+        &VOCAB_SHAPE,
         &format!("{} engines, a shard each", engines.len()),
         errors,
         TOLERANCE,
@@ -74,12 +76,17 @@ pub fn run(args: &VerifyArgs) -> Result<(usize, usize)> {
         let errors = shards::device_sharded(engine, &data)?;
         tally.check(
             "vocabulary shards on device buffers, grad in place",
-            VOCAB_SHAPE,
+            &VOCAB_SHAPE,
             &engine.device().to_string(),
             errors,
             TOLERANCE,
         );
     }
+    linear::check(
+        &engines,
+        seed.wrapping_add(CASES.len() as u64 + 1),
+        &mut tally,
+    )?;
     tally.summary();
     Ok((tally.failed, tally.checks))
 }

@@ -12,7 +12,7 @@ use super::resident::storage_buffer;
 use crate::cli::compare::{grad_error, loss_error};
 
 /// The options of the sharded checks.
-fn shard_options() -> RequestOptions {
+pub fn shard_options() -> RequestOptions {
     RequestOptions {
         label_smoothing: 0.1,
         z_loss: 1e-4,

@@ -31,7 +31,7 @@ impl Tally {
     pub fn check(
         &mut self,
         name: &str,
-        shape: [usize; 2],
+        shape: &[usize],
         engine: &str,
         (loss, grad): (f64, f64),
         grad_tolerance: f64,
@@ -41,7 +41,11 @@ impl Tally {
         self.failed += usize::from(!ok);
         println!(
             "{name:<58} {:>10} {engine:<44} {loss:>9.1e} {grad:>9.1e} {:>7}",
-            format!("{}x{}", shape[0], shape[1]),
+            shape
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join("x"),
             if ok { "ok" } else { "FAILED" }
         );
     }
