@@ -162,15 +162,6 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// What a request asks for is not available on this engine (the GPU engines have no linear
-    /// head yet).
-    #[error("{what} is not available on this engine: {reason}")]
-    NotOnThisEngine {
-        /// What was asked for.
-        what: &'static str,
-        /// Why, and where it is available.
-        reason: &'static str,
-    },
     /// A file could not be opened, mapped, read or written, or a helper program could not be
     /// run.
     #[error("{path}: {reason}")]

@@ -2,10 +2,9 @@
 //! CPU path), the GEMM probe of each pass (the same matrix products alone, through the same GEMM
 //! code: one for the forward, three for forward+backward), then the calls, fwd (the loss alone)
 //! and fwd+bwd (the gradients of H, W and b into the caller's buffers), each with its peak memory
-//! from a process of its own; on a GPU, each call end to end and its kernels alone. An engine
-//! that answers that it has no linear head gets a note, and no rows.
+//! from a process of its own; on a GPU, each call end to end and its kernels alone.
 
-use xent::{Error, Request, Result};
+use xent::Result;
 
 use super::args::BenchArgs;
 use super::devices::Device;
@@ -22,28 +21,6 @@ fn linear_passes(passes: &[Pass]) -> Vec<Pass> {
         .copied()
         .filter(|p| matches!(p, Pass::Fwd | Pass::FwdBwd))
         .collect()
-}
-
-/// The devices among `devices` that compute a linear head; each that answers that it has none
-/// gets a note on stderr, and no rows.
-pub fn devices(devices: &[Device]) -> Result<Vec<&Device>> {
-    let (hidden, weight, target) = ([0.0_f32], [0.0_f32], [0_i64]);
-    let request =
-        Request::linear_cross_entropy(&hidden[..], [1, 1], &weight[..], [1, 1], &target[..]);
-    let mut taking = Vec::new();
-    for device in devices {
-        match device.engine.linear_probe(&request, false) {
-            Ok(_) => taking.push(device),
-            Err(e @ Error::NotOnThisEngine { .. }) => {
-                eprintln!(
-                    "xent bench: no linear rows on {}: {e}",
-                    device.engine.device()
-                );
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(taking)
 }
 
 /// The progress bar's steps of a linear `shape` on `devices`: per pass a probe, and the timings
