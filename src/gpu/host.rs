@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::PoisonError;
 
 use super::bindings::{Bound, RowBindings};
 use super::buffer_pool::Slot;
@@ -64,10 +63,7 @@ impl GpuEngine {
         grad: Option<&mut [f32]>,
         timed: bool,
     ) -> Result<(Output, Option<KernelTime>)> {
-        let mut ws = self
-            .workspace
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut ws = self.workspace();
         self.ctx
             .scoped(req.loss.name(), || self.run(&mut ws, req, grad, timed))
     }

@@ -3,8 +3,6 @@
 //! read back into the caller's slices. The logits chunk is the engine's pooled buffer, of the
 //! request's byte budget; the gradients' buffers are the call's own.
 
-use std::sync::PoisonError;
-
 use super::GpuEngine;
 use super::chunk::WORD_BYTES;
 use super::gemm::MAX_DEPTH;
@@ -39,10 +37,7 @@ impl GpuEngine {
         grads: LinearGradsMut,
         timed: bool,
     ) -> Result<(Output, Option<KernelTime>)> {
-        let mut ws = self
-            .workspace
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut ws = self.workspace();
         self.ctx.scoped("linear cross-entropy", || {
             let LinearGradsMut {
                 hidden,
@@ -112,10 +107,7 @@ impl GpuEngine {
     /// logits' product, and with `backward` those of the three gradients (over the logits in
     /// place of G). H and W are uploaded first, untimed.
     pub fn linear_probe(&self, req: &CheckedLinear, backward: bool) -> Result<KernelTime> {
-        let mut ws = self
-            .workspace
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut ws = self.workspace();
         self.ctx.scoped("linear probe", || {
             let up = self.upload_head(req, &[None, None, None], false)?;
             let bias = req.head.bias.is_some();
@@ -209,10 +201,7 @@ impl GpuEngine {
         let checked = req.check(shard, |what, buffer, offset, bytes| {
             check_buffer(what, buffer, offset, bytes, align)
         })?;
-        let mut ws = self
-            .workspace
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut ws = self.workspace();
         self.ctx.scoped("a device-resident linear head", || {
             self.record_linear(encoder, &mut Timing::Off, &checked, &mut ws.logits, false)
         })

@@ -14,14 +14,15 @@ use std::ops::Range;
 
 use wgpu::util::DeviceExt;
 
-use super::bindings::{Bound, RowBindings};
+use super::GpuEngine;
+use super::bindings::Bound;
 use super::buffer_pool::Slot;
 use super::chunk::{WORD_BYTES, linear_chunks};
 use super::gemm::{ColumnSums, F32s, Layout, Operand, Product};
 use super::params::ParamArena;
 use super::plan::{Call, Plan};
+use super::resident::ChunkBuffers;
 use super::timing::Timing;
-use super::{GpuEngine, rows};
 use crate::error::Result;
 use crate::request::{
     CheckedDeviceLinear, CheckedDeviceTarget, DeviceInput, DeviceLinearOutput, DeviceOutput, Dtype,
@@ -109,27 +110,13 @@ impl GpuEngine {
             let merged = plan.merged_partials(k).map(|stats| {
                 self.storage_init("xent merged statistics", bytemuck::cast_slice(&stats))
             });
-            let bindings = RowBindings {
-                params: Bound::params::<rows::Params>(&shared.params),
+            let chunk = ChunkBuffers {
+                elements: first..first + count,
                 input: Bound::range(&logits, 0, (count * 4).next_multiple_of(WORD_BYTES)),
-                class_targets: &shared.class_targets,
-                dense: match &dense {
-                    Some((buffer, offset)) => Bound::range(
-                        buffer,
-                        offset + first * 4,
-                        (count * 4).next_multiple_of(WORD_BYTES),
-                    ),
-                    None => Bound::whole(&shared.empty),
-                },
-                weight: &shared.weight,
-                pos_weight: &shared.pos_weight,
-                values: Bound::whole(&results.row_values),
-                lse: &results.lse,
                 grad: Bound::whole(&shared.empty_writable),
-                partials: merged.as_ref().unwrap_or(&shared.partials),
-                scales: &shared.scales,
-                edges: &shared.edges,
+                merged: merged.as_ref(),
             };
+            let bindings = chunk.bindings(&shared, &results, dense.as_ref());
             let (forward, backward) = &products[k];
             for pass in forward {
                 self.record_gemm(timing, encoder, &shared.params, pass)?;

@@ -102,11 +102,16 @@ impl GpuEngine {
 
     /// Bytes of device memory the engine keeps between calls, in its reused buffers.
     pub fn pooled_bytes(&self) -> u64 {
-        let ws = self
-            .workspace
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let ws = self.workspace();
         ws.slots().map(buffer_pool::Slot::bytes).sum()
+    }
+
+    /// The host calls' buffers, held for one call (which serializes host calls, as the device
+    /// would).
+    fn workspace(&self) -> std::sync::MutexGuard<'_, Workspace> {
+        self.workspace
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Turns the autotune on or off (see `tune.rs`).

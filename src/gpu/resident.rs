@@ -25,6 +25,50 @@ pub(super) struct Results {
     pub element_values: Option<wgpu::Buffer>,
 }
 
+/// What a device call's row passes bind for one chunk beyond what every chunk binds alike: the
+/// chunk's `elements` of the batch, its input and gradient, and for a shard's gradient pass the
+/// rows' merged statistics.
+pub(super) struct ChunkBuffers<'b> {
+    pub elements: std::ops::Range<u64>,
+    pub input: Bound<'b>,
+    pub grad: Bound<'b>,
+    pub merged: Option<&'b wgpu::Buffer>,
+}
+
+impl<'b> ChunkBuffers<'b> {
+    /// The row bindings of the chunk, with the buffers every chunk shares, the call's results,
+    /// and the dense target (a buffer and the byte offset of its element 0) where there is one.
+    pub fn bindings(
+        self,
+        shared: &'b SharedBuffers,
+        results: &'b Results,
+        dense: Option<&'b (wgpu::Buffer, u64)>,
+    ) -> RowBindings<'b> {
+        let (first, count) = (self.elements.start, self.elements.end - self.elements.start);
+        RowBindings {
+            params: Bound::params::<rows::Params>(&shared.params),
+            input: self.input,
+            class_targets: &shared.class_targets,
+            dense: match dense {
+                Some((buffer, offset)) => Bound::range(
+                    buffer,
+                    offset + first * 4,
+                    (count * 4).next_multiple_of(WORD_BYTES),
+                ),
+                None => Bound::whole(&shared.empty),
+            },
+            weight: &shared.weight,
+            pos_weight: &shared.pos_weight,
+            values: Bound::whole(&results.row_values),
+            lse: &results.lse,
+            grad: self.grad,
+            partials: self.merged.unwrap_or(&shared.partials),
+            scales: &shared.scales,
+            edges: &shared.edges,
+        }
+    }
+}
+
 /// Device-side usage, offset and size checks of one buffer a request names.
 pub(super) fn check_buffer(
     what: &'static str,
@@ -141,38 +185,26 @@ impl GpuEngine {
             let merged = plan.merged_partials(k).map(|stats| {
                 self.storage_init("xent merged statistics", bytemuck::cast_slice(&stats))
             });
-            let bindings = RowBindings {
-                params: Bound::params::<rows::Params>(&shared.params),
-                input: Bound::range(
-                    input.buffer,
-                    input.offset + first * size,
-                    (count * size).next_multiple_of(WORD_BYTES),
+            let input = Bound::range(
+                input.buffer,
+                input.offset + first * size,
+                (count * size).next_multiple_of(WORD_BYTES),
+            );
+            let grad = match &results.grad {
+                Some(g) => Bound::range(
+                    g,
+                    first * grad_size,
+                    (count * grad_size).next_multiple_of(WORD_BYTES),
                 ),
-                class_targets: &shared.class_targets,
-                dense: match &dense {
-                    Some((buffer, offset)) => Bound::range(
-                        buffer,
-                        offset + first * 4,
-                        (count * 4).next_multiple_of(WORD_BYTES),
-                    ),
-                    None => Bound::whole(&shared.empty),
-                },
-                weight: &shared.weight,
-                pos_weight: &shared.pos_weight,
-                values: Bound::whole(&results.row_values),
-                lse: &results.lse,
-                grad: match &results.grad {
-                    Some(g) => Bound::range(
-                        g,
-                        first * grad_size,
-                        (count * grad_size).next_multiple_of(WORD_BYTES),
-                    ),
-                    None => Bound::whole(&shared.empty_writable),
-                },
-                partials: merged.as_ref().unwrap_or(&shared.partials),
-                scales: &shared.scales,
-                edges: &shared.edges,
+                None => Bound::whole(&shared.empty_writable),
             };
+            let chunk = ChunkBuffers {
+                elements: first..first + count,
+                input,
+                grad,
+                merged: merged.as_ref(),
+            };
+            let bindings = chunk.bindings(&shared, &results, dense.as_ref());
             let values = results
                 .element_values
                 .as_ref()

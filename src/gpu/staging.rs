@@ -4,8 +4,6 @@
 //! themselves (`Staging`) are reused buffers, kept in `buffer_pool.rs` with the other slots: the
 //! workspace holds them, and this module reads the workspace.
 
-use std::sync::PoisonError;
-
 use super::GpuEngine;
 use super::buffer_pool::Staging;
 use super::chunk::{WORD_BYTES, chunk_cap};
@@ -17,10 +15,7 @@ impl GpuEngine {
     /// staging buffers, and returns the seconds from the first write until the device holds it
     /// all: the upload alone, for the benchmark.
     pub fn upload_time(&self, data: &[f32]) -> Result<f64> {
-        let mut ws = self
-            .workspace
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut ws = self.workspace();
         self.ctx.scoped("upload", || {
             let cap = chunk_cap(&self.ctx.limits) as usize;
             let start = std::time::Instant::now();
