@@ -46,16 +46,19 @@ impl<'b> Stored<'b> {
         if rows > 1 && ld < cols {
             return misfit(format!("rows {ld} elements apart are shorter than {cols}"));
         }
-        let (extent, padded) = match (rows, cols) {
-            (0, _) | (_, 0) => (1, 1),
-            _ => {
-                let before_last = u64::from(rows - 1) * u64::from(ld);
-                (
-                    before_last + u64::from(cols),
-                    before_last + u64::from(cols.next_multiple_of(4)),
-                )
-            }
-        };
+        if rows == 0 || cols == 0 {
+            // Nothing is read: the buffer's first word is bound, wherever the matrix would be.
+            let quads =
+                (self.buffer.size() >= 16).then(|| (Bound::range(self.buffer, 0, 16), true));
+            return Ok(Span {
+                range: Bound::range(self.buffer, 0, 4),
+                within: 0,
+                quads,
+            });
+        }
+        let before_last = u64::from(rows - 1) * u64::from(ld);
+        let extent = before_last + u64::from(cols);
+        let padded = before_last + u64::from(cols.next_multiple_of(4));
         let align = u64::from(limits.min_storage_buffer_offset_alignment).max(16);
         let (Some(first), Some(last), Some(last_quad)) = (
             offset.checked_mul(bytes),
