@@ -519,3 +519,29 @@ fn a_head_over_one_storage_binding() {
         assert_parts_close(&engine.device().to_string(), &got, &want, 1e-5);
     }
 }
+
+/// With the autotune on, each class of products times every candidate tile and keeps the
+/// fastest; every tile gives the same bits, so the results are those of the rule's tiles.
+#[test]
+fn the_tile_autotune_changes_no_bit() {
+    let (n, d, v) = (70, 33, 301);
+    let mut rng = common::rng("the tile autotune changes no bit");
+    let hidden: Vec<f32> = (0..n * d).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let weight: Vec<f32> = (0..v * d).map(|_| rng.random_range(-0.5..0.5)).collect();
+    let targets: Vec<i64> = (0..n).map(|_| rng.random_range(0..v as i64)).collect();
+    let request =
+        Request::linear_cross_entropy(&hidden[..], [n, d], &weight[..], [v, d], &targets[..])
+            .with_grad(true);
+    for engine in common::open_gpus() {
+        let rule = engine.compute(&request).unwrap();
+        let engine = engine.autotune(true);
+        let tuned = engine.compute(&request).unwrap();
+        let what = engine.device().to_string();
+        assert_eq!(parts(&tuned), parts(&rule), "{what}");
+        let lines = engine.autotuned();
+        assert!(
+            lines.iter().filter(|l| l.starts_with("product")).count() >= 3,
+            "{what}: {lines:?}"
+        );
+    }
+}

@@ -60,8 +60,11 @@ impl Engine {
     /// two), the first calls each run one candidate kernel (workgroup sizes, and on CPU adapters
     /// rows per invocation), timed, twice over, and from then on the fastest runs. Every call's
     /// result is checked as ever; but which candidate wins depends on timing, so two processes
-    /// may give results that differ in the last bits. Off by default, where a fixed rule picks
-    /// the kernel and the same input gives the same bits on every run. No effect on the CPU.
+    /// may give results that differ in the last bits. A linear head's matrix products are tuned
+    /// too: the first product of each class times every candidate tile and keeps the fastest,
+    /// and since every tile gives the same bits, that choice changes no result. Off by default,
+    /// where a fixed rule picks the kernel and the same input gives the same bits on every run.
+    /// No effect on the CPU.
     #[must_use]
     pub fn autotune(self, on: bool) -> Self {
         self.backend.set_autotune(on);

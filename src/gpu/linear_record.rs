@@ -243,7 +243,7 @@ impl GpuEngine {
         let at = (params, *offset);
         match pass {
             Gemm::Product(p) => {
-                let tile = self.gemm_tile(p.shape);
+                let tile = self.product_tile(p)?;
                 self.record_product((timing, encoder), p, at, tile)
             }
             Gemm::Sums(sums) => self.record_column_sums((timing, encoder), sums, at),

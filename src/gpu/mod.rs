@@ -45,6 +45,8 @@ pub(crate) struct GpuEngine {
     pipelines: Pipelines,
     workspace: Mutex<Workspace>,
     tuner: tune::Tuner,
+    /// The products' tiles the autotune has chosen.
+    tiles: gemm::TileTable,
 }
 
 /// Bytes of a buffer bound where a kernel reads nothing: at least one element of every binding's
@@ -66,6 +68,7 @@ impl GpuEngine {
             pipelines: Pipelines::default(),
             workspace: Mutex::new(Workspace::new()),
             tuner: tune::Tuner::default(),
+            tiles: gemm::TileTable::default(),
         }
     }
 
@@ -126,7 +129,9 @@ impl GpuEngine {
 
     /// The autotune's state, a line per class of shapes.
     pub fn autotuned(&self) -> Vec<String> {
-        self.tuner.report()
+        let mut lines = self.tuner.report();
+        lines.extend(self.tiles.report());
+        lines
     }
 
     /// A buffer that a kernel binds whole, of `bytes` for `rows` rows, must fit one storage

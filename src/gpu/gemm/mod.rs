@@ -6,6 +6,7 @@
 
 mod span;
 mod tile;
+mod tune;
 
 #[cfg(test)]
 mod speed;
@@ -14,6 +15,7 @@ mod tests;
 
 use tile::Adapter;
 pub(crate) use tile::{Kind, Tile};
+pub(crate) use tune::TileTable;
 
 use super::GpuEngine;
 use super::bindings::{Bound, GemmBindings};
@@ -317,9 +319,7 @@ impl GpuEngine {
         Tile::rule(self.tile_adapter(), shape)
     }
 
-    /// The candidate tiles that run on this device (the tests check each against the others;
-    /// the calls take the rule's).
-    #[cfg(test)]
+    /// The candidate tiles that run on this device: what the autotune times.
     pub(crate) fn gemm_tiles(&self) -> Vec<Tile> {
         let adapter = self.tile_adapter();
         Tile::candidates()
