@@ -46,7 +46,7 @@ pub(crate) struct GpuEngine {
     workspace: Mutex<Workspace>,
     tuner: tune::Tuner,
     /// The products' tiles the autotune has chosen.
-    tiles: gemm::TileTable,
+    tiles: gemm::tune::TileTable,
 }
 
 /// Bytes of a buffer bound where a kernel reads nothing: at least one element of every binding's
@@ -68,7 +68,7 @@ impl GpuEngine {
             pipelines: Pipelines::default(),
             workspace: Mutex::new(Workspace::new()),
             tuner: tune::Tuner::default(),
-            tiles: gemm::TileTable::default(),
+            tiles: gemm::tune::TileTable::default(),
         }
     }
 

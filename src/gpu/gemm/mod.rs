@@ -6,7 +6,7 @@
 
 mod span;
 mod tile;
-mod tune;
+pub(super) mod tune;
 
 #[cfg(test)]
 mod speed;
@@ -15,7 +15,6 @@ mod tests;
 
 use tile::Adapter;
 pub(crate) use tile::{Kind, Tile};
-pub(crate) use tune::TileTable;
 
 use super::GpuEngine;
 use super::bindings::{Bound, GemmBindings};
