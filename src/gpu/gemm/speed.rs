@@ -6,7 +6,6 @@ use wgpu::util::DeviceExt;
 
 use super::*;
 use crate::gpu::faults::engines;
-use crate::gpu::params::ParamArena;
 
 /// The shapes timed: (m, n, k), A's layout, B's element type and layout, and a name. The others
 /// are a linear head's products on a chunk of 512 tokens, D = 1024, V = 32000: the logits H·Wᵀ,
@@ -98,31 +97,11 @@ fn cpu_seconds() -> Option<f64> {
 /// Of `runs` runs of `product` on `tile`: the fastest's seconds by the pass's own timing, and the
 /// least CPU seconds one took.
 fn seconds(engine: &GpuEngine, product: &Product, tile: Tile, runs: usize) -> (f64, f64) {
-    let ctx = &engine.ctx;
-    let mut arena = ParamArena::new(&ctx.limits);
-    let offset = arena.push(&product.params(&ctx.limits).unwrap());
-    let params = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("xent speed: params"),
-        size: arena.bytes.len() as u64,
-        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    ctx.queue.write_buffer(&params, 0, &arena.bytes);
+    let params = engine.params_of(product).unwrap();
     (0..runs)
         .map(|_| {
-            let mut timing = Timing::new(ctx, true, 1);
-            let mut encoder = ctx.device.create_command_encoder(&Default::default());
-            engine
-                .record_product(
-                    (&mut timing, &mut encoder),
-                    product,
-                    (&params, offset),
-                    tile,
-                )
-                .unwrap();
             let cpu = cpu_seconds();
-            ctx.queue.submit([encoder.finish()]);
-            let wall = timing.finish(ctx).unwrap().unwrap().seconds;
+            let wall = engine.time_product(product, (&params, 0), tile).unwrap();
             let cpu = cpu.zip(cpu_seconds()).map_or(f64::NAN, |(a, b)| b - a);
             (wall, cpu)
         })

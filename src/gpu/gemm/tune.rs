@@ -133,13 +133,7 @@ impl GpuEngine {
             bias: None,
             accumulate: false,
         };
-        let mut arena = ParamArena::new(&self.ctx.limits);
-        let offset = arena.push(&trial.params(&self.ctx.limits)?);
-        let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("xent tile tune params"),
-            contents: &arena.bytes,
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let params = self.params_of(&trial)?;
         let rule = self.gemm_tile(trial.shape);
         let mut best = (f64::INFINITY, rule);
         let candidates =
@@ -147,20 +141,46 @@ impl GpuEngine {
         for tile in candidates {
             let mut seconds = f64::INFINITY;
             for _ in 0..2 {
-                let mut timing = Timing::new(&self.ctx, true, 1);
-                let mut encoder = device.create_command_encoder(&Default::default());
-                self.record_product((&mut timing, &mut encoder), &trial, (&params, offset), tile)?;
-                self.ctx.queue.submit([encoder.finish()]);
-                let time = timing.finish(&self.ctx)?.ok_or_else(|| Error::Wgpu {
-                    during: "tile autotune",
-                    message: "the trial was not timed".into(),
-                })?;
-                seconds = seconds.min(time.seconds);
+                let at = (&params, 0);
+                seconds = seconds.min(self.time_product(&trial, at, tile)?);
             }
             if seconds < best.0 {
                 best = (seconds, tile);
             }
         }
         Ok(best.1)
+    }
+
+    /// A uniform buffer holding `product`'s params alone, at offset 0.
+    pub(super) fn params_of(&self, product: &Product) -> Result<wgpu::Buffer> {
+        let mut arena = ParamArena::new(&self.ctx.limits);
+        arena.push(&product.params(&self.ctx.limits)?);
+        Ok(self
+            .ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("xent product params"),
+                contents: &arena.bytes,
+                usage: wgpu::BufferUsages::UNIFORM,
+            }))
+    }
+
+    /// Runs `product` once on `tile` in a submission of its own (its params at `params`), and
+    /// returns the pass's seconds by its own timing.
+    pub(super) fn time_product(
+        &self,
+        product: &Product,
+        params: (&wgpu::Buffer, u32),
+        tile: Tile,
+    ) -> Result<f64> {
+        let mut timing = Timing::new(&self.ctx, true, 1);
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        self.record_product((&mut timing, &mut encoder), product, params, tile)?;
+        self.ctx.queue.submit([encoder.finish()]);
+        let time = timing.finish(&self.ctx)?.ok_or_else(|| Error::Wgpu {
+            during: "timing a product",
+            message: "the pass was not timed".into(),
+        })?;
+        Ok(time.seconds)
     }
 }
